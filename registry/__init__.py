@@ -1,0 +1,53 @@
+"""glm-registry: a typed, multi-format model registry for the GLM family.
+
+    >>> import registry
+    >>> registry.get("glm4-chat-1m").context_length
+    1048576
+    >>> registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K").hubs["huggingface"].files
+    ['glm-4-9b-chat-1m.Q4_K.gguf']
+"""
+
+from __future__ import annotations
+
+from .catalog import Catalog, Resolved
+from .errors import NotFoundError, RegistryError, SpecError, StoreError
+from .schema import Family, Spec
+
+__version__ = "0.1.0"
+__all__ = [
+    "Catalog", "Family", "NotFoundError", "RegistryError", "Resolved", "Spec", "SpecError",
+    "StoreError", "catalog", "families", "get", "resolve", "search",
+]
+
+
+def catalog(include_user: bool = True) -> Catalog:
+    """The whole catalog: shipped specs (parsed once per process) plus registered families."""
+    from .catalog import load
+
+    return load(include_user=include_user)
+
+
+def get(name: str) -> Family:
+    """One family by name; NotFoundError lists the nearest names."""
+    return catalog().get(name)
+
+
+def families(
+    format: str | None = None,
+    quant: str | None = None,
+    engine: str | None = None,
+    ability: str | None = None,
+    min_context: int | None = None,
+) -> list[Family]:
+    """Families with at least one spec matching every filter given."""
+    return catalog().families(format=format, quant=quant, engine=engine, ability=ability, min_context=min_context)
+
+
+def search(text: str) -> list[Family]:
+    """Families whose name, description, hub IDs or architecture mention every word of `text`."""
+    return catalog().search(text)
+
+
+def resolve(name: str, format: str, quant: str, size: float | None = None) -> Resolved:
+    """Pin (family, format, quant) to one spec with its hub model IDs, revision and files."""
+    return catalog().resolve(name, format, quant, size=size)

@@ -1,0 +1,204 @@
+"""The catalog: shipped specs plus user-registered families, with look-up, filters and resolve."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import NotFoundError, SpecError, not_found
+from .loader import format_validation_error, read_spec_file
+from .schema import ENGINES, GGUF_ALIASES, QUANTS_BY_FORMAT, Family, Spec
+
+
+@dataclass(frozen=True)
+class Entry:
+    family: Family
+    origin: str  # "shipped" or "user"
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    hub: str
+    model_id: str
+    revision: str
+    files: list[str] = field(default_factory=list)  # empty: the whole snapshot
+
+    @property
+    def url(self) -> str:
+        base = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}[self.hub]
+        return base + self.model_id
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One (family, format, quantization) pinned to a spec and its hub objects."""
+
+    family: Family
+    spec: Spec
+    quantization: str  # as the spec names it (e.g. Q4_K)
+    canonical: str  # as tools name it (e.g. Q4_K_M)
+    hubs: dict[str, HubFiles]
+    engines: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "family": self.family.name,
+            "format": self.spec.format,
+            "size_in_billions": self.spec.size_in_billions,
+            "quantization": self.quantization,
+            "canonical_quantization": self.canonical,
+            "engines": self.engines,
+            "hubs": {
+                k: {"model_id": h.model_id, "revision": h.revision, "files": h.files, "url": h.url}
+                for k, h in self.hubs.items()
+            },
+        }
+
+
+@functools.lru_cache(maxsize=4)
+def _load_shipped(directory: str) -> tuple[Entry, ...]:
+    entries: list[Entry] = []
+    seen: dict[str, str] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        fam = read_spec_file(path)
+        if fam.name in seen:
+            raise SpecError(f"{path}: family {fam.name!r}: field name: duplicate of the family in {seen[fam.name]}")
+        seen[fam.name] = str(path)
+        entries.append(Entry(fam, "shipped", str(path)))
+    return tuple(entries)
+
+
+def shipped() -> tuple[Entry, ...]:
+    d = paths.specs_dir()
+    if not d.is_dir():
+        raise SpecError(f"{d}: specs directory not found; set REGISTRY_SPECS_DIR or install the project editable")
+    return _load_shipped(str(d))
+
+
+def _user_entries() -> list[Entry]:
+    if not paths.has_database():
+        return []  # nothing registered yet: no need to import SQLAlchemy
+    from pydantic import ValidationError
+
+    from .store import Store
+
+    out = []
+    for row in Store().user_families():
+        try:
+            fam = Family.model_validate(row.body)
+        except ValidationError as e:  # a schema change made an old registration invalid
+            raise SpecError(format_validation_error(e, f"registered family (from {row.source_path})", row.name)) from None
+        out.append(Entry(fam, "user", row.source_path))
+    return out
+
+
+class Catalog:
+    def __init__(self, entries: list[Entry] | tuple[Entry, ...]):
+        self._entries = {e.family.name: e for e in entries}
+
+    @classmethod
+    def load(cls, include_user: bool = True) -> Catalog:
+        entries = list(shipped())
+        if include_user:
+            entries += _user_entries()
+        return cls(entries)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise not_found("family", name, self._entries, "`registry list` shows them all") from None
+
+    def get(self, name: str) -> Family:
+        return self.entry(name).family
+
+    def families(
+        self,
+        format: str | None = None,
+        quant: str | None = None,
+        engine: str | None = None,
+        ability: str | None = None,
+        min_context: int | None = None,
+    ) -> list[Family]:
+        if format and format not in QUANTS_BY_FORMAT:
+            raise not_found("format", format, QUANTS_BY_FORMAT)
+        if engine and engine not in ENGINES:
+            raise not_found("engine", engine, ENGINES)
+        out = []
+        for name in self.names():
+            fam = self._entries[name].family
+            if ability and ability not in fam.abilities:
+                continue
+            if min_context and fam.context_length < min_context:
+                continue
+            specs = [s for s in fam.specs if not format or s.format == format]
+            if quant:
+                specs = [s for s in specs if quant in s.quantizations or quant in {s.canonical_quant(q) for q in s.quantizations}]
+            if engine:
+                specs = [s for s in specs if engine in s.engines and (not quant or engine in s.engines_for(_spec_quant(s, quant)))]
+            if specs:
+                out.append(fam)
+        return out
+
+    def search(self, text: str) -> list[Family]:
+        words = text.lower().split()
+        out = []
+        for name in self.names():
+            fam = self._entries[name].family
+            hay = " ".join(
+                [fam.name, fam.description, fam.vendor, " ".join(fam.abilities), " ".join(fam.languages)]
+                + [h.model_id for s in fam.specs for h in s.hubs.values()]
+                + [s.format for s in fam.specs]
+                + fam.architecture.hf_classes
+            ).lower()
+            if all(w in hay for w in words):
+                out.append(fam)
+        return out
+
+    def resolve(self, name: str, format: str, quant: str, size: float | None = None) -> Resolved:
+        fam = self.get(name)
+        specs = [s for s in fam.specs if s.format == format]
+        if not specs:
+            raise not_found("format", format, fam.formats(), f"family {name} has: {', '.join(fam.formats())}")
+        if size is not None:
+            sized = [s for s in specs if s.size_in_billions == size]
+            if not sized:
+                sizes = ", ".join(s.size_label for s in specs)
+                raise NotFoundError(f"family {name} has no {format} spec of {size:g}B; sizes: {sizes}")
+            specs = sized
+        matches = [s for s in specs if _spec_quant(s, quant) is not None]
+        if not matches:
+            have = ", ".join(q for s in specs for q in s.quantizations)
+            raise NotFoundError(f"{name} {format} has no quantization {quant!r}; it has: {have}")
+        if len(matches) > 1:
+            sizes = ", ".join(s.size_label for s in matches)
+            raise NotFoundError(f"{name} {format} {quant} exists in sizes {sizes}; pass a size")
+        spec = matches[0]
+        q = _spec_quant(spec, quant)
+        assert q is not None
+        hubs = {
+            hub: HubFiles(hub, src.model_id, src.revision_for(q), src.files_for(q))
+            for hub, src in spec.hubs.items()
+        }
+        return Resolved(fam, spec, q, spec.canonical_quant(q), hubs, spec.engines_for(q))
+
+
+def _spec_quant(spec: Spec, quant: str) -> str | None:
+    """The spec's own name for `quant`, accepting either side of the GGUF aliases (Q4_K / Q4_K_M)."""
+    if quant in spec.quantizations:
+        return quant
+    if spec.format == "ggufv2":
+        for q in spec.quantizations:
+            if GGUF_ALIASES.get(q) == quant or GGUF_ALIASES.get(quant) == q:
+                return q
+    return None
+
+
+def load(include_user: bool = True) -> Catalog:
+    return Catalog.load(include_user=include_user)

@@ -1,0 +1,283 @@
+"""The `registry` command. Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage error.
+
+Nothing imports this module; heavy parts are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .errors import RegistryError
+
+app = typer.Typer(
+    name="registry",
+    help="A typed, multi-format model registry for the GLM family.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _catalog():
+    from .catalog import load
+
+    return load()
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, header_style="bold", title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    _console().print(t)
+
+
+# --- read commands -------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Only families with a spec in this format."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Only families offering this quantization."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
+    ability: Optional[str] = typer.Option(None, "--ability", "-a", help="chat, tools, reasoning, vision ..."),
+    min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
+    json_: bool = JsonOpt,
+) -> None:
+    """List model families."""
+    from .views import family_row
+
+    cat = _catalog()
+    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability, min_context=min_context)
+    rows = [{**family_row(f), "origin": cat.entry(f.name).origin} for f in fams]
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        _console().print("no family matches these filters")
+        return
+    _table(
+        None,
+        ["name", "params", "context", "formats", "engines", "abilities", "licence"],
+        [
+            [
+                r["name"] + (" (user)" if r["origin"] == "user" else ""),
+                f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)" if r["active_params_b"] else ""),
+                f"{r['context_length']:,}",
+                ", ".join(r["formats"]),
+                ", ".join(r["engines"]),
+                ", ".join(r["abilities"]),
+                r["licence"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."), json_: bool = JsonOpt) -> None:
+    """Show a family and every spec."""
+    from .views import family_view
+
+    cat = _catalog()
+    entry = cat.entry(name)
+    view = family_view(entry.family, entry.origin)
+    if json_:
+        _print_json(view)
+        return
+    _show_table(view)
+
+
+def _show_table(v: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    con = _console()
+    arch = v["architecture"]
+    lic = v["licence"]
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    params = f"{arch['total_params_b']:g}B" + (
+        f", {arch['active_params_b']:g}B active" if arch.get("active_params_b") else ""
+    )
+    for k, val in [
+        ("Family", v["name"]),
+        ("Context Length", f"{v['context_length']}"),
+        ("Languages", ", ".join(v["languages"])),
+        ("Abilities", ", ".join(v["abilities"])),
+        ("Description", v["description"]),
+        ("Architecture", f"{', '.join(arch['hf_classes'])}: {arch['kind']}, {params}, {arch['layers']} layers, "
+         f"hidden {arch['hidden_size']}, {arch['attention']} {arch['attention_heads']} heads"
+         + (f" / {arch['kv_heads']} KV" if arch.get("kv_heads") else "")
+         + (f", {arch['experts']} experts ({arch['experts_per_token']} active)" if arch.get("experts") else "")),
+        ("Licence", lic["name"] + (f" ({lic['url']})" if lic.get("url") else "")
+         + (f"; commercial use: {lic['commercial_use']}" if lic.get("commercial_use") else "")),
+    ]:
+        head.add_row(k, val)
+    if lic.get("attribution"):
+        head.add_row("Attribution", lic["attribution"])
+    if lic.get("naming"):
+        head.add_row("Naming", lic["naming"])
+    con.print(head)
+    t = Table(header_style="bold", show_lines=True)
+    for c in ["#", "format", "size", "quantizations", "engines", "model id (revision)"]:
+        t.add_column(c, overflow="fold")
+    for s in v["specs"]:
+        quants = ", ".join(
+            q + (f" (= {s['quantization_aliases'][q]})" if q in s["quantization_aliases"] else "")
+            for q in s["quantizations"]
+        )
+        engines = ", ".join(s["engine_titles"]) + (f" ({s['engine_note']})" if s["engine_note"] else "")
+        hubs = "\n".join(
+            f"{h['title']}: {h['model_id']}"
+            + (f" @ {h['revision']}" if h.get("revision", "main") != "main" else "")
+            + ("".join(f"\n  {q} @ {b}" for q, b in h.get("revisions", {}).items()))
+            + (f"\n  files: {h['file_template']}" if h.get("file_template") else "")
+            for h in s["hubs"].values()
+        ) or "(built locally from its recipe)"
+        t.add_row(str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs)
+    con.print(t)
+    if any(s["quantization_aliases"] for s in v["specs"]):
+        con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
+
+
+@app.command()
+def search(text: str = typer.Argument(..., help="Words to look for."), json_: bool = JsonOpt) -> None:
+    """Search names, descriptions, hub IDs and architectures."""
+    from .views import family_row
+
+    rows = [family_row(f) for f in _catalog().search(text)]
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        _console().print(f"nothing matches {text!r}")
+        return
+    _table(None, ["name", "params", "formats", "abilities"],
+           [[r["name"], f"{r['params_b']:g}B", ", ".join(r["formats"]), ", ".join(r["abilities"])] for r in rows])
+
+
+@app.command()
+def resolve(
+    name: str,
+    format: str = typer.Option(..., "--format", "-f"),
+    quant: str = typer.Option(..., "--quant", "-q"),
+    size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Pin a family/format/quant to its hub repo, revision and files."""
+    r = _catalog().resolve(name, format, quant, size=size)
+    d = r.to_dict()
+    if json_:
+        _print_json(d)
+        return
+    rows = [[h, x["model_id"], x["revision"], "\n".join(x["files"]) or "(snapshot)"] for h, x in d["hubs"].items()]
+    _table(f"{name} {format} {r.quantization} -> {r.canonical}; engines: {', '.join(r.engines)}",
+           ["hub", "model id", "revision", "files"], rows)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a spec file."""
+    from .schema import json_schema
+
+    _print_json(json_schema())
+
+
+# --- spec files ----------------------------------------------------------------------------
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."), json_: bool = JsonOpt) -> None:
+    """Check spec files; exit 1 if any is invalid."""
+    from .errors import SpecError
+    from .loader import read_spec_file
+
+    results = []
+    names: dict[str, str] = {}
+    for f in files:
+        try:
+            fam = read_spec_file(f)
+            if fam.name in names:
+                raise SpecError(f"{f}: family {fam.name!r}: field name: duplicate of the family in {names[fam.name]}")
+            names[fam.name] = str(f)
+            results.append({"file": str(f), "ok": True, "family": fam.name})
+        except SpecError as e:
+            results.append({"file": str(f), "ok": False, "error": str(e)})
+    if json_:
+        _print_json(results)
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"ok: {r['file']} ({r['family']})")
+            else:
+                print(f"error: {r['error']}", file=sys.stderr)
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def register(file: Path = typer.Argument(..., help="A spec file of your own family.")) -> None:
+    """Add a user family to the store (it cannot shadow a shipped name)."""
+    from .catalog import shipped
+    from .errors import SpecError
+    from .loader import read_spec_file
+    from .store import Store
+
+    fam = read_spec_file(file)
+    shipped_names = {e.family.name for e in shipped()}
+    if fam.name in shipped_names:
+        raise SpecError(f"{file}: family {fam.name!r}: field name: a shipped family has this name; choose another")
+    Store().register_family(fam.name, fam.model_dump(mode="json", exclude_none=True), str(file.resolve()))
+    print(f"registered {fam.name} ({len(fam.specs)} spec{'s' if len(fam.specs) != 1 else ''})")
+
+
+@app.command()
+def unregister(name: str) -> None:
+    """Remove a user family from the store."""
+    from .store import Store
+
+    Store().unregister_family(name)
+    print(f"unregistered {name}")
+
+
+@app.command()
+def demo(json_: bool = JsonOpt) -> None:
+    """Run the whole registry path locally, with no hub (see README)."""
+    from .demo import run
+
+    result = run(say=(lambda _m: None) if json_ else print)
+    if json_:
+        _print_json(result)
+
+
+def main() -> None:
+    try:
+        app()
+    except RegistryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,45 @@
+"""The registry's error types. Every one carries a message a person can act on."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RegistryError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits 1."""
+
+
+class NotFoundError(RegistryError, LookupError):
+    """A family, format, quantization or engine that the registry does not have."""
+
+
+class SpecError(RegistryError, ValueError):
+    """A spec file or document that does not validate."""
+
+
+class StoreError(RegistryError):
+    """The state database refused an operation (duplicate, missing row, bad URL)."""
+
+
+def nearest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The closest names to `word`, for 'did you mean' hints."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.4)
+    # Substring matches help with short prefixes such as 'glm4' that difflib scores low.
+    extra = [c for c in choices if word.lower() in c.lower() and c.lower() not in hits]
+    return [lowered[h] for h in hits] + extra[: max(0, n - len(hits))]
+
+
+def not_found(kind: str, word: str, choices: Iterable[str], hint: str = "") -> NotFoundError:
+    choices = sorted(set(choices))
+    near = nearest(word, choices)
+    msg = f"unknown {kind} {word!r}"
+    if near:
+        msg += f"; nearest: {', '.join(near)}"
+    elif choices:
+        msg += f"; known: {', '.join(choices)}"
+    if hint:
+        msg += f" ({hint})"
+    return NotFoundError(msg)

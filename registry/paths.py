@@ -1,0 +1,50 @@
+"""Where the registry keeps its state. REGISTRY_HOME moves all of it (tests use that)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def home() -> Path:
+    env = os.environ.get("REGISTRY_HOME")
+    if env:
+        p = Path(env).expanduser()
+    else:
+        from platformdirs import user_data_dir  # only when no override is set
+
+        p = Path(user_data_dir("glm-registry", appauthor=False))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def specs_dir() -> Path:
+    """The shipped specs: REGISTRY_SPECS_DIR, else specs/ beside the package (editable install)."""
+    env = os.environ.get("REGISTRY_SPECS_DIR")
+    return Path(env) if env else PACKAGE_DIR.parent / "specs"
+
+
+def database_url() -> str:
+    url = os.environ.get("REGISTRY_DATABASE_URL")
+    return url or f"sqlite:///{home() / 'registry.db'}"
+
+
+def has_database() -> bool:
+    """True when a database may hold user state; lets read paths skip importing SQLAlchemy."""
+    if os.environ.get("REGISTRY_DATABASE_URL"):
+        return True
+    return (home() / "registry.db").exists()
+
+
+def artifacts_dir() -> Path:
+    p = home() / "artifacts"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def logs_dir() -> Path:
+    p = home() / "logs"
+    p.mkdir(parents=True, exist_ok=True)
+    return p

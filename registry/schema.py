@@ -1,0 +1,416 @@
+"""The typed schema of a model family and its specs (pydantic v2).
+
+A spec file in specs/ holds one Family. The vocabulary below (formats, quantization names,
+engines) is the registry's own language; facts about particular models live only in specs/.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+# --- vocabulary ---------------------------------------------------------------------------
+
+EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers"]
+ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers")
+ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers"}
+
+FormatName = Literal["pytorch", "ggufv2", "compressed-tensors", "awq", "gptq", "modelopt"]
+
+GGUF_QUANTS: tuple[str, ...] = (
+    "Q2_K", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K", "Q3_K_M", "Q3_K_L",
+    "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K", "Q4_K_M", "Q5_0", "Q5_1",
+    "Q5_K_S", "Q5_K", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "FP16", "F16", "F32",
+)
+# The short K-quant names that hubs and seed 004 use stand for llama.cpp's _M variants.
+GGUF_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16"}
+
+QUANTS_BY_FORMAT: dict[str, tuple[str, ...]] = {
+    "pytorch": ("none", "4-bit", "8-bit"),
+    "ggufv2": GGUF_QUANTS,
+    "compressed-tensors": (
+        "FP8_DYNAMIC", "FP8", "W8A8", "W8A16", "W4A16",
+        "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "NVFP4", "NVFP4A16",
+    ),
+    "awq": ("Int4",),
+    "gptq": ("Int4", "Int8"),
+    "modelopt": ("NVFP4", "FP8"),
+}
+
+Language = Literal["en", "zh", "de", "fr", "es", "ja", "ko", "ru", "ar", "it", "pt", "vi"]
+Ability = Literal["chat", "generate", "tools", "reasoning", "vision"]
+
+FamilyName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+]
+HubId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+Scalar = str | int | float | bool | None
+GS_RE = re.compile(r"_GS(\d+)$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a spec must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --- family-level facts ---------------------------------------------------------------------
+
+
+class Licence(Strict):
+    name: str = Field(description="Licence name, e.g. 'glm-4' or 'mit'.")
+    url: str | None = None
+    attribution: str | None = Field(None, description="Text derived works must show, e.g. 'Built with glm-4'.")
+    naming: str | None = Field(None, description="Naming rule for derived models.")
+    required_prefix: str | None = Field(None, description="Prefix a derived model's name must carry.")
+    commercial_use: Literal["allowed", "registration-required", "forbidden"] = "allowed"
+    registration_url: str | None = None
+    restrictions: list[str] = []
+    contact: str | None = None
+    gated: bool = Field(False, description="The hub asks users to accept the licence before download.")
+
+
+class Architecture(Strict):
+    hf_classes: list[str] = Field(min_length=1, description="config.json 'architectures' values.")
+    model_type: str | None = None
+    kind: Literal["dense", "moe"]
+    total_params_b: PositiveFloat
+    active_params_b: PositiveFloat | None = None
+    layers: PositiveInt
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt | None = None
+    attention: Literal["gqa", "mla", "dsa"]
+    attention_heads: PositiveInt
+    kv_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = None
+    # MLA / DSA (GLM-5)
+    q_lora_rank: PositiveInt | None = None
+    kv_lora_rank: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+    qk_nope_head_dim: PositiveInt | None = None
+    v_head_dim: PositiveInt | None = None
+    # DSA's lightning indexer (GLM-5)
+    indexer_heads: PositiveInt | None = None
+    indexer_head_dim: PositiveInt | None = None
+    indexer_topk: PositiveInt | None = None
+    # MoE
+    experts: PositiveInt | None = None
+    experts_per_token: PositiveInt | None = None
+    shared_experts: NonNegativeInt | None = None
+    moe_intermediate_size: PositiveInt | None = None
+    dense_layers: NonNegativeInt | None = Field(None, description="Leading dense layers (first_k_dense_replace).")
+    mtp_layers: NonNegativeInt = 0
+    vocab_size: PositiveInt
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Architecture:
+        if self.kind == "moe":
+            if not self.experts or not self.experts_per_token:
+                raise ValueError("a moe architecture needs experts and experts_per_token")
+            if self.experts_per_token > self.experts:
+                raise ValueError(
+                    f"experts_per_token ({self.experts_per_token}) exceeds experts ({self.experts})"
+                )
+            if self.active_params_b is None:
+                raise ValueError("a moe architecture needs active_params_b")
+        elif self.experts:
+            raise ValueError("a dense architecture has no experts; set kind: moe")
+        if self.active_params_b and self.active_params_b > self.total_params_b:
+            raise ValueError("active_params_b exceeds total_params_b")
+        if self.attention == "gqa":
+            if self.kv_heads is None or self.head_dim is None:
+                raise ValueError("gqa attention needs kv_heads and head_dim")
+            if self.attention_heads % self.kv_heads:
+                raise ValueError(
+                    f"attention_heads ({self.attention_heads}) is not a multiple of kv_heads ({self.kv_heads})"
+                )
+        elif self.kv_lora_rank is None or self.qk_rope_head_dim is None:
+            raise ValueError(f"{self.attention} attention needs kv_lora_rank and qk_rope_head_dim")
+        if self.attention == "dsa" and self.indexer_topk is None:
+            raise ValueError("dsa attention needs indexer_topk (the sparse-attention indexer's top-k)")
+        return self
+
+
+class ChatSettings(Strict):
+    template: str = Field(description="Chat template family name, e.g. 'chatglm4' or 'glm45'.")
+    stop: list[str] = []
+    stop_token_ids: list[NonNegativeInt] = []
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+
+
+# --- spec-level ------------------------------------------------------------------------------
+
+
+def _check_template(template: str) -> str:
+    if ".." in template or template.startswith(("/", "\\")) or "\\" in template:
+        raise ValueError(f"file template {template!r} must be a plain relative name without '..' or '\\'")
+    return template
+
+
+class HubSource(Strict):
+    model_id: HubId
+    revision: str = "main"
+    revisions: dict[str, str] = Field({}, description="Hub branch per quantization (seed 001).")
+    file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
+    split_parts: dict[str, PositiveInt] = Field({}, description="Quantizations published in N parts.")
+    split_style: Literal["gguf-split", "part"] = "gguf-split"
+
+    @field_validator("file_template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _check_template(v)
+        if "{quantization}" not in v:
+            raise ValueError(f"file template {v!r} lacks '{{quantization}}'")
+        try:
+            v.format(quantization="Q4_K_M")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"file template {v!r} has a placeholder other than {{quantization}}: {e}")
+        return v
+
+    def revision_for(self, quant: str) -> str:
+        return self.revisions.get(quant, self.revision)
+
+    def files_for(self, quant: str) -> list[str]:
+        """The file names of one GGUF quantization, split parts included."""
+        if self.file_template is None:
+            return []
+        name = _check_template(self.file_template.format(quantization=quant))
+        parts = self.split_parts.get(quant, 1)
+        if parts == 1:
+            return [name]
+        if self.split_style == "part":
+            return [f"{name}.part{i}of{parts}" for i in range(1, parts + 1)]
+        stem = name[: -len(".gguf")] if name.endswith(".gguf") else name
+        return [f"{stem}-{i:05d}-of-{parts:05d}.gguf" for i in range(1, parts + 1)]
+
+
+class EngineRule(Strict):
+    quantizations: list[str] | None = Field(None, description="None: every quantization of the spec.")
+    min_compute_capability: float | None = None
+    note: str | None = None
+
+
+class Hardware(Strict):
+    min_compute_capability: float | None = Field(None, description="e.g. 10.0 for Blackwell-only NVFP4.")
+    min_gpus: PositiveInt | None = None
+    note: str | None = None
+
+
+class LaunchProfile(Strict):
+    engine: EngineName
+    name: str = "default"
+    description: str | None = None
+    args: dict[str, Scalar | list[str]] = Field(
+        {}, description="Flags in order; true means a bare flag, a list repeats values."
+    )
+    env: dict[str, str] = {}
+    port: PositiveInt | None = None
+    source: str | None = Field(None, description="Where the command comes from, e.g. 'seed 000'.")
+
+    @field_validator("args")
+    @classmethod
+    def _flags(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for flag in v:
+            if not flag.startswith("-") or " " in flag:
+                raise ValueError(f"argument {flag!r} must be a single flag starting with '-'")
+        return v
+
+
+class LengthBucket(Strict):
+    min_tokens: PositiveInt
+    max_tokens: PositiveInt
+    fraction: float = Field(gt=0, le=1)
+
+
+class Calibration(Strict):
+    datasets: list[str] = []
+    split: str | None = None
+    samples: PositiveInt | None = None
+    max_seq_length: PositiveInt | None = None
+    seed: int | None = None
+    length_mix: list[LengthBucket] = []
+    all_experts: bool = Field(False, description="Every expert sees every token while calibrating (seed 001).")
+    passes: list[str] = []
+    chat_template: bool = True
+
+    @model_validator(mode="after")
+    def _mix(self) -> Calibration:
+        if self.length_mix and abs(sum(b.fraction for b in self.length_mix) - 1.0) > 1e-6:
+            raise ValueError("length_mix fractions must add up to 1")
+        return self
+
+
+class Recipe(Strict):
+    tool: Literal["llmcompressor", "modelopt", "llama.cpp", "glm-registry", "autoawq"]
+    tool_version: str | None = None
+    method: Literal["oneshot", "awq", "gptq", "rtn", "ptq", "convert"]
+    scheme: str
+    num_bits: PositiveInt | None = None
+    symmetric: bool | None = None
+    strategy: Literal["group", "channel", "tensor", "block"] | None = None
+    group_size: PositiveInt | None = Field(None, description="None with _GSn quantizations: taken from the name.")
+    targets: list[str] = []
+    ignore: list[str] = []
+    calibration: Calibration | None = None
+    drop_mtp: bool = False
+    save_compressed: bool | None = None
+    parent: HubId | None = None
+    notes: str | None = None
+    source: str | None = None
+
+
+class Spec(Strict):
+    format: FormatName
+    size_in_billions: PositiveFloat
+    quantizations: list[str] = Field(min_length=1)
+    hubs: dict[Literal["huggingface", "modelscope"], HubSource] = {}
+    engines: dict[EngineName, EngineRule] = Field(min_length=1)
+    hardware: Hardware | None = None
+    launch: list[LaunchProfile] = []
+    recipe: Recipe | None = None
+    served_name: str | None = Field(None, description="Name the server announces, e.g. 'glm-4-9b-chat'.")
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_list(cls, v: Any) -> Any:
+        # `engines: [vllm, transformers]` is shorthand for rules with no restriction.
+        if isinstance(v, list):
+            return {e: {} for e in v}
+        return {k: ({} if r is None else r) for k, r in v.items()} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        allowed = QUANTS_BY_FORMAT[self.format]
+        for q in self.quantizations:
+            if q not in allowed:
+                raise ValueError(
+                    f"quantization {q!r} is not a {self.format} quantization; "
+                    f"{self.format} has: {', '.join(allowed)}"
+                )
+        if len(set(self.quantizations)) != len(self.quantizations):
+            raise ValueError("quantizations lists a name twice")
+        quants = set(self.quantizations)
+        for engine, rule in self.engines.items():
+            for q in rule.quantizations or []:
+                if q not in quants:
+                    raise ValueError(f"engine rule for {engine} names quantization {q!r} that the spec lacks")
+        for hub, src in self.hubs.items():
+            for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts)):
+                for q in keyed:
+                    if q not in quants:
+                        raise ValueError(
+                            f"{hub} {label} names quantization {q!r} that the spec lacks "
+                            f"(it has: {', '.join(self.quantizations)})"
+                        )
+            if self.format == "ggufv2" and src.file_template is None:
+                raise ValueError(f"{hub}: a ggufv2 spec needs file_template (e.g. 'name.{{quantization}}.gguf')")
+            if self.format != "ggufv2" and src.file_template is not None:
+                raise ValueError(f"{hub}: file_template is for ggufv2 specs; {self.format} repos are whole snapshots")
+        for p in self.launch:
+            if p.engine not in self.engines:
+                raise ValueError(f"launch profile {p.name!r} uses engine {p.engine!r} that the spec does not list")
+        names = [(p.engine, p.name) for p in self.launch]
+        if len(set(names)) != len(names):
+            raise ValueError("two launch profiles share an engine and name")
+        return self
+
+    # -- derived look-ups --
+
+    def canonical_quant(self, quant: str) -> str:
+        """The name a converter or engine uses (Q4_K -> Q4_K_M for GGUF)."""
+        return GGUF_ALIASES.get(quant, quant) if self.format == "ggufv2" else quant
+
+    def engines_for(self, quant: str) -> list[str]:
+        return [e for e, r in self.engines.items() if r.quantizations is None or quant in r.quantizations]
+
+    def engine_rule_text(self) -> str:
+        """Seed 004's wording, e.g. 'vLLM only available for quantization none'."""
+        notes = []
+        for e, r in self.engines.items():
+            if r.quantizations is not None and set(r.quantizations) != set(self.quantizations):
+                qs = ", ".join(r.quantizations)
+                word = "quantization" if len(r.quantizations) == 1 else "quantizations"
+                notes.append(f"{ENGINE_TITLES[e]} only available for {word} {qs}")
+        return "; ".join(notes)
+
+    def recipe_for(self, quant: str) -> Recipe | None:
+        if self.recipe is None:
+            return None
+        m = GS_RE.search(quant)
+        if self.recipe.group_size is None and m:
+            return self.recipe.model_copy(update={"group_size": int(m.group(1))})
+        return self.recipe
+
+    def min_compute_capability(self, engine: str | None = None) -> float | None:
+        caps = [self.hardware.min_compute_capability] if self.hardware else []
+        if engine and engine in self.engines:
+            caps.append(self.engines[engine].min_compute_capability)
+        caps = [c for c in caps if c is not None]
+        return max(caps) if caps else None
+
+    def profiles(self, engine: str) -> list[LaunchProfile]:
+        return [p for p in self.launch if p.engine == engine]
+
+    @property
+    def size_label(self) -> str:
+        s = self.size_in_billions
+        return str(int(s)) if float(s).is_integer() else str(s)
+
+
+class Family(Strict):
+    schema_version: Literal[1] = 1
+    name: FamilyName
+    description: str = Field(min_length=1)
+    vendor: str = "Zhipu AI"
+    licence: Licence
+    languages: list[Language] = Field(min_length=1)
+    abilities: list[Ability] = Field(min_length=1)
+    context_length: PositiveInt
+    architecture: Architecture
+    chat: ChatSettings | None = None
+    specs: list[Spec] = Field(min_length=1)
+    sources: list[str] = Field([], description="Where the facts in this file come from.")
+
+    @model_validator(mode="after")
+    def _unique_specs(self) -> Family:
+        keys = [(s.format, s.size_in_billions) for s in self.specs]
+        for k in set(keys):
+            if keys.count(k) > 1:
+                raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B")
+        return self
+
+    def formats(self) -> list[str]:
+        return list(dict.fromkeys(s.format for s in self.specs))
+
+    def quantizations(self) -> list[str]:
+        return list(dict.fromkeys(q for s in self.specs for q in s.quantizations))
+
+    def engines(self) -> list[str]:
+        return list(dict.fromkeys(e for s in self.specs for e in s.engines))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec file, for editors."""
+    schema = Family.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://glm-registry.invalid/schema/family-v1.json"
+    return schema

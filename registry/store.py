@@ -1,0 +1,220 @@
+"""The one database of things that change: user families, local artifacts, deployments.
+
+SQLite in the user's data dir by default (WAL, busy timeout, writers serialised with
+BEGIN IMMEDIATE so concurrent processes queue instead of failing); PostgreSQL when
+REGISTRY_DATABASE_URL says so.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Text, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from . import paths
+from .errors import NotFoundError, StoreError
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UserFamily(SQLModel, table=True):
+    __tablename__ = "user_family"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    source_path: str | None = None
+    registered_at: datetime = Field(default_factory=utcnow)
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifact"
+    id: int | None = Field(default=None, primary_key=True)
+    family: str = Field(index=True)
+    format: str
+    quantization: str
+    path: str = Field(sa_column=Column(Text, unique=True, nullable=False))
+    sha256: str
+    size_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    parent: str | None = None
+    recipe: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Deployment(SQLModel, table=True):
+    __tablename__ = "deployment"
+    id: int | None = Field(default=None, primary_key=True)
+    family: str = Field(index=True)
+    format: str
+    quantization: str
+    engine: str
+    argv: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    host: str = "127.0.0.1"
+    port: int
+    pid: int | None = None
+    status: str = "starting"  # starting | running | failed | stopped
+    log_path: str | None = None
+    artifact_id: int | None = Field(default=None, foreign_key="artifact.id")
+    started: datetime = Field(default_factory=utcnow)
+    stopped: datetime | None = None
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # let the 'begin' hook below issue BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that later upgrades to a
+        # writer fails with 'database is locked' instead of waiting on busy_timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or paths.database_url()
+    with _lock:
+        if url in _engines:
+            return _engines[url]
+        if url.startswith("postgresql://"):
+            url_driver = "postgresql+psycopg://" + url[len("postgresql://"):]
+        else:
+            url_driver = url
+        try:
+            engine = create_engine(url_driver, pool_pre_ping=not url.startswith("sqlite"))
+        except Exception as e:  # bad URL or missing driver
+            raise StoreError(
+                f"cannot open database {url!r}: {e}; for PostgreSQL install the 'postgres' extra"
+            ) from None
+        if engine.dialect.name == "sqlite":
+            _sqlite_setup(engine)
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    # Several processes may create the schema at once; serialise them.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7240931)")
+                SQLModel.metadata.create_all(conn)
+        except OperationalError as e:
+            raise StoreError(f"cannot open database {url!r}: {e.orig}") from None
+        _engines[url] = engine
+        return engine
+
+
+class Store:
+    """Typed operations on the state database. Each method is one transaction."""
+
+    def __init__(self, url: str | None = None):
+        self.engine = get_engine(url)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- user families --
+
+    def register_family(self, name: str, body: dict[str, Any], source_path: str | None = None) -> UserFamily:
+        row = UserFamily(name=name, body=body, source_path=source_path)
+        with self.session() as s:
+            if s.exec(select(UserFamily).where(UserFamily.name == name)).first():
+                raise StoreError(
+                    f"family {name!r} is already registered; `registry unregister {name}` first to replace it"
+                )
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:
+                raise StoreError(f"family {name!r} is already registered") from None
+            return row
+
+    def unregister_family(self, name: str) -> None:
+        with self.session() as s:
+            row = s.exec(select(UserFamily).where(UserFamily.name == name)).first()
+            if row is None:
+                names = [r.name for r in s.exec(select(UserFamily))]
+                from .errors import not_found
+
+                raise not_found("user family", name, names, "only families added with `registry register` can be removed")
+            s.delete(row)
+            s.commit()
+
+    def user_families(self) -> list[UserFamily]:
+        with self.session() as s:
+            return list(s.exec(select(UserFamily).order_by(UserFamily.name)))
+
+    # -- artifacts --
+
+    def add_artifact(self, **fields: Any) -> Artifact:
+        row = Artifact(**fields)
+        with self.session() as s:
+            old = s.exec(select(Artifact).where(Artifact.path == row.path)).first()
+            if old is not None:  # re-recording the same file replaces its facts
+                s.delete(old)
+                s.flush()
+            s.add(row)
+            s.commit()
+            return row
+
+    def artifacts(self, family: str | None = None, format: str | None = None, quantization: str | None = None) -> list[Artifact]:
+        with self.session() as s:
+            q = select(Artifact)
+            if family:
+                q = q.where(Artifact.family == family)
+            if format:
+                q = q.where(Artifact.format == format)
+            if quantization:
+                q = q.where(Artifact.quantization == quantization)
+            return list(s.exec(q.order_by(Artifact.id)))
+
+    def remove_artifact(self, artifact_id: int) -> None:
+        with self.session() as s:
+            row = s.get(Artifact, artifact_id)
+            if row is None:
+                raise NotFoundError(f"no artifact with id {artifact_id}")
+            s.delete(row)
+            s.commit()
+
+    # -- deployments --
+
+    def add_deployment(self, **fields: Any) -> Deployment:
+        row = Deployment(**fields)
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+            return row
+
+    def update_deployment(self, dep_id: int, **fields: Any) -> Deployment:
+        with self.session() as s:
+            row = s.get(Deployment, dep_id)
+            if row is None:
+                raise NotFoundError(f"no deployment with id {dep_id}")
+            for k, v in fields.items():
+                setattr(row, k, v)
+            s.add(row)
+            s.commit()
+            return row
+
+    def deployments(self, status: str | None = None, family: str | None = None) -> list[Deployment]:
+        with self.session() as s:
+            q = select(Deployment)
+            if status:
+                q = q.where(Deployment.status == status)
+            if family:
+                q = q.where(Deployment.family == family)
+            return list(s.exec(q.order_by(Deployment.id)))

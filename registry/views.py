@@ -1,0 +1,67 @@
+"""Plain-data views of families, shared by `registry show --json`, the tables and the docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import ENGINE_TITLES, GGUF_ALIASES, Family, Spec
+
+HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
+HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
+
+
+def spec_view(spec: Spec, index: int) -> dict[str, Any]:
+    d = spec.model_dump(mode="json", exclude_none=True)
+    rules = d.pop("engines")
+    hubs = d.pop("hubs")
+    out: dict[str, Any] = {
+        "index": index,
+        "title": f"Model Spec {index} ({spec.format}, {spec.size_label} Billion)",
+        "format": spec.format,
+        "size_in_billions": spec.size_in_billions,
+        "quantizations": list(spec.quantizations),
+        "quantization_aliases": {
+            q: GGUF_ALIASES[q] for q in spec.quantizations if spec.format == "ggufv2" and q in GGUF_ALIASES
+        },
+        "engines": list(spec.engines),
+        "engine_titles": [ENGINE_TITLES[e] for e in spec.engines],
+        "engine_note": spec.engine_rule_text(),
+        "engine_rules": rules,
+        "model_id": next(iter(spec.hubs.values())).model_id if spec.hubs else None,
+        "hubs": {
+            hub: {**src, "url": HUB_URLS[hub] + src["model_id"], "title": HUB_TITLES[hub]}
+            for hub, src in hubs.items()
+        },
+    }
+    out.update({k: v for k, v in d.items() if k not in out})
+    return out
+
+
+def family_view(fam: Family, origin: str = "shipped") -> dict[str, Any]:
+    d = fam.model_dump(mode="json", exclude_none=True)
+    d.pop("specs")
+    return {
+        "name": fam.name,
+        "model_name": fam.name,
+        "origin": origin,
+        **{k: v for k, v in d.items() if k != "name"},
+        "formats": fam.formats(),
+        "specs": [spec_view(s, i) for i, s in enumerate(fam.specs, 1)],
+    }
+
+
+def family_row(fam: Family) -> dict[str, Any]:
+    """One line of `registry list`."""
+    return {
+        "name": fam.name,
+        "context_length": fam.context_length,
+        "params_b": fam.architecture.total_params_b,
+        "active_params_b": fam.architecture.active_params_b,
+        "kind": fam.architecture.kind,
+        "formats": fam.formats(),
+        "quantizations": fam.quantizations(),
+        "engines": fam.engines(),
+        "abilities": list(fam.abilities),
+        "languages": list(fam.languages),
+        "licence": fam.licence.name,
+    }

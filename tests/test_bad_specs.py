@@ -1,0 +1,163 @@
+"""Every way a spec file can be wrong gives one error naming file, family, field and problem,
+and leaves the store untouched."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SPECS, run_cli
+from registry.errors import SpecError
+from registry.loader import MAX_SPEC_BYTES, read_spec_file
+
+BASE = yaml.safe_load((SPECS / "glm4-chat-1m.yaml").read_text())
+BASE["name"] = "my-glm"  # a user family; the shipped name is taken
+
+
+def mutate(fn):
+    d = copy.deepcopy(BASE)
+    fn(d)
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def _set(path, value):
+    def f(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        d[last] = value
+    return f
+
+
+def _del(path):
+    def f(d):
+        *head, last = path
+        for k in head:
+            d = d[k]
+        del d[last]
+    return f
+
+
+CASES = {
+    # name: (file text, words the one error must contain)
+    "wrong-type": (mutate(_set(["context_length"], "lots")), ["my-glm", "context_length", "lots"]),
+    "unknown-key": (mutate(_set(["contex_length"], 5)), ["my-glm", "contex_length", "not permitted"]),
+    "missing-required": (mutate(_del(["context_length"])), ["my-glm", "context_length", "required"]),
+    "zero-context": (mutate(_set(["context_length"], 0)), ["my-glm", "context_length", "greater than 0"]),
+    "negative-context": (mutate(_set(["context_length"], -5)), ["my-glm", "context_length", "greater than 0"]),
+    "quant-not-in-format": (
+        mutate(_set(["specs", 0, "quantizations"], ["none", "Q4_K"])),
+        ["my-glm", "specs[0]", "Q4_K", "not a pytorch quantization"],
+    ),
+    "unknown-engine": (
+        mutate(_set(["specs", 1, "engines"], ["llama.cpp", "ollama"])),
+        ["my-glm", "specs[1].engines", "ollama"],
+    ),
+    "hub-id-not-org-name": (
+        mutate(_set(["specs", 0, "hubs", "huggingface", "model_id"], "glm-4-9b-chat-1m")),
+        ["my-glm", "specs[0].hubs.huggingface.model_id", "glm-4-9b-chat-1m"],
+    ),
+    "template-without-quantization": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "file_template"], "glm-4-9b-chat-1m.gguf")),
+        ["my-glm", "file_template", "{quantization}"],
+    ),
+    "template-escapes-cache": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "file_template"], "../../{quantization}.gguf")),
+        ["my-glm", "file_template", ".."],
+    ),
+    "revision-for-missing-quant": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "revisions"], {"Q9_X": "branch"})),
+        ["my-glm", "specs[1]", "revisions", "Q9_X", "lacks"],
+    ),
+    "engine-rule-missing-quant": (
+        mutate(_set(["specs", 0, "engines", "vllm"], {"quantizations": ["2-bit"]})),
+        ["my-glm", "specs[0]", "2-bit"],
+    ),
+    "duplicate-spec": (
+        mutate(lambda d: d["specs"].append(copy.deepcopy(d["specs"][0]))),
+        ["my-glm", "specs", "two specs share format 'pytorch'"],
+    ),
+    "unknown-ability": (mutate(_set(["abilities"], ["chat", "telepathy"])), ["my-glm", "abilities[1]", "telepathy"]),
+    "moe-without-experts": (
+        mutate(_set(["architecture", "kind"], "moe")),
+        ["my-glm", "architecture", "experts"],
+    ),
+    "kv-heads-not-dividing": (
+        mutate(_set(["architecture", "kv_heads"], 5)),
+        ["my-glm", "architecture", "kv_heads"],
+    ),
+    "launch-flag-not-a-flag": (
+        mutate(_set(["specs", 0, "launch"], [{"engine": "vllm", "args": {"max-model-len": 4}}])),
+        ["my-glm", "specs[0].launch[0].args", "max-model-len"],
+    ),
+    "invalid-yaml": ("name: my-glm\nspecs: [unclosed\n", ["invalid YAML", "line"]),
+    "duplicate-key": ("name: my-glm\nname: other\n", ["'name' appears twice"]),
+    "empty-file": ("", ["empty"]),
+    "only-comments": ("# nothing here\n", ["no data"]),
+    "file-is-a-list": (yaml.safe_dump([BASE]), ["top level must be a mapping", "list"]),
+}
+
+
+def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_spec_one_clear_error(case, tmp_path):
+    text, words = CASES[case]
+    path = _write(tmp_path, case, text)
+    with pytest.raises(SpecError) as ei:
+        read_spec_file(path)
+    msg = str(ei.value)
+    assert str(path) in msg
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+    assert "\n" not in msg  # one error, one line
+
+
+def test_non_utf8_file(tmp_path):
+    path = _write(tmp_path, "latin1", "name: my-glm\ndescription: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match=r"not UTF-8 \(bad byte at offset \d+\)"):
+        read_spec_file(path)
+
+
+def test_huge_file(tmp_path):
+    path = _write(tmp_path, "huge", "# " + "x" * (MAX_SPEC_BYTES + 10) + "\n")
+    with pytest.raises(SpecError, match="over the .*-byte limit"):
+        read_spec_file(path)
+
+
+def test_duplicate_family_names_in_one_validate_call(tmp_path):
+    a = _write(tmp_path, "a", mutate(lambda d: None))
+    b = _write(tmp_path, "b", mutate(lambda d: None))
+    r = run_cli("validate", str(a), str(b))
+    assert r.returncode == 1
+    assert f"ok: {a}" in r.stdout
+    assert "duplicate of the family in" in r.stderr and str(a) in r.stderr
+
+
+@pytest.mark.parametrize("case", ["unknown-key", "quant-not-in-format", "file-is-a-list", "invalid-yaml"])
+def test_register_bad_file_changes_nothing(case, tmp_path, registry_home):
+    good = _write(tmp_path, "good", mutate(lambda d: None))
+    assert run_cli("register", str(good)).returncode == 0
+    db = registry_home / "registry.db"
+    before = db.read_bytes()
+    bad = _write(tmp_path, case, CASES[case][0])
+    r = run_cli("register", str(bad))
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and str(bad) in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("list", "--json")
+    import json
+
+    assert [x["name"] for x in json.loads(r.stdout) if x["origin"] == "user"] == ["my-glm"]
+    # WAL may checkpoint, but the user table must be byte-for-byte what it was
+    from registry.store import Store
+
+    assert [f.name for f in Store(f"sqlite:///{db}").user_families()] == ["my-glm"]
+    assert before  # the database existed before the bad attempt

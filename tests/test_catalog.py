@@ -1,0 +1,163 @@
+"""The shipped catalog: every seed system is there with the facts its document gives."""
+
+from __future__ import annotations
+
+import pytest
+
+import registry
+from registry.catalog import shipped
+from registry.errors import NotFoundError
+from registry.schema import QUANTS_BY_FORMAT, json_schema
+
+
+def test_every_shipped_spec_validates_and_names_are_unique():
+    names = [e.family.name for e in shipped()]
+    assert len(names) == len(set(names))
+    assert {"glm4-chat-1m", "glm-4-9b-chat", "glm-4.6", "glm-4.7", "glm-5"} <= set(names)
+    for e in shipped():
+        fam = e.family
+        assert any(s.format == "pytorch" and "none" in s.quantizations for s in fam.specs), fam.name
+        assert fam.sources, f"{fam.name}: say where the facts come from"
+
+
+def test_seed_004_glm4_chat_1m():
+    f = registry.get("glm4-chat-1m")
+    assert (f.context_length, f.languages, f.abilities) == (1048576, ["en", "zh"], ["chat", "tools"])
+    assert f.description.startswith("GLM4 is the open source version")
+    pt, gg = f.specs
+    assert (pt.format, pt.size_in_billions, pt.quantizations) == ("pytorch", 9, ["4-bit", "8-bit", "none"])
+    assert pt.engines_for("none") == ["vllm", "transformers"]
+    assert pt.engines_for("4-bit") == ["transformers"]
+    assert pt.engine_rule_text() == "vLLM only available for quantization none"
+    assert pt.hubs["huggingface"].model_id == "THUDM/glm-4-9b-chat-1m"
+    assert pt.hubs["modelscope"].model_id == "ZhipuAI/glm-4-9b-chat-1m"
+    assert gg.quantizations == ["Q2_K", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K_L", "Q3_K", "IQ4_XS",
+                                "IQ4_NL", "Q4_K_S", "Q4_K", "Q5_K_S", "Q5_K", "Q6_K", "Q8_0", "BF16", "FP16"]
+    assert list(gg.engines) == ["llama.cpp"]
+    assert gg.hubs["huggingface"].model_id == "legraphista/glm-4-9b-chat-1m-GGUF"
+    assert gg.hubs["modelscope"].model_id == "LLM-Research/glm-4-9b-chat-1m-GGUF"
+
+
+def test_seed_000_fp8_dynamic_build():
+    f = registry.get("glm-4-9b-chat")
+    assert f.architecture.layers == 40 and f.architecture.kind == "dense"
+    lic = f.licence
+    assert (lic.name, lic.attribution, lic.required_prefix, lic.commercial_use) == (
+        "glm-4", "Built with glm-4", "glm-4", "registration-required")
+    r = registry.resolve("glm-4-9b-chat", "compressed-tensors", "FP8_DYNAMIC")
+    assert r.engines == ["vllm"]
+    (prof,) = r.spec.profiles("vllm")
+    assert prof.args == {"--served-model-name": "glm-4-9b-chat", "--quantization": "compressed-tensors",
+                         "--kv-cache-dtype": "fp8", "--max-model-len": 32768, "--max-num-seqs": 64,
+                         "--gpu-memory-utilization": 0.75}
+    rec = r.spec.recipe_for("FP8_DYNAMIC")
+    assert (rec.tool, rec.scheme, rec.ignore) == ("llmcompressor", "FP8_DYNAMIC", ["lm_head"])
+    assert [(b.min_tokens, b.max_tokens, b.fraction) for b in rec.calibration.length_mix] == [
+        (256, 1024, 0.9), (1024, 2048, 0.1)]
+
+
+@pytest.mark.parametrize("gs", [32, 64, 128])
+def test_seed_001_branch_per_group_size(gs):
+    q = f"W4A16_GS{gs}"
+    r = registry.resolve("glm-4.7", "compressed-tensors", q)
+    hf = r.hubs["huggingface"]
+    assert (hf.model_id, hf.revision, hf.files) == ("TheHouseOfTheDude/GLM-4.7_Compressed-Tensors", q, [])
+    rec = r.spec.recipe_for(q)
+    assert (rec.group_size, rec.calibration.all_experts, rec.ignore) == (gs, True, ["lm_head"])
+    (prof,) = r.spec.profiles("vllm")
+    assert prof.args["--tensor-parallel-size"] == 8
+
+
+def test_seed_002_awq_build():
+    f = registry.get("glm-4.6")
+    a = f.architecture
+    assert (a.total_params_b, a.experts, a.experts_per_token, a.layers, a.hidden_size, a.attention_heads,
+            a.kv_heads, a.vocab_size, a.mtp_layers) == (357, 160, 8, 92, 5120, 96, 8, 151552, 1)
+    r = registry.resolve("glm-4.6", "compressed-tensors", "AWQ")
+    assert r.hubs["huggingface"].model_id == "bullpoint/GLM-4.6-AWQ"
+    rec = r.spec.recipe
+    assert rec.group_size == 128 and rec.drop_mtp and "re:.*shared_experts.*" in rec.ignore
+    assert "re:model.layers.[0-2]\\." in rec.ignore
+    names = sorted(p.name for p in r.spec.profiles("vllm"))
+    assert names == ["default", "expert-parallel"]
+    ep = next(p for p in r.spec.launch if p.name == "expert-parallel")
+    assert ep.args["--enable-expert-parallel"] is True and ep.args["--tool-call-parser"] == "glm45"
+
+
+def test_seed_003_nvfp4_blackwell_only():
+    r = registry.resolve("glm-5", "modelopt", "NVFP4")
+    assert r.engines == ["sglang"]
+    assert r.spec.min_compute_capability("sglang") == 10.0
+    (prof,) = r.spec.profiles("sglang")
+    assert prof.env["NCCL_P2P_LEVEL"] == "PHB" and prof.args["--quantization"] == "modelopt_fp4"
+    a = registry.get("glm-5").architecture
+    assert (a.attention, a.experts, a.total_params_b, a.active_params_b) == ("dsa", 256, 744, 40)
+
+
+def test_get_unknown_lists_nearest():
+    with pytest.raises(NotFoundError, match=r"unknown family 'glm4-chat-1n'; nearest: glm4-chat-1m"):
+        registry.get("glm4-chat-1n")
+
+
+def test_resolve_errors_list_what_exists():
+    with pytest.raises(NotFoundError, match=r"has no quantization 'Q4_K_X'; it has: Q2_K, IQ3_XS"):
+        registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K_X")
+    with pytest.raises(NotFoundError, match=r"unknown format 'gguf'.*ggufv2"):
+        registry.resolve("glm4-chat-1m", "gguf", "Q4_K")
+
+
+def test_gguf_aliases_resolve_both_ways():
+    r = registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K_M")
+    assert (r.quantization, r.canonical) == ("Q4_K", "Q4_K_M")
+    assert r.hubs["huggingface"].files == ["glm-4-9b-chat-1m.Q4_K.gguf"]
+    assert registry.resolve("glm4-chat-1m", "ggufv2", "FP16").canonical == "F16"
+
+
+def test_every_gguf_quant_and_revision_resolves():
+    for fam in registry.families():
+        for spec in fam.specs:
+            for q in spec.quantizations:
+                r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
+                for hub in r.hubs.values():
+                    if spec.format == "ggufv2":
+                        assert hub.files and all(f.endswith(".gguf") and "/" not in f for f in hub.files)
+                    assert hub.revision
+
+
+def test_split_parts(tmp_path):
+    from registry.schema import HubSource
+
+    h = HubSource(model_id="a/b", file_template="m.{quantization}.gguf", split_parts={"F16": 3})
+    assert h.files_for("F16") == ["m.F16-00001-of-00003.gguf", "m.F16-00002-of-00003.gguf", "m.F16-00003-of-00003.gguf"]
+    h2 = HubSource(model_id="a/b", file_template="m.{quantization}.gguf", split_parts={"F16": 2}, split_style="part")
+    assert h2.files_for("F16") == ["m.F16.gguf.part1of2", "m.F16.gguf.part2of2"]
+
+
+def test_filters():
+    names = lambda fs: [f.name for f in fs]  # noqa: E731
+    assert "glm4-chat-1m" in names(registry.families(format="ggufv2", quant="Q4_K"))
+    assert "glm-5" not in names(registry.families(format="ggufv2"))
+    assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5"]
+    assert "glm4-chat-1m" not in names(registry.families(engine="vllm", quant="4-bit"))
+    assert names(registry.families(min_context=1_000_000)) == ["glm4-chat-1m"]
+    assert "glm-4-9b-chat" not in names(registry.families(ability="reasoning"))
+    assert names(registry.search("AWQ glm-4.6")) == ["glm-4.6"]
+    with pytest.raises(NotFoundError, match="unknown engine 'vlm'; nearest: vllm"):
+        registry.families(engine="vlm")
+
+
+def test_catalog_is_parsed_once_per_process():
+    from registry.catalog import _load_shipped
+
+    _load_shipped.cache_clear()
+    first = registry.catalog(include_user=False).get("glm-5")
+    again = registry.catalog(include_user=False).get("glm-5")
+    assert first is again  # the same parsed object: the files were read once
+    assert _load_shipped.cache_info().misses == 1
+
+
+def test_json_schema_forbids_unknown_keys():
+    s = json_schema()
+    assert s["additionalProperties"] is False
+    assert "context_length" in s["required"]
+    assert set(QUANTS_BY_FORMAT) == set(s["$defs"]["Spec"]["properties"]["format"]["enum"])

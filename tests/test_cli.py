@@ -1,0 +1,126 @@
+"""The CLI as a person and a script use it: tables, --json, exit codes, user families."""
+
+from __future__ import annotations
+
+import json
+import sys
+import subprocess
+
+import yaml
+
+from conftest import ROOT, SPECS, run_cli
+
+
+def test_show_json_carries_every_fact_of_seed_004():
+    r = run_cli("show", "glm4-chat-1m", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["name"], d["model_name"], d["context_length"]) == ("glm4-chat-1m", "glm4-chat-1m", 1048576)
+    assert d["languages"] == ["en", "zh"] and d["abilities"] == ["chat", "tools"]
+    assert d["description"].startswith("GLM4 is the open source version of the latest generation")
+    s1, s2 = d["specs"]
+    assert s1["title"] == "Model Spec 1 (pytorch, 9 Billion)"
+    assert (s1["format"], s1["size_in_billions"], s1["quantizations"]) == ("pytorch", 9, ["4-bit", "8-bit", "none"])
+    assert s1["engine_titles"] == ["vLLM", "Transformers"]
+    assert s1["engine_note"] == "vLLM only available for quantization none"
+    assert s1["model_id"] == "THUDM/glm-4-9b-chat-1m"
+    assert s1["hubs"]["huggingface"]["url"] == "https://huggingface.co/THUDM/glm-4-9b-chat-1m"
+    assert s1["hubs"]["modelscope"]["url"] == "https://modelscope.cn/models/ZhipuAI/glm-4-9b-chat-1m"
+    assert s2["title"] == "Model Spec 2 (ggufv2, 9 Billion)"
+    assert s2["engines"] == ["llama.cpp"] and s2["quantizations"][0] == "Q2_K" and s2["quantizations"][-1] == "FP16"
+    assert s2["hubs"]["huggingface"]["model_id"] == "legraphista/glm-4-9b-chat-1m-GGUF"
+    assert s2["hubs"]["modelscope"]["model_id"] == "LLM-Research/glm-4-9b-chat-1m-GGUF"
+    assert s2["quantization_aliases"] == {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16"}
+
+
+def test_show_table_for_people():
+    r = run_cli("show", "glm-4.7", env={"COLUMNS": "200"})
+    assert r.returncode == 0
+    assert "W4A16_GS64 @ W4A16_GS64" in r.stdout and "Glm4MoeForCausalLM" in r.stdout
+
+
+def test_list_filters_and_json():
+    r = run_cli("list", "--format", "ggufv2", "--quant", "Q4_K", "--json")
+    names = [x["name"] for x in json.loads(r.stdout)]
+    assert "glm4-chat-1m" in names and "glm-5" not in names
+    r = run_cli("list", "--engine", "sglang", "--ability", "reasoning", "--json")
+    assert {x["name"] for x in json.loads(r.stdout)} >= {"glm-5", "glm-4.6"}
+    r = run_cli("list", env={"COLUMNS": "200"})
+    assert r.returncode == 0 and "glm4-chat-1m" in r.stdout and "1,048,576" in r.stdout
+
+
+def test_search_and_resolve():
+    r = run_cli("search", "nvfp4", "--json")  # hub id lukealonso/GLM-5-NVFP4
+    assert [x["name"] for x in json.loads(r.stdout)] == ["glm-5"]
+    r = run_cli("resolve", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json")
+    d = json.loads(r.stdout)
+    assert d["hubs"]["huggingface"]["files"] == ["glm-4-9b-chat-1m.Q4_K.gguf"]
+    assert d["canonical_quantization"] == "Q4_K_M"
+
+
+def test_exit_codes():
+    r = run_cli("show", "glm4-chat-1")
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "nearest: glm4-chat-1m" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert run_cli("show").returncode == 2  # usage error
+    assert run_cli("list", "--bogus").returncode == 2
+    r = run_cli("resolve", "glm4-chat-1m", "--format", "pytorch", "--quant", "Q4_K")
+    assert r.returncode == 1 and "it has: 4-bit, 8-bit, none" in r.stderr
+
+
+def test_schema_command():
+    r = run_cli("schema")
+    s = json.loads(r.stdout)
+    assert s["title"] == "Family" and "specs" in s["properties"]
+
+
+def test_validate_shipped_files():
+    files = sorted(str(p) for p in SPECS.glob("*.yaml"))
+    r = run_cli("validate", *files)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok: ") == len(files)
+
+
+def test_register_list_show_unregister(tmp_path):
+    d = yaml.safe_load((SPECS / "glm4-chat-1m.yaml").read_text())
+    d["name"] = "glm4-chat-1m-finetune"
+    d["description"] = "A local fine-tune."
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump(d))
+    r = run_cli("register", str(p))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(run_cli("list", "--json").stdout)
+    assert {"name": "glm4-chat-1m-finetune", "origin": "user"}.items() <= next(
+        x for x in rows if x["name"] == "glm4-chat-1m-finetune").items()
+    assert json.loads(run_cli("show", "glm4-chat-1m-finetune", "--json").stdout)["origin"] == "user"
+    r = run_cli("register", str(p))
+    assert r.returncode == 1 and "already registered" in r.stderr
+    assert run_cli("unregister", "glm4-chat-1m-finetune").returncode == 0
+    assert run_cli("show", "glm4-chat-1m-finetune").returncode == 1
+
+
+def test_user_family_cannot_shadow_shipped(tmp_path):
+    p = tmp_path / "shadow.yaml"
+    p.write_text((SPECS / "glm-5.yaml").read_text())
+    r = run_cli("register", str(p))
+    assert r.returncode == 1 and "a shipped family has this name" in r.stderr
+    r = run_cli("unregister", "glm-5")
+    assert r.returncode == 1 and "only families added with `registry register`" in r.stderr
+
+
+def test_show_path_imports_no_heavy_library():
+    code = (
+        "import sys; sys.argv=['registry','show','glm4-chat-1m','--json'];"
+        "from registry.cli import main\n"
+        "try:\n main()\nexcept SystemExit: pass\n"
+        "heavy=[m for m in ('torch','transformers','llama_cpp','sqlalchemy','sqlmodel','numpy','gguf') if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY []" in r.stderr, r.stderr
+
+
+def test_python_m_registry_works():
+    r = subprocess.run([sys.executable, "-m", "registry", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "show" in r.stdout

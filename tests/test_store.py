@@ -1,0 +1,101 @@
+"""The store on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from registry.errors import NotFoundError, StoreError
+from registry.store import Store
+
+
+def test_user_family_round_trip(db_url):
+    s = Store(db_url)
+    s.register_family("mine", {"name": "mine", "x": [1, 2]}, "/some/file.yaml")
+    with pytest.raises(StoreError, match="already registered"):
+        s.register_family("mine", {"name": "mine"})
+    rows = s.user_families()
+    assert [(r.name, r.body["x"], r.source_path) for r in rows] == [("mine", [1, 2], "/some/file.yaml")]
+    s.unregister_family("mine")
+    assert s.user_families() == []
+    with pytest.raises(NotFoundError, match="unknown user family 'mine'"):
+        s.unregister_family("mine")
+
+
+def test_artifacts_and_deployments(db_url):
+    s = Store(db_url)
+    big = 5 * 2**40  # 5 TiB: sizes need 64-bit columns
+    a = s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", path="/x/a.gguf",
+                       sha256="ab" * 32, size_bytes=big, parent="THUDM/glm-4-9b-chat-1m",
+                       recipe={"tool": "glm-registry", "quant": "Q4_K_M"})
+    assert a.id is not None
+    got = s.artifacts(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M")
+    assert [(g.size_bytes, g.recipe["quant"], g.created is not None) for g in got] == [(big, "Q4_K_M", True)]
+    # Recording the same path again replaces the row instead of duplicating it.
+    s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", path="/x/a.gguf",
+                   sha256="cd" * 32, size_bytes=1)
+    assert [g.sha256 for g in s.artifacts()] == ["cd" * 32]
+
+    d = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", engine="llama.cpp",
+                         argv=["python", "-m", "llama_cpp.server"], port=8123, pid=4242, log_path="/x/log")
+    assert d.status == "starting"
+    s.update_deployment(d.id, status="running")
+    assert [(x.engine, x.argv[-1], x.status) for x in s.deployments(status="running")] == [
+        ("llama.cpp", "llama_cpp.server", "running")]
+    with pytest.raises(NotFoundError):
+        s.update_deployment(99999, status="stopped")
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from registry.store import Store
+    url, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    s = Store(url)
+    for i in range(n):
+        s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M",
+                       path=f"/w{worker}/a{i}.gguf", sha256=f"{worker:032d}{i:032d}", size_bytes=i)
+    print("done", worker)
+    """
+)
+
+
+def test_eight_processes_lose_nothing(db_url):
+    """8 processes registering artifacts at the same moment, on a database none has created yet."""
+    n = 25
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, db_url, str(w), str(n)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in range(8)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    rows = Store(db_url).artifacts()
+    assert len(rows) == 8 * n
+    assert {r.path for r in rows} == {f"/w{w}/a{i}.gguf" for w in range(8) for i in range(n)}
+
+
+def test_sqlite_uses_wal(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    s = Store(url)
+    with s.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+def test_bad_database_url_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_registry_home_moves_state(tmp_path, monkeypatch):
+    from registry import paths
+
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path / "elsewhere"))
+    assert paths.database_url() == f"sqlite:///{tmp_path / 'elsewhere' / 'registry.db'}"
+    Store().add_artifact(family="f", format="ggufv2", quantization="Q8_0", path="/p", sha256="0" * 64, size_bytes=1)
+    assert (tmp_path / "elsewhere" / "registry.db").exists()
