@@ -1,57 +1,14 @@
-"""The `registry` command. Exit codes: 0 ok, 1 user error (one line on stderr), 2 usage error.
-
-Nothing imports this module; heavy parts are imported inside the commands that need them.
-"""
+"""Catalog commands: list, show, search, resolve, schema, validate, register, unregister, demo."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .errors import RegistryError
-
-app = typer.Typer(
-    name="registry",
-    help="A typed, multi-format model registry for the GLM family.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _catalog():
-    from .catalog import load
-
-    return load()
-
-
-def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    t = Table(title=title, header_style="bold", title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*r)
-    _console().print(t)
-
+from .app import JsonOpt, _catalog, _console, _print_json, _table, app
 
 # --- read commands -------------------------------------------------------------------------
 
@@ -66,7 +23,7 @@ def list_(
     json_: bool = JsonOpt,
 ) -> None:
     """List model families."""
-    from .views import family_row
+    from ..views import family_row
 
     cat = _catalog()
     fams = cat.families(format=format, quant=quant, engine=engine, ability=ability, min_context=min_context)
@@ -98,7 +55,7 @@ def list_(
 @app.command()
 def show(name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."), json_: bool = JsonOpt) -> None:
     """Show a family and every spec."""
-    from .views import family_view
+    from ..views import family_view
 
     cat = _catalog()
     entry = cat.entry(name)
@@ -165,7 +122,7 @@ def _show_table(v: dict[str, Any]) -> None:
 @app.command()
 def search(text: str = typer.Argument(..., help="Words to look for."), json_: bool = JsonOpt) -> None:
     """Search names, descriptions, hub IDs and architectures."""
-    from .views import family_row
+    from ..views import family_row
 
     rows = [family_row(f) for f in _catalog().search(text)]
     if json_:
@@ -200,7 +157,7 @@ def resolve(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a spec file."""
-    from .schema import json_schema
+    from ..schema import json_schema
 
     _print_json(json_schema())
 
@@ -211,8 +168,8 @@ def schema() -> None:
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."), json_: bool = JsonOpt) -> None:
     """Check spec files; exit 1 if any is invalid."""
-    from .errors import SpecError
-    from .loader import read_spec_file
+    from ..errors import SpecError
+    from ..loader import read_spec_file
 
     results = []
     names: dict[str, str] = {}
@@ -240,10 +197,10 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
 @app.command()
 def register(file: Path = typer.Argument(..., help="A spec file of your own family.")) -> None:
     """Add a user family to the store (it cannot shadow a shipped name)."""
-    from .catalog import shipped
-    from .errors import SpecError
-    from .loader import read_spec_file
-    from .store import Store
+    from ..catalog import shipped
+    from ..errors import SpecError
+    from ..loader import read_spec_file
+    from ..store import Store
 
     fam = read_spec_file(file)
     shipped_names = {e.family.name for e in shipped()}
@@ -256,7 +213,7 @@ def register(file: Path = typer.Argument(..., help="A spec file of your own fami
 @app.command()
 def unregister(name: str) -> None:
     """Remove a user family from the store."""
-    from .store import Store
+    from ..store import Store
 
     Store().unregister_family(name)
     print(f"unregistered {name}")
@@ -265,19 +222,10 @@ def unregister(name: str) -> None:
 @app.command()
 def demo(json_: bool = JsonOpt) -> None:
     """Run the whole registry path locally, with no hub (see README)."""
-    from .demo import run
+    from ..demo import run
 
     result = run(say=(lambda _m: None) if json_ else print)
     if json_:
         _print_json(result)
 
 
-def main() -> None:
-    try:
-        app()
-    except RegistryError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
