@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,22 +97,32 @@ def _user_entries() -> list[Entry]:
 
 
 class Catalog:
-    def __init__(self, entries: list[Entry] | tuple[Entry, ...]):
+    """Shipped entries up front; user-registered ones read from the store only when needed,
+    so `registry show <shipped name>` never opens the database."""
+
+    def __init__(self, entries: list[Entry] | tuple[Entry, ...], user_loader: Callable[[], list[Entry]] | None = None):
         self._entries = {e.family.name: e for e in entries}
+        self._user_loader = user_loader
+
+    def _all(self) -> dict[str, Entry]:
+        if self._user_loader is not None:
+            loader, self._user_loader = self._user_loader, None
+            for e in loader():
+                self._entries.setdefault(e.family.name, e)  # shipped names win
+        return self._entries
 
     @classmethod
     def load(cls, include_user: bool = True) -> Catalog:
-        entries = list(shipped())
-        if include_user:
-            entries += _user_entries()
-        return cls(entries)
+        return cls(shipped(), _user_entries if include_user else None)
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._all())
 
     def entry(self, name: str) -> Entry:
-        try:
+        if name in self._entries:
             return self._entries[name]
+        try:
+            return self._all()[name]
         except KeyError:
             raise not_found("family", name, self._entries, "`registry list` shows them all") from None
 
@@ -139,9 +150,10 @@ class Catalog:
                 continue
             specs = [s for s in fam.specs if not format or s.format == format]
             if quant:
-                specs = [s for s in specs if quant in s.quantizations or quant in {s.canonical_quant(q) for q in s.quantizations}]
+                specs = [s for s in specs if _spec_quant(s, quant) is not None]
             if engine:
-                specs = [s for s in specs if engine in s.engines and (not quant or engine in s.engines_for(_spec_quant(s, quant)))]
+                # with a quant, the engine must serve that quant (seed 004: vLLM only for 'none')
+                specs = [s for s in specs if engine in (s.engines_for(_spec_quant(s, quant)) if quant else s.engines)]
             if specs:
                 out.append(fam)
         return out

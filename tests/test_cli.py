@@ -124,3 +124,21 @@ def test_show_path_imports_no_heavy_library():
 def test_python_m_registry_works():
     r = subprocess.run([sys.executable, "-m", "registry", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "show" in r.stdout
+
+
+def test_show_of_shipped_family_skips_the_database_even_when_it_exists(tmp_path, registry_home):
+    d = yaml.safe_load((SPECS / "glm4-chat-1m.yaml").read_text())
+    d["name"] = "mine"
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump(d))
+    assert run_cli("register", str(p)).returncode == 0
+    code = (
+        "import sys; sys.argv=['registry','show','glm-5','--json'];"
+        "from registry.cli import main\n"
+        "try:\n main()\nexcept SystemExit: pass\n"
+        "print('SQL', 'sqlalchemy' in sys.modules, file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "SQL False" in r.stderr, r.stderr
+    # ...while a user family is still found through the store
+    assert json.loads(run_cli("show", "mine", "--json").stdout)["origin"] == "user"
