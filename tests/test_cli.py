@@ -109,16 +109,24 @@ def test_user_family_cannot_shadow_shipped(tmp_path):
     assert r.returncode == 1 and "only families added with `registry register`" in r.stderr
 
 
-def test_show_path_imports_no_heavy_library():
+HEAVY = ("torch", "transformers", "llama_cpp", "sqlalchemy", "sqlmodel", "numpy", "gguf")
+
+
+def imported_by(*argv: str) -> list[str]:
+    """The heavy modules that `registry ARGV` imports, run in a fresh interpreter."""
     code = (
-        "import sys; sys.argv=['registry','show','glm4-chat-1m','--json'];"
+        f"import sys; sys.argv=['registry', *{list(argv)!r}]\n"
         "from registry.cli import main\n"
         "try:\n main()\nexcept SystemExit: pass\n"
-        "heavy=[m for m in ('torch','transformers','llama_cpp','sqlalchemy','sqlmodel','numpy','gguf') if m in sys.modules]\n"
-        "print('HEAVY', heavy, file=sys.stderr)"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "HEAVY []" in r.stderr, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("HEAVY "))
+    return eval(line[len("HEAVY "):])  # a list literal we printed ourselves
+
+
+def test_show_path_imports_no_heavy_library():
+    assert imported_by("show", "glm4-chat-1m", "--json") == []
 
 
 def test_python_m_registry_works():
@@ -132,13 +140,6 @@ def test_show_of_shipped_family_skips_the_database_even_when_it_exists(tmp_path,
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(d))
     assert run_cli("register", str(p)).returncode == 0
-    code = (
-        "import sys; sys.argv=['registry','show','glm-5','--json'];"
-        "from registry.cli import main\n"
-        "try:\n main()\nexcept SystemExit: pass\n"
-        "print('SQL', 'sqlalchemy' in sys.modules, file=sys.stderr)"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "SQL False" in r.stderr, r.stderr
+    assert imported_by("show", "glm-5", "--json") == []
     # ...while a user family is still found through the store
     assert json.loads(run_cli("show", "mine", "--json").stdout)["origin"] == "user"
