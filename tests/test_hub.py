@@ -22,7 +22,7 @@ from conftest import SPECS, run_cli
 from fixtures.hubserver import write_hf_cache
 from registry.catalog import HubFiles, load
 from registry.errors import RegistryError, SpecError
-from registry.hub import HubError, IntegrityError, OfflineError, pull, verify
+from registry.hub import HubError, IntegrityError, OfflineError, fetch, pull, verify
 from registry.hub.names import safe_relative_name
 from registry.schema import GGUF_ALIASES, HubSource
 
@@ -133,16 +133,18 @@ def test_offline_pull_uses_the_hf_cache_and_makes_no_request(hub_server, gguf_fi
     r = _resolve()
     src = r.hubs["huggingface"]
     commit = write_hf_cache(tmp_path / "hf-cache", src.model_id, "main", {src.files[0]: gguf_file, "README.md": b"hi"})
+    snapshot = tmp_path / "hf-cache" / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "snapshots" / commit
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     res = pull(r, say=Said())
-    assert res.source == "cache" and res.commit == commit
-    assert res.path.name == src.files[0] and res.path.read_bytes() == gguf_file
+    assert res.source == "cache" and res.commit == commit and res.path == snapshot / src.files[0]
+    assert res.path.read_bytes() == gguf_file
     (row,) = _artifacts("glm4-chat-1m")
     assert row.sha256 == hashlib.sha256(gguf_file).hexdigest() and row.size_bytes == len(gguf_file)
     assert row.parent == f"{src.model_id}@main" and row.quantization == "Q4_K" and row.path == str(res.path)
-    # Online now: the store answers, still without a request.
+    # Online now: the store answers (fetch() is pull() reduced to the path), still without a request.
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert pull(r, say=Said()).source == "store"
+    assert fetch(r, say=Said()) == snapshot / src.files[0]
     assert hub_server.requests == []
 
 
@@ -327,6 +329,20 @@ def test_a_partial_file_from_an_interrupted_pull_is_resumed(hub_server, gguf_fil
     assert any("resuming" in m and "1,234,567" in m for m in said)
 
 
+def test_a_server_that_ignores_range_still_gives_a_good_file(hub_server, gguf_file):
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    hub_server.add(src.model_id, {src.files[0]: gguf_file})
+    hub_server.ignore_range = True
+    sha = hashlib.sha256(gguf_file).hexdigest()
+    blobs = Path(os.environ["HF_HUB_CACHE"]) / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{sha}.incomplete").write_bytes(gguf_file[:5000])
+    res = pull(r, say=Said())
+    assert [g["range"] for g in hub_server.gets()] == ["bytes=5000-"]  # asked, got the whole file (200)
+    assert res.path.read_bytes() == gguf_file and _artifacts()[0].sha256 == sha
+
+
 def test_a_partial_file_with_wrong_bytes_is_caught(hub_server, gguf_file):
     r = _resolve()
     src = r.hubs["huggingface"]
@@ -394,6 +410,24 @@ def test_cli_pull_json(hub_server, gguf_file):
     d = json.loads(p.stdout)
     assert d["source"] == "download" and Path(d["path"]).read_bytes() == gguf_file
     assert "registration" in p.stderr  # the licence notice goes to stderr, the JSON stays clean
+
+
+def test_two_pulls_at_once_download_once(hub_server, gguf_file):
+    import sys
+
+    from conftest import ROOT
+
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    hub_server.add(src.model_id, {src.files[0]: gguf_file})
+    cmd = [sys.executable, "-m", "registry", "pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    paths = {json.loads(o)["path"] for o, _ in outs}
+    assert len(paths) == 1 and Path(paths.pop()).read_bytes() == gguf_file
+    assert len(hub_server.gets()) == 1  # the second waited on huggingface_hub's blob lock, then found it
+    assert len(_artifacts()) == 1
 
 
 def test_a_spec_without_a_hub_says_to_build_it(hub_server):

@@ -23,7 +23,7 @@ def download(model_id: str, revision: str, files: list[str], offline: bool) -> P
         ) from None
     # ModelScope's default branch is 'master'; a spec's default 'main' means "the default branch".
     rev = None if revision == "main" else revision
-    try:
+    try:  # modelscope >= 1.20: snapshot_download(model_id, revision, allow_patterns, ignore_patterns, local_files_only)
         folder = snapshot_download(
             model_id,
             revision=rev,

@@ -56,10 +56,10 @@ def licence_notices(family, hub: str, model_id: str, url: str) -> list[str]:
             f"then set HF_TOKEN (licence: {where})"
         )
     if lic.commercial_use == "registration-required":
-        reg = lic.registration_url or where
         out.append(
             f"{family.name} is under the {lic.name} licence ({where}): commercial use requires registration"
-            f" ({reg})" + (f"; questions: {lic.contact}" if lic.contact else "")
+            + (f" at {lic.registration_url}" if lic.registration_url else "")
+            + (f"; questions: {lic.contact}" if lic.contact else "")
         )
     elif lic.commercial_use == "forbidden":
         out.append(f"{family.name} is under the {lic.name} licence ({where}): commercial use is forbidden")
