@@ -21,7 +21,7 @@ import pytest
 from conftest import SPECS, run_cli
 from fixtures.hubserver import write_hf_cache
 from registry.catalog import HubFiles, load
-from registry.errors import RegistryError, SpecError
+from registry.errors import SpecError
 from registry.hub import HubError, IntegrityError, OfflineError, fetch, pull, verify
 from registry.hub.names import safe_relative_name
 from registry.schema import GGUF_ALIASES, HubSource
@@ -247,6 +247,17 @@ def test_pull_snapshot_skips_what_engines_do_not_need(hub_server):
     (row,) = _artifacts("glm4-chat-1m")
     assert row.path == str(res.path) and row.size_bytes == sum(len(files[f]) for f in got)
     assert all(r_["ok"] for r_ in verify(r))  # every file against its content address
+    # A regular (non-LFS) file is checked by its git blob id, the name of its cache blob.
+    cfg = Path(os.path.realpath(res.path / "config.json"))
+    cfg.write_bytes(b'{"architectures": ["ChatGLMModeX"]}')
+    results = verify(r, raise_on_error=False)
+    (bad,) = [x for x in results if not x["ok"]]
+    assert bad["path"] == str(res.path / "config.json") and "git-sha1" in bad["problems"][0]
+    assert Path(bad["moved_to"]).read_bytes().endswith(b'ModeX"]}') and not cfg.exists()
+    assert _artifacts() == []
+    with pytest.raises(OfflineError, match="lacks config.json"):
+        pull(r, offline=True, say=Said())
+    assert (pull(r, say=Said()).path / "config.json").read_bytes() == files["config.json"]
 
 
 def test_revision_per_quant_downloads_that_branch(hub_server):
@@ -436,7 +447,6 @@ def test_a_spec_without_a_hub_says_to_build_it(hub_server):
 
 
 def test_modelscope_without_its_package(hub_server, monkeypatch):
-    pytest.importorskip("huggingface_hub")
     try:
         import modelscope  # noqa: F401
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, _catalog, _console, _print_json, _table, app
+from .app import JsonOpt, _catalog, _print_json, _table, app
 
 
 @app.command()
