@@ -254,6 +254,10 @@ def test_pull_snapshot_skips_what_engines_do_not_need(hub_server):
     (bad,) = [x for x in results if not x["ok"]]
     assert bad["path"] == str(res.path / "config.json") and "git-sha1" in bad["problems"][0]
     assert Path(bad["moved_to"]).read_bytes().endswith(b'ModeX"]}') and not cfg.exists()
+    from huggingface_hub import scan_cache_dir
+
+    scan = scan_cache_dir(os.environ["HF_HUB_CACHE"])  # the cache stays consistent for other tools
+    assert scan.warnings == [] and [r_.repo_id for r_ in scan.repos] == [src.model_id]
     assert _artifacts() == []
     with pytest.raises(OfflineError, match="lacks config.json"):
         pull(r, offline=True, say=Said())

@@ -79,10 +79,15 @@ def tree_sha256(root: Path, known: dict[str, str] | None = None) -> tuple[str, i
 def quarantine(path: Path) -> Path:
     """Move a bad file aside (next to itself, so the rename is atomic) and return where it went.
 
-    For a symlink into the HF cache the blob itself moves: the snapshot link then dangles and the
-    next pull downloads the file again.
+    For a symlink into the HF cache the blob itself moves, and the snapshot links to it are
+    removed (links, not data): huggingface_hub then sees the file as not cached rather than the
+    repo as corrupted, and the next pull downloads it again.
     """
     real = Path(os.path.realpath(path))
+    links = []
+    if real.parent.name == "blobs" and (real.parent.parent / "snapshots").is_dir():
+        links = [p for p in (real.parent.parent / "snapshots").rglob("*")
+                 if p.is_symlink() and Path(os.path.realpath(p)) == real]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = real.with_name(f"{real.name}.corrupt-{stamp}")
     n = 1
@@ -90,6 +95,8 @@ def quarantine(path: Path) -> Path:
         n += 1
         dest = real.with_name(f"{real.name}.corrupt-{stamp}-{n}")
     os.replace(real, dest)
+    for link in links:
+        link.unlink()
     return dest
 
 
