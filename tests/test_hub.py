@@ -411,6 +411,21 @@ def test_verify_finds_a_corrupted_cached_file_and_moves_it_aside(hub_server, ggu
     assert [x["ok"] for x in json.loads(p.stdout)] == [True]
 
 
+def test_verify_without_a_row_checks_the_cache_by_content_address(hub_server, gguf_file, tmp_path):
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    bad = bytearray(gguf_file)
+    bad[100] ^= 1
+    write_hf_cache(tmp_path / "hf-cache", src.model_id, "main", {src.files[0]: gguf_file})
+    blob = tmp_path / "hf-cache" / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "blobs" / hashlib.sha256(gguf_file).hexdigest()
+    blob.write_bytes(bytes(bad))  # the blob no longer matches its name
+    p = run_cli("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert "the hub's checksum (its cache blob name) is" in p.stderr and "moved to" in p.stderr
+    assert not blob.exists() and len(list(blob.parent.glob("*.corrupt-*"))) == 1
+    assert hub_server.requests == []
+
+
 def test_verify_with_nothing_local_says_so(hub_server):
     p = run_cli("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q2_K")
     assert p.returncode == 1 and "no local copy of glm4-chat-1m ggufv2 Q2_K" in p.stderr
