@@ -16,6 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
+pytest_plugins = [
+    "fixtures.hubserver",
+]
+
 
 @pytest.fixture(autouse=True)
 def registry_home(tmp_path, monkeypatch):

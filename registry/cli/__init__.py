@@ -10,6 +10,7 @@ import sys
 
 from ..errors import RegistryError
 from . import catalog_cmds  # noqa: F401  (registers commands)
+from . import hub_cmds  # noqa: F401
 from .app import app
 
 

@@ -1,0 +1,57 @@
+"""Hub commands: pull (download a build, offline-first) and verify (re-check a local copy)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from .app import JsonOpt, _catalog, _print_json, _table, app
+
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
+    format: str = typer.Option(..., "--format", "-f"),
+    quant: str = typer.Option(..., "--quant", "-q"),
+    size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
+    hub: Optional[str] = typer.Option(None, "--hub", help="huggingface or modelscope (default: REGISTRY_HUB, else huggingface)."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Download a build into the Hugging Face cache (or use the local copy) and record it."""
+    from ..hub import pull as do_pull
+
+    r = _catalog().resolve(name, format, quant, size=size)
+    res = do_pull(r, hub=hub, offline=True if offline else None, progress=not json_ and sys.stderr.isatty(),
+                  say=lambda m: print(m, file=sys.stderr))
+    if json_:
+        _print_json(res.to_dict())
+        return
+    where = {"store": "local artifact", "cache": "Hugging Face cache", "download": "downloaded",
+             "modelscope": "ModelScope"}[res.source]
+    print(f"{res.path} ({where})")
+
+
+@app.command()
+def verify(
+    name: str = typer.Argument(..., help="Family name."),
+    format: str = typer.Option(..., "--format", "-f"),
+    quant: str = typer.Option(..., "--quant", "-q"),
+    size: Optional[float] = typer.Option(None, "--size"),
+    json_: bool = JsonOpt,
+) -> None:
+    """Re-hash the local copy of a build; a bad file is moved aside (exit 1) and the error says where."""
+    from ..hub import verify as do_verify
+
+    r = _catalog().resolve(name, format, quant, size=size)
+    if json_:
+        results = do_verify(r, raise_on_error=False)
+        _print_json(results)
+        if not all(x["ok"] for x in results):
+            raise typer.Exit(1)
+        return
+    results = do_verify(r)
+    _table(f"{name} {format} {r.quantization}: {len(results)} file{'s' if len(results) != 1 else ''} ok",
+           ["file", "sha256"], [[x["path"], x["sha256"] or ""] for x in results])

@@ -1,0 +1,277 @@
+"""Downloads from the Hugging Face Hub (or an HF_ENDPOINT mirror) into huggingface_hub's cache.
+
+The layout is the one hf_hub_download writes (blobs/<etag>, snapshots/<commit>/<name> symlinks,
+refs/<revision>), so transformers, vLLM and `hf` share what this downloads. The transfer itself is
+huggingface_hub's http_get, handed a stable `blobs/<etag>.incomplete` file and its size as
+resume_size: hf_hub_download 1.x writes to a per-process temporary name and deletes it on failure
+(file_download._download_to_tmp_and_move), so it cannot resume an interrupted `registry pull`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from . import hfcache
+from .errors import HubError, IntegrityError, OfflineError, one_line
+from .integrity import HashingWriter, git_blob_sha1, quarantine
+from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_relative_name
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int | None
+    sha256: str | None  # LFS files: the sha256 the hub publishes
+    blob_id: str | None  # the git blob id (sha1); the checksum of regular files
+
+    @property
+    def expected(self) -> tuple[str, str] | None:
+        if self.sha256:
+            return "sha256", self.sha256
+        if self.blob_id:
+            return "git-sha1", self.blob_id
+        return None
+
+
+@dataclass(frozen=True)
+class Listing:
+    repo_id: str
+    revision: str
+    commit: str
+    files: dict[str, RemoteFile]
+
+
+def translate(exc: BaseException, repo_id: str, revision: str, filename: str | None = None) -> HubError:
+    """huggingface_hub/httpx errors as one actionable line."""
+    import httpx
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    ep = endpoint()
+    page = f"{ep}/{repo_id}"
+    if isinstance(exc, OfflineModeIsEnabled):
+        return OfflineError(
+            f"huggingface_hub is in offline mode (HF_HUB_OFFLINE was set when it was imported) and "
+            f"{repo_id}@{revision} is not cached"
+        )
+    if isinstance(exc, GatedRepoError):
+        return HubError(
+            f"{repo_id} is gated: accept its licence at {page} while logged in, then set HF_TOKEN to a token of that account"
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"revision {revision!r} does not exist in {repo_id}" + _branches_hint(repo_id))
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(
+            f"repository {repo_id} not found at {ep} (or it is private or gated and HF_TOKEN is unset or lacks access)"
+        )
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return HubError(f"{repo_id}@{revision} has no file {filename!r}")
+    if isinstance(exc, (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError)):
+        return HubError(
+            f"cannot reach {ep} ({one_line(exc)}); check the network, set HF_ENDPOINT to a mirror, "
+            "or pass --offline to use what is cached"
+        )
+    if isinstance(exc, HfHubHTTPError):
+        code = exc.response.status_code if exc.response is not None else "?"
+        return HubError(f"{ep} answered HTTP {code} for {repo_id}@{revision}: {one_line(exc)}")
+    return HubError(f"{repo_id}@{revision}: {one_line(exc)}")
+
+
+def _branches_hint(repo_id: str) -> str:
+    try:
+        from huggingface_hub import HfApi
+
+        refs = HfApi(endpoint=endpoint()).list_repo_refs(repo_id)
+        names = [b.name for b in refs.branches] + [t.name for t in refs.tags]
+        return f"; it has: {', '.join(names)}" if names else ""
+    except Exception:  # the hint is optional; the error above stands without it
+        return ""
+
+
+def list_repo(repo_id: str, revision: str) -> Listing:
+    """The repo's files at `revision`, with sizes and checksums (model_info with files_metadata)."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as e:
+        raise translate(e, repo_id, revision) from None
+    if not info.sha:
+        raise HubError(f"{endpoint()} did not say which commit {repo_id}@{revision} is; is HF_ENDPOINT a Hub mirror?")
+    files = {
+        s.rfilename: RemoteFile(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
+        for s in info.siblings or []
+    }
+    return Listing(repo_id, revision, info.sha, files)
+
+
+def select_files(listing: Listing, wanted: list[str]) -> list[RemoteFile]:
+    for w in wanted:
+        safe_relative_name(w)
+    missing = [w for w in wanted if w not in listing.files]
+    if missing:
+        have = sorted(n for n in listing.files if n.endswith(".gguf") or ".gguf.part" in n) or sorted(listing.files)
+        raise HubError(
+            f"{listing.repo_id}@{listing.revision} has no file {', '.join(missing)}; "
+            f"it has: {', '.join(have) or '(no files)'}"
+        )
+    return [listing.files[w] for w in wanted]
+
+
+def select_snapshot(listing: Listing) -> list[RemoteFile]:
+    """The files an engine needs from a safetensors/pytorch repo."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    names = list(listing.files)
+    allow = list(SNAPSHOT_ALLOW)
+    if not any(n.endswith(".safetensors") for n in names):
+        allow += BIN_WEIGHTS
+    chosen = list(filter_repo_objects(names, allow_patterns=allow, ignore_patterns=SNAPSHOT_IGNORE))
+    for n in chosen:
+        safe_relative_name(n)
+    if not any(n.endswith((".safetensors", ".bin")) for n in chosen):
+        raise HubError(
+            f"{listing.repo_id}@{listing.revision} has no weights (*.safetensors); it has: {', '.join(sorted(names)) or '(no files)'}"
+        )
+    return [listing.files[n] for n in chosen]
+
+
+def download(listing: Listing, files: list[RemoteFile], bars, say) -> dict[str, tuple[Path, str | None]]:
+    """Fetch `files` at the listing's commit; return name -> (snapshot path, sha256 if computed).
+
+    Files already in the snapshot are kept as they are (they were verified when they arrived).
+    """
+    folder = hfcache.repo_folder(listing.repo_id)
+    snap = folder / "snapshots" / listing.commit
+    out: dict[str, tuple[Path, str | None]] = {}
+    for rf in files:
+        pointer = snap / rf.name
+        if not _inside(pointer, snap):
+            raise HubError(f"refusing file name {rf.name!r}: it resolves outside {snap}")
+        if pointer.is_file():
+            out[rf.name] = (pointer, None)
+            continue
+        out[rf.name] = (pointer, _download_one(listing, rf, folder, pointer, bars, say))
+    _write_ref(folder, listing.revision, listing.commit)
+    return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
+
+
+def _download_one(listing: Listing, rf: RemoteFile, folder: Path, pointer: Path, bars, say) -> str | None:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import WeakFileLock
+
+    repo_id, commit = listing.repo_id, listing.commit
+    url = hf_hub_url(repo_id, rf.name, revision=commit, endpoint=endpoint())
+    try:
+        meta = get_hf_file_metadata(url, endpoint=endpoint())  # HEAD: etag (blob name), size, location
+    except Exception as e:
+        raise translate(e, repo_id, listing.revision, rf.name) from None
+    if not meta.etag:
+        raise HubError(f"{url} sent no ETag; is HF_ENDPOINT a Hub mirror?")
+    if rf.sha256 and len(meta.etag) == 64 and meta.etag != rf.sha256:
+        raise HubError(
+            f"the hub's metadata for {repo_id}/{rf.name} disagree: the listing says sha256 {rf.sha256}, "
+            f"the file's X-Linked-Etag says {meta.etag}; try again later"
+        )
+    size = meta.size if meta.size is not None else rf.size
+    blob = folder / "blobs" / meta.etag
+    lock = hfcache.cache_dir() / ".locks" / folder.name / f"{meta.etag}.lock"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    digest = None
+    with WeakFileLock(lock):  # the lock hf_hub_download takes for this blob
+        if not blob.exists():
+            digest = _fetch_blob(meta.location or url, url, blob, rf, size, bars, say)
+        _link(blob, pointer)
+    return digest
+
+
+def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int | None, bars, say) -> str:
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub.utils.tqdm import silent_tqdm
+
+    partial = blob.with_name(blob.name + ".incomplete")
+    have = partial.stat().st_size if partial.exists() else 0
+    if size is not None and have > size:  # not a prefix of this file; keep it for inspection
+        moved = quarantine(partial)
+        say(f"{partial} was longer than {rf.name} ({have} > {size} bytes); moved it to {moved}")
+        have = 0
+    if size is not None:
+        free = shutil.disk_usage(blob.parent).free
+        if free < size - have:
+            say(f"warning: {rf.name} needs {size - have:,} more bytes but {blob.parent} has {free:,} free")
+    headers = build_hf_headers()  # HF_TOKEN / the saved token
+    if urlparse(location).netloc != urlparse(url).netloc:
+        headers.pop("authorization", None)  # signed CDN URLs must not get the hub token (as hf_hub_download)
+    if have:
+        say(f"resuming {rf.name} at {have:,} of {size:,} bytes" if size else f"resuming {rf.name} at {have:,} bytes")
+    task = bars.add(rf.name, size, have)
+    try:
+        with open(partial, "a+b") as fh:
+            w = HashingWriter(fh, task)
+            http_get(location, w, resume_size=have, headers=headers, expected_size=size,
+                     displayed_filename=rf.name, tqdm_class=silent_tqdm)
+            digest = w.sha256(partial)
+    except Exception as e:
+        kept = partial.stat().st_size if partial.exists() else 0
+        of = f" of {size:,}" if size is not None else ""
+        where = f"{kept:,}{of} bytes are kept in {partial}"
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HubError(
+                f"disk full while downloading {rf.name} into {blob.parent}: {where}; free space and pull again to resume"
+            ) from None
+        raise HubError(f"downloading {rf.name} failed ({one_line(e)}); {where}; pull again to resume") from None
+    expected = rf.expected
+    if expected is not None:
+        kind, want = expected
+        got = digest if kind == "sha256" else git_blob_sha1(partial)
+        if got != want:
+            moved = quarantine(partial)
+            raise IntegrityError(
+                f"checksum mismatch for {rf.name}: the hub says {kind} {want}, the download has {got}; "
+                f"the file was moved to {moved}; pull again to download it afresh"
+            )
+    os.replace(partial, blob)
+    return digest
+
+
+def _link(blob: Path, pointer: Path) -> None:
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        pointer.unlink()  # a link left dangling by a quarantined blob
+    try:
+        os.symlink(os.path.relpath(blob, pointer.parent), pointer)
+    except OSError:  # no symlinks (some Windows/network filesystems): a copy, as huggingface_hub does
+        shutil.copyfile(blob, pointer)
+
+
+def _write_ref(folder: Path, revision: str, commit: str) -> None:
+    if revision == commit:
+        return
+    ref = folder / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(ref.name + f".{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)

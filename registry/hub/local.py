@@ -1,0 +1,64 @@
+"""The store's artifact rows for hub builds: look-up (no network) and recording."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import paths
+from .integrity import SHA256_RE, content_address, sha256_file, tree_sha256
+
+
+def quant_names(resolved) -> set[str]:
+    return {resolved.quantization, resolved.canonical}
+
+
+def rows(resolved) -> list:
+    """Artifact rows of this family/format/quantization, newest first (none without a database)."""
+    if not paths.has_database():
+        return []  # nothing recorded yet; don't create a database for a look-up
+    from ..store import Store
+
+    found = Store().artifacts(family=resolved.family.name, format=resolved.spec.format)
+    return [r for r in reversed(found) if r.quantization in quant_names(resolved)]
+
+
+def find(resolved, files: list[str]) -> tuple[Path, list] | None:
+    """A usable local artifact: the file (first part of a split GGUF) or folder, and its rows."""
+    usable = []
+    for r in rows(resolved):
+        p = Path(r.path)
+        if p.is_dir() or (p.is_file() and p.stat().st_size == r.size_bytes):
+            usable.append((p, r))
+    if not usable:
+        return None
+    for p, r in usable:  # a hub pull: every part must be beside the first
+        if files and p.name in files:
+            first = p.parent / files[0]
+            if all((p.parent / f).is_file() for f in files):
+                return first, [rr for pp, rr in usable if pp.parent == p.parent]
+    p, r = usable[0]  # a local build (e.g. `registry convert`)
+    return p, [r]
+
+
+def record(resolved, path: Path, parent: str, digest: str | None = None):
+    """Add the artifact row of a pulled file or snapshot folder; the sha256 comes from the download,
+    the blob's content address, or is computed."""
+    from ..store import Store
+
+    if path.is_dir():
+        known = {}
+        for f in path.rglob("*"):
+            addr = content_address(f) if f.is_file() else None
+            if addr and addr[0] == "sha256":
+                known[f.relative_to(path).as_posix()] = addr[1]
+        digest, size = tree_sha256(path, known)
+    else:
+        if digest is None:
+            addr = content_address(path)
+            digest = addr[1] if addr and SHA256_RE.match(addr[1]) and addr[0] == "sha256" else sha256_file(path)
+        size = os.path.getsize(path)
+    return Store().add_artifact(
+        family=resolved.family.name, format=resolved.spec.format, quantization=resolved.quantization,
+        path=str(path), sha256=digest, size_bytes=size, parent=parent, recipe=None,
+    )

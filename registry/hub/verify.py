@@ -1,0 +1,96 @@
+"""`registry verify`: re-hash local copies against the store's rows and the cache's content addresses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import NotFoundError
+from . import hfcache, local
+from .errors import IntegrityError
+from .integrity import content_address, git_blob_sha1, quarantine, sha256_file, tree_files, tree_sha256
+
+
+def _targets(resolved) -> list[tuple[Path, object | None]]:
+    found = local.rows(resolved)
+    if found:
+        return [(Path(r.path), r) for r in found]
+    # Nothing recorded: check what the Hugging Face cache holds for this build.
+    out: list[tuple[Path, object | None]] = []
+    src = resolved.hubs.get("huggingface")
+    if src is not None:
+        if src.files:
+            out += [(p, None) for f in src.files if (p := hfcache.cached_file(src.model_id, src.revision, f))]
+        elif (snap := hfcache.snapshot_dir(src.model_id, src.revision)) is not None:
+            out.append((snap, None))
+    return out
+
+
+def _check_file(path: Path, row) -> dict:
+    res = {"path": str(path), "ok": True, "sha256": None, "problems": []}
+    if not path.is_file():
+        res.update(ok=False, problems=["missing" + (" (its cache blob was moved aside or deleted)" if path.is_symlink() else "")])
+        return res
+    actual = sha256_file(path)
+    res["sha256"] = actual
+    if row is not None and row.sha256 != actual:
+        res["problems"].append(f"sha256 is {actual} but the store recorded {row.sha256}")
+    addr = content_address(path)
+    if addr is not None:
+        kind, want = addr
+        got = actual if kind == "sha256" else git_blob_sha1(path)
+        if got != want:
+            res["problems"].append(f"{kind} is {got} but the hub's checksum (its cache blob name) is {want}")
+    res["ok"] = not res["problems"]
+    res["corrupt"] = not res["ok"]
+    return res
+
+
+def _check_dir(path: Path, row) -> list[dict]:
+    files = tree_files(path)
+    dangling = [p for p in path.rglob("*") if p.is_symlink() and not p.exists()]
+    results = [_check_file(p, None) for p in files if content_address(p) is not None]
+    results += [{"path": str(p), "ok": False, "sha256": None, "problems": ["missing (its cache blob was moved aside or deleted)"]}
+                for p in dangling]
+    if not results and row is not None:  # a folder outside the cache: its manifest digest
+        digest, _ = tree_sha256(path)
+        ok = digest == row.sha256
+        results.append({"path": str(path), "ok": ok, "sha256": digest,
+                        "problems": [] if ok else [f"folder digest is {digest} but the store recorded {row.sha256}"
+                                                   " (a file in it changed; compare with a fresh copy)"]})
+    return results
+
+
+def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
+    targets = _targets(resolved)
+    label = f"{resolved.family.name} {resolved.spec.format} {resolved.quantization}"
+    if not targets:
+        raise NotFoundError(
+            f"no local copy of {label} to verify; run `registry pull {resolved.family.name} --format "
+            f"{resolved.spec.format} --quant {resolved.quantization}` first"
+        )
+    results: list[dict] = []
+    bad_rows = set()
+    for path, row in targets:
+        checked = _check_dir(path, row) if path.is_dir() else [_check_file(path, row)]
+        for r in checked:
+            if r.pop("corrupt", False):
+                r["moved_to"] = str(quarantine(Path(r["path"])))  # never deleted: moved beside itself
+            if not r["ok"] and row is not None:
+                bad_rows.add(row.id)
+        results += checked
+    if bad_rows:
+        from ..store import Store
+
+        for rid in bad_rows:  # the row no longer describes a file that is there
+            Store().remove_artifact(rid)
+    bad = [r for r in results if not r["ok"]]
+    if bad and raise_on_error:
+        parts = []
+        for r in bad:
+            where = f"; moved to {r['moved_to']}" if r.get("moved_to") else ""
+            parts.append(f"{r['path']}: {'; '.join(r['problems'])}{where}")
+        raise IntegrityError(
+            f"{label}: {len(bad)} bad file{'s' if len(bad) != 1 else ''}: " + " | ".join(parts)
+            + f"; run `registry pull {resolved.family.name} --format {resolved.spec.format} --quant {resolved.quantization}` to fetch it again"
+        )
+    return results
