@@ -11,6 +11,7 @@ import sys
 from ..errors import RegistryError
 from . import catalog_cmds  # noqa: F401  (registers commands)
 from . import hub_cmds  # noqa: F401
+from . import convert_cmds  # noqa: F401
 from .app import app
 
 

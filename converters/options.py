@@ -1,0 +1,58 @@
+"""What `registry convert` asks of a converter: one request object, shared by every output format.
+
+The CLI fills it and hands it to the converter package for the target format
+(converters.gguf.run_convert or converters.compressed_tensors.run_convert); each converter
+reads the fields it understands and ignores the rest. Kept free of heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class ConvertRequest:
+    family: str  # family name from the catalog (e.g. glm-4.7)
+    source: Path  # Hugging Face checkpoint directory (hub layout)
+    to: str  # target format: ggufv2 | compressed-tensors
+    quant: str  # quantization, as the registry names it (Q4_K, W4A16_GS64, ...), or "all"
+    out: Path | None = None  # output file or directory; None: under registry.paths.artifacts_dir()
+    report: bool = False  # compute and store the KL / top-1 quality report
+    record: bool = True  # record the result as an artifact in the store
+    progress: bool = True  # rich progress bars on stderr
+    # GGUF options
+    outtype: str | None = None  # F16 | BF16 for the first pass (default F16)
+    keep_mtp: bool = False  # keep MTP / NextN layers (GLM-4.5+); dropped by default
+    split_max_size: int | None = None  # bytes; above it, output is split -0000N-of-0000M.gguf
+    # compressed-tensors options
+    method: str | None = None  # awq | rtn (W4A16 scheme); None: the recipe's default
+    calibration: str | None = None  # hub dataset name or local JSONL of chat messages
+    samples: int | None = None
+    max_seq_len: int | None = None
+    seed: int = 0
+    all_experts: bool = False  # MoE: every expert sees every calibration token
+    extra: dict = field(default_factory=dict)
+    say: Callable[[str], None] = print  # one-line messages for people (warnings, results)
+
+
+@dataclass
+class ConvertResult:
+    """One build produced by a converter (a --quant all run returns several)."""
+
+    family: str
+    format: str
+    quantization: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    parent: str | None = None  # the source checkpoint (path or hub id) or parent build
+    recipe: dict | None = None
+    report: dict | None = None  # {"reference","tokens","kl_divergence","top1_agreement"}
+    artifact_id: int | None = None
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["path"] = str(self.path)
+        return d

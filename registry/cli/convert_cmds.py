@@ -1,0 +1,85 @@
+"""`registry convert`: build a GGUF or compressed-tensors artifact from a Hugging Face checkpoint.
+
+The command only parses options; the converter package for the target format does the work
+(imported here, inside the command, so the rest of the CLI never loads torch or llama.cpp).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import RegistryError
+from .app import JsonOpt, _print_json, _table, app
+
+_TARGETS = {"ggufv2": "gguf", "gguf": "gguf", "compressed-tensors": "compressed_tensors"}
+
+
+@app.command()
+def convert(
+    name: str = typer.Argument(..., help="Family name the checkpoint belongs to, e.g. glm-4.7."),
+    source: Path = typer.Option(..., "--from", help="Hugging Face checkpoint directory."),
+    to: str = typer.Option(..., "--to", help="ggufv2 or compressed-tensors."),
+    quant: str = typer.Option(..., "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for the GGUF ladder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file or directory (default: the registry's artifacts dir)."),
+    report: bool = typer.Option(False, "--report", help="Measure KL divergence and top-1 agreement against the source."),
+    outtype: Optional[str] = typer.Option(None, "--outtype", help="GGUF: F16 or BF16 for the first pass."),
+    keep_mtp: bool = typer.Option(False, "--keep-mtp", help="GGUF: keep MTP/NextN layers (dropped by default)."),
+    split_max_size: Optional[str] = typer.Option(None, "--split-max-size", help="GGUF: split output above this size (e.g. 2G, 500M)."),
+    method: Optional[str] = typer.Option(None, "--method", help="compressed-tensors W4A16: awq or rtn."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="Hub dataset name or local JSONL of chat messages."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Calibration sample count."),
+    max_seq_len: Optional[int] = typer.Option(None, "--max-seq-len", help="Calibration max sequence length."),
+    seed: int = typer.Option(0, "--seed", help="Calibration sampling seed."),
+    all_experts: bool = typer.Option(False, "--all-experts", help="MoE: every expert sees every calibration token."),
+    no_record: bool = typer.Option(False, "--no-record", help="Do not record the result in the store."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Convert a checkpoint into a build and record it as an artifact."""
+    from importlib import import_module
+
+    from converters.options import ConvertRequest
+
+    target = _TARGETS.get(to)
+    if target is None:
+        raise RegistryError(f"--to {to!r} is not a format the converters write; use one of: ggufv2, compressed-tensors")
+    req = ConvertRequest(
+        family=name, source=source, to="ggufv2" if target == "gguf" else to, quant=quant, out=out,
+        report=report, record=not no_record, progress=not json_ and sys.stderr.isatty(),
+        outtype=outtype, keep_mtp=keep_mtp, split_max_size=_parse_size(split_max_size),
+        method=method, calibration=calibration, samples=samples, max_seq_len=max_seq_len,
+        seed=seed, all_experts=all_experts, say=lambda m: print(m, file=sys.stderr),
+    )
+    results = import_module(f"converters.{target}").run_convert(req)
+    if json_:
+        _print_json([r.to_dict() for r in results])
+        return
+    cols = ["quant", "path", "size", "sha256"]
+    with_report = any(r.report for r in results)
+    if with_report:
+        cols += ["KL divergence", "top-1 agreement"]
+    rows = []
+    for r in results:
+        row = [r.quantization, str(r.path), f"{r.size_bytes / 2**20:.1f} MiB", r.sha256[:12]]
+        if with_report:
+            rep = r.report or {}
+            kl, top1 = rep.get("kl_divergence"), rep.get("top1_agreement")
+            row += [f"{kl:.6f}" if kl is not None else "", f"{top1:.1%}" if top1 is not None else ""]
+        rows.append(row)
+    _table(f"{name}: {len(results)} build{'s' if len(results) != 1 else ''}", cols, rows)
+
+
+def _parse_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().rstrip("B")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise RegistryError(f"--split-max-size {text!r} is not a size; write e.g. 2G, 500M or a byte count") from None
