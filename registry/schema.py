@@ -279,6 +279,8 @@ class Recipe(Strict):
 
 
 class Spec(Strict):
+    """One published or buildable artifact set of a family (seed 004's "Model Spec N")."""
+
     format: FormatName
     size_in_billions: PositiveFloat
     quantizations: list[str] = Field(min_length=1)
@@ -377,6 +379,8 @@ class Spec(Strict):
 
 
 class Family(Strict):
+    """One model family: the launch key, its facts, licence, architecture and specs."""
+
     schema_version: Literal[1] = 1
     name: FamilyName
     description: str = Field(min_length=1)
