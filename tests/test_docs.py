@@ -1,0 +1,340 @@
+"""Generated documentation: the model pages against seed 004, determinism, `registry docs check`,
+the Sphinx build with warnings as errors, and the built page rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SPECS, run_cli
+
+SEED_004 = Path(__file__).parent / "data" / "seed_004.txt"  # copy of shared seed 004 (CI has no /work/shared)
+MODELS = ROOT / "docs" / "models"
+# seed 004's launcher flags and the registry's spelling of each
+LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "--model-format": "--format",
+                "--quantization": "--quant"}
+
+
+# --- seed 004, fact by fact ------------------------------------------------------------------
+
+
+def seed_facts(text: str) -> list[tuple[str, object]]:
+    """Every non-empty line of the seed page, in order: ("line", exact text) or, for the launch
+    command, ("launch", {flag: value}) in the registry's flags (the name keyed by "name")."""
+    facts: list[tuple[str, object]] = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        words = line.split()
+        if words[:2] == ["xinference", "launch"]:
+            args = dict(zip(words[2::2], words[3::2]))
+            want = {"name": args.pop("--model-name")}
+            want.update({LAUNCH_FLAGS[k]: v for k, v in args.items()})
+            facts.append(("launch", want))
+        else:
+            facts.append(("line", line))
+    return facts
+
+
+def launch_matches(line: str, want: dict) -> bool:
+    words = line.split()
+    if words[:2] != ["registry", "launch"] or len(words) < 3 or words[2] != want["name"]:
+        return False
+    args = dict(zip(words[3::2], words[4::2]))
+    return all(args.get(k) == v for k, v in want.items() if k != "name")
+
+
+def missing_facts(facts, page: str) -> list[str]:
+    """Facts not found on the page after the previous fact (so order matters)."""
+    lines = [ln.rstrip() for ln in page.splitlines()]
+    pos, missing = 0, []
+    for kind, fact in facts:
+        for i in range(pos, len(lines)):
+            hit = lines[i] == fact if kind == "line" else launch_matches(lines[i].strip(), fact)
+            if hit:
+                pos = i + 1
+                break
+        else:
+            missing.append(f"{kind}: {fact}")
+    return missing
+
+
+def test_seed_facts_parse():
+    facts = seed_facts(SEED_004.read_text())
+    lines = [f for k, f in facts if k == "line"]
+    assert len(facts) >= 30
+    assert "- **Context Length:** 1048576" in lines and "Model Spec 2 (ggufv2, 9 Billion)" in lines
+    assert [f for k, f in facts if k == "launch"] == [
+        {"name": "glm4-chat-1m", "--engine": "${engine}", "--size": "9", "--format": fmt, "--quant": "${quantization}"}
+        for fmt in ("pytorch", "ggufv2")
+    ]
+
+
+def test_every_seed_004_fact_in_order_on_the_generated_page():
+    from registry.docs import pages
+
+    page = pages()["glm4-chat-1m.rst"]
+    facts = seed_facts(SEED_004.read_text())
+    assert missing_facts(facts, page) == []
+    # the committed page is the generated one
+    assert (MODELS / "glm4-chat-1m.rst").read_text() == page
+
+
+def test_fact_check_fails_on_reordered_or_changed_pages():
+    from registry.docs import pages
+
+    page = pages()["glm4-chat-1m.rst"]
+    facts = seed_facts(SEED_004.read_text())
+    # spec sections swapped: order broken
+    s1, s2 = page.index("Model Spec 1 ("), page.index("Model Spec 2 (")
+    swapped = page[:s1] + page[s2:] + page[s1:s2]
+    assert missing_facts(facts, swapped)
+    # a changed fact: engine rule dropped
+    assert missing_facts(facts, page.replace(" (vLLM only available for quantization none)", ""))
+    # a launch command without the size
+    assert missing_facts(facts, page.replace("--format ggufv2 --size 9", "--format ggufv2"))
+
+
+def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
+    from registry.docs import pages
+    from registry import get
+    from registry.estimate import estimate
+
+    page = pages()["glm4-chat-1m.rst"]
+    assert "- **Architecture:** ChatGLMModel (chatglm); dense; 9B parameters; 40 layers" in page
+    assert "**Attribution:** Built with glm-4" in page and "**Commercial use:** allowed after registration" in page
+    fam = get("glm4-chat-1m")
+    gguf = fam.specs[1]
+    q4 = estimate(fam, gguf, "Q4_K")
+    assert f"   * - Q4_K\n     - 4.89\n     - {q4.weights / 2**30:,.1f} GiB\n" in page
+    assert f"     - {q4.total / 2**30:,.1f} GiB" in page
+    assert "Q3_K, Q4_K and Q5_K mean llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M (the _M variants)" in page
+    assert "registry launch glm4-chat-1m --engine vllm --format pytorch --size 9 --quant none" in page
+    assert "registry launch glm4-chat-1m --engine llama.cpp --format ggufv2 --size 9 --quant ${quantization}" in page
+    assert "registry convert glm4-chat-1m --from <local copy of THUDM/glm-4-9b-chat-1m> --to ggufv2" in page
+    # seed 000's vLLM command, from the launch profile
+    chat = pages()["glm-4-9b-chat.rst"]
+    assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
+    # seed 003's environment and SGLang command
+    g5 = pages()["glm-5.rst"]
+    assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model-path lukealonso/GLM-5-NVFP4" in g5
+
+
+def test_index_lists_every_family():
+    from registry.docs import pages
+    from registry.catalog import shipped
+
+    index = pages()["index.rst"]
+    for e in shipped():
+        assert f":ref:`{e.family.name} <models_llm_{e.family.name}>`" in index
+        assert f"\n   {e.family.name}\n" in index  # in the toctree
+
+
+# --- build and check --------------------------------------------------------------------------
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_build_is_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = run_cli("docs", "build", "--out", str(a), env={"PYTHONHASHSEED": "1"})
+    rb = run_cli("docs", "build", "--out", str(b), env={"PYTHONHASHSEED": "2"})
+    assert ra.returncode == 0 and rb.returncode == 0, ra.stderr + rb.stderr
+    assert _tree(a) == _tree(b) == _tree(MODELS)
+    assert "10 written" in ra.stdout
+    again = run_cli("docs", "build", "--out", str(a))
+    assert "0 written, 10 unchanged" in again.stdout
+    assert not [p for p in a.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_docs_check_passes_on_committed_pages():
+    r = run_cli("docs", "check")
+    assert r.returncode == 0, r.stderr
+    assert "match the specs" in r.stdout
+
+
+def test_docs_check_names_the_stale_page_after_a_spec_change(tmp_path):
+    specs = tmp_path / "specs"
+    shutil.copytree(SPECS, specs)
+    f = specs / "glm4-chat-1m.yaml"
+    f.write_text(f.read_text().replace("context_length: 1048576", "context_length: 1000000"))
+    env = {"REGISTRY_SPECS_DIR": str(specs)}
+    r = run_cli("docs", "check", env=env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: stale pages:") and "docs/models/glm4-chat-1m.rst" in r.stderr
+    assert "glm-5.rst" not in r.stderr and "Traceback" not in r.stderr
+    j = run_cli("docs", "check", "--json", env=env)
+    assert j.returncode == 1 and '"ok": false' in j.stdout
+    # rebuilt into a copy, the pages are current again
+    out = tmp_path / "models"
+    shutil.copytree(MODELS, out)
+    assert run_cli("docs", "build", "--out", str(out), env=env).returncode == 0
+    assert run_cli("docs", "check", "--out", str(out), env=env).returncode == 0
+    assert "- **Context Length:** 1000000" in (out / "glm4-chat-1m.rst").read_text()
+
+
+def test_removed_family_page_is_stale_then_removed(tmp_path):
+    specs = tmp_path / "specs"
+    shutil.copytree(SPECS, specs)
+    (specs / "glm-5.yaml").unlink()
+    out = tmp_path / "models"
+    shutil.copytree(MODELS, out)
+    (out / "notes.rst").write_text("a page of the user's own, not generated\n")
+    env = {"REGISTRY_SPECS_DIR": str(specs)}
+    r = run_cli("docs", "check", "--out", str(out), env=env)
+    assert r.returncode == 1 and "glm-5.rst (its family is no longer in the specs)" in r.stderr
+    assert run_cli("docs", "build", "--out", str(out), env=env).returncode == 0
+    assert not (out / "glm-5.rst").exists() and (out / "notes.rst").exists()
+
+
+def test_build_into_a_file_is_an_error(tmp_path):
+    f = tmp_path / "models"
+    f.write_text("not a directory")
+    r = run_cli("docs", "build", "--out", str(f))
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "not a directory" in r.stderr
+
+
+def test_templates_are_package_data():
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["registry"]
+    pattern = next(p for p in data if "templates" in p)
+    found = sorted(p.name for p in (ROOT / "registry").glob(pattern))
+    assert found == ["family.rst.j2", "index.rst.j2"]
+
+
+# --- the Sphinx site --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The HTML site, built with warnings as errors."""
+    out = tmp_path_factory.mktemp("site")
+    r = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         "-d", str(out / "doctrees"), str(ROOT / "docs"), str(out / "html")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out / "html"
+
+
+def _text(path: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+def test_sphinx_build_with_warnings_as_errors(site):
+    for page in ["index", "getting-started", "cli", "api", "models/index", "models/glm4-chat-1m"]:
+        assert (site / f"{page}.html").is_file(), page
+
+
+def test_getting_started_shows_the_readme_commands(site):
+    readme = (ROOT / "README.md").read_text().split("\n---", 1)[0]
+    commands = [ln.strip() for ln in readme.splitlines() if ln.startswith("    ")][:2]
+    assert len(commands) == 2 and all(c.startswith("bash scripts/setup.sh") for c in commands)
+    text = _text(site / "getting-started.html")
+    for c in commands:
+        assert c in text
+
+
+def test_cli_reference_has_every_command(site):
+    import typer.main
+
+    from registry.cli import app
+
+    root = typer.main.get_command(app)
+    names = []
+    for name, cmd in root.commands.items():
+        names.append(f"registry {name}")
+        names += [f"registry {name} {sub}" for sub in getattr(cmd, "commands", {})]
+    text = _text(site / "cli.html")
+    assert "registry docs check" in names
+    for n in names:
+        assert n in text, n
+    assert "--min-context" in text
+
+
+def test_api_reference_from_docstrings(site):
+    text = _text(site / "api.html")
+    for name in ["registry.get", "registry.families", "registry.resolve", "registry.schema.Family",
+                 "registry.schema.Spec", "registry.Resolved"]:
+        assert name in text, name
+    assert "NotFoundError lists the nearest names" in text  # registry.get's docstring
+
+
+# --- the rendered page in a browser -----------------------------------------------------------
+
+
+class _Tables(HTMLParser):
+    """Cell texts of each <table class="... specs-table ...">."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._in = 0
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        cls = dict(attrs).get("class") or ""
+        if tag == "table" and "specs-table" in cls.split():
+            self._in = 1
+            self.tables.append([])
+        elif self._in and tag == "tr":
+            self.tables[-1].append([])
+        elif self._in and tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self._in:
+            self._in = 0
+        elif self._in and tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if path is None:
+        msg = "chromium not found (apt-get install chromium; scripts/setup.sh does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def test_chromium_renders_the_specs_table(site, tmp_path):
+    chromium = _chromium()
+    page = site / "models" / "glm4-chat-1m.html"
+    r = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    parser = _Tables()
+    parser.feed(r.stdout)
+    assert len(parser.tables) == 1, "the rendered page has no specs table"
+    header, *rows = parser.tables[0]
+    assert header == ["Spec", "Format", "Size (billions)", "Quantizations", "Engines", "Model ID"]
+    # the rows carry seed 004's facts of each spec, e.g. "- **Model Format:** pytorch", "- **Engines**: ..."
+    specs = re.split(r"^Model Spec \d", SEED_004.read_text(), flags=re.M)[1:]
+    assert len(rows) == len(specs) == 2
+    for i, (row, text) in enumerate(zip(rows, specs), 1):
+        fact = {k.rstrip(":"): v.strip() for k, v in re.findall(r"^- \*\*([^*]+)\*\*:? ?(.*)$", text, re.M)}
+        assert row == [str(i), fact["Model Format"], fact["Model Size (in billions)"], fact["Quantizations"],
+                       fact["Engines"], fact["Model ID"]]
