@@ -124,6 +124,7 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     # seed 000's vLLM command, from the launch profile
     chat = pages()["glm-4-9b-chat.rst"]
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
+    assert "KV cache in fp8)" in chat  # the memory table follows the launch profile's KV cache type
     # seed 003's environment and SGLang command
     g5 = pages()["glm-5.rst"]
     assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model-path lukealonso/GLM-5-NVFP4" in g5

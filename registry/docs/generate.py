@@ -183,13 +183,24 @@ def _alias_note(spec: Spec) -> str | None:
     return text + " Either spelling resolves."
 
 
-def _memory(fam: Family, spec: Spec) -> list[dict[str, str]]:
+def _kv_dtype(spec: Spec) -> str:
+    """The KV cache type the spec's launch profiles ask for (seeds 000 and 003 use fp8), else f16."""
+    from ..estimate import KV_BYTES
+
+    for p in spec.launch:
+        dtype = p.args.get("--kv-cache-dtype")
+        if isinstance(dtype, str) and dtype in KV_BYTES:
+            return dtype
+    return "f16"
+
+
+def _memory(fam: Family, spec: Spec, kv_dtype: str) -> list[dict[str, str]]:
     short = min(SHORT_CONTEXT, fam.context_length)
     rows = []
     for q in spec.quantizations:
         try:
-            full = estimate(fam, spec, q)
-            part = estimate(fam, spec, q, context=short)
+            full = estimate(fam, spec, q, kv_dtype=kv_dtype)
+            part = estimate(fam, spec, q, context=short, kv_dtype=kv_dtype)
             bpw = bits_per_weight(spec.format, q)
         except RegistryError:
             rows.append({"quant": q, "bpw": "n/a", "weights": "n/a", "kv_short": "n/a", "kv_full": "n/a",
@@ -273,6 +284,7 @@ def _command_heading(c) -> str:
 def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
     title = f"Model Spec {index} ({spec.format}, {spec.size_label} Billion)"
     short = min(SHORT_CONTEXT, fam.context_length)
+    kv_dtype = _kv_dtype(spec)
     return {
         "index": index,
         "title": title,
@@ -290,7 +302,8 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
                      for c in engine_commands(fam, spec)],
         "short_context_label": f"{short:,}",
         "full_context_label": f"{fam.context_length:,}",
-        "memory": _memory(fam, spec),
+        "kv_dtype": kv_dtype,
+        "memory": _memory(fam, spec, kv_dtype),
         "recipe": _recipe(spec),
         "rebuild": convert_command(fam, spec),
     }
