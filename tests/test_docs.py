@@ -130,6 +130,21 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model-path lukealonso/GLM-5-NVFP4" in g5
 
 
+def test_markup_in_spec_text_is_escaped():
+    """Stars, backticks, bars and trailing underscores in a description show as written."""
+    from docutils.core import publish_doctree
+
+    from registry import get
+    from registry.docs import render_family
+
+    text = "Uses *stars*, `ticks`, a|b and ref_ words; glm4_moe stays."
+    fam = get("glm4-chat-1m").model_copy(update={"description": text})
+    page = render_family(fam)
+    tree = publish_doctree(page, settings_overrides={"report_level": 2, "halt_level": 2})
+    items = [n.astext() for n in tree.findall() if n.tagname == "list_item"]
+    assert f"Description: {text}" in items
+
+
 def test_index_lists_every_family():
     from registry.docs import pages
     from registry.catalog import shipped

@@ -7,6 +7,7 @@ compared byte for byte with what the specs generate now (`registry docs check`).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,13 @@ class StaleDocsError(RegistryError):
     """Committed pages differ from what the specs generate."""
 
 
+_TRAILING_UNDERSCORE = re.compile(r"(?<=\w)_(?=$|[\s.,;:!?)\]])")
+
+
 def _rst(text: Any) -> str:
-    # Inline markup characters in spec text would change the page's meaning; escape them.
-    return " ".join(str(text).split()).translate(_RST_SPECIAL)
+    # Inline markup in spec text (stars, backticks, bars, `word_` references) would change the
+    # page's meaning or break the build; escape it.
+    return _TRAILING_UNDERSCORE.sub(r"\\_", " ".join(str(text).split()).translate(_RST_SPECIAL))
 
 
 def _env():
