@@ -8,7 +8,8 @@ The launcher refines these (exact GGUF sizes from the file header, engine overhe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import RegistryError
 
@@ -78,14 +79,26 @@ class Estimate:
     weights: int
     kv_cache: int
     context: int
+    overhead: int = 0  # engine runtime: compute buffers, CUDA context, activations (all devices)
+    gpus: int = 0  # devices the weights and KV cache are sharded over; 0 = host memory
+    weights_source: str = "parameters x bits per weight"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache
+        return self.weights + self.kv_cache + self.overhead
+
+    @property
+    def per_gpu(self) -> int | None:
+        """Bytes on each GPU: an even share of weights, KV cache and overhead (tensor/expert parallel)."""
+        if not self.gpus:
+            return None
+        return -(-self.total // self.gpus)
 
     def to_dict(self) -> dict:
-        return {"weights_bytes": self.weights, "kv_cache_bytes": self.kv_cache, "context": self.context,
-                "total_bytes": self.total}
+        return {"weights_bytes": self.weights, "kv_cache_bytes": self.kv_cache, "overhead_bytes": self.overhead,
+                "context": self.context, "total_bytes": self.total, "gpus": self.gpus,
+                "per_gpu_bytes": self.per_gpu, "weights_source": self.weights_source, "notes": self.notes}
 
 
 def estimate(family, spec, quant: str, context: int | None = None, kv_dtype: str = "f16") -> Estimate:
@@ -94,3 +107,133 @@ def estimate(family, spec, quant: str, context: int | None = None, kv_dtype: str
     w = weights_bytes(family.architecture.total_params_b, spec.format, quant)
     kv = int(kv_bytes_per_token(family.architecture, kv_dtype) * ctx)
     return Estimate(weights=w, kv_cache=kv, context=ctx)
+
+
+# --- refinements the launcher uses ----------------------------------------------------------------
+
+# Per-GPU runtime memory beyond weights and KV: CUDA context, activations, graph buffers.
+# Seed 002's VRAM table puts "Activation ~2GB" per GPU for vLLM; SGLang and Transformers are given the
+# same allowance (no published figure; an allowance, not a measurement).
+GPU_OVERHEAD = {"vllm": 2 * 10**9, "sglang": 2 * 10**9, "transformers": 2 * 10**9}
+# Host-side allowance for Transformers on CPU: activations and allocator slack.
+CPU_OVERHEAD = {"transformers": 10**9}
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a GGUF header says: exact tensor bytes and the shapes the compute buffers depend on."""
+
+    path: str
+    weights: int
+    arch: str
+    layers: int
+    embd: int
+    ff: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    context_length: int
+    file_type: int | None
+
+
+def gguf_info(path: str | Path) -> GGUFInfo:
+    """Read a GGUF header (tensor data is memory-mapped, never read)."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise RegistryError("reading a GGUF header needs the 'gguf' package: pip install 'glm-registry[gguf]'") from None
+    try:
+        r = GGUFReader(str(path), "r")
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"{path}: not a readable GGUF file: {e}") from None
+
+    def field_value(key: str, default=None):
+        f = r.fields.get(key)
+        if f is None:
+            return default
+        v = f.contents()
+        return v
+
+    arch = str(field_value("general.architecture", ""))
+    g = lambda k, d=0: field_value(f"{arch}.{k}", d)  # noqa: E731
+    heads = int(g("attention.head_count", 1) or 1)
+    embd = int(g("embedding_length", 0))
+    kv = g("attention.head_count_kv", heads)
+    kv = int(kv if not isinstance(kv, list) else max(kv))
+    head_dim = int(g("attention.key_length", 0) or (embd // heads if heads else 0))
+    tokens = r.fields.get("tokenizer.ggml.tokens")
+    vocab = len(tokens.data) if tokens is not None else 0
+    weights = sum(int(t.n_bytes) for t in r.tensors)
+    if not vocab:
+        emb = next((t for t in r.tensors if t.name == "token_embd.weight"), None)
+        vocab = int(emb.shape[-1]) if emb is not None else 0
+    ff = g("feed_forward_length", 0)
+    ff = int(ff if not isinstance(ff, list) else max(ff))
+    ft = field_value("general.file_type")
+    return GGUFInfo(str(path), weights, arch, int(g("block_count", 0)), embd, ff, heads, kv, head_dim, vocab,
+                    int(g("context_length", 0)), int(ft) if ft is not None else None)
+
+
+def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: int | None = None,
+                      kv_dtype: str = "f16") -> Estimate:
+    """Host memory llama.cpp needs to serve a GGUF on CPU.
+
+    weights: the tensors' bytes from the header (mmap'd; all pages are touched once a token is decoded);
+    KV: 2 x layers x kv_heads x head_dim x n_ctx x bytes; compute buffer: llama.cpp reserves its graph for
+    a full micro-batch, whose largest live tensors are the logits (n_ubatch x vocab) and the FFN
+    activations (n_ubatch x 2 ff, fused gate+up), plus a few n_embd-wide ones, all f32; output buffer:
+    one row of logits per sequence. llama-cpp-python adds a scores array (n_batch x vocab f32) that it
+    fills one row per evaluated batch, so it is counted once. Checked against llama.cpp's own log on a tiny
+    chatglm GGUF (n_ctx 512): "CPU compute buffer size = 24.51 MiB", this formula 27.5 MiB.
+    """
+    ub = n_ubatch or n_batch
+    kvb = KV_BYTES[kv_dtype]
+    kv = int(2 * info.layers * info.kv_heads * info.head_dim * n_ctx * kvb)
+    # + the attention scores (n_ubatch x n_ctx per head) when flash attention is off, as it is by default
+    compute = 4 * ub * (info.vocab + 2 * info.ff + 4 * info.embd) + 4 * ub * n_ctx * info.heads
+    output = 4 * info.vocab
+    scores_row = 4 * info.vocab
+    return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=compute + output + scores_row,
+                    weights_source="GGUF header (exact tensor bytes)",
+                    notes=[f"compute buffer ~{compute / 2**20:.1f} MiB for n_ubatch {ub}"])
+
+
+def engine_estimate(family, spec, quant: str, engine: str, context: int | None = None, gpus: int = 0,
+                    kv_dtype: str = "f16", gguf_path: str | Path | None = None) -> Estimate:
+    """The memory a build needs on `engine`: weights, KV for `context`, and the engine's overhead.
+
+    With gpus > 0 the weights and KV are sharded evenly (tensor parallel; expert parallel places whole
+    experts instead of slices, which holds the same bytes per GPU) and each GPU carries its own overhead.
+    """
+    ctx = context or family.context_length
+    if gguf_path is not None:
+        return llamacpp_estimate(gguf_info(gguf_path), ctx, kv_dtype=kv_dtype)
+    base = estimate(family, spec, quant, ctx, kv_dtype)
+    if engine == "llama.cpp":
+        # No file yet: the spec's shapes stand in for the header's.
+        a = family.architecture
+        compute = 4 * 512 * (a.vocab_size + 2 * (a.intermediate_size or 4 * a.hidden_size) + 4 * a.hidden_size
+                             + ctx * a.attention_heads)
+        return Estimate(base.weights, base.kv_cache, ctx, compute, 0)
+    if gpus:
+        overhead = GPU_OVERHEAD.get(engine, 2 * 10**9) * gpus
+    else:
+        overhead = CPU_OVERHEAD.get(engine, 10**9)
+    return Estimate(base.weights, base.kv_cache, ctx, overhead, gpus)
+
+
+def bytes_read_per_token(family, spec, quant: str) -> int:
+    """Weights a decode step reads: the active parameters (all of them for a dense model)."""
+    a = family.architecture
+    params = a.active_params_b or a.total_params_b
+    return weights_bytes(params, spec.format, quant)
+
+
+def decode_bound_tok_s(family, spec, quant: str, bandwidth_bytes_s: float) -> float:
+    """Seed 002's memory-bandwidth bound: tok/s = bandwidth / bytes read per token.
+
+    Seed 002 uses one GPU's bandwidth (its H100 / H200 / RTX PRO figures scale with the per-GPU number),
+    and its measured speeds are ~50% of this bound ("Memory Bandwidth Efficiency: 50.3%").
+    """
+    return bandwidth_bytes_s / bytes_read_per_token(family, spec, quant)

@@ -1,0 +1,26 @@
+"""One module per inference engine; each answers can_serve(Request) -> Verdict and
+command(Request, model, host, port) -> [Command] (one per node)."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import not_found
+from .base import Command, Request, Verdict
+
+MODULES = {"llama.cpp": "llamacpp", "vllm": "vllm", "sglang": "sglang", "transformers": "transformers"}
+# Preference when several can serve a build: the GPU servers first (throughput), llama.cpp for GGUF,
+# Transformers last (a reference server, not a production one).
+RANK = ("vllm", "sglang", "llama.cpp", "transformers")
+
+__all__ = ["Command", "Request", "Verdict", "get", "names", "RANK"]
+
+
+def names() -> list[str]:
+    return list(MODULES)
+
+
+def get(name: str):
+    if name not in MODULES:
+        raise not_found("engine", name, MODULES)
+    return importlib.import_module(f".{MODULES[name]}", __name__)

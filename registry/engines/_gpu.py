@@ -1,0 +1,77 @@
+"""Shared by the GPU server engines (vLLM, SGLang): launch-profile args to argv, context and GPU count."""
+
+from __future__ import annotations
+
+from .base import Request
+
+
+def args_to_argv(args: dict) -> list[str]:
+    """A profile's flags in order: true is a bare flag, false/None is dropped, a list repeats the flag."""
+    out: list[str] = []
+    for flag, v in args.items():
+        if v is True:
+            out.append(flag)
+        elif v is False or v is None:
+            continue
+        elif isinstance(v, list):
+            for item in v:
+                out += [flag, str(item)]
+        else:
+            out += [flag, _fmt(v)]
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return repr(v) if not v.is_integer() else str(int(v)) if abs(v) >= 1 else repr(v)
+    return str(v)
+
+
+def profile_args(req: Request, engine: str) -> tuple[dict, dict, int | None, str | None]:
+    """(args, env, port, source) of the chosen launch profile, copies the caller may change."""
+    profiles = req.spec.profiles(engine)
+    if req.profile is not None:  # the launcher reports a profile name this engine lacks
+        profiles = [p for p in profiles if p.name == req.profile]
+    p = profiles[0] if profiles else None
+    if p is None:
+        return {}, {}, None, None
+    return dict(p.args), dict(p.env), p.port, p.source or f"spec launch profile {p.name!r}"
+
+
+def context_of(req: Request, args: dict, flag: str) -> int:
+    if req.context:
+        return req.context
+    if flag in args and args[flag] not in (None, True, False):
+        return int(args[flag])
+    return req.family.context_length
+
+
+def gpus_of(req: Request, args: dict, flags: tuple[str, ...], engine: str, util: float, ctx: int,
+            kv_dtype: str) -> int:
+    """GPUs per node: --gpus, else the profile's tensor-parallel size, else the fewest (1, 2, 4, 8 ...)
+    whose memory holds the build, up to the GPUs the machine has."""
+    if req.gpus:
+        return req.gpus
+    for f in flags:
+        if f in args:
+            tp = int(args[f])
+            return max(1, tp // max(1, req.nodes)) if req.nodes > 1 else tp
+    from ..estimate import engine_estimate
+
+    have = req.hardware.gpu_count
+    n = 1
+    while n < have:
+        est = engine_estimate(req.family, req.spec, req.quant, engine, ctx, gpus=n * req.nodes, kv_dtype=kv_dtype)
+        if (est.per_gpu or 0) <= req.hardware.gpu_memory_bytes * util:
+            break
+        n *= 2
+    return min(n, have) if have else 1
+
+
+def kv_dtype_of(args: dict) -> str:
+    return "fp8" if str(args.get("--kv-cache-dtype", "auto")).startswith("fp8") else "f16"
+
+
+def utilization(args: dict, flag: str, default: float) -> float:
+    v = args.get(flag)
+    return float(v) if v not in (None, True, False) else default

@@ -1,0 +1,174 @@
+"""What every engine shares: the verdict and command types, and the checks common to all of them.
+
+An engine module answers two questions for one resolved build: can_serve(...) -> Verdict (ok, or the
+reasons why not) and command(...) -> Command (argv list, environment, port, health URL).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..estimate import Estimate, engine_estimate
+
+GB = 10**9
+
+# Kernel requirements by quantization (compute capability). These are engine facts, not model facts:
+# FP8 runs natively from Ada/Hopper (8.9); vLLM falls back to weight-only FP8 through Marlin on
+# Ampere (8.0+). W4A16 / AWQ / GPTQ int4 use Marlin (8.0+). NVFP4 needs Blackwell (10.0+).
+FP8 = {"FP8_DYNAMIC", "FP8", "W8A8"}
+INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8"}
+NVFP4 = {"NVFP4", "NVFP4A16"}
+
+
+@dataclass
+class Verdict:
+    engine: str
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    env: dict[str, str]
+    host: str
+    port: int
+    health_url: str
+    node_rank: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"argv": self.argv, "env": self.env, "host": self.host, "port": self.port, "health_url": self.health_url}
+        if self.node_rank is not None:
+            d["node_rank"] = self.node_rank
+        return d
+
+
+@dataclass
+class Request:
+    """What the launcher asks an engine about: a resolved build on some hardware."""
+
+    resolved: object  # catalog.Resolved
+    hardware: object  # hardware.Hardware
+    context: int | None = None
+    gpus: int | None = None  # GPUs per node asked for (None: the launch profile's or the engine's default)
+    nodes: int = 1
+    profile: str | None = None  # launch profile name
+    gguf_path: str | None = None  # a local GGUF: exact weights from its header
+
+    @property
+    def family(self):
+        return self.resolved.family
+
+    @property
+    def spec(self):
+        return self.resolved.spec
+
+    @property
+    def quant(self) -> str:
+        return self.resolved.quantization
+
+
+def module_installed(*modules: str) -> list[str]:
+    """The modules of `modules` that cannot be imported here (found without importing them)."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def script(name: str) -> str:
+    """An engine's console script: the one beside this interpreter, else from PATH, else the bare name."""
+    local = Path(sys.executable).with_name(name)
+    if local.exists():
+        return str(local)
+    return shutil.which(name) or name
+
+
+def find_profile(spec, engine: str, name: str | None):
+    from ..errors import not_found
+
+    profiles = spec.profiles(engine)
+    if name is None:
+        return profiles[0] if profiles else None
+    for p in profiles:
+        if p.name == name:
+            return p
+    raise not_found(f"launch profile for {engine}", name, [p.name for p in profiles] or ["(none)"])
+
+
+def rule_reasons(req: Request, engine: str) -> list[str]:
+    """The spec's engine rules: is this engine listed for the spec, and for this quantization?"""
+    spec, q = req.spec, req.quant
+    if engine not in spec.engines:
+        listed = ", ".join(spec.engines)
+        return [f"the {spec.format} spec of {req.family.name} lists engines {listed}, not {engine}"]
+    if engine not in spec.engines_for(q):
+        rule = spec.engines[engine]
+        return [f"spec rule: {engine} serves {req.family.name} {spec.format} only for quantization "
+                f"{', '.join(rule.quantizations or [])}, not {q}"]
+    return []
+
+
+def compute_reasons(req: Request, engine: str, marlin_fp8: bool) -> tuple[list[str], list[str]]:
+    """GPU architecture checks: the spec's minimum and the kernels this quantization needs."""
+    hw, q = req.hardware, req.quant
+    cap = hw.min_compute_capability
+    reasons: list[str] = []
+    notes: list[str] = []
+    if not hw.gpus:
+        return reasons, notes  # the caller reports "no GPU"
+    name = hw.gpus[0].name
+    need = req.spec.min_compute_capability(engine)
+    if need is not None and cap is not None and cap < need:
+        reasons.append(f"GPU compute capability {cap:.1f} ({name}) is below the spec's minimum {need:.1f}")
+    if cap is None:
+        return reasons, notes
+    if q in NVFP4 and cap < 10.0:
+        reasons.append(f"{q} needs Blackwell GPUs (compute capability 10.0+); {name} has {cap:.1f}")
+    elif q in FP8 and cap < 8.9:
+        if marlin_fp8 and cap >= 8.0:
+            notes.append(f"{q} on compute capability {cap:.1f}: weight-only FP8 through the Marlin fallback (slower)")
+        else:
+            reasons.append(f"{q} needs compute capability 8.9+ (Ada/Hopper)"
+                           + (" or 8.0+ for the Marlin fallback" if marlin_fp8 else "") + f"; {name} has {cap:.1f}")
+    elif q in INT4_MARLIN and cap < 8.0:
+        reasons.append(f"{q} needs Marlin kernels (compute capability 8.0+); {name} has {cap:.1f}")
+    return reasons, notes
+
+
+def gpu_fit_reasons(req: Request, engine: str, gpus_per_node: int, utilization: float,
+                    kv_dtype: str = "f16") -> tuple[list[str], Estimate]:
+    """Needs a GPU, enough of them, and enough memory on each (weights + KV sharded evenly)."""
+    hw = req.hardware
+    total_gpus = gpus_per_node * req.nodes
+    est = engine_estimate(req.family, req.spec, req.quant, engine, req.context, gpus=total_gpus, kv_dtype=kv_dtype)
+    reasons = []
+    if not hw.gpus:
+        return [f"{engine} needs NVIDIA GPUs; {hw.name} has none"], est
+    if gpus_per_node > hw.gpu_count:
+        reasons.append(f"needs {gpus_per_node} GPUs per node; {hw.name} has {hw.gpu_count}"
+                       + ("" if req.nodes > 1 else " (add --nodes to spread over machines)"))
+    hw_min = req.spec.hardware.min_gpus if req.spec.hardware else None
+    if hw_min and total_gpus < hw_min:
+        reasons.append(f"the spec needs at least {hw_min} GPUs; the plan uses {total_gpus}")
+    budget = int(hw.gpu_memory_bytes * utilization)
+    per = est.per_gpu or 0
+    if per > budget:
+        reasons.append(f"not enough GPU memory: needs ~{per / GB:.1f} GB per GPU on {total_gpus} GPU(s), "
+                       f"{utilization:g} x {hw.gpu_memory_bytes / GB:.0f} GB = {budget / GB:.1f} GB usable")
+    return reasons, est
+
+
+def install_reason(req: Request, engine: str, missing: list[str], how: str) -> tuple[list[str], list[str]]:
+    """'not installed' is a reason only when planning for this machine."""
+    if not missing:
+        return [], []
+    if req.hardware.local:
+        return [f"{engine} is not installed here (missing {', '.join(missing)}): {how}"], []
+    return [], [f"plan for {req.hardware.name}: {engine} is not installed here and need not be ({how} there)"]

@@ -1,0 +1,84 @@
+"""SGLang: `python -m sglang.launch_server --model-path MODEL ...`; multi-node with --nnodes/--node-rank."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _gpu
+from .base import Command, Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons
+
+NAME = "sglang"
+INSTALL = "pip install 'glm-registry[sglang]'"
+TP_FLAGS = ("--tp", "--tp-size", "--tensor-parallel-size")
+QUANT_FLAG = {"compressed-tensors": "compressed-tensors", "awq": "awq_marlin", "gptq": "gptq_marlin",
+              "modelopt": "modelopt_fp4"}
+DIST_PORT = 5000
+
+
+def can_serve(req: Request) -> Verdict:
+    from .base import module_installed
+
+    v = Verdict(NAME)
+    v.reasons += rule_reasons(req, NAME)
+    r, n = install_reason(req, NAME, module_installed("sglang"), INSTALL)
+    v.reasons += r
+    v.notes += n
+    if req.spec.format == "ggufv2":
+        v.reasons.append("GGUF builds are served by llama.cpp here")
+    if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
+        return v
+    args, _, _, _ = _gpu.profile_args(req, NAME)
+    # SGLang has no Marlin FP8 fallback for pre-Ada GPUs in its FP8 path.
+    r, n = compute_reasons(req, NAME, marlin_fp8=False)
+    v.reasons += r
+    v.notes += n
+    ctx = _gpu.context_of(req, args, "--context-length")
+    util = _gpu.utilization(args, "--mem-fraction-static", 0.88)
+    kv_dtype = _gpu.kv_dtype_of(args)
+    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, util, ctx, kv_dtype)
+    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
+    r, est = gpu_fit_reasons(sub, NAME, gpus, util, kv_dtype)
+    v.reasons += r
+    v.estimate = est
+    return v
+
+
+def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+    """One command per node; every node runs the same server with its own --node-rank."""
+    args, env, pport, source = _gpu.profile_args(req, NAME)
+    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, _gpu.utilization(args, "--mem-fraction-static", 0.88),
+                        _gpu.context_of(req, args, "--context-length"), _gpu.kv_dtype_of(args))
+    port = port or pport or 30000
+    if source is None:
+        args = {**_generic(req), **args}
+    if req.context:
+        args["--context-length"] = req.context
+    tp_flag = next((f for f in TP_FLAGS if f in args), "--tp")
+    if req.gpus or req.nodes > 1 or tp_flag not in args:
+        total = gpus * req.nodes
+        if total > 1:
+            args[tp_flag] = total
+    base = [sys.executable, "-m", "sglang.launch_server", "--model", model]
+    client = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    out = []
+    for rank in range(req.nodes):
+        extra = dict(args)
+        if req.nodes > 1:
+            extra.update({"--nnodes": req.nodes, "--node-rank": rank, "--dist-init-addr": f"HEAD_IP:{DIST_PORT}"})
+        argv = base + _gpu.args_to_argv(extra) + ["--host", host, "--port", str(port)]
+        out.append(Command(argv, dict(env), host, port, f"http://{client}:{port}/health" if rank == 0 else "",
+                           rank if req.nodes > 1 else None))
+    return out
+
+
+def _generic(req: Request) -> dict:
+    chat = req.family.chat
+    args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
+    q = QUANT_FLAG.get(req.spec.format)
+    if q:
+        args["--quantization"] = q
+    if chat and chat.tool_call_parser:
+        args["--tool-call-parser"] = chat.tool_call_parser
+    if chat and chat.reasoning_parser:
+        args["--reasoning-parser"] = chat.reasoning_parser
+    return args

@@ -1,0 +1,95 @@
+"""vLLM: `vllm serve MODEL ...` (OpenAI-compatible); multi-node over Ray with tensor + pipeline parallel."""
+
+from __future__ import annotations
+
+from . import _gpu
+from .base import Command, Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons, script
+
+NAME = "vllm"
+INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
+TP_FLAGS = ("--tensor-parallel-size", "-tp")
+# The quantization method vLLM loads each checkpoint format with.
+QUANT_FLAG = {"compressed-tensors": "compressed-tensors", "awq": "awq_marlin", "gptq": "gptq_marlin",
+              "modelopt": "modelopt_fp4"}
+RAY_PORT = 6379
+
+
+def can_serve(req: Request) -> Verdict:
+    v = Verdict(NAME)
+    v.reasons += rule_reasons(req, NAME)
+    r, n = install_reason(req, NAME, _missing(), INSTALL)
+    v.reasons += r
+    v.notes += n
+    if req.spec.format == "ggufv2":
+        v.reasons.append("GGUF builds are served by llama.cpp here (vLLM's GGUF loader is experimental)")
+    if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
+        return v
+    args, _, _, _ = _gpu.profile_args(req, NAME)
+    r, n = compute_reasons(req, NAME, marlin_fp8=True)
+    v.reasons += r
+    v.notes += n
+    ctx = _gpu.context_of(req, args, "--max-model-len")
+    util = _gpu.utilization(args, "--gpu-memory-utilization", 0.9)
+    kv_dtype = _gpu.kv_dtype_of(args)
+    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, util, ctx, kv_dtype)
+    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
+    r, est = gpu_fit_reasons(sub, NAME, gpus, util, kv_dtype)
+    v.reasons += r
+    v.estimate = est
+    return v
+
+
+def _missing() -> list[str]:
+    from .base import module_installed
+
+    return module_installed("vllm")
+
+
+def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+    """One command per node: the head runs `vllm serve`; other nodes join its Ray cluster first."""
+    args, env, pport, source = _gpu.profile_args(req, NAME)
+    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, _gpu.utilization(args, "--gpu-memory-utilization", 0.9),
+                        _gpu.context_of(req, args, "--max-model-len"), _gpu.kv_dtype_of(args))
+    port = port or pport or 8000
+    if req.context:
+        args["--max-model-len"] = req.context
+    if not any(f in args for f in TP_FLAGS) or req.gpus or req.nodes > 1:
+        for f in TP_FLAGS:
+            args.pop(f, None)
+        if gpus > 1 or req.nodes > 1:
+            args = {"--tensor-parallel-size": gpus, **args}
+    if source is None:  # no launch profile in the spec: the generic command
+        args = {**_generic(req), **args}
+    if req.nodes > 1:
+        args["--pipeline-parallel-size"] = req.nodes
+        args["--distributed-executor-backend"] = "ray"
+    argv = [script("vllm"), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port)]
+    head = Command(argv, env, host, port, f"http://{_client(host)}:{port}/v1/models", 0 if req.nodes > 1 else None)
+    if req.nodes == 1:
+        return [head]
+    ray = script("ray")
+    head_start = Command([ray, "start", "--head", f"--port={RAY_PORT}"], env, host, RAY_PORT, "", 0)
+    workers = [Command([ray, "start", f"--address=HEAD_IP:{RAY_PORT}", "--block"], env, host, RAY_PORT, "", i)
+               for i in range(1, req.nodes)]
+    return [head_start, *workers, head]
+
+
+def _generic(req: Request) -> dict:
+    chat = req.family.chat
+    args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
+    q = QUANT_FLAG.get(req.spec.format)
+    if q:
+        args["--quantization"] = q
+    if req.spec.format == "pytorch" and req.quant == "none":
+        args["--dtype"] = "bfloat16"
+    if chat and chat.tool_call_parser:
+        args["--tool-call-parser"] = chat.tool_call_parser
+        args["--enable-auto-tool-choice"] = True
+    if chat and chat.reasoning_parser:
+        args["--reasoning-parser"] = chat.reasoning_parser
+    args["--max-model-len"] = req.context or req.family.context_length
+    return args
+
+
+def _client(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -1,0 +1,438 @@
+"""Plan a launch (which engine, what command, how much memory, on which hardware), start it, keep track.
+
+plan() asks every engine whether it can serve the build, ranks those that can and keeps the reasons
+of those that can't. launch() runs a plan on this machine: a free port, the artifact fetched
+(offline-first), the server started with a log file, waited for until it answers, and recorded as a
+Deployment. stop/ps/logs work on the recorded deployments.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import engines, paths
+from .errors import NotFoundError, RegistryError, not_found
+from .schema import GGUF_ALIASES
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class LaunchError(RegistryError):
+    """A server that could not be started, or died while starting."""
+
+
+@dataclass
+class Plan:
+    resolved: object
+    hardware: object
+    engine: str
+    profile: str | None
+    commands: list  # engines.Command, one per node (multi-node: ray/worker commands first)
+    artifact: dict
+    estimate: object
+    rejected: list[dict]
+    alternatives: list[str]
+    notes: list[str] = field(default_factory=list)
+    port_given: bool = False
+    nodes: int = 1
+    request: object = None
+
+    @property
+    def main(self):
+        return self.commands[-1] if self.nodes > 1 else self.commands[0]
+
+    def to_dict(self) -> dict:
+        r = self.resolved
+        est = self.estimate.to_dict() if self.estimate else None
+        d = {
+            "family": r.family.name, "format": r.spec.format, "quantization": r.quantization,
+            "engine": self.engine, "profile": self.profile,
+            "argv": self.main.argv, "env": self.main.env, "host": self.main.host, "port": self.main.port,
+            "health_url": self.main.health_url,
+            "artifact": self.artifact, "estimate": est,
+            "hardware": self.hardware.to_dict(), "rejected": self.rejected, "alternatives": self.alternatives,
+            "notes": self.notes, "nodes": self.nodes,
+        }
+        if self.nodes > 1:
+            d["commands"] = [c.to_dict() for c in self.commands]
+        return d
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def _resolve(name: str, format: str, quant: str):
+    from .catalog import load
+
+    cat = load()
+    fam = cat.get(name)  # unknown family: nearest names
+    specs = [s for s in fam.specs if s.format == format]
+    if not specs:
+        raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
+    quants = [q for s in specs for q in s.quantizations]
+    known = set(quants) | {GGUF_ALIASES[q] for q in quants if q in GGUF_ALIASES}
+    known |= {a for a, c in GGUF_ALIASES.items() if c in quants}
+    if quant not in known:
+        raise not_found("quantization", quant, quants, f"{name} {format} has: {', '.join(quants)}")
+    return cat.resolve(name, format, quant)
+
+
+def _artifact(resolved) -> dict:
+    """The local copy from the store if there is one, else where the hub keeps it."""
+    from .hub import local
+
+    files = []
+    for h in resolved.hubs.values():
+        files = h.files
+        break
+    hit = local.find(resolved, files)
+    if hit is not None:
+        path, rows = hit
+        return {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+    if not resolved.hubs:
+        return {"source": "build", "path": None,
+                "note": f"not published on a hub: `registry convert {resolved.family.name} --to {resolved.spec.format} "
+                        f"--quant {resolved.quantization}` builds it"}
+    hub, h = next(iter(resolved.hubs.items()))
+    return {"source": "hub", "hub": hub, "model_id": h.model_id, "revision": h.revision, "files": h.files,
+            "path": None}
+
+
+def _model_arg(art: dict, engine: str) -> tuple[str, dict]:
+    """What the engine is pointed at, and extra flags (a hub revision other than main)."""
+    if art.get("path"):
+        return art["path"], {}
+    if art["source"] == "hub":
+        if engine == "llama.cpp":  # needs a file on disk: fetched by launch()
+            return f"<fetched at launch: {art['model_id']}@{art['revision']}/{art['files'][0]}>", {}
+        extra = {"--revision": art["revision"]} if art["revision"] != "main" else {}
+        return art["model_id"], extra
+    return "<local build>", {}
+
+
+def plan(name: str, format: str, quant: str, engine: str | None = None, hardware: str | None = None,
+         context: int | None = None, gpus: int | None = None, nodes: int | None = None, port: int | None = None,
+         host: str | None = None, profile: str | None = None) -> Plan:
+    from . import hardware as hw_mod
+
+    if engine is not None and engine not in engines.MODULES:
+        raise not_found("engine", engine, engines.MODULES)
+    for label, v in (("--context", context), ("--gpus", gpus), ("--nodes", nodes)):
+        if v is not None and v < 1:
+            raise RegistryError(f"{label} must be at least 1, not {v}")
+    if port is not None and not 0 < port < 65536:
+        raise RegistryError(f"--port must be between 1 and 65535, not {port}")
+    resolved = _resolve(name, format, quant)
+    hw = hw_mod.get(hardware)
+    art = _artifact(resolved)
+    gguf_path = art["path"] if art.get("path") and resolved.spec.format == "ggufv2" else None
+    req = engines.Request(resolved, hw, context, gpus, nodes or 1, profile, gguf_path)
+
+    order = [engine] if engine else list(engines.RANK)
+    verdicts = {}
+    for e in order if engine else engines.RANK:
+        verdicts[e] = engines.get(e).can_serve(req)
+    if engine is None and profile is not None:
+        # a named profile belongs to one engine: only engines that have it
+        for e, v in verdicts.items():
+            if v.ok and not any(p.name == profile for p in resolved.spec.profiles(e)):
+                v.reasons.append(f"no launch profile named {profile!r} for {e}")
+    ok = [e for e in order if verdicts[e].ok]
+    rejected = [{"engine": e, "reasons": v.reasons} for e, v in verdicts.items() if not v.ok]
+    if engine is None:  # the engines the spec does not list at all are noise in the rejection list
+        listed = set(resolved.spec.engines)
+        rejected = [r for r in rejected if r["engine"] in listed] or rejected
+    label = f"{name} {format} {resolved.quantization} on {hw.name}"
+    if not ok:
+        why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected)
+        if engine:
+            raise RegistryError(f"{engine} cannot serve {label}: {why}")
+        raise RegistryError(f"no engine can serve {label}: {why}")
+    chosen = ok[0]
+    v = verdicts[chosen]
+    mod = engines.get(chosen)
+    model, extra = _model_arg(art, chosen)
+    cmds = mod.command(req, model, host or DEFAULT_HOST, port)
+    if extra:
+        for c in cmds:
+            if c.argv and ("serve" in c.argv or "sglang.launch_server" in c.argv):
+                for k, val in extra.items():
+                    c.argv += [k, val]
+    notes = list(v.notes)
+    if art["source"] == "hub" and chosen == "llama.cpp":
+        notes.append("the GGUF file is fetched at launch (offline-first: store, Hugging Face cache, download)")
+    if nodes and nodes > 1:
+        notes.append("multi-node: run each node's command on its machine, replacing HEAD_IP with the head "
+                      "node's address; the head node serves the API")
+    prof = None
+    from .engines.base import find_profile
+
+    p = find_profile(resolved.spec, chosen, profile)
+    if p is not None:
+        prof = p.name
+        if p.source:
+            notes.append(f"command from {p.source}")
+    return Plan(resolved, hw, chosen, prof, cmds, art, v.estimate, rejected, ok[1:], notes, port is not None,
+                nodes or 1, req)
+
+
+# --- ports ---------------------------------------------------------------------------------------
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(host: str, port: int, given: bool, say) -> int:
+    if port_free(host, port):
+        return port
+    if given:
+        raise RegistryError(f"port {port} on {host} is in use; choose another with --port, or leave --port out "
+                            f"to take the next free one")
+    for p in range(port + 1, min(port + 200, 65535)):
+        if port_free(host, p):
+            say(f"port {port} is in use; using {p}")
+            return p
+    raise RegistryError(f"no free port between {port} and {port + 200} on {host}; pass --port")
+
+
+# --- launching -----------------------------------------------------------------------------------
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _tail(path: str | None, lines: int = 20) -> str:
+    if not path or not Path(path).exists():
+        return "(no log)"
+    text = Path(path).read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return 200 <= r.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True):
+    """Start the planned server here, wait until it answers, record the deployment; returns the row."""
+    from .store import Store
+
+    if not p.hardware.local:
+        raise RegistryError(f"this plan is for {p.hardware.name}, not this machine: run it there, or use --dry-run "
+                            f"to see the command")
+    if p.nodes > 1:
+        raise RegistryError("a multi-node plan is run node by node: `--dry-run` shows each node's command")
+    r = p.resolved
+    cmd = p.main
+    art = dict(p.artifact)
+    if not art.get("path"):
+        if art["source"] == "build":
+            raise RegistryError(art["note"])
+        from . import hub
+
+        if p.engine == "llama.cpp" or os.environ.get("HF_HUB_OFFLINE"):
+            path = hub.fetch(r, progress=True, say=say)
+            art = _artifact(r) if paths.has_database() else {"source": "hub", "path": str(path)}
+            art["path"] = str(path)
+            cmd.argv = [str(path) if a.startswith("<fetched at launch") else a for a in cmd.argv]
+    port = choose_port(cmd.host, cmd.port, p.port_given, say)
+    if port != cmd.port:
+        cmd.argv = _replace_flag(cmd.argv, "--port", str(port))
+        cmd.health_url = cmd.health_url.replace(f":{cmd.port}/", f":{port}/")
+        cmd.port = port
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    log_path = paths.logs_dir() / f"{r.family.name}-{r.quantization}-{p.engine}-{port}-{stamp}.log"
+    store = Store()
+    dep = store.add_deployment(family=r.family.name, format=r.spec.format, quantization=r.quantization,
+                               engine=p.engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+                               status="starting", log_path=str(log_path), artifact_id=art.get("artifact_id"))
+    env = {**os.environ, **cmd.env}
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)  # own group: stop kills its children too
+    except OSError as e:
+        store.update_deployment(dep.id, status="failed", stopped=datetime.now(timezone.utc))
+        raise LaunchError(f"cannot start {cmd.argv[0]}: {e}") from None
+    dep = store.update_deployment(dep.id, pid=proc.pid)
+    try:
+        _wait(proc, cmd.health_url, timeout, log_path, spinner, f"starting {p.engine} for {r.family.name} on port {port}")
+    except BaseException as e:
+        _kill_group(proc.pid)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        store.update_deployment(dep.id, status="failed", stopped=datetime.now(timezone.utc))
+        if isinstance(e, LaunchError):
+            raise
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise LaunchError(f"{p.engine} failed while starting: {e}") from None
+    return store.update_deployment(dep.id, status="running")
+
+
+def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    out = list(argv)
+    for i, a in enumerate(out[:-1]):
+        if a == flag:
+            out[i + 1] = value
+    return out
+
+
+def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: str) -> None:
+    from contextlib import nullcontext
+
+    status = nullcontext()
+    if spinner:
+        from rich.console import Console
+
+        status = Console(stderr=True).status(what)
+    deadline = time.monotonic() + timeout
+    with status:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise LaunchError(f"the server exited with code {code} while starting; last lines of {log_path}:\n"
+                                  f"{_tail(str(log_path))}")
+            if _answers(url):
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(f"the server did not answer {url} within {timeout:g} s (stopped it); last lines "
+                                  f"of {log_path}:\n{_tail(str(log_path))}")
+            time.sleep(0.1)
+
+
+# --- deployments -----------------------------------------------------------------------------------
+
+
+def _alive(pid: int | None, argv: list[str] | None = None) -> bool:
+    """The pid runs and is still our server (not a reused pid, not a zombie)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            if proc.joinpath("stat").read_text().split(")")[-1].split()[0] == "Z":
+                return False
+            if argv:
+                cmdline = proc.joinpath("cmdline").read_bytes().split(b"\0")
+                if not any(a.encode() in cmdline for a in argv[1:3]):
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def ps(all_: bool = False) -> list:
+    """Deployments, after marking those whose process is gone as 'exited'."""
+    if not paths.has_database():
+        return []
+    from .store import Store
+
+    store = Store()
+    out = []
+    for d in store.deployments():
+        if d.status in ("starting", "running") and not _alive(d.pid, d.argv):
+            d = store.update_deployment(d.id, status="exited", stopped=datetime.now(timezone.utc))
+        if all_ or d.status in ("starting", "running"):
+            out.append(d)
+    return out
+
+
+def find(name: str, active_only: bool = True) -> list:
+    """Deployments by id or family name (newest first)."""
+    if not paths.has_database():
+        raise NotFoundError(f"no deployment named {name!r}: nothing has been launched (`registry ps`)")
+    from .store import Store
+
+    rows = Store().deployments()
+    hits = [d for d in rows if str(d.id) == name or d.family == name]
+    if active_only:
+        live = [d for d in hits if d.status in ("starting", "running")]
+        hits = live or hits[-1:]
+    if not hits:
+        raise not_found("deployment", name, [d.family for d in rows] + [str(d.id) for d in rows],
+                        "`registry ps --all` lists them")
+    return list(reversed(hits))
+
+
+def stop(dep, grace: float = 10.0) -> str:
+    """SIGTERM the server's process group, SIGKILL after `grace` seconds. A process already gone is
+    marked stopped, not an error. Returns what happened."""
+    from .store import Store
+
+    store = Store()
+    what = "stopped"
+    if dep.status in ("starting", "running") and _alive(dep.pid, dep.argv):
+        _kill_group(dep.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(dep.pid, dep.argv):
+            time.sleep(0.1)
+        if _alive(dep.pid, dep.argv):
+            _kill_group(dep.pid, signal.SIGKILL)
+            what = "killed"
+        _reap(dep.pid)
+    elif dep.status in ("starting", "running"):
+        what = "was not running"
+    else:
+        return f"already {dep.status}"
+    store.update_deployment(dep.id, status="stopped", stopped=datetime.now(timezone.utc))
+    return what
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # only our own children; others are reaped by init
+    except ChildProcessError:
+        pass
+
+
+def log_text(dep, lines: int | None = None) -> str:
+    if not dep.log_path or not Path(dep.log_path).exists():
+        raise RegistryError(f"deployment {dep.id} ({dep.family}) has no log file at {dep.log_path}")
+    if lines:
+        return _tail(dep.log_path, lines)
+    return Path(dep.log_path).read_text(errors="replace")
+
+
+def address(dep) -> str:
+    host = "127.0.0.1" if dep.host in ("0.0.0.0", "::") else dep.host
+    return f"http://{host}:{dep.port}/v1"
