@@ -121,13 +121,19 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert "registry launch glm4-chat-1m --engine vllm --format pytorch --size 9 --quant none" in page
     assert "registry launch glm4-chat-1m --engine llama.cpp --format ggufv2 --size 9 --quant ${quantization}" in page
     assert "registry convert glm4-chat-1m --from <local copy of THUDM/glm-4-9b-chat-1m> --to ggufv2" in page
+    # the engines' own commands come from the launcher's engine modules, planned for a named profile
+    assert "  which starts, planned for hardware profile ``8xH100-80G``::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
+    assert "python3 -m llama_cpp.server --model <path to glm-4-9b-chat-1m.${quantization}.gguf>" in page
+    assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
+    assert "/work/" not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
     chat = pages()["glm-4-9b-chat.rst"]
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
     assert "KV cache in fp8)" in chat  # the memory table follows the launch profile's KV cache type
     # seed 003's environment and SGLang command
     g5 = pages()["glm-5.rst"]
-    assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model-path lukealonso/GLM-5-NVFP4" in g5
+    assert "Not on hardware profile ``8xB200``: not enough GPU memory" in g5  # BF16 GLM-5 needs more than a node
+    assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model lukealonso/GLM-5-NVFP4" in g5
 
 
 def test_markup_in_spec_text_is_escaped():

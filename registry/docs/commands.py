@@ -1,23 +1,22 @@
 """Launch commands shown on the generated pages.
 
-One small function renders them from the spec's launch profiles. When the launcher's
-plan(...) lands, the engine argv should come from it instead, so the pages show exactly what
-`registry launch` runs.
+The engine's own command comes from the launcher's engine modules (registry.engines), the same
+code `registry launch` plans with, asked about a named hardware profile and the hub build, so a
+page depends only on the specs: never on this machine, its installed engines or its local store.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..schema import ENGINE_TITLES, Family, LaunchProfile, Spec
+from ..schema import ENGINE_TITLES, Family, Spec
 
-# How each engine's server starts; the model reference follows the flag named here.
-_ENGINE_ENTRY = {
-    "vllm": (["vllm", "serve"], None),
-    "sglang": (["python3", "-m", "sglang.launch_server"], "--model-path"),
-    "llama.cpp": (["python3", "-m", "llama_cpp.server"], "--model"),
-}
+_PATH = re.compile(r"<path to [^>]*>")  # only a GGUF file name carries the quantization
+HOST = "127.0.0.1"  # the launcher's default bind address
+QUANT = "${quantization}"
 
 
 @dataclass(frozen=True)
@@ -27,12 +26,23 @@ class EngineCommand:
     profile: str | None  # launch profile name; None without profiles or for a sole 'default' one
     description: str | None
     source: str | None
-    quantizations: list[str]  # the quantizations this engine serves
+    quantizations: list[str]  # the quantizations this command serves
     registry: str  # the `registry launch` line
-    server: str | None  # the engine's own command line, from the profile
+    server: str | None  # the engine's own command line, as the launcher plans it
+    hardware: str | None  # the hardware profile the server command was planned for
+    unavailable: str | None = None  # why the launcher would refuse it on that hardware
 
 
-def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: str = "${quantization}",
+def reference_hardware(spec: Spec) -> list[str]:
+    """The named hardware profiles the pages plan for, in order: one 8x H100 node, then one 8x B200
+    node (Blackwell only where the spec needs it); a command is shown for the first that serves it."""
+    need = spec.min_compute_capability() or 0
+    for e in spec.engines:
+        need = max(need, spec.min_compute_capability(e) or 0)
+    return ["8xB200"] if need >= 10.0 else ["8xH100-80G", "8xB200"]
+
+
+def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: str = QUANT,
                     profile: str | None = None) -> str:
     """The `registry launch` line for one spec (seed 004's command, in this registry's flags)."""
     parts = ["registry", "launch", fam.name, "--engine", engine, "--format", spec.format,
@@ -42,59 +52,87 @@ def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: s
     return " ".join(parts)
 
 
-def _model_ref(spec: Spec, engine: str) -> str:
+def _model(spec: Spec, engine: str, quant: str) -> tuple[str, list[str]]:
+    """What the engine is pointed at for a hub build, and the revision flags (as launcher.plan does)."""
     src = spec.hubs.get("huggingface") or next(iter(spec.hubs.values()), None)
     if src is None:
-        return "<local build>"
-    if engine == "llama.cpp" and src.file_template:
-        return "<path to " + src.file_template.replace("{quantization}", "${quantization}") + ">"
-    return src.model_id
+        return "<local build>", []
+    if engine == "llama.cpp":
+        files = src.files_for(quant)
+        return (f"<path to {files[0]}>" if files else "<path to the GGUF file>"), []
+    rev = src.revision_for(quant)
+    return src.model_id, (["--revision", rev] if rev != "main" else [])
 
 
-def _args(args: dict) -> list[str]:
-    out: list[str] = []
-    for flag, value in args.items():
-        if value is True:
-            out.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list):
-            out += [flag, *[str(v) for v in value]]
-        else:
-            out += [flag, str(value)]
-    return out
+def _show(argv: list[str], env: dict[str, str]) -> str:
+    """A command line to read: argv[0] by its name (not this machine's path), values quoted for a shell."""
+    first = Path(argv[0]).name
+    argv = ["python3" if first.startswith("python") else first, *argv[1:]]
+
+    def q(a: str) -> str:  # placeholders stay readable
+        return a if a.startswith("<") and a.endswith(">") else shlex.quote(a)
+
+    return " ".join([f"{k}={shlex.quote(v)}" for k, v in env.items()] + [q(a) for a in argv])
 
 
-def server_command(spec: Spec, profile: LaunchProfile) -> str | None:
-    """The engine's own command line for a launch profile (environment first), or None."""
-    entry = _ENGINE_ENTRY.get(profile.engine)
-    if entry is None:
-        return None
-    argv, model_flag = entry
-    argv = list(argv)
-    ref = _model_ref(spec, profile.engine)
-    argv += [model_flag, ref] if model_flag else [ref]
-    argv += _args(profile.args)
-    if profile.port and "--port" not in profile.args:
-        argv += ["--port", str(profile.port)]
-    env = [f"{k}={shlex.quote(v)}" for k, v in profile.env.items()]
-    return " ".join(env + [a if a.startswith("${") or a.startswith("<") else shlex.quote(a) for a in argv])
+def server_command(fam: Family, spec: Spec, engine: str, quant: str, profile: str | None,
+                   hardware: str) -> tuple[str | None, str | None]:
+    """(command line, None) for one quantization from the launcher's engine module, or (None, why)
+    when the engine would refuse it on that hardware (e.g. not enough GPU memory)."""
+    from .. import engines
+    from ..catalog import HubFiles, Resolved
+    from ..errors import RegistryError
+    from ..hardware import profile as hw_profile
+
+    try:
+        hw = hw_profile(hardware)
+        hubs = {h: HubFiles(h, s.model_id, s.revision_for(quant), s.files_for(quant)) for h, s in spec.hubs.items()}
+        resolved = Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))
+        req = engines.Request(resolved, hw, profile=profile)
+        mod = engines.get(engine)
+        verdict = mod.can_serve(req)
+        if not verdict.ok:
+            return None, "; ".join(verdict.reasons)
+        model, extra = _model(spec, engine, quant)
+        cmds = mod.command(req, model, HOST, None)
+    except RegistryError:
+        return None, None  # e.g. no bits-per-weight figure to size the GPUs: the registry line only
+    main = cmds[-1]
+    argv = list(main.argv)
+    if extra and ("serve" in argv or "sglang.launch_server" in argv):
+        argv += extra
+    return _show(argv, main.env), None
 
 
 def engine_commands(fam: Family, spec: Spec) -> list[EngineCommand]:
-    """One entry per engine (one per launch profile where the spec has profiles)."""
+    """Per engine (and launch profile): the `registry launch` line and the server command it runs.
+
+    Quantizations whose server commands are the same (the quantization only in the file name)
+    share one entry with ${quantization} in place of the name."""
     out = []
+    profiles_hw = reference_hardware(spec)
     for engine, rule in spec.engines.items():
         quants = list(rule.quantizations) if rule.quantizations is not None else list(spec.quantizations)
-        quant = quants[0] if len(quants) == 1 else "${quantization}"
-        profiles = spec.profiles(engine)
-        if not profiles:
-            out.append(EngineCommand(engine, ENGINE_TITLES[engine], None, None, None, quants,
-                                     registry_launch(fam, spec, engine, quant), None))
+        profiles = spec.profiles(engine) or [None]
         for p in profiles:
-            name = None if p.name == "default" and len(profiles) == 1 else p.name
-            out.append(EngineCommand(engine, ENGINE_TITLES[engine], name, p.description, p.source, quants,
-                                     registry_launch(fam, spec, engine, quant, name), server_command(spec, p)))
+            name = p.name if p is not None else None
+            shown = None if name is None or (name == "default" and len(profiles) == 1) else name
+            groups: dict[tuple[str | None, str | None, str], list[str]] = {}
+            for q in quants:
+                for hardware in profiles_hw:
+                    cmd, why = server_command(fam, spec, engine, q, name, hardware)
+                    if cmd or why is None:
+                        break
+                if cmd and len(quants) > 1:
+                    cmd = _PATH.sub(lambda m: m.group(0).replace(q, QUANT), cmd)
+                groups.setdefault((cmd, why, hardware), []).append(q)
+            for (cmd, why, hardware), qs in groups.items():
+                q = qs[0] if len(qs) == 1 else QUANT
+                server = cmd.replace(QUANT, q) if cmd else None
+                out.append(EngineCommand(
+                    engine, ENGINE_TITLES[engine], shown, p.description if p else None, p.source if p else None,
+                    qs, registry_launch(fam, spec, engine, q, shown), server,
+                    hardware if (server or why) else None, why))
     return out
 
 

@@ -303,7 +303,8 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
         "extra_bullets": _extra_bullets(spec),
         "launch": registry_launch(fam, spec),
         "alias_note": _alias_note(spec),
-        "commands": [{"heading": _command_heading(c), "registry": c.registry, "server": c.server}
+        "commands": [{"heading": _command_heading(c), "registry": c.registry, "server": c.server,
+                      "hardware": c.hardware, "unavailable": _rst(c.unavailable) if c.unavailable else None}
                      for c in engine_commands(fam, spec)],
         "short_context_label": f"{short:,}",
         "full_context_label": f"{fam.context_length:,}",
