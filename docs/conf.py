@@ -24,3 +24,4 @@ html_static_path: list[str] = []
 html_last_updated_fmt = None
 smartquotes = False  # flags such as --out must stay two hyphens
 highlight_language = "none"  # literal blocks are shell commands, not Python
+html_theme_options = {"page_width": "1280px", "body_max_width": "none"}  # room for the wide tables
