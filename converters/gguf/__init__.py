@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def convert(*args, **kwargs):
-    from .convert import convert as _convert
+    from .core import convert as _convert
 
     return _convert(*args, **kwargs)
 

@@ -65,7 +65,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
 
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
-    from .convert import convert_files
+    from .core import convert_files
     from .quantize import quantize
     from .writer import sha256_of
 

@@ -31,6 +31,9 @@ def prepare_out(out: Path) -> Path:
     out = Path(out)
     if out.exists():
         raise RegistryError(f"{out} already exists; remove it or choose another --out")
+    shards = sorted(out.parent.glob(f"{out.stem}-*-of-*.gguf")) if out.parent.is_dir() else []
+    if shards:
+        raise RegistryError(f"{shards[0]} (a split build of {out.name}) already exists; remove it or choose another --out")
     if not out.parent.is_dir():
         raise RegistryError(f"output directory {out.parent} does not exist; create it first")
     return out
