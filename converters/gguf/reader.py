@@ -155,7 +155,8 @@ class Checkpoint:
             b = min(r1, a + step)
             mm = np.memmap(ref.path, dtype=np_dtype, mode="r", offset=ref.offset + a * cols * width, shape=(b - a, cols))
             if ref.dtype == "BF16":
-                block = (mm.astype(np.uint32) << 16).view(np.float32)
+                # bf16 is the top half of a float32: widen with one shift into a fresh buffer.
+                block = np.left_shift(mm, np.uint32(16), out=np.empty(mm.shape, np.uint32)).view(np.float32)
             else:
                 block = np.asarray(mm, dtype=np.float32).copy() if mm.dtype != np.float32 else np.array(mm)
             del mm  # unmap now: resident pages of the source go with it

@@ -28,24 +28,53 @@ class _Stream:
     def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None]):
         self.t, self.qtype, self.nbytes, self.on_bytes = t, qtype, nbytes, on_bytes
 
-    def tofile(self, fp) -> None:
+    def convert(self, block):
         import gguf
         import numpy as np
 
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self.qtype == gguf.GGMLQuantizationType.F32:
+            return block
+        if self.qtype == gguf.GGMLQuantizationType.F16:
+            return block.astype(np.float16)
+        return gguf.quants.quantize(block.reshape(-1, self.t.shape[-1]), self.qtype)
+
+    def tofile(self, fp) -> None:
+        # Convert the next block on a worker thread while this one is written (numpy releases the
+        # GIL); at most PREFETCH blocks are in flight, so memory stays bounded.
+        from collections import deque
+
         written = 0
-        for block in self.t.chunks():
-            block = np.ascontiguousarray(block, dtype=np.float32)
-            if self.qtype == gguf.GGMLQuantizationType.F32:
-                data = block
-            elif self.qtype == gguf.GGMLQuantizationType.F16:
-                data = block.astype(np.float16)
-            else:
-                data = gguf.quants.quantize(block.reshape(-1, self.t.shape[-1]), self.qtype)
+        pending: deque = deque()
+
+        def drain_one() -> None:
+            nonlocal written
+            data = pending.popleft().result()
             data.tofile(fp)
             written += data.nbytes
             self.on_bytes(data.nbytes)
+
+        for block in self.t.chunks():
+            pending.append(_pool().submit(self.convert, block))
+            if len(pending) > PREFETCH:
+                drain_one()
+        while pending:
+            drain_one()
         if written != self.nbytes:
             raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
+
+
+PREFETCH = 2
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="gguf-convert")
+    return _POOL
 
 
 def _qtype(t: OutTensor, outtype: str):
