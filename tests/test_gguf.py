@@ -169,6 +169,12 @@ def test_split_output_loads(tiny_checkpoint, tiny_gguf, tmp_path):
     assert [f.name for f in files] == [f"glm4-{i:05d}-of-{len(files):05d}.gguf" for i in range(1, len(files) + 1)]
     assert sorted(tmp_path.iterdir()) == files  # no temp leftovers
     assert np.array_equal(gguf_logits(files[0]), gguf_logits(tiny_gguf("glm4")))
+    from converters.gguf.quantize import quantize_files
+
+    q = quantize_files(files[0], tmp_path / "glm4.Q4_K_M.gguf", "Q4_K")
+    assert [f.name for f in q] == [f"glm4.Q4_K_M-{i:05d}-of-{len(files):05d}.gguf" for i in range(1, len(files) + 1)]
+    assert np.array_equal(gguf_logits(q[0]), gguf_logits(tiny_gguf("glm4", "Q4_K_M")))
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
 def test_cli_convert_records_artifact(tiny_checkpoint, tmp_path):

@@ -23,26 +23,51 @@ def llama_quant_name(quant: str) -> str:
 
 
 def quantize(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None) -> Path:
-    """Quantize `src_gguf` (F16/BF16, first shard if split) to `out`; written under a temp name, then renamed."""
+    """Quantize `src_gguf` (F16/BF16) to `out`; returns the first file. See quantize_files."""
+    return quantize_files(src_gguf, out, quant, nthread=nthread)[0]
+
+
+def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None) -> list[Path]:
+    """Quantize `src_gguf` to `out`, written under temp names and renamed when complete.
+
+    A split source (first shard, -00001-of-0000N.gguf) gives a split output with the same
+    tensor grouping (llama.cpp's keep_split), named -0000i-of-0000N after `out`.
+    """
     import ctypes
+    import logging
+    import re
 
     import llama_cpp
 
+    from .writer import final_names
+
     q = llama_quant_name(quant)
-    out = Path(out)
+    out, src = Path(out), Path(src_gguf)
     if out.exists():
         raise RegistryError(f"{out} already exists; remove it or choose another --out")
-    if not Path(src_gguf).is_file():
-        raise RegistryError(f"{src_gguf} does not exist; convert the checkpoint to F16 GGUF first")
+    if not src.is_file():
+        raise RegistryError(f"{src} does not exist; convert the checkpoint to F16 GGUF first")
+    m = re.search(r"-00001-of-(\d{5})\.gguf$", src.name)
+    n_split = int(m.group(1)) if m else 1
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{q}")
     params.nthread = nthread or os.cpu_count() or 1
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    params.keep_split = n_split > 1
+    prefix = out.parent / f".{out.stem}.partial-{os.getpid()}"
+    tmp_target = prefix if n_split > 1 else prefix.with_name(prefix.name + ".gguf")
+    produced = final_names(prefix.with_name(prefix.name + ".gguf"), n_split)
+    log = logging.getLogger("llama-cpp-python")  # llama.cpp's per-tensor log: errors only
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
-        rc = llama_cpp.llama_model_quantize(str(src_gguf).encode(), str(tmp).encode(), ctypes.byref(params))
-        if rc != 0 or not tmp.is_file():
-            raise RegistryError(f"llama.cpp could not quantize {src_gguf} to {q} (code {rc}); see the log above")
-        os.replace(tmp, out)
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(), ctypes.byref(params))
+        if rc != 0 or not all(p.is_file() for p in produced):
+            raise RegistryError(f"llama.cpp could not quantize {src} to {q} (code {rc})")
+        finals = final_names(out, n_split)
+        for a, b in zip(produced, finals):
+            os.replace(a, b)
+        return finals
     finally:
-        tmp.unlink(missing_ok=True)
-    return out
+        log.setLevel(level)
+        for p in produced:
+            p.unlink(missing_ok=True)

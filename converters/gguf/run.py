@@ -66,7 +66,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     from .core import convert_files
-    from .quantize import quantize
+    from .quantize import quantize_files
     from .writer import sha256_of
 
     fam = check_family(req)
@@ -95,8 +95,8 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
         if q == first:
             continue
         req.say(f"quantizing {first_path.name} -> {q}")
-        p = quantize(first_files[0], outs[q], q)
-        results.append(ConvertResult(req.family, "ggufv2", q, p, sha256_of([p]), p.stat().st_size,
+        files = quantize_files(first_files[0], outs[q], q)
+        results.append(ConvertResult(req.family, "ggufv2", q, files[0], sha256_of(files), sum(f.stat().st_size for f in files),
                                      parent=str(first_files[0]), recipe={**recipe, "quant": q}))
     if req.report:
         from .report import quality_report
