@@ -309,3 +309,25 @@ def test_interrupt_leaves_no_file(tiny_checkpoint, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_gguf(tmp_path / "m.gguf", arch.gguf_arch, arch.write_hparams, arch.plan(), "F16", None, CtrlC())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quant_all_builds_the_ladder_from_one_f16_pass(tiny_checkpoint, tmp_path):
+    from converters.gguf import run_convert
+    from converters.gguf.quantize import LADDER
+    from converters.options import ConvertRequest
+    from registry.store import Store
+
+    said = []
+    req = ConvertRequest(family="glm-4.6", source=tiny_checkpoint("glm4moe"), to="ggufv2", quant="all",
+                         out=tmp_path / "builds", report=True, progress=False, say=said.append)
+    results = run_convert(req)
+    by_q = {r.quantization: r for r in results}
+    assert set(by_q) == set(LADDER) | {"F16"}
+    f16 = by_q["F16"]
+    assert all(r.parent == str(f16.path) for q, r in by_q.items() if q != "F16")
+    assert f16.parent == str(tiny_checkpoint("glm4moe")) and f16.report is None
+    assert all(0 <= by_q[q].report["kl_divergence"] for q in LADDER)
+    assert any("differs in size" in m for m in said)
+    rows = Store().artifacts(family="glm-4.6", format="ggufv2")
+    assert {r.quantization for r in rows} == set(by_q) and all(r.sha256 == by_q[r.quantization].sha256 for r in rows)
+    assert sorted(p.name for p in (tmp_path / "builds").iterdir()) == sorted(r.path.name for r in results)
