@@ -10,7 +10,9 @@ What the real repositories hold (looked up from the published files; ids are GLM
   <|end_of_audio|>, <|begin_of_transcription|>, <|end_of_transcription|>, <|code_prefix|>,
   <|code_middle|>, <|code_suffix|>, <think>, </think>, <tool_call>, </tool_call>, <tool_response>,
   </tool_response>, <arg_key>, </arg_key>, <arg_value>, </arg_value>, /nothink, <|begin_of_box|>,
-  <|end_of_box|>, <|image|>, <|video|>. End-of-turn ids (config eos_token_id) are
+  <|end_of_box|>, <|image|>, <|video|> (the GLM-4 list is as published; the set of GLM-4.5
+  additions matches llama.cpp's GLM-4.5 preserved-token list, their order is GLM-4.5's
+  tokenizer_config.json as recalled and not re-checked against the file). End-of-turn ids (config eos_token_id) are
   [<|endoftext|>, <|user|>, <|observation|>]; pad is <|endoftext|>.
 * Pre-tokenizer: the GLM-4 split regex below (llama.cpp calls it "chatglm-bpe" for ChatGLM and
   "glm4" for the HF-format repos), then byte-level mapping.

@@ -105,15 +105,12 @@ def _row_lengths_ok(d: Path) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("arch", ["glm", "chatglm", "glm4", "glm4moe"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_k_quant_row_lengths(tiny_checkpoint, arch):
+    # Every 2-D weight as stored, MLA's kv_b_proj and the DSA indexer included, has rows that
+    # are whole K-quant blocks. (llama.cpp splits kv_b_proj into k_b with rows of
+    # qk_nope_head_dim = 64, which its quantizer gives a fallback type, as for the real GLM-5.)
     assert _row_lengths_ok(tiny_checkpoint(arch)) == []
-
-
-def test_dsa_row_lengths_only_mla_head_splits_fall_back(tiny_checkpoint):
-    # Everything but the indexer's per-head projections is K-quant sized.
-    bad = _row_lengths_ok(tiny_checkpoint("glm-dsa"))
-    assert all("indexer" in b for b in bad), bad
 
 
 @pytest.mark.parametrize("arch", HF_ARCHS)
@@ -347,6 +344,17 @@ def test_chatglm_forward_matches_twin(tiny_checkpoint):
         ref = twin(ids[None]).logits[0]
     assert (logits - ref).abs().max() < 1e-3 * ref.abs().max()
     assert torch.equal(logits.argmax(-1), ref.argmax(-1))
+
+
+def test_pair_fixture_gives_chatglm_and_its_twin(tiny_chatglm_pair):
+    c, g = tiny_chatglm_pair(num_layers=3)
+    assert json.loads((c / "config.json").read_text())["architectures"] == ["ChatGLMModel"]
+    gcfg = json.loads((g / "config.json").read_text())
+    assert gcfg["architectures"] == ["GlmForCausalLM"] and gcfg["num_hidden_layers"] == 3
+    import torch
+
+    assert torch.equal(_read_all(c)["transformer.output_layer.weight"], _read_all(g)["lm_head.weight"])
+    assert tiny_chatglm_pair(num_layers=3) == (c, g)  # cached
 
 
 def test_bad_input_is_a_clear_error_and_leaves_nothing(tmp_path):
