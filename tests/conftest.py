@@ -19,6 +19,7 @@ SPECS = ROOT / "specs"
 pytest_plugins = [
     "fixtures.hubserver",
     "fixtures.tiny",
+    "fixtures.gguf",
 ]
 
 

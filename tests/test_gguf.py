@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from fixtures.gguf import tiny_gguf  # noqa: F401
 
 pytestmark = pytest.mark.slow
 HF_ARCHS = ["glm", "glm4", "glm4moe", "glm-dsa"]
