@@ -2,7 +2,7 @@
 
 Builds a GLM-4-0414-architecture checkpoint of about --size-gb GB (bf16, hub layout, built with
 converters/tiny.py and larger dimensions), then reports:
-  * F16 conversion time vs a plain copy of the same safetensors shards (ratio; goal <= 1.5x);
+  * F16 and BF16 conversion time vs a plain copy of the same safetensors shards (ratio; goal <= 1.5x);
   * peak RSS of the converting process vs the largest tensor (goal: < 2x largest tensor + 400 MB),
     next to the peak RSS of a process that only imports the converter (interpreter overhead);
   * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
@@ -33,6 +33,8 @@ from converters.gguf.quantize import quantize
 t = time.perf_counter()
 if mode == "convert":
     convert(src, out, "F16")
+elif mode == "convert-bf16":
+    convert(src, out, "BF16")
 elif mode == "quantize":
     quantize(src, out, "Q4_K_M")
 secs = time.perf_counter() - t
@@ -94,15 +96,19 @@ def main() -> None:
     copy_s = time.perf_counter() - t
     shutil.rmtree(copy_dir)
 
-    for p in (work / "m.F16.gguf", work / "m.Q4_K_M.gguf"):
+    for p in (work / "m.F16.gguf", work / "m.BF16.gguf", work / "m.Q4_K_M.gguf"):
         p.unlink(missing_ok=True)
     conv_s, conv_rss = child("convert", src, work / "m.F16.gguf")
+    bf_s, bf_rss = child("convert-bf16", src, work / "m.BF16.gguf")
+    (work / "m.BF16.gguf").unlink()
     _, base_rss = child("import", src, work / "none")
     q_s, q_rss = child("quantize", work / "m.F16.gguf", work / "m.Q4_K_M.gguf")
     mb = 1 / 2**20
     print(f"checkpoint: {total * mb:.0f} MiB in {len(shards)} shards; largest tensor {largest * mb:.0f} MiB (bf16)")
     print(f"plain copy of the shards:  {copy_s:.2f} s ({total / copy_s * mb:.0f} MiB/s)")
     print(f"convert -> F16 GGUF:       {conv_s:.2f} s ({total / conv_s * mb:.0f} MiB/s) = {conv_s / copy_s:.2f}x the copy")
+    print(f"convert -> BF16 GGUF:      {bf_s:.2f} s ({total / bf_s * mb:.0f} MiB/s) = {bf_s / copy_s:.2f}x the copy "
+          f"(bf16 source: bytes pass through; peak RSS {bf_rss * mb:.0f} MiB)")
     print(f"peak RSS convert:          {conv_rss * mb:.0f} MiB; import-only process {base_rss * mb:.0f} MiB; "
           f"convert - import = {(conv_rss - base_rss) * mb:.0f} MiB = {(conv_rss - base_rss) / largest:.2f}x the largest tensor")
     print(f"goal check: peak RSS < 2x largest + 400 MiB = {(2 * largest + 400 * 2**20) * mb:.0f} MiB: "

@@ -330,3 +330,23 @@ def test_quant_all_builds_the_ladder_from_one_f16_pass(tiny_checkpoint, tmp_path
     rows = Store().artifacts(family="glm-4.6", format="ggufv2")
     assert {r.quantization for r in rows} == set(by_q) and all(r.sha256 == by_q[r.quantization].sha256 for r in rows)
     assert sorted(p.name for p in (tmp_path / "builds").iterdir()) == sorted(r.path.name for r in results)
+
+
+def test_bf16_build_copies_the_source_bits(tiny_checkpoint, tiny_gguf):
+    import numpy as np
+    from gguf import GGUFReader
+
+    from converters.gguf.reader import Checkpoint
+
+    src = tiny_checkpoint("glm4moe")
+    p = tiny_gguf("glm4moe", "BF16")
+    r = GGUFReader(p)
+    t = {x.name: x for x in r.tensors}
+    ck = Checkpoint(src)
+    name = "model.layers.1.mlp.experts.1.up_proj.weight"
+    ref = ck.ref(name)
+    raw = np.fromfile(ref.path, dtype=np.uint16, count=ref.nbytes // 2, offset=ref.offset)
+    stacked = np.asarray(t["blk.1.ffn_up_exps.weight"].data).view(np.uint16).reshape(-1)
+    assert np.array_equal(stacked[raw.size: 2 * raw.size], raw)  # expert 1 of the stacked tensor
+    a, b = gguf_logits(p), gguf_logits(tiny_gguf("glm4moe"))
+    assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9 and np.abs(a - b).max() < 0.1

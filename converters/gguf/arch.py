@@ -33,8 +33,9 @@ class OutTensor:
 
     name: str
     shape: tuple[int, ...]
-    chunks: Callable[[], Iterator["np.ndarray"]]  # noqa: F821
+    chunks: Callable[..., Iterator["np.ndarray"]]  # noqa: F821  (raw=True: blocks as stored, see src_dtype)
     keep_f32: bool = False
+    src_dtype: str | None = None  # safetensors dtype of every source, when chunks(raw=True) is supported
 
 
 # Renames shared by the HF-format GLM checkpoints (GlmForCausalLM and later).
@@ -134,7 +135,8 @@ class GlmArch:
 
     def plain(self, hf_name: str, gguf_name: str) -> OutTensor:
         ref = self.ck.ref(hf_name)
-        return OutTensor(gguf_name, ref.shape, lambda: self.ck.blocks(hf_name), keep_f32=len(ref.shape) == 1)
+        return OutTensor(gguf_name, ref.shape, lambda raw=False: self.ck.blocks(hf_name, raw=raw),
+                         keep_f32=len(ref.shape) == 1, src_dtype=ref.dtype)
 
     def concat_rows(self, gguf_name: str, hf_names: list[str], keep_f32: bool = False) -> OutTensor:
         """Tensors stacked along their first axis (fused QKV) or as a new leading axis (experts)."""
@@ -143,14 +145,17 @@ class GlmArch:
         if any(r.shape[1:] != tail for r in refs):
             raise CheckpointError(f"cannot merge {hf_names[0]} .. {hf_names[-1]}: their shapes differ")
         shape = (sum(r.shape[0] for r in refs),) + tail
-        return OutTensor(gguf_name, shape, lambda: itertools.chain.from_iterable(self.ck.blocks(n) for n in hf_names), keep_f32)
+        return OutTensor(gguf_name, shape,
+                         lambda raw=False: itertools.chain.from_iterable(self.ck.blocks(n, raw=raw) for n in hf_names),
+                         keep_f32, _common_dtype(refs))
 
     def stack(self, gguf_name: str, hf_names: list[str]) -> OutTensor:
         refs = [self.ck.ref(n) for n in hf_names]
         if any(r.shape != refs[0].shape for r in refs):
             raise CheckpointError(f"cannot stack {hf_names[0]} .. {hf_names[-1]}: their shapes differ")
         return OutTensor(gguf_name, (len(refs),) + refs[0].shape,
-                         lambda: itertools.chain.from_iterable(self.ck.blocks(n) for n in hf_names))
+                         lambda raw=False: itertools.chain.from_iterable(self.ck.blocks(n, raw=raw) for n in hf_names),
+                         src_dtype=_common_dtype(refs))
 
 
 def stack_experts(arch: GlmArch, name: str, n_experts: int) -> list[OutTensor] | None:
@@ -176,4 +181,9 @@ def stack_experts(arch: GlmArch, name: str, n_experts: int) -> list[OutTensor] |
 
 def exp_probs_b(arch: GlmArch, name: str) -> OutTensor:
     bid = int(name.split(".")[2])
-    return OutTensor(f"blk.{bid}.exp_probs_b.bias", arch.ck.ref(name).shape, lambda: arch.ck.blocks(name), keep_f32=True)
+    return OutTensor(f"blk.{bid}.exp_probs_b.bias", arch.ck.ref(name).shape, lambda raw=False: arch.ck.blocks(name, raw=raw),
+                     keep_f32=True, src_dtype=arch.ck.ref(name).dtype)
+
+
+def _common_dtype(refs) -> str | None:
+    return refs[0].dtype if all(r.dtype == refs[0].dtype for r in refs) else None

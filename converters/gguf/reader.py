@@ -141,8 +141,11 @@ class Checkpoint:
     def has(self, name: str) -> bool:
         return name in self.tensors
 
-    def blocks(self, name: str, row_slice: tuple[int, int] | None = None) -> Iterator["np.ndarray"]:  # noqa: F821
-        """Rows of tensor `name` as float32 blocks (2-D: rows x last dim), memory-mapped one block at a time."""
+    def blocks(self, name: str, row_slice: tuple[int, int] | None = None, raw: bool = False) -> Iterator["np.ndarray"]:  # noqa: F821
+        """Rows of tensor `name` as float32 blocks (2-D: rows x last dim), memory-mapped one block at a time.
+
+        raw=True: the blocks as stored (float32, float16, or bf16 bits as uint16), for pass-through writes.
+        """
         import numpy as np
 
         ref = self.ref(name)
@@ -154,7 +157,9 @@ class Checkpoint:
         for a in range(r0, r1, step):
             b = min(r1, a + step)
             mm = np.memmap(ref.path, dtype=np_dtype, mode="r", offset=ref.offset + a * cols * width, shape=(b - a, cols))
-            if ref.dtype == "BF16":
+            if raw:
+                block = np.array(mm)
+            elif ref.dtype == "BF16":
                 # bf16 is the top half of a float32: widen with one shift into a fresh buffer.
                 block = np.left_shift(mm, np.uint32(16), out=np.empty(mm.shape, np.uint32)).view(np.float32)
             else:

@@ -26,12 +26,19 @@ class _Stream:
     """Duck-types the ndarray that GGUFWriter.write_tensor_data expects (nbytes, tofile)."""
 
     def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None]):
+        import gguf
+
         self.t, self.qtype, self.nbytes, self.on_bytes = t, qtype, nbytes, on_bytes
+        # Source already in the output type (bf16 -> BF16, f16 -> F16, f32 -> F32): copy the bytes.
+        Q = gguf.GGMLQuantizationType
+        self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
 
     def convert(self, block):
         import gguf
         import numpy as np
 
+        if self.raw:
+            return block
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self.qtype == gguf.GGMLQuantizationType.F32:
             return block
@@ -54,7 +61,7 @@ class _Stream:
             written += data.nbytes
             self.on_bytes(data.nbytes)
 
-        for block in self.t.chunks():
+        for block in (self.t.chunks(raw=True) if self.raw else self.t.chunks()):
             pending.append(_pool().submit(self.convert, block))
             if len(pending) > PREFETCH:
                 drain_one()
