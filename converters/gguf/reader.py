@@ -158,7 +158,7 @@ class Checkpoint:
             b = min(r1, a + step)
             mm = np.memmap(ref.path, dtype=np_dtype, mode="r", offset=ref.offset + a * cols * width, shape=(b - a, cols))
             if raw:
-                block = np.array(mm)
+                block = mm  # written straight from the mapping; unmapped when the writer drops it
             elif ref.dtype == "BF16":
                 # bf16 is the top half of a float32: widen with one shift into a fresh buffer.
                 block = np.left_shift(mm, np.uint32(16), out=np.empty(mm.shape, np.uint32)).view(np.float32)
