@@ -133,22 +133,6 @@ def build(family: Family, quant: str, method: str | None) -> dict:
     return out
 
 
-def describe(recipe: dict) -> str:
-    """One line for tables: scheme, method, group size, targets/ignore counts."""
-    parts = [recipe.get("scheme", "?"), recipe.get("method", "")]
-    if recipe.get("group_size"):
-        parts.append(f"group {recipe['group_size']}")
-    cal = recipe.get("calibration")
-    if cal:
-        parts.append(f"{cal.get('samples')} x {cal.get('max_seq_length')} tokens from {cal.get('dataset')}")
-        if cal.get("all_experts"):
-            parts.append("all experts")
-    parts.append(f"targets {', '.join(recipe.get('targets', []))}")
-    if recipe.get("ignore"):
-        parts.append(f"ignore {', '.join(recipe['ignore'])}")
-    return "; ".join(p for p in parts if p)
-
-
 def modifiers(recipe: dict) -> list:
     """llm-compressor modifier objects for a recipe dict (heavy import)."""
     from llmcompressor.modifiers.quantization import QuantizationModifier
