@@ -18,6 +18,7 @@ SPECS = ROOT / "specs"
 
 pytest_plugins = [
     "fixtures.hubserver",
+    "fixtures.tiny",
 ]
 
 
