@@ -8,10 +8,12 @@ directory that is renamed onto the final name only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -66,11 +68,23 @@ def source_config(source: Path, family: Family) -> dict:
             f"{source} holds a {arch or 'model without architectures'} checkpoint; family {family.name} is "
             f"{', '.join(known)}: convert a checkpoint of this family"
         )
+    if cfg.get("auto_map") or not _transformers_knows(cfg.get("model_type")):
+        raise RegistryError(
+            f"the compressed-tensors recipes do not cover {arch}: it needs the repository's own code "
+            "(trust_remote_code) and vLLM's compressed-tensors loader expects Transformers' layout; "
+            "convert the Transformers-native checkpoint (e.g. glm-4-9b-chat-hf, GlmForCausalLM)"
+        )
     if "quantization_config" in cfg:
         raise RegistryError(f"{source} is already quantized ({cfg['quantization_config'].get('quant_method')}); start from the BF16 checkpoint")
     if not any(source.glob("*.safetensors")):
         raise RegistryError(f"{source} has no .safetensors weights")
     return cfg
+
+
+def _transformers_knows(model_type: str | None) -> bool:
+    from transformers import CONFIG_MAPPING
+
+    return bool(model_type) and model_type in CONFIG_MAPPING
 
 
 def output_dir(req, quant: str, several: bool) -> Path:
@@ -121,15 +135,15 @@ def resolve_targets(model, recipe: dict, arch: str) -> list[str]:
 
     hit = [(n, m) for n, m in match_named_modules(model, recipe["targets"], recipe["ignore"])
            if isinstance(m, torch.nn.Linear)]
-    if not hit:
-        raise RegistryError(
-            f"the {recipe['quantization']} recipe does not cover {arch}: its targets "
-            f"({', '.join(recipe['targets'])}) match no Linear layer outside its ignore list"
-        )
     if recipe.get("experts_only") and not any(".experts." in n for n, _ in hit):
         raise RegistryError(
             f"the {recipe['quantization']} recipe quantizes routed-expert MLPs only and {arch} has none "
             "(a dense model); use FP8_DYNAMIC or a W4A16 build"
+        )
+    if not hit:
+        raise RegistryError(
+            f"the {recipe['quantization']} recipe does not cover {arch}: its targets "
+            f"({', '.join(recipe['targets'])}) match no Linear layer outside its ignore list"
         )
     gs = recipe.get("group_size")
     if gs:
@@ -149,8 +163,11 @@ def _quiet(progress: bool):
     if progress:
         yield
         return
+    import llmcompressor  # noqa: F401  (it enables its logger on import: import first, then silence)
     from loguru import logger
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     old = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     logger.disable("llmcompressor")
@@ -160,6 +177,7 @@ def _quiet(progress: bool):
     finally:
         logger.enable("llmcompressor")
         logger.enable("compressed_tensors")
+        hf_logging.enable_progress_bar()
         if old is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
@@ -248,7 +266,6 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
         from llmcompressor import oneshot
 
         with ExitStack() as stack:
-            stack.enter_context(_quiet(req.progress))
             stack.enter_context(_cpu_safe_cache())
             counts = stack.enter_context(moe.count_expert_tokens(model))
             kwargs = {}
@@ -272,8 +289,7 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
         if req.report:
             from .check import compare
 
-            with _quiet(req.progress):
-                report = compare(Path(req.source), tmp)
+            report = compare(Path(req.source), tmp)
         sha, size = dir_digest(tmp)
         if out.exists():
             raise RegistryError(f"output {out} appeared while building; nothing was changed")
@@ -304,7 +320,9 @@ def run(req) -> list:
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]
     results = []
     for q, out in zip(quants, outs):
-        res = build_one(req, family, q, out, src_cfg)
+        # Libraries print progress and warnings; keep stdout for our --json output.
+        with contextlib.redirect_stdout(sys.stderr), _quiet(req.progress):
+            res = build_one(req, family, q, out, src_cfg)
         if req.record:
             from registry.store import Store
 
