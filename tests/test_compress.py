@@ -300,12 +300,13 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
     assert res["quantization"] == "W4A16_GS64" and res["artifact_id"] and res["path"] == str(out)
     assert res["recipe"]["calibration"]["all_experts"] is True  # glm-4.7's spec: all-experts (seed 001)
     assert qconfig(out)["config_groups"]["group_0"]["weights"]["group_size"] == 64
-    shown = run_cli("show", "glm-4.7", "--json")
+    shown = run_cli("show", "glm-4.7", "--artifacts", "--json")
     assert shown.returncode == 0, shown.stderr
     (art,) = json.loads(shown.stdout)["artifacts"]
     assert art["path"] == str(out) and art["recipe"]["group_size"] == 64 and "group 64" in art["recipe_summary"]
-    table = run_cli("show", "glm-4.7")
+    table = run_cli("show", "glm-4.7", "--artifacts")
     assert "Built artifacts" in table.stdout and "W4A16_GS64" in table.stdout
+    assert "registry show glm-4.7 --artifacts" in run_cli("show", "glm-4.7").stdout  # the hint
 
 
 # --- bad input -----------------------------------------------------------------------------

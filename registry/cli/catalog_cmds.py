@@ -53,18 +53,27 @@ def list_(
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."), json_: bool = JsonOpt) -> None:
-    """Show a family and every spec."""
+def show(
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
+    artifacts: bool = typer.Option(False, "--artifacts", "-a", help="Also list the recorded builds with their recipes and quality reports."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Show a family and every spec (--artifacts: and its recorded builds)."""
+    from .. import paths
     from ..views import family_view
 
     cat = _catalog()
     entry = cat.entry(name)
     view = family_view(entry.family, entry.origin)
-    view["artifacts"] = _artifacts(entry.family.name)
+    # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
+    if artifacts:
+        view["artifacts"] = _artifacts(entry.family.name)
     if json_:
         _print_json(view)
         return
     _show_table(view)
+    if not artifacts and paths.has_database():
+        _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
 
 def _show_table(v: dict[str, Any]) -> None:
