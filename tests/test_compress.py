@@ -407,3 +407,29 @@ def test_unsupported_quantization_and_method(tiny_checkpoint, tmp_path, registry
     with pytest.raises(RegistryError, match="no AWQ recipe|explicit ignore list"):
         convert("glm-4-9b-chat", src, "AWQ", tmp_path / "c")
     _assert_nothing_left(tmp_path / "a", registry_home)
+
+
+def test_dataset_directory_goes_through_datasets(tmp_path, tiny_checkpoint):
+    """A dataset directory (hub snapshot layout) is read by datasets.load_dataset, split and all."""
+    from transformers import AutoTokenizer
+
+    from converters.compressed_tensors.calibration import CalibrationPlan, read_conversations, read_jsonl, tokenize
+
+    d = tmp_path / "calib-ds"
+    (d / "data").mkdir(parents=True)
+    shutil.copy(CALIB, d / "data" / "train.jsonl")
+    convs = read_conversations(str(d), "train")
+    assert convs == read_jsonl(CALIB)
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint("glm4"))
+    assert len(tokenize(convs, tok, CalibrationPlan(str(d), "train", 4, 32, 0))) == 4
+
+
+def test_glm5_nvfp4_follows_seed_003(tiny_checkpoint, tmp_path, registry_home):
+    """GLM-5's NVFP4 recipe comes from its modelopt spec (seed 003): routed experts only, MLA attention untouched."""
+    (res,) = convert("glm-5", tiny_checkpoint("glm-dsa"), "NVFP4", tmp_path / "g5", samples=2, max_seq_len=16,
+                     report=False)
+    assert res.recipe["spec_source"] == "seed 003" and res.recipe["spec_tool"] == "modelopt"
+    t = tensors(res.path)
+    packed = {k for k in t if k.endswith("weight_packed")}
+    assert packed and all(".mlp.experts." in k for k in packed)
+    assert all(t[k][0] == "BF16" for k in t if ".self_attn." in k and k.endswith(".weight"))

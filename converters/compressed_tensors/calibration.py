@@ -1,7 +1,7 @@
 """Calibration samples: chat conversations rendered with the model's chat template, then tokenized.
 
-Two sources: a Hugging Face dataset by name (datasets.load_dataset; rows with a `messages` list,
-as in neuralmagic/LLM_compression_calibration) or a local JSONL file with one conversation per
+Two sources: a Hugging Face dataset by name or local dataset directory (datasets.load_dataset;
+rows with a `messages` list, as in neuralmagic/LLM_compression_calibration) or a local JSONL file with one conversation per
 line (`{"messages": [...]}` or a bare list of messages). Tokenization follows seed 001:
 apply_chat_template(tokenize=False), then max_length/truncation, no padding, no added specials.
 Seed 000's length mix (e.g. 90% 256-1024 tokens, 10% 1024-2048) picks a target length per sample.
@@ -93,6 +93,8 @@ def read_hub_dataset(name: str, split: str) -> list[list[dict]]:
 
 def read_conversations(source: str, split: str) -> list[list[dict]]:
     p = Path(source).expanduser()
+    if p.is_dir():  # a dataset saved as files (e.g. a hub snapshot): datasets reads it like a hub name
+        return read_hub_dataset(str(p), split)
     if p.exists() or source.endswith((".jsonl", ".json")):
         if not p.is_file():
             raise RegistryError(f"calibration file {p} not found")
