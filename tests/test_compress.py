@@ -433,3 +433,18 @@ def test_glm5_nvfp4_follows_seed_003(tiny_checkpoint, tmp_path, registry_home):
     packed = {k for k in t if k.endswith("weight_packed")}
     assert packed and all(".mlp.experts." in k for k in packed)
     assert all(t[k][0] == "BF16" for k in t if ".self_attn." in k and k.endswith(".weight"))
+
+
+def test_quant_all_builds_every_spec_quantization(tiny_checkpoint, tmp_path, registry_home):
+    """`--quant all` for glm-4.7 makes its three branches (seed 001), each under OUT/<quant>, each recorded."""
+    from registry.store import Store
+
+    out = tmp_path / "branches"
+    res = convert("glm-4.7", tiny_checkpoint("glm4moe"), "all", out, method="rtn", report=False)
+    assert [r.quantization for r in res] == ["W4A16_GS32", "W4A16_GS64", "W4A16_GS128"]
+    for r in res:
+        assert r.path == out / r.quantization
+        assert qconfig(r.path)["config_groups"]["group_0"]["weights"]["group_size"] == r.recipe["group_size"]
+    assert sorted(a.quantization for a in Store().artifacts(family="glm-4.7")) == sorted(r.quantization for r in res)
+    with pytest.raises(Exception, match="AWQ by definition"):
+        convert("glm-4.6", tiny_checkpoint("glm4moe"), "AWQ", tmp_path / "x", method="rtn")

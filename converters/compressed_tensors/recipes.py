@@ -120,7 +120,9 @@ def build(family: Family, quant: str, method: str | None) -> dict:
     if quant == "FP8_DYNAMIC":
         out = fp8_dynamic(r)
     elif quant == "AWQ":
-        out = awq_gs128(r, method or "awq")
+        if method not in (None, "awq"):
+            raise RegistryError(f"the AWQ build is AWQ by definition; --method {method} applies to W4A16_GS* builds")
+        out = awq_gs128(r, "awq")
     elif quant.startswith("W4A16"):
         m = GS_RE.search(quant)
         gs = int(m.group(1)) if m else (r.group_size if r else None)
