@@ -381,6 +381,8 @@ def test_too_few_samples(tiny_checkpoint, tmp_path, registry_home):
     out = tmp_path / "o"
     with pytest.raises(RegistryError, match=r"has 32 conversations but 100 samples were asked"):
         convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, samples=100)
+    with pytest.raises(RegistryError, match="--samples must be a positive number"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, samples=0)
     _assert_nothing_left(out, registry_home)
 
 

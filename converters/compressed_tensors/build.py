@@ -109,14 +109,15 @@ def plan_calibration(req, recipe: dict) -> cal.CalibrationPlan | None:
         if req.calibration:
             req.say(f"note: {recipe['quantization']} is data-free; --calibration is not used")
         return None
+    for flag, v in (("--samples", req.samples), ("--max-seq-len", req.max_seq_len)):
+        if v is not None and v < 1:
+            raise RegistryError(f"{flag} must be a positive number, got {v}")
     source = req.calibration or (spec.get("datasets") or [cal_default("dataset")])[0]
     if Path(source).expanduser().exists():
         source = str(Path(source).expanduser().resolve())
     mix = tuple(cal.Bucket(**b) for b in spec.get("length_mix", []))
     samples = req.samples or spec.get("samples") or cal_default("samples")
     max_len = req.max_seq_len or spec.get("max_seq_length") or cal_default("max_seq_length")
-    if samples < 1 or max_len < 1:
-        raise RegistryError("--samples and --max-seq-len must be positive")
     # The request's seed wins unless left at its default 0 and the spec pins one (seed 002: 42).
     seed = req.seed if req.seed or spec.get("seed") is None else spec["seed"]
     split = spec.get("split") or cal_default("split")

@@ -32,7 +32,11 @@ def expert_inputs(model) -> dict[str, object]:
 
 @contextmanager
 def count_expert_tokens(model):
-    """Yields a dict expert name -> tokens its input layer received, filled while the block runs."""
+    """Yields a dict expert name -> tokens its input layer received, filled while the block runs.
+
+    Counts are forward-pass tokens: llm-compressor's sequential pipeline runs each layer twice per
+    batch (calibrate, then propagate), so a fully covered expert shows twice the sample tokens.
+    """
     counts: dict[str, int] = {}
     hooks = []
     for name, mod in expert_inputs(model).items():
