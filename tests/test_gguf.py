@@ -350,3 +350,22 @@ def test_bf16_build_copies_the_source_bits(tiny_checkpoint, tiny_gguf):
     assert np.array_equal(stacked[raw.size: 2 * raw.size], raw)  # expert 1 of the stacked tensor
     a, b = gguf_logits(p), gguf_logits(tiny_gguf("glm4moe"))
     assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9 and np.abs(a - b).max() < 0.1
+
+
+def test_split_build_is_found_as_a_local_artifact(tiny_checkpoint, tmp_path):
+    out = tmp_path / "builds"
+    r = run_cli("convert", "glm4-chat-1m", "--from", str(tiny_checkpoint("chatglm")), "--to", "ggufv2",
+                "--quant", "Q8_0", "--out", str(out), "--split-max-size", "1M", "--json")
+    assert r.returncode == 0, r.stderr
+    built = {x["quantization"]: x for x in json.loads(r.stdout)}["Q8_0"]
+    assert "-00001-of-" in built["path"]
+    # offline pull finds the recorded split build (all parts present), with no hub at all
+    r = run_cli("pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q8_0", "--offline", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["source"] == "store" and got["path"] == built["path"]
+    # a missing part makes it unusable: the offline pull says what is missing instead
+    parts = sorted(Path(built["path"]).parent.glob("*-of-*.gguf"))
+    parts[-1].unlink()
+    r = run_cli("pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q8_0", "--offline", "--json")
+    assert r.returncode == 1 and "offline" in r.stderr.lower()
