@@ -65,3 +65,33 @@ def family_row(fam: Family) -> dict[str, Any]:
         "languages": list(fam.languages),
         "licence": fam.licence.name,
     }
+
+
+def recipe_summary(recipe: dict[str, Any] | None) -> str:
+    """One line for tables: scheme, method, group size, calibration, targets and ignore list."""
+    if not recipe:
+        return ""
+    parts = [str(recipe.get("scheme") or recipe.get("quantization") or ""), str(recipe.get("method") or "")]
+    if recipe.get("group_size"):
+        parts.append(f"group {recipe['group_size']}")
+    cal = recipe.get("calibration")
+    if isinstance(cal, dict):
+        parts.append(f"calibration {cal.get('samples')} x {cal.get('max_seq_length')} tokens from {cal.get('dataset')}"
+                     + (", all experts" if cal.get("all_experts") else ""))
+    if recipe.get("targets"):
+        parts.append("targets " + ", ".join(map(str, recipe["targets"])))
+    if recipe.get("ignore"):
+        parts.append("ignore " + ", ".join(map(str, recipe["ignore"])))
+    if recipe.get("drop_mtp"):
+        parts.append("MTP dropped")
+    return "; ".join(p for p in parts if p)
+
+
+def artifact_view(a: Any) -> dict[str, Any]:
+    """A recorded build (registry.store.Artifact) as plain data, recipe and report included."""
+    return {
+        "id": a.id, "format": a.format, "quantization": a.quantization, "path": a.path,
+        "size_bytes": a.size_bytes, "sha256": a.sha256, "parent": a.parent,
+        "created": a.created.isoformat() if a.created else None,
+        "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,
+    }

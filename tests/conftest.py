@@ -18,6 +18,8 @@ SPECS = ROOT / "specs"
 
 pytest_plugins = [
     "fixtures.hubserver",
+    "fixtures.tiny",
+    "fixtures.gguf",
 ]
 
 

@@ -143,3 +143,12 @@ def test_show_of_shipped_family_skips_the_database_even_when_it_exists(tmp_path,
     assert imported_by("show", "glm-5", "--json") == []
     # ...while a user family is still found through the store
     assert json.loads(run_cli("show", "mine", "--json").stdout)["origin"] == "user"
+
+
+def test_convert_refuses_unknown_target_and_bad_size(tmp_path):
+    r = run_cli("convert", "glm4-chat-1m", "--from", str(tmp_path), "--to", "onnx", "--quant", "Q4_K")
+    assert r.returncode == 1 and "--to 'onnx'" in r.stderr and "ggufv2, compressed-tensors" in r.stderr
+    r = run_cli("convert", "glm4-chat-1m", "--from", str(tmp_path), "--to", "ggufv2", "--quant", "Q4_K",
+                "--split-max-size", "2X")
+    assert r.returncode == 1 and "not a size" in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

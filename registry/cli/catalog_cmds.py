@@ -53,17 +53,27 @@ def list_(
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."), json_: bool = JsonOpt) -> None:
-    """Show a family and every spec."""
+def show(
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
+    artifacts: bool = typer.Option(False, "--artifacts", "-a", help="Also list the recorded builds with their recipes and quality reports."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Show a family and every spec (--artifacts: and its recorded builds)."""
+    from .. import paths
     from ..views import family_view
 
     cat = _catalog()
     entry = cat.entry(name)
     view = family_view(entry.family, entry.origin)
+    # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
+    if artifacts:
+        view["artifacts"] = _artifacts(entry.family.name)
     if json_:
         _print_json(view)
         return
     _show_table(view)
+    if not artifacts and paths.has_database():
+        _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
 
 def _show_table(v: dict[str, Any]) -> None:
@@ -117,6 +127,28 @@ def _show_table(v: dict[str, Any]) -> None:
     con.print(t)
     if any(s["quantization_aliases"] for s in v["specs"]):
         con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
+    if v.get("artifacts"):
+        a = Table(title="Built artifacts", header_style="bold", show_lines=True, title_justify="left")
+        for c in ["id", "format", "quant", "path", "recipe", "quality"]:
+            a.add_column(c, overflow="fold")
+        for r in v["artifacts"]:
+            rep = r.get("report") or {}
+            quality = (f"KL {rep['kl_divergence']:.6f}, top-1 {rep['top1_agreement']:.1%} vs {rep.get('reference')}"
+                       if rep.get("kl_divergence") is not None else "")
+            a.add_row(str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality)
+        con.print(a)
+
+
+def _artifacts(family: str) -> list[dict[str, Any]]:
+    """Recorded builds of a family; none (and no database import) when no store exists yet."""
+    from .. import paths
+
+    if not paths.has_database():
+        return []
+    from ..store import Store
+    from ..views import artifact_view
+
+    return [artifact_view(a) for a in Store().artifacts(family=family)]
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .. import paths
@@ -23,12 +24,26 @@ def rows(resolved) -> list:
     return [r for r in reversed(found) if r.quantization in quant_names(resolved)]
 
 
+_SPLIT = re.compile(r"^(?P<stem>.+)-00001-of-(?P<n>\d{5})\.gguf$")
+
+
+def _local_size(p: Path) -> int | None:
+    """Bytes of a local build: a split GGUF counts all its parts (None when one is missing)."""
+    m = _SPLIT.match(p.name)
+    if not m:
+        return p.stat().st_size
+    n = int(m["n"])
+    parts = [p.parent / f"{m['stem']}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+    return sum(q.stat().st_size for q in parts) if all(q.is_file() for q in parts) else None
+
+
 def find(resolved, files: list[str]) -> tuple[Path, list] | None:
     """A usable local artifact: the file (first part of a split GGUF) or folder, and its rows."""
     usable = []
     for r in rows(resolved):
         p = Path(r.path)
-        if p.is_dir() or (p.is_file() and p.stat().st_size == r.size_bytes):
+        # a pulled part is recorded with its own size; a local split build with all its parts' total
+        if p.is_dir() or (p.is_file() and r.size_bytes in (p.stat().st_size, _local_size(p))):
             usable.append((p, r))
     if not usable:
         return None

@@ -1,0 +1,125 @@
+"""GGUF conversion: throughput and peak memory against baselines measured in the same run.
+
+Builds a GLM-4-0414-architecture checkpoint of about --size-gb GB (bf16, hub layout, built with
+converters/tiny.py and larger dimensions), then reports:
+  * F16 and BF16 conversion time vs a plain copy of the same safetensors shards (ratio; goal <= 1.5x);
+  * peak RSS of the converting process vs the largest tensor (goal: < 2x largest tensor + 400 MB),
+    next to the peak RSS of a process that only imports the converter (interpreter overhead);
+  * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
+
+Run:  PYTHONPATH=$PWD .venv/bin/python bench/gguf_convert.py --size-gb 2 [--workdir /tmp/gguf-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = """
+import re, sys, time
+from pathlib import Path
+mode, src, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+import numpy, gguf, llama_cpp
+from converters.gguf.core import convert
+from converters.gguf.quantize import quantize
+t = time.perf_counter()
+if mode == "convert":
+    convert(src, out, "F16")
+elif mode == "convert-bf16":
+    convert(src, out, "BF16")
+elif mode == "quantize":
+    quantize(src, out, "Q4_K_M")
+secs = time.perf_counter() - t
+# VmHWM: this process's own peak RSS (ru_maxrss would include the parent's, inherited over exec).
+hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+print(secs, hwm)
+"""
+
+
+def child(mode: str, src: Path, out: Path) -> tuple[float, int]:
+    r = subprocess.run([sys.executable, "-c", CHILD, mode, str(src), str(out)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    if r.returncode != 0:
+        sys.exit(r.stderr)
+    secs, rss = r.stdout.split()[-2:]
+    return float(secs), int(rss)
+
+
+def build(dest: Path, size_gb: float) -> Path:
+    from converters.tiny import build_checkpoint
+
+    h, ff, vocab = 2048, 6144, 32768
+    per_layer = 2 * (h * h * 2 + h * 512 * 2 + 3 * h * ff)  # bf16 bytes: q,o + k,v (4 kv heads x 128) + mlp
+    layers = max(1, int((size_gb * 1e9 - 4 * h * vocab) / per_layer))
+    return build_checkpoint("glm4", dest, hidden_size=h, intermediate_size=ff, num_hidden_layers=layers,
+                            num_attention_heads=16, num_key_value_heads=4, head_dim=128, vocab_size=vocab, shards=4)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-gb", type=float, default=2.0)
+    ap.add_argument("--workdir", type=Path, default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="gguf-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "src"
+    if not (src / "config.json").exists():
+        t = time.perf_counter()
+        build(src, a.size_gb)
+        print(f"built {src} in {time.perf_counter() - t:.0f} s")
+    idx = json.loads((src / "model.safetensors.index.json").read_text())
+    shards = sorted(set(idx["weight_map"].values()))
+    total = sum((src / s).stat().st_size for s in shards)
+    from converters.gguf.reader import Checkpoint
+
+    largest = max(r.nbytes for r in Checkpoint(src).tensors.values())
+    largest_f32 = largest * 2  # bf16 source, float32 working copy
+
+    copy_dir = work / "copy"
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    copy_dir.mkdir()
+    for s in shards:  # warm the page cache so both runs read from memory
+        with open(src / s, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    runs = []
+    for _ in range(3):  # the fastest of three copies: the ratio is not flattered by a slow baseline
+        t = time.perf_counter()
+        for s in shards:
+            shutil.copyfile(src / s, copy_dir / s)
+        runs.append(time.perf_counter() - t)
+        for s in shards:
+            (copy_dir / s).unlink()
+    copy_s = min(runs)
+    shutil.rmtree(copy_dir)
+
+    for p in (work / "m.F16.gguf", work / "m.BF16.gguf", work / "m.Q4_K_M.gguf"):
+        p.unlink(missing_ok=True)
+    conv_s, conv_rss = child("convert", src, work / "m.F16.gguf")
+    bf_s, bf_rss = child("convert-bf16", src, work / "m.BF16.gguf")
+    (work / "m.BF16.gguf").unlink()
+    _, base_rss = child("import", src, work / "none")
+    q_s, q_rss = child("quantize", work / "m.F16.gguf", work / "m.Q4_K_M.gguf")
+    mb = 1 / 2**20
+    print(f"checkpoint: {total * mb:.0f} MiB in {len(shards)} shards; largest tensor {largest * mb:.0f} MiB (bf16)")
+    print(f"plain copy of the shards:  {copy_s:.2f} s ({total / copy_s * mb:.0f} MiB/s)")
+    print(f"convert -> F16 GGUF:       {conv_s:.2f} s ({total / conv_s * mb:.0f} MiB/s) = {conv_s / copy_s:.2f}x the copy")
+    print(f"convert -> BF16 GGUF:      {bf_s:.2f} s ({total / bf_s * mb:.0f} MiB/s) = {bf_s / copy_s:.2f}x the copy "
+          f"(bf16 source: bytes pass through; peak RSS {bf_rss * mb:.0f} MiB)")
+    print(f"peak RSS convert:          {conv_rss * mb:.0f} MiB; import-only process {base_rss * mb:.0f} MiB; "
+          f"convert - import = {(conv_rss - base_rss) * mb:.0f} MiB = {(conv_rss - base_rss) / largest:.2f}x the largest tensor")
+    print(f"goal check: peak RSS < 2x largest + 400 MiB = {(2 * largest + 400 * 2**20) * mb:.0f} MiB: "
+          f"{'ok' if conv_rss < 2 * largest + 400 * 2**20 else 'MISSED'}")
+    print(f"quantize F16 -> Q4_K_M:    {q_s:.2f} s (peak RSS {q_rss * mb:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""One compressed-tensors build: check inputs, quantize with llm-compressor, save, verify, record.
+
+Everything that can be checked before loading weights is (family, quantization, source layout,
+output name); the model is then loaded, the recipe's targets resolved against it (architecture
+covered, group size divides every targeted width), calibrated, and saved into a temporary sibling
+directory that is renamed onto the final name only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from registry.errors import RegistryError
+from registry.schema import QUANTS_BY_FORMAT, Family
+
+from . import calibration as cal
+from . import recipes
+
+FORMAT = "compressed-tensors"
+# Files of the source that are weights or rewritten by the save; everything else is copied
+# (tokenizer files, chat_template.jinja, generation_config.json, licence, ...).
+_NOT_COPIED = ("config.json", "model.safetensors.index.json", "recipe.yaml")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+RECIPE_FILE = "glm_registry_recipe.json"
+
+
+def family_of(name: str) -> Family:
+    from registry.catalog import load
+
+    return load().get(name)
+
+
+def quants_for(family: Family, quant: str) -> list[str]:
+    if quant != "all":
+        if quant not in QUANTS_BY_FORMAT[FORMAT]:
+            raise RegistryError(
+                f"{quant!r} is not a compressed-tensors quantization; use one of: {', '.join(recipes.SUPPORTED)}"
+            )
+        return [quant]
+    out = [q for s in family.specs if s.format == FORMAT for q in s.quantizations if q in recipes.SUPPORTED]
+    if not out:
+        raise RegistryError(f"family {family.name} has no compressed-tensors spec; name one --quant ({', '.join(recipes.SUPPORTED)})")
+    return out
+
+
+def source_config(source: Path, family: Family) -> dict:
+    if not source.is_dir():
+        raise RegistryError(f"--from {source}: not a directory; give a Hugging Face checkpoint directory")
+    cfg_path = source / "config.json"
+    if not cfg_path.is_file():
+        raise RegistryError(f"--from {source}: no config.json; give a Hugging Face checkpoint directory")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise RegistryError(f"{cfg_path}: not valid JSON ({e.msg})") from None
+    archs = cfg.get("architectures") or []
+    arch = archs[0] if archs else None
+    known = family.architecture.hf_classes
+    if arch not in known:
+        raise RegistryError(
+            f"{source} holds a {arch or 'model without architectures'} checkpoint; family {family.name} is "
+            f"{', '.join(known)}: convert a checkpoint of this family"
+        )
+    if cfg.get("auto_map") or not _transformers_knows(cfg.get("model_type")):
+        raise RegistryError(
+            f"the compressed-tensors recipes do not cover {arch}: it needs the repository's own code "
+            "(trust_remote_code) and vLLM's compressed-tensors loader expects Transformers' layout; "
+            "convert the Transformers-native checkpoint (e.g. glm-4-9b-chat-hf, GlmForCausalLM)"
+        )
+    if "quantization_config" in cfg:
+        raise RegistryError(f"{source} is already quantized ({cfg['quantization_config'].get('quant_method')}); start from the BF16 checkpoint")
+    if not any(source.glob("*.safetensors")):
+        raise RegistryError(f"{source} has no .safetensors weights")
+    return cfg
+
+
+def _transformers_knows(model_type: str | None) -> bool:
+    from transformers import CONFIG_MAPPING
+
+    return bool(model_type) and model_type in CONFIG_MAPPING
+
+
+def output_dir(req, quant: str, several: bool) -> Path:
+    from registry import paths
+
+    if req.out is None:
+        out = paths.artifacts_dir() / f"{req.family}-{quant}"
+    else:
+        out = Path(req.out).expanduser() / quant if several else Path(req.out).expanduser()
+    if out.exists():
+        raise RegistryError(f"output {out} already exists; remove it or choose another --out")
+    if not out.parent.is_dir():
+        if req.out is not None and not several:
+            raise RegistryError(f"output's parent directory {out.parent} does not exist")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def plan_calibration(req, recipe: dict) -> cal.CalibrationPlan | None:
+    spec = recipe.get("calibration_spec") or {}
+    if not recipe.get("needs_calibration"):
+        if req.calibration:
+            req.say(f"note: {recipe['quantization']} is data-free; --calibration is not used")
+        return None
+    for flag, v in (("--samples", req.samples), ("--max-seq-len", req.max_seq_len)):
+        if v is not None and v < 1:
+            raise RegistryError(f"{flag} must be a positive number, got {v}")
+    source = req.calibration or (spec.get("datasets") or [cal_default("dataset")])[0]
+    if Path(source).expanduser().exists():
+        source = str(Path(source).expanduser().resolve())
+    mix = tuple(cal.Bucket(**b) for b in spec.get("length_mix", []))
+    samples = req.samples or spec.get("samples") or cal_default("samples")
+    max_len = req.max_seq_len or spec.get("max_seq_length") or cal_default("max_seq_length")
+    # The request's seed wins unless left at its default 0 and the spec pins one (seed 002: 42).
+    seed = req.seed if req.seed or spec.get("seed") is None else spec["seed"]
+    split = spec.get("split") or cal_default("split")
+    return cal.CalibrationPlan(source=str(source), split=split, samples=samples, max_seq_len=max_len, seed=seed,
+                               length_mix=mix)
+
+
+def cal_default(key: str):
+    return recipes.DEFAULT_CALIBRATION[key]
+
+
+def resolve_targets(model, recipe: dict, arch: str) -> list[str]:
+    """Names of the layers the recipe quantizes; errors where the recipe does not fit the model."""
+    import torch
+    from compressed_tensors.utils import match_named_modules
+
+    hit = [(n, m) for n, m in match_named_modules(model, recipe["targets"], recipe["ignore"])
+           if isinstance(m, torch.nn.Linear)]
+    if recipe.get("experts_only") and not any(".experts." in n for n, _ in hit):
+        raise RegistryError(
+            f"the {recipe['quantization']} recipe quantizes routed-expert MLPs only and {arch} has none "
+            "(a dense model); use FP8_DYNAMIC or a W4A16 build"
+        )
+    if not hit:
+        raise RegistryError(
+            f"the {recipe['quantization']} recipe does not cover {arch}: its targets "
+            f"({', '.join(recipe['targets'])}) match no Linear layer outside its ignore list"
+        )
+    gs = recipe.get("group_size")
+    if gs:
+        bad = [(n, m.in_features) for n, m in hit if m.in_features % gs]
+        if bad:
+            n, w = bad[0]
+            raise RegistryError(
+                f"group size {gs} does not divide the input width {w} of {n} ({len(bad)} layer(s) affected); "
+                "choose a group size that divides it (W4A16_GS32/64/128)"
+            )
+    return [n for n, _ in hit]
+
+
+@contextmanager
+def _quiet(progress: bool):
+    """llm-compressor logs and draws bars on stderr; keep them for people, not for --json or tests."""
+    if progress:
+        yield
+        return
+    import llmcompressor  # noqa: F401  (it enables its logger on import: import first, then silence)
+    from loguru import logger
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    logger.disable("llmcompressor")
+    logger.disable("compressed_tensors")
+    try:
+        yield
+    finally:
+        logger.enable("llmcompressor")
+        logger.enable("compressed_tensors")
+        hf_logging.enable_progress_bar()
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
+
+
+@contextmanager
+def _cpu_safe_cache():
+    """llm-compressor 0.14's AWQ pins cached activations unconditionally, which raises on CPU-only
+    torch ("Cannot access accelerator device"); pinning only speeds up host-to-GPU copies."""
+    import torch
+    from compressed_tensors.utils import patch_attr
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if torch.accelerator.is_available():
+        yield
+        return
+    with patch_attr(IntermediatesCache, "pin_memory", lambda self, *a, **k: None):
+        yield
+
+
+def copy_side_files(source: Path, dest: Path) -> list[str]:
+    copied = []
+    for f in sorted(source.iterdir()):
+        if not f.is_file() or f.name in _NOT_COPIED or f.name.endswith(_WEIGHT_SUFFIXES):
+            continue
+        if (dest / f.name).exists() and f.name != "generation_config.json":
+            continue
+        shutil.copy2(f, dest / f.name)
+        copied.append(f.name)
+    return copied
+
+
+def dir_digest(path: Path) -> tuple[str, int]:
+    """sha256 over (relative name, file sha256) of every file, and the total size."""
+    h = hashlib.sha256()
+    size = 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        fh = hashlib.sha256()
+        with open(f, "rb") as fd:
+            for chunk in iter(lambda: fd.read(1 << 20), b""):
+                fh.update(chunk)
+        h.update(f"{f.relative_to(path).as_posix()}\0{fh.hexdigest()}\n".encode())
+        size += f.stat().st_size
+    return h.hexdigest(), size
+
+
+def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
+    from converters.options import ConvertResult
+
+    arch = src_cfg["architectures"][0]
+    recipe = recipes.build(family, quant, req.method)
+    if recipe["modifier"] == "AWQModifier":
+        from .awq_mappings import mappings_for
+
+        recipe["awq_mappings"] = mappings_for(arch)
+    plan = plan_calibration(req, recipe)
+    spec_cal = recipe.get("calibration_spec") or {}
+    all_experts = bool(req.all_experts or spec_cal.get("all_experts"))
+    # Read the calibration set before loading weights: a broken file fails fast.
+    convs = cal.read_conversations(plan.source, plan.split) if plan else None
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import moe
+
+    tok = AutoTokenizer.from_pretrained(req.source)
+    ds = None
+    if plan:
+        ids = cal.tokenize(convs, tok, plan)
+        ds = cal.as_dataset(ids)
+        recipe["calibration"] = {**plan.to_dict(), "all_experts": all_experts,
+                                 "tokens": sum(len(x) for x in ids)}
+    model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
+    moe.linearize(model)
+    recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
+    if recipe.get("drop_mtp") or src_cfg.get("num_nextn_predict_layers"):
+        # Transformers does not load MTP/NextN layers, so the build never has them; say so in
+        # config.json too, or vLLM would look for their weights.
+        recipe["drop_mtp"] = True
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        from llmcompressor import oneshot
+
+        with ExitStack() as stack:
+            stack.enter_context(_cpu_safe_cache())
+            counts = stack.enter_context(moe.count_expert_tokens(model))
+            kwargs = {}
+            if ds is not None:
+                kwargs = dict(dataset=ds, num_calibration_samples=len(ds), max_seq_length=plan.max_seq_len,
+                              shuffle_calibration_samples=False)
+            oneshot(model=model, recipe=recipes.modifiers(recipe), moe_calibrate_all_experts=all_experts, **kwargs)
+            if plan is not None:
+                cov = moe.coverage(counts, all_experts)
+                if cov:
+                    recipe["calibration"]["expert_coverage"] = cov
+                    if cov["experts_without_tokens"] and not all_experts:
+                        req.say(f"warning: {len(cov['experts_without_tokens'])} experts saw no calibration token; "
+                                "consider --all-experts or more samples")
+            model.save_pretrained(tmp, save_compressed=True)
+        del model
+        _fix_config(tmp, recipe)
+        copy_side_files(Path(req.source), tmp)
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+        report = None
+        if req.report:
+            from .check import compare
+
+            report = compare(Path(req.source), tmp)
+        sha, size = dir_digest(tmp)
+        if out.exists():
+            raise RegistryError(f"output {out} appeared while building; nothing was changed")
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    res = ConvertResult(family=family.name, format=FORMAT, quantization=quant, path=out, sha256=sha,
+                        size_bytes=size, parent=str(Path(req.source).resolve()), recipe=recipe, report=report)
+    return res
+
+
+def _fix_config(path: Path, recipe: dict) -> None:
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if recipe.get("drop_mtp") and cfg.get("num_nextn_predict_layers"):
+        cfg["num_nextn_predict_layers"] = 0
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    for f in path.iterdir():  # the safetensors writer leaves 0600; builds are meant to be shared
+        if f.is_file():
+            f.chmod(0o644)
+
+
+def run(req) -> list:
+    family = family_of(req.family)
+    quants = quants_for(family, req.quant)
+    src_cfg = source_config(Path(req.source), family)
+    outs = [output_dir(req, q, len(quants) > 1) for q in quants]
+    results = []
+    for q, out in zip(quants, outs):
+        # Libraries print progress and warnings; keep stdout for our --json output.
+        with contextlib.redirect_stdout(sys.stderr), _quiet(req.progress):
+            res = build_one(req, family, q, out, src_cfg)
+        if req.record:
+            from registry.store import Store
+
+            row = Store().add_artifact(
+                family=res.family, format=res.format, quantization=res.quantization, path=str(res.path),
+                sha256=res.sha256, size_bytes=res.size_bytes, parent=res.parent, recipe=res.recipe,
+                report=res.report,
+            )
+            res.artifact_id = row.id
+        req.say(f"built {q}: {res.path}")
+        results.append(res)
+    return results

@@ -1,0 +1,31 @@
+"""GGUF converter: HF GLM checkpoints -> GGUF F16/BF16/Q8_0, then K-quants through libllama.
+
+Public: convert(), quantize(), quality_report(), run_convert() (what `registry convert --to ggufv2`
+calls). Heavy imports (numpy, gguf, llama_cpp) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+
+def convert(*args, **kwargs):
+    from .core import convert as _convert
+
+    return _convert(*args, **kwargs)
+
+
+def quantize(*args, **kwargs):
+    from .quantize import quantize as _quantize
+
+    return _quantize(*args, **kwargs)
+
+
+def quality_report(*args, **kwargs):
+    from .report import quality_report as _qr
+
+    return _qr(*args, **kwargs)
+
+
+def run_convert(req):
+    from .run import run_convert as _run
+
+    return _run(req)

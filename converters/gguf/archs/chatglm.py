@@ -1,0 +1,85 @@
+"""GGUF arch `chatglm`: THUDM/glm-4-9b-chat(-1m) (ChatGLMModel, hub code) and glm-4-9b-chat-hf (GlmForCausalLM).
+
+Facts from llama.cpp's loader (src/models/chatglm.cpp) and its reference converter: fused
+attn_qkv (separate q/k/v also accepted), fused ffn_up = [gate; up] of width 2*n_ff, RMS norm,
+rotary on the first half of each head (rope dimension = head_dim / 2, interleaved pairs, which
+is llama.cpp's NORM rope), rope base = 10000 * rope_ratio.
+"""
+
+from __future__ import annotations
+
+from ..arch import HF_COMMON, GlmArch, register
+
+
+@register("ChatGLMModel", "ChatGLMForConditionalGeneration", "GlmForCausalLM")
+class ChatGLM(GlmArch):
+    gguf_arch = "chatglm"
+    skip = (r"rotary_pos_emb\.inv_freq$", r"rotary_emb\.inv_freq$")
+
+    def __init__(self, ck, keep_mtp=False):
+        self.hub_layout = "transformer.embedding.word_embeddings.weight" in ck.tensors
+        self.vocab_style = "tiktoken" if self.hub_layout else "hf"
+        self.renames = (
+            [
+                (r"transformer\.embedding\.word_embeddings", "TOKEN_EMBD"),
+                (r"transformer\.encoder\.final_layernorm", "OUTPUT_NORM"),
+                (r"transformer\.output_layer", "OUTPUT"),
+                (r"transformer\.encoder\.layers\.(\d+)\.input_layernorm", "ATTN_NORM"),
+                (r"transformer\.encoder\.layers\.(\d+)\.self_attention\.query_key_value", "ATTN_QKV"),
+                (r"transformer\.encoder\.layers\.(\d+)\.self_attention\.dense", "ATTN_OUT"),
+                (r"transformer\.encoder\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
+                (r"transformer\.encoder\.layers\.(\d+)\.mlp\.dense_h_to_4h", "FFN_UP"),
+                (r"transformer\.encoder\.layers\.(\d+)\.mlp\.dense_4h_to_h", "FFN_DOWN"),
+            ]
+            if self.hub_layout
+            else HF_COMMON + [
+                (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
+                (r"model\.layers\.(\d+)\.mlp\.gate_up_proj", "FFN_UP"),
+            ]
+        )
+        super().__init__(ck, keep_mtp)
+
+    @property
+    def pre_tokenizer(self) -> str:
+        # llama.cpp's names: chatglm-bpe for the tiktoken-file hub release, glm4 for HF tokenizer.json.
+        return "chatglm-bpe" if self.hub_layout else "glm4"
+
+    def write_hparams(self, w) -> None:
+        ck = self.ck
+        n_embd = ck.cfg("hidden_size")
+        n_head = ck.cfg("num_attention_heads")
+        head_dim = ck.cfg("kv_channels", "head_dim", default=n_embd // n_head)
+        if self.hub_layout:
+            ctx = ck.cfg("seq_length")
+            n_ff = ck.cfg("ffn_hidden_size")
+            n_kv = ck.cfg("multi_query_group_num") if ck.cfg("multi_query_attention", default=True) else n_head
+            eps = ck.cfg("layernorm_epsilon", default=1e-5)
+            base = 10000.0 * float(ck.cfg("rope_ratio", default=1.0))
+            partial = 0.5
+        else:
+            ctx = ck.cfg("max_position_embeddings")
+            n_ff = ck.cfg("intermediate_size")
+            n_kv = ck.cfg("num_key_value_heads", default=n_head)
+            eps = ck.cfg("rms_norm_eps", default=1e-5)
+            base = float(ck.cfg("rope_theta", default=10000.0))
+            partial = float(ck.cfg("partial_rotary_factor", default=0.5))
+        self.write_common(w, ctx=ctx, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_kv, eps=eps)
+        w.add_key_length(int(head_dim))
+        w.add_value_length(int(head_dim))
+        w.add_rope_dimension_count(int(head_dim * partial))
+        w.add_rope_freq_base(base)
+
+    def special(self, name):
+        # GlmForCausalLM splits ChatGLM's query_key_value; fuse it back so both layouts give the same GGUF.
+        if self.hub_layout:
+            return None
+        for part in ("weight", "bias"):
+            for proj in ("q", "k", "v"):
+                if name.endswith(f".self_attn.{proj}_proj.{part}"):
+                    if proj != "q":
+                        return []
+                    stem = name[: -len(f"q_proj.{part}")]
+                    bid = int(name.split(".")[2])
+                    return [self.concat_rows(f"blk.{bid}.attn_qkv.{part}", [f"{stem}{p}_proj.{part}" for p in "qkv"],
+                                             keep_f32=part == "bias")]
+        return None

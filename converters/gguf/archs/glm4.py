@@ -1,0 +1,35 @@
+"""GGUF arch `glm4`: GLM-4-0414 (Glm4ForCausalLM), e.g. THUDM/GLM-4-9B-0414, GLM-4-32B-0414.
+
+From llama.cpp's loader (src/models/glm4.cpp): separate q/k/v with bias, fused ffn_up of width
+2*n_ff, a post-attention norm and a post-FFN norm ("sandwich" norms), NORM (interleaved) rope on
+head_dim * partial_rotary_factor (0.5) dimensions.
+"""
+
+from __future__ import annotations
+
+from ..arch import HF_COMMON, GlmArch, register
+
+
+@register("Glm4ForCausalLM")
+class Glm4(GlmArch):
+    gguf_arch = "glm4"
+    pre_tokenizer = "glm4"
+    skip = (r"rotary_emb\.inv_freq$",)
+    renames = HF_COMMON + [
+        (r"model\.layers\.(\d+)\.post_self_attn_layernorm", "ATTN_POST_NORM"),
+        (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
+        (r"model\.layers\.(\d+)\.post_mlp_layernorm", "FFN_POST_NORM"),
+        (r"model\.layers\.(\d+)\.mlp\.gate_up_proj", "FFN_UP"),
+    ]
+
+    def write_hparams(self, w) -> None:
+        ck = self.ck
+        n_embd, n_head = ck.cfg("hidden_size"), ck.cfg("num_attention_heads")
+        head_dim = ck.cfg("head_dim", default=n_embd // n_head)
+        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=n_embd, n_ff=ck.cfg("intermediate_size"),
+                          n_head=n_head, n_head_kv=ck.cfg("num_key_value_heads", default=n_head),
+                          eps=ck.cfg("rms_norm_eps", default=1e-5))
+        w.add_key_length(int(head_dim))
+        w.add_value_length(int(head_dim))
+        w.add_rope_dimension_count(int(head_dim * float(ck.cfg("partial_rotary_factor", default=0.5))))
+        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))

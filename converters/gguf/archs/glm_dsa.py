@@ -1,0 +1,91 @@
+"""GGUF arch `glm-dsa`: GLM-5 (GlmMoeDsaForCausalLM): MLA attention plus the DSA lightning indexer, GLM-4.5-style MoE.
+
+From llama.cpp's loader (src/models/glm-dsa.cpp): MLA keys (q/kv LoRA ranks, key/value lengths
+for the compressed and the MLA head sizes, one KV head), kv_b_proj split into attn_k_b (per
+head, transposed) and attn_v_b, indexer head count / key length / top-k, interleaved (NORM)
+rope on qk_rope_head_dim dims; MoE keys as glm4moe; MTP block at index num_hidden_layers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..arch import HF_COMMON, GlmArch, OutTensor, exp_probs_b, register, stack_experts
+from .glm4moe import MOE_RENAMES, write_moe
+
+
+@register("GlmMoeDsaForCausalLM")
+class GlmDsa(GlmArch):
+    gguf_arch = "glm-dsa"
+    pre_tokenizer = "glm4"
+    skip = (r"rotary_emb\.inv_freq$",)
+    renames = HF_COMMON + MOE_RENAMES + [
+        (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
+        (r"model\.layers\.(\d+)\.self_attn\.q_a_proj", "ATTN_Q_A"),
+        (r"model\.layers\.(\d+)\.self_attn\.q_a_layernorm", "ATTN_Q_A_NORM"),
+        (r"model\.layers\.(\d+)\.self_attn\.q_b_proj", "ATTN_Q_B"),
+        (r"model\.layers\.(\d+)\.self_attn\.kv_a_proj_with_mqa", "ATTN_KV_A_MQA"),
+        (r"model\.layers\.(\d+)\.self_attn\.kv_a_layernorm", "ATTN_KV_A_NORM"),
+        (r"model\.layers\.(\d+)\.self_attn\.indexer\.k_norm", "INDEXER_K_NORM"),
+        (r"model\.layers\.(\d+)\.self_attn\.indexer\.weights_proj", "INDEXER_PROJ"),
+        (r"model\.layers\.(\d+)\.self_attn\.indexer\.wk", "INDEXER_ATTN_K"),
+        (r"model\.layers\.(\d+)\.self_attn\.indexer\.wq_b", "INDEXER_ATTN_Q_B"),
+    ]
+
+    def write_hparams(self, w) -> None:
+        ck = self.ck
+        rope, nope, v = ck.cfg("qk_rope_head_dim"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
+        kv_rank = ck.cfg("kv_lora_rank")
+        # MLA runs as multi-query attention over the compressed KV: one KV head in llama.cpp's terms.
+        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=ck.cfg("hidden_size"),
+                          n_ff=ck.cfg("intermediate_size"), n_head=ck.cfg("num_attention_heads"), n_head_kv=1,
+                          eps=ck.cfg("rms_norm_eps", default=1e-5))
+        w.add_vocab_size(int(ck.cfg("vocab_size")))
+        w.add_q_lora_rank(int(ck.cfg("q_lora_rank")))
+        w.add_kv_lora_rank(int(kv_rank))
+        w.add_key_length(int(kv_rank + rope))
+        w.add_value_length(int(kv_rank))
+        w.add_key_length_mla(int(nope + rope))
+        w.add_value_length_mla(int(v))
+        w.add_rope_dimension_count(int(rope))
+        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))
+        w.add_indexer_head_count(int(ck.cfg("index_n_heads")))
+        w.add_indexer_key_length(int(ck.cfg("index_head_dim")))
+        w.add_indexer_top_k(int(ck.cfg("index_topk")))
+        write_moe(self, w)
+
+    def special(self, name):
+        if name.endswith("mlp.gate.e_score_correction_bias"):
+            return [exp_probs_b(self, name)]
+        m = re.match(r"model\.layers\.(\d+)\.self_attn\.kv_b_proj\.weight$", name)
+        if m:
+            return self.split_kv_b(int(m.group(1)), name)
+        return stack_experts(self, name, int(self.ck.cfg("n_routed_experts")))
+
+    def plain(self, hf_name, gguf_name):
+        t = super().plain(hf_name, gguf_name)
+        t.keep_f32 = t.keep_f32 or ".ffn_gate_inp." in gguf_name or ".indexer.proj." in gguf_name
+        return t
+
+    def split_kv_b(self, bid: int, name: str) -> list[OutTensor]:
+        """kv_b_proj rows are per head [k_nope (nope rows); v (v rows)] x kv_lora_rank columns."""
+        ck = self.ck
+        n_head, nope, v = ck.cfg("num_attention_heads"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
+        rank = ck.cfg("kv_lora_rank")
+        if ck.ref(name).shape != (n_head * (nope + v), rank):
+            raise ValueError(f"{name} has shape {ck.ref(name).shape}, config implies {(n_head * (nope + v), rank)}")
+
+        def k_b():
+            for h in range(n_head):
+                a = h * (nope + v)
+                block = next(ck.blocks(name, (a, a + nope)))  # (nope, rank)
+                yield block.T.copy()  # llama.cpp wants (rank, nope) per head
+
+        def v_b():
+            for h in range(n_head):
+                a = h * (nope + v) + nope
+                yield from ck.blocks(name, (a, a + v))
+
+        return [OutTensor(f"blk.{bid}.attn_k_b.weight", (n_head, rank, nope), k_b),
+                OutTensor(f"blk.{bid}.attn_v_b.weight", (n_head, v, rank), v_b)]
+

@@ -1,0 +1,58 @@
+"""Quality report: KL divergence and top-1 agreement of a build's next-token distributions vs the F16 build.
+
+Both builds run in llama.cpp (llama_cpp.Llama, logits for every position) over the same fixed
+token sequence: the F16 model's tokenization of a fixed text, repeated to `n_tokens`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. GLM models answer questions, write code and call tools. "
+    "In 1905 Einstein published four papers; one of them introduced E = mc^2. "
+    "def add(a, b):\n    return a + b\n"
+    "北京是中国的首都。上海是一座国际化大都市。"
+)
+
+
+def _logits(path: Path, tokens: list[int]):
+    import numpy as np
+    import llama_cpp
+
+    m = llama_cpp.Llama(str(path), logits_all=True, n_ctx=max(64, len(tokens) + 8), n_batch=len(tokens) + 8,
+                        verbose=False, seed=0)
+    try:
+        m.eval(tokens)
+        return np.array(m.scores[: len(tokens)], dtype=np.float64)
+    finally:
+        m.close()
+
+
+def fixed_tokens(reference: Path, n_tokens: int = 64) -> list[int]:
+    import llama_cpp
+
+    m = llama_cpp.Llama(str(reference), vocab_only=True, verbose=False)
+    try:
+        toks = m.tokenize(TEXT.encode(), add_bos=False, special=False)
+    finally:
+        m.close()
+    toks = [t for t in toks if t >= 0] or [0]
+    return (toks * (n_tokens // len(toks) + 1))[:n_tokens]
+
+
+def quality_report(reference: Path, candidates: dict[str, Path], n_tokens: int = 64) -> dict[str, dict]:
+    """{quant: {"reference": "F16", "tokens", "kl_divergence", "top1_agreement"}} for each candidate."""
+    import numpy as np
+
+    tokens = fixed_tokens(reference, n_tokens)
+    ref = _logits(reference, tokens)
+    p_log = ref - np.logaddexp.reduce(ref, axis=-1, keepdims=True)
+    out = {}
+    for name, path in candidates.items():
+        got = _logits(path, tokens)
+        q_log = got - np.logaddexp.reduce(got, axis=-1, keepdims=True)
+        kl = float(np.mean(np.sum(np.exp(p_log) * (p_log - q_log), axis=-1)))
+        top1 = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
+        out[name] = {"reference": "F16", "tokens": len(tokens), "kl_divergence": max(kl, 0.0), "top1_agreement": top1}
+    return out

@@ -1,0 +1,452 @@
+"""compressed-tensors builds on tiny GLM checkpoints: recipes, vLLM's tensor layout, quality, bad input.
+
+Each build runs llm-compressor for real on a tiny random model (CPU, a few short calibration
+samples); builds are cached per module so several tests read the same output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+CALIB = ROOT / "tests" / "data" / "calibration_chat.jsonl"
+SAMPLES, SEQ = 6, 48
+
+
+def _request(family, source, quant, out, **kw):
+    from converters.options import ConvertRequest
+
+    kw.setdefault("calibration", str(CALIB))
+    kw.setdefault("samples", SAMPLES)
+    kw.setdefault("max_seq_len", SEQ)
+    kw.setdefault("report", True)
+    kw.setdefault("record", True)
+    return ConvertRequest(family=family, source=Path(source), to="compressed-tensors", quant=quant, out=Path(out),
+                          progress=False, say=lambda m: None, **kw)
+
+
+def convert(family, source, quant, out, **kw):
+    from converters.compressed_tensors import run_convert
+
+    return run_convert(_request(family, source, quant, out, **kw))
+
+
+def tensors(path: Path) -> dict:
+    """name -> (dtype string, shape) over every shard of a build."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(path.glob("*.safetensors")):
+        with safe_open(f, "pt") as s:
+            for k in s.keys():
+                sl = s.get_slice(k)
+                out[k] = (sl.get_dtype(), list(sl.get_shape()))
+    return out
+
+
+def qconfig(path: Path) -> dict:
+    return json.loads((path / "config.json").read_text())["quantization_config"]
+
+
+def starve_experts(src: Path, dest: Path, experts=(6, 7)) -> Path:
+    """A copy of a MoE checkpoint whose router never picks `experts` (large negative score bias)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dest)
+    for f in dest.glob("*.safetensors"):
+        sd = load_file(f)
+        hit = False
+        for k, t in sd.items():
+            if k.endswith("mlp.gate.e_score_correction_bias"):
+                t[list(experts)] = -1e4
+                hit = True
+        if hit:
+            save_file(sd, f, metadata={"format": "pt"})
+    return dest
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("ct-home")
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory, tiny_checkpoint, home):
+    """Lazily built outputs, shared by the tests of this module: key -> ConvertResult."""
+    import os
+
+    root = tmp_path_factory.mktemp("ct-builds")
+    cache: dict = {}
+    starved = {}
+
+    def moe_src(layers=3):
+        if layers not in starved:
+            over = {} if layers == 3 else {"num_hidden_layers": layers}
+            starved[layers] = starve_experts(tiny_checkpoint("glm4moe", **over), root / f"moe-starved-{layers}")
+        return starved[layers]
+
+    recipes = {
+        "fp8": lambda: ("glm-4-9b-chat", tiny_checkpoint("glm"), "FP8_DYNAMIC", {}),
+        "gs32": lambda: ("glm-4-9b-chat", tiny_checkpoint("glm"), "W4A16_GS32", {"method": "rtn"}),
+        "gs128": lambda: ("glm-4-9b-chat", tiny_checkpoint("glm"), "W4A16_GS128", {"method": "rtn"}),
+        "gs64-awq-glm4": lambda: ("glm-4-9b-0414", tiny_checkpoint("glm4"), "W4A16_GS64", {"method": "awq"}),
+        "awq": lambda: ("glm-4.6", moe_src(4), "AWQ", {}),
+        "nvfp4-natural": lambda: ("glm-4.7", moe_src(), "NVFP4", {"all_experts": False}),
+        "nvfp4-all": lambda: ("glm-4.7", moe_src(), "NVFP4", {"all_experts": True}),
+    }
+
+    def get(key):
+        if key not in cache:
+            family, src, quant, kw = recipes[key]()
+            old = os.environ.get("REGISTRY_HOME")
+            os.environ["REGISTRY_HOME"] = str(home)  # one store for the module's builds
+            try:
+                (cache[key],) = convert(family, src, quant, root / key, **kw)
+            finally:
+                if old is not None:
+                    os.environ["REGISTRY_HOME"] = old
+        return cache[key]
+
+    return get
+
+
+# --- calibration ---------------------------------------------------------------------------
+
+
+def test_length_mix_follows_seed_000_fractions():
+    from converters.compressed_tensors.calibration import Bucket, scaled_mix, target_lengths
+
+    mix = (Bucket(256, 1024, 0.9), Bucket(1024, 2048, 0.1))
+    lengths = target_lengths(200, mix, 2048, random.Random(0))
+    assert sum(256 <= n <= 1024 for n in lengths) >= 180 - 1
+    assert sum(n > 1024 for n in lengths) >= 19
+    short = scaled_mix(mix, 512)  # a short --max-seq-len shrinks the mix proportionally
+    assert max(b.max_tokens for b in short) == 512 and short[0].min_tokens == 64
+
+
+def test_calibration_renders_the_chat_template(tiny_checkpoint):
+    from transformers import AutoTokenizer
+
+    from converters.compressed_tensors.calibration import CalibrationPlan, read_jsonl, tokenize
+
+    src = tiny_checkpoint("glm")
+    tok = AutoTokenizer.from_pretrained(src)
+    plan = CalibrationPlan(source=str(CALIB), split="train", samples=5, max_seq_len=40, seed=3)
+    ids = tokenize(read_jsonl(CALIB), tok, plan)
+    assert len(ids) == 5 and all(0 < len(x) <= 40 for x in ids)
+    # GLM's template starts every conversation with [gMASK]<sop>.
+    head = tok.convert_tokens_to_ids(["[gMASK]", "<sop>"])
+    assert all(x[:2] == head for x in ids)
+    assert tokenize(read_jsonl(CALIB), tok, plan) == ids  # the seed fixes the draw
+
+
+# --- each recipe: layout vLLM expects ------------------------------------------------------
+
+
+def _check_side_files(out: Path, src: Path):
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        if (src / name).exists():
+            assert (out / name).read_bytes() == (src / name).read_bytes(), name
+    assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    assert json.loads((out / "glm_registry_recipe.json").read_text())["quantization"]
+
+
+def test_fp8_dynamic_layout(builds, tiny_checkpoint):
+    res = builds("fp8")
+    out = res.path
+    q = qconfig(out)
+    assert q["quant_method"] == "compressed-tensors" and q["format"] == "float-quantized"
+    g = q["config_groups"]["group_0"]
+    assert g["weights"]["num_bits"] == 8 and g["weights"]["type"] == "float"
+    assert g["input_activations"]["dynamic"] is True  # dynamic per-token activation scales
+    assert "lm_head" in q["ignore"]
+    t = tensors(out)
+    for name, (dtype, shape) in t.items():
+        if name.endswith("_proj.weight"):
+            assert dtype == "F8_E4M3", name
+            assert t[name[: -len("weight")] + "weight_scale"][1] == [shape[0], 1]
+    assert t["lm_head.weight"][0] == "BF16" and t["model.embed_tokens.weight"][0] == "BF16"
+    assert res.recipe["method"] == "data-free" and "calibration" not in res.recipe
+    assert res.recipe["spec_source"] == "seed 000"
+    assert res.recipe["calibration_spec"]["length_mix"][0]["fraction"] == 0.9
+    _check_side_files(out, tiny_checkpoint("glm"))
+
+
+@pytest.mark.parametrize("key,gs", [("gs32", 32), ("gs128", 128), ("gs64-awq-glm4", 64)])
+def test_w4a16_pack_quantized_layout(builds, key, gs):
+    res = builds(key)
+    q = qconfig(res.path)
+    assert q["format"] == "pack-quantized"
+    w = q["config_groups"]["group_0"]["weights"]
+    assert (w["num_bits"], w["type"], w["symmetric"], w["strategy"], w["group_size"]) == (4, "int", True, "group", gs)
+    assert q["config_groups"]["group_0"]["input_activations"] is None  # weight-only
+    t = tensors(res.path)
+    packed = [k for k in t if k.endswith(".weight_packed")]
+    assert packed and not any(k.endswith("_proj.weight") for k in t)  # every Linear packed ...
+    for k in packed:
+        base = k[: -len("weight_packed")]
+        rows, cols8 = t[k][1]
+        assert t[k][0] == "I32" and t[base + "weight_shape"][0] == "I64"
+        assert t[base + "weight_scale"][1] == [rows, cols8 * 8 // gs]
+    assert t["lm_head.weight"][0] == "BF16"  # ... but lm_head, kept in high precision (seed 001)
+    assert res.recipe["method"] == ("awq" if "awq" in key else "rtn")
+
+
+def test_awq_reproduces_seed_002(builds):
+    res = builds("awq")
+    from registry.catalog import load
+
+    spec = next(s for s in load().get("glm-4.6").specs if s.format == "compressed-tensors").recipe
+    assert res.recipe["ignore"] == spec.ignore and res.recipe["targets"] == spec.targets
+    assert res.recipe["group_size"] == 128 and res.recipe["method"] == "awq"
+    t = tensors(res.path)
+    # the first three layers, shared experts and the router stay unquantized; layer 3 is packed
+    assert not any(k.startswith(f"model.layers.{i}.") and "packed" in k for i in range(3) for k in t)
+    assert "model.layers.3.self_attn.q_proj.weight_packed" in t
+    assert "model.layers.3.mlp.experts.0.down_proj.weight_packed" in t
+    assert t["model.layers.3.mlp.shared_experts.up_proj.weight"][0] == "BF16"
+    assert "model.layers.3.mlp.gate.weight" in t
+    # MTP removed (seed 002): no layer 4 tensors, and config.json says so
+    assert not any(k.startswith("model.layers.4.") for k in t)
+    assert json.loads((res.path / "config.json").read_text())["num_nextn_predict_layers"] == 0
+
+
+def test_nvfp4_quantizes_expert_mlps_only(builds):
+    res = builds("nvfp4-all")
+    q = qconfig(res.path)
+    assert q["format"] == "nvfp4-pack-quantized"
+    t = tensors(res.path)
+    experts = [k for k in t if ".mlp.experts." in k]
+    assert experts
+    for k in (k for k in experts if k.endswith(".weight_packed")):
+        base = k[: -len("weight_packed")]
+        assert t[k][0] == "U8"
+        assert t[base + "weight_scale"][0] == "F8_E4M3"
+        assert t[base + "weight_global_scale"][0] == "F32"
+        assert t[base + "input_global_scale"][0] == "F32"
+    assert not any(k.endswith(".mlp.experts.0.up_proj.weight") for k in t)
+    for k, (dtype, _) in t.items():  # attention, dense MLP, shared experts, router: untouched
+        if ".self_attn." in k or ".shared_experts." in k or k.startswith("model.layers.0.mlp."):
+            assert dtype in ("BF16", "F32") and k.endswith((".weight", ".bias")), k
+
+
+def test_all_experts_calibration_reaches_starved_experts(builds):
+    import torch
+    from safetensors import safe_open
+
+    natural = builds("nvfp4-natural").recipe["calibration"]["expert_coverage"]
+    every = builds("nvfp4-all").recipe["calibration"]["expert_coverage"]
+    # the tiny router never picks experts 6 and 7 ...
+    assert natural["all_experts"] is False
+    assert {n.rsplit(".", 1)[1] for n in natural["experts_without_tokens"]} == {"6", "7"}
+    # ... all-experts calibration gives every expert calibration tokens
+    assert every["experts_without_tokens"] == [] and every["min_tokens"] > 0
+    path = builds("nvfp4-all").path
+    for f in path.glob("*.safetensors"):
+        with safe_open(f, "pt") as s:
+            for k in s.keys():
+                if k.endswith("input_global_scale"):
+                    v = float(s.get_tensor(k).float()[0])
+                    assert math.isfinite(v) and 0 < v < 1e8, (k, v)
+
+
+# --- quality -------------------------------------------------------------------------------
+
+
+def test_decompressed_logits_close_and_ordered(builds):
+    fp8, g32, g128 = (builds(k).report for k in ("fp8", "gs32", "gs128"))
+    for r in (fp8, g32, g128):
+        assert set(r) == {"reference", "tokens", "kl_divergence", "top1_agreement"}
+        assert r["reference"] == "source" and r["tokens"] == 128
+        # The tiny random model's next-token distributions are broad (entropy ~5 nats), so even
+        # FP8's ~4% weight error moves them by ~0.05 nats; int4 by ~0.3-0.4.
+        assert 0 <= r["kl_divergence"] < 0.6 and 0.15 <= r["top1_agreement"] <= 1
+    assert fp8["kl_divergence"] < 0.15
+    assert fp8["kl_divergence"] < g32["kl_divergence"] < g128["kl_divergence"]
+    assert fp8["top1_agreement"] > g128["top1_agreement"]
+    assert builds("nvfp4-all").report["kl_divergence"] < 0.6
+
+
+def test_builds_are_recorded_with_recipe(builds, home, monkeypatch):
+    res = builds("gs32")
+    monkeypatch.setenv("REGISTRY_HOME", str(home))
+    from registry.store import Store
+
+    rows = {a.path: a for a in Store().artifacts(family="glm-4-9b-chat", format="compressed-tensors")}
+    row = rows[str(res.path)]
+    assert row.quantization == "W4A16_GS32" and row.recipe["group_size"] == 32
+    assert row.report["kl_divergence"] == res.report["kl_divergence"] and row.sha256 == res.sha256
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path):
+    src = tiny_checkpoint("glm4moe")
+    out = tmp_path / "glm47-gs64"
+    r = run_cli("convert", "glm-4.7", "--from", str(src), "--to", "compressed-tensors", "--quant", "W4A16_GS64",
+                "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (res,) = json.loads(r.stdout)
+    assert res["quantization"] == "W4A16_GS64" and res["artifact_id"] and res["path"] == str(out)
+    assert res["recipe"]["calibration"]["all_experts"] is True  # glm-4.7's spec: all-experts (seed 001)
+    assert qconfig(out)["config_groups"]["group_0"]["weights"]["group_size"] == 64
+    shown = run_cli("show", "glm-4.7", "--artifacts", "--json")
+    assert shown.returncode == 0, shown.stderr
+    (art,) = json.loads(shown.stdout)["artifacts"]
+    assert art["path"] == str(out) and art["recipe"]["group_size"] == 64 and "group 64" in art["recipe_summary"]
+    table = run_cli("show", "glm-4.7", "--artifacts")
+    assert "Built artifacts" in table.stdout and "W4A16_GS64" in table.stdout
+    assert "registry show glm-4.7 --artifacts" in run_cli("show", "glm-4.7").stdout  # the hint
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def _assert_nothing_left(out: Path, home: Path):
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    if (home / "registry.db").exists():
+        from registry.store import Store
+
+        assert Store().artifacts() == []
+
+
+def test_nvfp4_on_a_dense_model_is_refused(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match="routed-expert MLPs only.*dense"):
+        convert("glm-4-9b-chat", tiny_checkpoint("glm"), "NVFP4", out)
+    _assert_nothing_left(out, registry_home)
+
+
+def test_remote_code_layout_is_refused(tiny_chatglm_pair, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    chatglm, _ = tiny_chatglm_pair()
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match="do not cover ChatGLMModel"):
+        convert("glm-4-9b-chat", chatglm, "FP8_DYNAMIC", out)
+    _assert_nothing_left(out, registry_home)
+
+
+def test_checkpoint_of_another_family_is_refused(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match="Glm4MoeForCausalLM checkpoint; family glm-4-9b-chat"):
+        convert("glm-4-9b-chat", tiny_checkpoint("glm4moe"), "FP8_DYNAMIC", out)
+    _assert_nothing_left(out, registry_home)
+
+
+def test_group_size_must_divide_layer_width(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    src = tiny_checkpoint("glm", intermediate_size=96)
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match=r"group size 64 does not divide the input width 96 of .*down_proj"):
+        convert("glm-4-9b-chat", src, "W4A16_GS64", out, method="rtn")
+    _assert_nothing_left(out, registry_home)
+
+
+def test_broken_calibration_line_is_named(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    lines = CALIB.read_text().splitlines()
+    lines[2] = lines[2][:-5]  # truncated JSON on line 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match=r"bad.jsonl: line 3 is not valid JSON"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, calibration=str(bad))
+    _assert_nothing_left(out, registry_home)
+    bad.write_text('{"messages": [{"role": "user"}]}\n')
+    with pytest.raises(RegistryError, match="line 1: every message needs string 'role' and 'content'"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, calibration=str(bad))
+
+
+def test_too_few_samples(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    out = tmp_path / "o"
+    with pytest.raises(RegistryError, match=r"has 32 conversations but 100 samples were asked"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, samples=100)
+    with pytest.raises(RegistryError, match="--samples must be a positive number"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "W4A16_GS64", out, samples=0)
+    _assert_nothing_left(out, registry_home)
+
+
+def test_existing_output_is_left_alone(tiny_checkpoint, tmp_path, registry_home):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = run_cli("convert", "glm-4-9b-chat", "--from", str(tiny_checkpoint("glm")), "--to", "compressed-tensors",
+                "--quant", "FP8_DYNAMIC", "--out", str(out))
+    assert r.returncode == 1
+    assert "error:" in r.stderr and "already exists" in r.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    assert not (registry_home / "registry.db").exists() or "artifact" not in r.stdout
+
+
+def test_unsupported_quantization_and_method(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    src = tiny_checkpoint("glm")
+    with pytest.raises(RegistryError, match="not a compressed-tensors quantization"):
+        convert("glm-4-9b-chat", src, "Q4_K", tmp_path / "a")
+    with pytest.raises(RegistryError, match="--method 'gptq' is not a W4A16 method"):
+        convert("glm-4-9b-chat", src, "W4A16_GS32", tmp_path / "b", method="gptq")
+    with pytest.raises(RegistryError, match="no AWQ recipe|explicit ignore list"):
+        convert("glm-4-9b-chat", src, "AWQ", tmp_path / "c")
+    _assert_nothing_left(tmp_path / "a", registry_home)
+
+
+def test_dataset_directory_goes_through_datasets(tmp_path, tiny_checkpoint):
+    """A dataset directory (hub snapshot layout) is read by datasets.load_dataset, split and all."""
+    from transformers import AutoTokenizer
+
+    from converters.compressed_tensors.calibration import CalibrationPlan, read_conversations, read_jsonl, tokenize
+
+    d = tmp_path / "calib-ds"
+    (d / "data").mkdir(parents=True)
+    shutil.copy(CALIB, d / "data" / "train.jsonl")
+    convs = read_conversations(str(d), "train")
+    assert convs == read_jsonl(CALIB)
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint("glm4"))
+    assert len(tokenize(convs, tok, CalibrationPlan(str(d), "train", 4, 32, 0))) == 4
+
+
+def test_glm5_nvfp4_follows_seed_003(tiny_checkpoint, tmp_path, registry_home):
+    """GLM-5's NVFP4 recipe comes from its modelopt spec (seed 003): routed experts only, MLA attention untouched."""
+    (res,) = convert("glm-5", tiny_checkpoint("glm-dsa"), "NVFP4", tmp_path / "g5", samples=2, max_seq_len=16,
+                     report=False)
+    assert res.recipe["spec_source"] == "seed 003" and res.recipe["spec_tool"] == "modelopt"
+    t = tensors(res.path)
+    packed = {k for k in t if k.endswith("weight_packed")}
+    assert packed and all(".mlp.experts." in k for k in packed)
+    assert all(t[k][0] == "BF16" for k in t if ".self_attn." in k and k.endswith(".weight"))
+
+
+def test_quant_all_builds_every_spec_quantization(tiny_checkpoint, tmp_path, registry_home):
+    """`--quant all` for glm-4.7 makes its three branches (seed 001), each under OUT/<quant>, each recorded."""
+    from registry.store import Store
+
+    out = tmp_path / "branches"
+    res = convert("glm-4.7", tiny_checkpoint("glm4moe"), "all", out, method="rtn", report=False)
+    assert [r.quantization for r in res] == ["W4A16_GS32", "W4A16_GS64", "W4A16_GS128"]
+    for r in res:
+        assert r.path == out / r.quantization
+        assert qconfig(r.path)["config_groups"]["group_0"]["weights"]["group_size"] == r.recipe["group_size"]
+    assert sorted(a.quantization for a in Store().artifacts(family="glm-4.7")) == sorted(r.quantization for r in res)
+    with pytest.raises(Exception, match="AWQ by definition"):
+        convert("glm-4.6", tiny_checkpoint("glm4moe"), "AWQ", tmp_path / "x", method="rtn")
