@@ -220,7 +220,10 @@ def _tail(path: str | None, lines: int = 20) -> str:
     if not path or not Path(path).exists():
         return "(no log)"
     text = Path(path).read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    tail = text[-lines:]
+    # An engine's own complaint often sits above the Python traceback that ends the log.
+    early = [t for t in text[:-lines] if "error" in t.lower()][-5:]
+    return "\n".join(early + (["..."] if early else []) + tail)
 
 
 def _answers(url: str) -> bool:
