@@ -324,7 +324,7 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
             if time.monotonic() > deadline:
                 raise LaunchError(f"the server did not answer {url} within {timeout:g} s (stopped it); last lines "
                                   f"of {log_path}:\n{_tail(str(log_path))}")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
 
 # --- deployments -----------------------------------------------------------------------------------
