@@ -185,13 +185,15 @@ def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: 
     activations (n_ubatch x 2 ff, fused gate+up), plus a few n_embd-wide ones, all f32; output buffer:
     one row of logits per sequence. llama-cpp-python adds a scores array (n_batch x vocab f32) that it
     fills one row per evaluated batch, so it is counted once. Checked against llama.cpp's own log on a tiny
-    chatglm GGUF (n_ctx 512): "CPU compute buffer size = 24.51 MiB", this formula 27.5 MiB.
+    chatglm GGUFs (n_ctx 512): llama.cpp's log says "CPU compute buffer size = 24.51 MiB" (8 heads,
+    hidden 1024) and 24.01 MiB (16 heads); this formula gives 19.5 and 24.5 MiB.
     """
     ub = n_ubatch or n_batch
     kvb = KV_BYTES[kv_dtype]
     kv = int(2 * info.layers * info.kv_heads * info.head_dim * n_ctx * kvb)
-    # + the attention scores (n_ubatch x n_ctx per head) when flash attention is off, as it is by default
-    compute = 4 * ub * (info.vocab + 2 * info.ff + 4 * info.embd) + 4 * ub * n_ctx * info.heads
+    # The attention scores (n_ubatch x n_ctx per head, flash attention being off by default) and the FFN
+    # activations are not live at once: the allocator reuses one region for the larger of the two.
+    compute = 4 * ub * (info.vocab + 4 * info.embd + max(2 * info.ff, n_ctx * info.heads))
     output = 4 * info.vocab
     scores_row = 4 * info.vocab
     return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=compute + output + scores_row,
@@ -213,8 +215,8 @@ def engine_estimate(family, spec, quant: str, engine: str, context: int | None =
     if engine == "llama.cpp":
         # No file yet: the spec's shapes stand in for the header's.
         a = family.architecture
-        compute = 4 * 512 * (a.vocab_size + 2 * (a.intermediate_size or 4 * a.hidden_size) + 4 * a.hidden_size
-                             + ctx * a.attention_heads)
+        compute = 4 * 512 * (a.vocab_size + 4 * a.hidden_size
+                             + max(2 * (a.intermediate_size or 4 * a.hidden_size), ctx * a.attention_heads))
         return Estimate(base.weights, base.kv_cache, ctx, compute, 0)
     if gpus:
         overhead = GPU_OVERHEAD.get(engine, 2 * 10**9) * gpus

@@ -220,7 +220,10 @@ def _tail(path: str | None, lines: int = 20) -> str:
     if not path or not Path(path).exists():
         return "(no log)"
     text = Path(path).read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    tail = text[-lines:]
+    # An engine's own complaint often sits above the Python traceback that ends the log.
+    early = [t for t in text[:-lines] if "error" in t.lower()][-5:]
+    return "\n".join(early + (["..."] if early else []) + tail)
 
 
 def _answers(url: str) -> bool:
@@ -321,7 +324,7 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
             if time.monotonic() > deadline:
                 raise LaunchError(f"the server did not answer {url} within {timeout:g} s (stopped it); last lines "
                                   f"of {log_path}:\n{_tail(str(log_path))}")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
 
 # --- deployments -----------------------------------------------------------------------------------
@@ -436,3 +439,71 @@ def log_text(dep, lines: int | None = None) -> str:
 def address(dep) -> str:
     host = "127.0.0.1" if dep.host in ("0.0.0.0", "::") else dep.host
     return f"http://{host}:{dep.port}/v1"
+
+
+# --- fit -------------------------------------------------------------------------------------------
+
+
+def fit(name: str, hardware: str | None = None, context: int | None = None, quant: str | None = None,
+        format: str | None = None) -> dict:
+    """Every build of a family: the engine that would serve it here (or there), its memory estimate,
+    and whether it fits. quant='auto' also names the best build that fits: the most bits per weight
+    (closest to the full model), ties to the smaller build."""
+    from . import hardware as hw_mod
+    from .catalog import load
+    from .estimate import bits_per_weight
+
+    fam = load().get(name)
+    if format and format not in fam.formats():
+        raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
+    if context is not None and context < 1:
+        raise RegistryError(f"--context must be at least 1, not {context}")
+    hw = hw_mod.get(hardware)
+    auto = quant == "auto"
+    builds = []
+    for spec in fam.specs:
+        if format and spec.format != format:
+            continue
+        quants = spec.quantizations
+        if quant and not auto:
+            quants = [q for q in quants if q == quant or GGUF_ALIASES.get(q) == quant or GGUF_ALIASES.get(quant) == q]
+            if not quants:
+                continue
+        for q in quants:
+            resolved = load().resolve(name, spec.format, q, size=spec.size_in_billions)
+            art = _artifact(resolved)
+            gguf_path = art["path"] if art.get("path") and spec.format == "ggufv2" else None
+            req = engines.Request(resolved, hw, context, None, 1, None, gguf_path)
+            verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
+            good = [v for v in verdicts if v.ok]
+            v = good[0] if good else (verdicts[0] if verdicts else None)
+            est = v.estimate if v and v.estimate else None
+            e = est.to_dict() if est else {}
+            builds.append({
+                "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
+                "engine": good[0].engine if good else None,
+                "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
+                "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
+                "per_gpu_bytes": e.get("per_gpu_bytes"), "gpus": e.get("gpus", 0), "context": e.get("context"),
+                "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
+                "fits": bool(good),
+                "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or
+                ["no engine listed for this quantization"],
+                "notes": good[0].notes if good else [],
+            })
+    if quant and not auto and not builds:
+        raise not_found("quantization", quant, fam.quantizations(), f"{name} has: {', '.join(fam.quantizations())}")
+    out = {"family": name, "hardware": hw.to_dict(), "context": context, "builds": builds}
+    if auto:
+        fitting = [b for b in builds if b["fits"]]
+        best = max(fitting, key=lambda b: (b["bits_per_weight"] or 0, -(b["total_bytes"] or 0)), default=None)
+        out["auto"] = ({"format": best["format"], "quantization": best["quantization"], "engine": best["engine"]}
+                       if best else {"format": None, "quantization": None, "engine": None})
+    return out
+
+
+def _bpw(fn, fmt: str, q: str) -> float | None:
+    try:
+        return fn(fmt, q)
+    except RegistryError:
+        return None

@@ -13,6 +13,7 @@ from . import catalog_cmds  # noqa: F401  (registers commands)
 from . import hub_cmds  # noqa: F401
 from . import convert_cmds  # noqa: F401
 from . import docs_cmds  # noqa: F401
+from . import launch_cmds  # noqa: F401
 from .app import app
 
 

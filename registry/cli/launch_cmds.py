@@ -1,0 +1,179 @@
+"""Launch commands: launch, fit, ps, logs, stop, hardware."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from .app import JsonOpt, _console, _print_json, _table, app
+
+GB = 1e9
+
+
+def _gb(n: int | None) -> str:
+    return "-" if n is None else f"{n / GB:,.1f} GB"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@app.command()
+def launch(
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
+    format: str = typer.Option(..., "--format", "-f", help="Spec format: ggufv2, pytorch, compressed-tensors ..."),
+    quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K, FP8_DYNAMIC, AWQ."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Plan for another machine: 8xB200, "
+                                           "4xH100-80G, 2xH200, cpu ... or a JSON file."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="A named launch profile of the spec, "
+                                          "e.g. expert-parallel."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the server to answer."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, start nothing."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Start the best engine for a build and wait until it answers (or print the plan with --dry-run)."""
+    from .. import launcher
+
+    p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
+                      nodes=nodes, port=port, host=host, profile=profile)
+    if dry_run:
+        if json_:
+            _print_json(p.to_dict())
+        else:
+            _show_plan(p)
+        return
+    dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_)
+    if json_:
+        _print_json({**dep.model_dump(), "address": launcher.address(dep)})
+        return
+    _console().print(f"{dep.family} ({dep.engine}, deployment {dep.id}, pid {dep.pid}) answers at "
+                     f"{launcher.address(dep)}")
+
+
+def _show_plan(p) -> None:
+    import shlex
+
+    d = p.to_dict()
+    c = _console()
+    c.print(f"[bold]{d['family']}[/] {d['format']} {d['quantization']} on {d['hardware']['name']}: "
+            f"[bold]{d['engine']}[/]" + (f" (profile {d['profile']})" if d["profile"] else ""))
+    cmds = d.get("commands") or [{"argv": d["argv"], "env": d["env"]}]
+    for cmd in cmds:
+        prefix = f"node {cmd['node_rank']}: " if "node_rank" in cmd else ""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in cmd["env"].items())
+        c.print(prefix + (env + " " if env else "") + shlex.join(cmd["argv"]), soft_wrap=True, markup=False)
+    e = d["estimate"]
+    if e:
+        c.print(f"memory: weights {_gb(e['weights_bytes'])} + KV {_gb(e['kv_cache_bytes'])} ({e['context']:,} tokens) "
+                f"+ runtime {_gb(e['overhead_bytes'])} = {_gb(e['total_bytes'])}"
+                + (f", {_gb(e['per_gpu_bytes'])} per GPU on {e['gpus']}" if e["gpus"] else ""))
+    a = d["artifact"]
+    c.print("artifact: " + (a["path"] or f"{a.get('model_id')}@{a.get('revision')} {' '.join(a.get('files') or [])}"
+                            if a["source"] != "build" else a["note"]), markup=False)
+    for n in d["notes"]:
+        c.print(f"note: {n}", markup=False)
+    for r in d["rejected"]:
+        c.print(f"not {r['engine']}: " + "; ".join(r["reasons"]), markup=False)
+
+
+@app.command()
+def fit(
+    name: str = typer.Argument(..., help="Family name."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
+    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Only this format."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Every build of a family with its memory estimate, and whether it fits this (or that) hardware."""
+    from .. import launcher
+
+    res = launcher.fit(name, hardware=hardware, context=context, quant=quant, format=format)
+    if json_:
+        _print_json(res)
+        return
+    rows = [[b["format"], b["quantization"], b["engine"] or "-", _gb(b["weights_bytes"]), _gb(b["kv_cache_bytes"]),
+             _gb(b["per_gpu_bytes"]) if b["gpus"] else _gb(b["total_bytes"]) + " host",
+             "yes" if b["fits"] else "no: " + "; ".join(b["reasons"])] for b in res["builds"]]
+    _table(f"{name} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
+    if res.get("auto"):
+        a = res["auto"]
+        _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']}" if a["quantization"]
+                         else "auto: no build fits", markup=False)
+
+
+@app.command()
+def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed ones too."), json_: bool = JsonOpt) -> None:
+    """Running deployments (a process that died is marked exited)."""
+    from .. import launcher
+
+    deps = launcher.ps(all_=all_)
+    if json_:
+        _print_json([{**d.model_dump(), "address": launcher.address(d)} for d in deps])
+        return
+    if not deps:
+        _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
+        return
+    _table(None, ["id", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
+           [[str(d.id), d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
+             d.status, d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+
+
+@app.command()
+def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
+         lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines.")) -> None:
+    """The log of a deployment (the newest one of that family)."""
+    from .. import launcher
+
+    dep = launcher.find(name, active_only=True)[0]
+    sys.stdout.write(launcher.log_text(dep, lines))
+
+
+@app.command()
+def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
+         all_: bool = typer.Option(False, "--all", help="Stop every running deployment.")) -> None:
+    """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
+    from .. import launcher
+    from ..errors import RegistryError
+
+    if all_ == (name is not None):
+        raise RegistryError("give a deployment (family name or id) or --all, not both or neither")
+    deps = launcher.ps() if all_ else launcher.find(name, active_only=True)
+    if all_ and not deps:
+        _console().print("nothing running")
+    for d in deps:
+        what = launcher.stop(d)
+        _console().print(f"{d.family} (deployment {d.id}, pid {d.pid}): {what}", markup=False)
+
+
+@app.command("hardware")
+def hardware_(
+    profile: Optional[str] = typer.Option(None, "--hardware", "--profile", help="Show a profile instead of this machine."),
+    json_: bool = JsonOpt,
+) -> None:
+    """This machine's GPUs (name, memory, compute capability), RAM and cores; or a named profile."""
+    from .. import hardware
+
+    hw = hardware.get(profile)
+    d = hw.to_dict()
+    d["profiles"] = hardware.profile_names()
+    if json_:
+        _print_json(d)
+        return
+    c = _console()
+    c.print(f"[bold]{hw.name}[/] ({hw.source}): {hw.cpu_cores} cores, {hw.host_memory_bytes / 2**30:.1f} GiB RAM")
+    if not hw.gpus:
+        c.print("no NVIDIA GPU" + (" (nvidia-smi not found or reports none)" if hw.local else ""))
+    else:
+        _table(None, ["#", "GPU", "memory", "compute capability"],
+               [[str(g.index), g.name, f"{g.memory_bytes / 2**30:.1f} GiB",
+                 f"{g.compute_capability:.1f}" if g.compute_capability else "?"] for g in hw.gpus])
+    c.print("profiles: " + ", ".join(d["profiles"]), markup=False)
