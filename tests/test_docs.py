@@ -18,8 +18,10 @@ from conftest import ROOT, SPECS, run_cli
 
 SEED_004 = Path(__file__).parent / "data" / "seed_004.txt"  # copy of shared seed 004 (CI has no /work/shared)
 MODELS = ROOT / "docs" / "models"
-# seed 004's launcher flags and the registry's spelling of each
-LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "--model-format": "--format",
+# seed 004's launcher flags and the registry's spelling of each. `registry launch` keys a build by
+# family, format and quantization, so the size has no flag: seed 004's size is the "Model Size" fact
+# of the same section, checked in order before the command.
+LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": None, "--model-format": "--format",
                 "--quantization": "--quant"}
 
 
@@ -38,7 +40,7 @@ def seed_facts(text: str) -> list[tuple[str, object]]:
         if words[:2] == ["xinference", "launch"]:
             args = dict(zip(words[2::2], words[3::2]))
             want = {"name": args.pop("--model-name")}
-            want.update({LAUNCH_FLAGS[k]: v for k, v in args.items()})
+            want.update({LAUNCH_FLAGS[k]: v for k, v in args.items() if LAUNCH_FLAGS[k]})
             facts.append(("launch", want))
         else:
             facts.append(("line", line))
@@ -74,7 +76,7 @@ def test_seed_facts_parse():
     assert len(facts) >= 30
     assert "- **Context Length:** 1048576" in lines and "Model Spec 2 (ggufv2, 9 Billion)" in lines
     assert [f for k, f in facts if k == "launch"] == [
-        {"name": "glm4-chat-1m", "--engine": "${engine}", "--size": "9", "--format": fmt, "--quant": "${quantization}"}
+        {"name": "glm4-chat-1m", "--engine": "${engine}", "--format": fmt, "--quant": "${quantization}"}
         for fmt in ("pytorch", "ggufv2")
     ]
 
@@ -100,8 +102,8 @@ def test_fact_check_fails_on_reordered_or_changed_pages():
     assert missing_facts(facts, swapped)
     # a changed fact: engine rule dropped
     assert missing_facts(facts, page.replace(" (vLLM only available for quantization none)", ""))
-    # a launch command without the size
-    assert missing_facts(facts, page.replace("--format ggufv2 --size 9", "--format ggufv2"))
+    # a launch command with another format
+    assert missing_facts(facts, page.replace("--format ggufv2 --quant ${quantization}\n", "--format pytorch --quant ${quantization}\n"))
 
 
 def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
@@ -118,12 +120,12 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert f"   * - Q4_K\n     - 4.89\n     - {q4.weights / 2**30:,.1f} GiB\n" in page
     assert f"     - {q4.total / 2**30:,.1f} GiB" in page
     assert "Q3_K, Q4_K and Q5_K mean llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M (the _M variants)" in page
-    assert "registry launch glm4-chat-1m --engine vllm --format pytorch --size 9 --quant none" in page
-    assert "registry launch glm4-chat-1m --engine llama.cpp --format ggufv2 --size 9 --quant ${quantization}" in page
-    assert "registry convert glm4-chat-1m --from <local copy of THUDM/glm-4-9b-chat-1m> --to ggufv2" in page
+    assert "registry launch glm4-chat-1m --engine vllm --format pytorch --quant none" in page
+    assert "registry launch glm4-chat-1m --engine llama.cpp --format ggufv2 --quant ${quantization}" in page
+    assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant ${quantization}" in page
     # the engines' own commands come from the launcher's engine modules, planned for a named profile
-    assert "  which starts, planned for hardware profile ``8xH100-80G``::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
-    assert "python3 -m llama_cpp.server --model <path to glm-4-9b-chat-1m.${quantization}.gguf>" in page
+    assert "planned for hardware profile ``8xH100-80G`` (add ``--hardware 8xH100-80G --dry-run`` to print the plan)::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
+    assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.${quantization}.gguf" in page
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
     assert "/work/" not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
@@ -149,6 +151,54 @@ def test_markup_in_spec_text_is_escaped():
     tree = publish_doctree(page, settings_overrides={"report_level": 2, "halt_level": 2})
     items = [n.astext() for n in tree.findall() if n.tagname == "list_item"]
     assert f"Description: {text}" in items
+
+
+_ENGINE_BLOCK = re.compile(
+    r"^     (registry launch [^\n]+)\n\n  which starts, planned for hardware profile ``([^`]+)``[^\n]*::\n\n     ([^\n]+)$",
+    re.M)
+
+
+@pytest.mark.parametrize("family", ["glm4-chat-1m", "glm-4.6"])
+def test_page_commands_are_what_registry_launch_plans(family):
+    """Each per-engine `registry launch` line on the page, run with --dry-run for the page's hardware
+    profile, plans exactly the server command the page shows."""
+    import json
+
+    page = (MODELS / f"{family}.rst").read_text()
+    blocks = _ENGINE_BLOCK.findall(page)
+    assert len(blocks) >= 3
+    for line, hardware, server in blocks:
+        concrete = line.replace("${quantization}", "Q4_K")
+        r = run_cli(*concrete.split()[1:], "--hardware", hardware, "--dry-run", "--json")
+        assert r.returncode == 0, (line, r.stderr)
+        plan = json.loads(r.stdout)
+        argv = [Path(plan["argv"][0]).name, *plan["argv"][1:]]
+        argv[0] = "python3" if argv[0].startswith("python") else argv[0]
+        shown = server.replace("${quantization}", "Q4_K").split()
+        env = [f"{k}={v}" for k, v in plan["env"].items()]
+        if plan["engine"] == "llama.cpp":  # the file is fetched at launch: the page names it, the plan its source
+            i = argv.index("--model") + 1
+            assert shown[len(env) + i] == "/path/to/glm-4-9b-chat-1m.Q4_K.gguf"
+            argv[i] = shown[len(env) + i]
+        assert shown == env + argv, line
+
+
+def test_every_registry_command_on_the_pages_uses_real_options():
+    """The `registry convert|launch` lines on every page name only options those commands have."""
+    import typer.main
+
+    from registry.cli import app
+
+    root = typer.main.get_command(app)
+    opts = {name: {o for p in root.commands[name].params for o in p.opts if o.startswith("-")}
+            for name in ("launch", "convert")}
+    seen = 0
+    for page in MODELS.glob("*.rst"):
+        for m in re.finditer(r"^\s+registry (launch|convert) (.+)$", page.read_text(), re.M):
+            flags = {w for w in m.group(2).split() if w.startswith("--")}
+            assert flags <= opts[m.group(1)], (page.name, m.group(0), flags - opts[m.group(1)])
+            seen += 1
+    assert seen > 50
 
 
 def test_index_lists_every_family():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..schema import ENGINE_TITLES, Family, Spec
 
-_PATH = re.compile(r"<path to [^>]*>")  # only a GGUF file name carries the quantization
+_PATH = re.compile(r"/path/to/\S+")  # only a GGUF file name carries the quantization
 HOST = "127.0.0.1"  # the launcher's default bind address
 QUANT = "${quantization}"
 
@@ -44,9 +44,9 @@ def reference_hardware(spec: Spec) -> list[str]:
 
 def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: str = QUANT,
                     profile: str | None = None) -> str:
-    """The `registry launch` line for one spec (seed 004's command, in this registry's flags)."""
-    parts = ["registry", "launch", fam.name, "--engine", engine, "--format", spec.format,
-             "--size", spec.size_label, "--quant", quant]
+    """The `registry launch` line for one spec (seed 004's command in this registry's flags: the
+    launch key is family, format and quantization, so seed 004's size needs no flag)."""
+    parts = ["registry", "launch", fam.name, "--engine", engine, "--format", spec.format, "--quant", quant]
     if profile:
         parts += ["--profile", profile]
     return " ".join(parts)
@@ -56,10 +56,10 @@ def _model(spec: Spec, engine: str, quant: str) -> tuple[str, list[str]]:
     """What the engine is pointed at for a hub build, and the revision flags (as launcher.plan does)."""
     src = spec.hubs.get("huggingface") or next(iter(spec.hubs.values()), None)
     if src is None:
-        return "<local build>", []
+        return "/path/to/local-build", []
     if engine == "llama.cpp":
         files = src.files_for(quant)
-        return (f"<path to {files[0]}>" if files else "<path to the GGUF file>"), []
+        return f"/path/to/{files[0] if files else 'model.gguf'}", []
     rev = src.revision_for(quant)
     return src.model_id, (["--revision", rev] if rev != "main" else [])
 
@@ -70,7 +70,7 @@ def _show(argv: list[str], env: dict[str, str]) -> str:
     argv = ["python3" if first.startswith("python") else first, *argv[1:]]
 
     def q(a: str) -> str:  # placeholders stay readable
-        return a if a.startswith("<") and a.endswith(">") else shlex.quote(a)
+        return a if a.startswith("/path/to/") else shlex.quote(a)
 
     return " ".join([f"{k}={shlex.quote(v)}" for k, v in env.items()] + [q(a) for a in argv])
 
@@ -142,7 +142,7 @@ def convert_command(fam: Family, spec: Spec) -> str | None:
     r = spec.recipe
     if r is None:
         return None
-    parent = f"<local copy of {r.parent}>" if r.parent else "<parent checkpoint>"
+    parent = "/path/to/" + (r.parent.split("/")[-1] if r.parent else "parent-checkpoint")
     if spec.format == "ggufv2":
         parts = ["registry", "convert", fam.name, "--from", parent, "--to", "ggufv2", "--quant", "${quantization}"]
     elif spec.format == "compressed-tensors" and r.tool == "llmcompressor":
