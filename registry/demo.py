@@ -1,12 +1,25 @@
-"""`registry demo`: the whole path on what this machine has, no hub needed.
+"""`registry demo`: the whole path on this machine, no hub needed.
 
-It grows with each capability that lands. Today: load and validate the catalog, pin every seed
-system to its hub objects, and record the state database round trip.
+1. load and validate the catalog and pin every seed system to its hub objects;
+2. build a tiny random GLM-4 checkpoint (ChatGLMModel, the architecture of glm4-chat-1m) in the
+   hub's file layout;
+3. convert it to GGUF Q4_K (one F16 pass, then llama.cpp's quantizer), with the KL / top-1 report,
+   and record both builds in the store;
+4. launch glm4-chat-1m ggufv2 Q4_K: the launcher finds the recorded build and starts llama.cpp's
+   server on 127.0.0.1;
+5. ask it one chat question over HTTP (through the GLM chat template), print the answer;
+6. stop the server.
+
+The checkpoint has random weights, so the answer is noise; the point is that every part is real.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 SEED_SYSTEMS = [
     ("seed 000", "glm-4-9b-chat", "compressed-tensors", "FP8_DYNAMIC"),
@@ -19,8 +32,10 @@ SEED_SYSTEMS = [
     ("seed 004", "glm4-chat-1m", "ggufv2", "Q4_K"),
 ]
 
+FAMILY, FORMAT, QUANT = "glm4-chat-1m", "ggufv2", "Q4_K"
 
-def run(say: Callable[[str], None] = print) -> dict[str, object]:
+
+def catalog_step(say: Callable[[str], None]) -> dict:
     from .catalog import load
 
     cat = load()
@@ -33,3 +48,70 @@ def run(say: Callable[[str], None] = print) -> dict[str, object]:
         say(f"{seed}: {name} {fmt} {r.quantization} -> {where}; engines: {', '.join(r.engines)}")
         resolved.append(r.to_dict())
     return {"families": cat.names(), "seed_systems": resolved}
+
+
+def build_step(work: Path, say: Callable[[str], None]) -> Path:
+    from converters.tiny import build_checkpoint
+
+    ckpt = work / "glm-4-9b-chat-1m-tiny"
+    if not (ckpt / "config.json").is_file():  # built once per REGISTRY_HOME
+        build_checkpoint("chatglm", ckpt)
+    say(f"checkpoint: tiny ChatGLMModel in the hub layout at {ckpt}")
+    return ckpt
+
+
+def convert_step(ckpt: Path, work: Path, say: Callable[[str], None], progress: bool) -> list:
+    from converters.gguf import run_convert
+    from converters.options import ConvertRequest
+
+    out = work / "builds"
+    for old in out.glob("*.gguf"):  # a rerun rebuilds (and re-records) the same paths
+        old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    req = ConvertRequest(family=FAMILY, source=ckpt, to=FORMAT, quant=QUANT, out=out, report=True,
+                         progress=progress, say=say)
+    results = run_convert(req)
+    for r in results:
+        rep = r.report or {}
+        extra = (f", KL {rep['kl_divergence']:.4f}, top-1 {rep['top1_agreement']:.0%} vs {rep['reference']}"
+                 if rep.get("kl_divergence") is not None else "")
+        say(f"convert: {r.quantization} {r.path.name} {r.size_bytes / 2**20:.1f} MiB, recorded as artifact "
+            f"{r.artifact_id}{extra}")
+    return results
+
+
+def launch_step(say: Callable[[str], None], spinner: bool) -> dict:
+    from . import launcher
+
+    plan = launcher.plan(FAMILY, FORMAT, QUANT, context=512)
+    rejected = "; ".join(f"{x['engine']}: {' / '.join(x['reasons'])}" for x in plan.rejected)
+    say(f"launch: {plan.engine} chosen" + (f" (not: {rejected})" if rejected else ""))
+    dep = launcher.launch(plan, timeout=120, say=say, spinner=spinner)
+    url = launcher.address(dep)
+    say(f"launch: {FAMILY} answers at {url} (pid {dep.pid}, log {dep.log_path})")
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "Hello! Who are you?"}],
+                           "max_tokens": 16, "temperature": 0}).encode()
+        req = urllib.request.Request(f"{url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        t0 = time.monotonic()
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            answer = json.load(resp)
+        text = answer["choices"][0]["message"]["content"]
+        say(f"chat: {text!r} ({answer['usage']['completion_tokens']} tokens in {time.monotonic() - t0:.2f} s; "
+            "random weights, so noise)")
+    finally:
+        say(f"stop: {launcher.stop(dep)}")
+    return {"engine": plan.engine, "url": url, "answer": answer}
+
+
+def run(say: Callable[[str], None] = print, progress: bool = False) -> dict[str, object]:
+    from . import paths
+
+    out: dict[str, object] = catalog_step(say)
+    work = paths.home() / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = build_step(work, say)
+    out["builds"] = [r.to_dict() for r in convert_step(ckpt, work, say, progress)]
+    out["launch"] = launch_step(say, spinner=progress)
+    return out

@@ -164,11 +164,15 @@ class Store:
         row = Artifact(**fields)
         with self.session() as s:
             old = s.exec(select(Artifact).where(Artifact.path == row.path)).first()
-            if old is not None:  # re-recording the same file replaces its facts
-                s.delete(old)
-                s.flush()
+            if old is not None:
+                # re-recording the same file replaces its facts in place: the id stays, so the
+                # deployments that served the earlier build still point at a row
+                for k, v in row.model_dump(exclude={"id"}).items():
+                    setattr(old, k, v)
+                row = old
             s.add(row)
             s.commit()
+            s.refresh(row)
             return row
 
     def artifacts(self, family: str | None = None, format: str | None = None, quantization: str | None = None) -> list[Artifact]:

@@ -34,10 +34,16 @@ def test_artifacts_and_deployments(db_url):
     assert a.id is not None
     got = s.artifacts(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M")
     assert [(g.size_bytes, g.recipe["quant"], g.created is not None) for g in got] == [(big, "Q4_K_M", True)]
-    # Recording the same path again replaces the row instead of duplicating it.
-    s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", path="/x/a.gguf",
-                   sha256="cd" * 32, size_bytes=1)
+    # Recording the same path again replaces the row's facts instead of duplicating it, keeping its id
+    # so that a deployment which served the earlier build still points at it (a foreign key).
+    dep = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", engine="llama.cpp",
+                           argv=["x"], port=1, artifact_id=a.id)
+    b = s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", path="/x/a.gguf",
+                       sha256="cd" * 32, size_bytes=1)
+    assert b.id == a.id and b.recipe is None
     assert [g.sha256 for g in s.artifacts()] == ["cd" * 32]
+    assert s.deployments(family="glm4-chat-1m")[0].artifact_id == a.id
+    s.update_deployment(dep.id, status="stopped")
 
     d = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", engine="llama.cpp",
                          argv=["python", "-m", "llama_cpp.server"], port=8123, pid=4242, log_path="/x/log")

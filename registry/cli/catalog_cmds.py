@@ -256,7 +256,8 @@ def demo(json_: bool = JsonOpt) -> None:
     """Run the whole registry path locally, with no hub (see README)."""
     from ..demo import run
 
-    result = run(say=(lambda _m: None) if json_ else print)
+    say = (lambda m: print(m, file=sys.stderr)) if json_ else print
+    result = run(say=say, progress=not json_ and sys.stderr.isatty())
     if json_:
         _print_json(result)
 
