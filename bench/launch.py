@@ -1,7 +1,7 @@
 """Launch time: `registry launch` to the first answered chat request, against starting the same
 llama.cpp server directly (same machine, same run, same GGUF), as a ratio. Goal: under 1.1x.
 
-    PYTHONPATH=$PWD python bench/launch_time.py --gguf PATH/TO/model.gguf [--repeat 3]
+    PYTHONPATH=$PWD python bench/launch.py --gguf PATH/TO/model.gguf [--repeat 3]
 
 The GGUF is recorded as glm4-chat-1m ggufv2 FP16 in a throwaway REGISTRY_HOME. Each side: wall time from
 starting the process to the first successful /v1/chat/completions answer (1 token); best of --repeat.
