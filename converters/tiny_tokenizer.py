@@ -38,6 +38,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from .bytelevel import byte_chars
+
 # The GLM-4 pre-tokenizer split pattern (from the published tokenizer files).
 GLM4_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -153,23 +155,9 @@ GLM45_CHAT_TEMPLATE = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The byte-level BPE alphabet: printable bytes map to themselves, the rest to code points
-    from 256 up, so every byte has a visible one-character name."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1)
-    )
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
-BYTE_DECODER = {c: b for b, c in _bytes_to_unicode().items()}
+BYTE_DECODER = {c: b for b, c in byte_chars().items()}
 
 
 def token_bytes(token: str) -> bytes:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
-from functools import lru_cache
 from pathlib import Path
 
+from ..bytelevel import byte_chars
 from .reader import Checkpoint, CheckpointError
 
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
@@ -24,18 +24,6 @@ CHATGLM_SPECIALS = ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<
                     "<|begin_of_video|>", "<|end_of_video|>"]
 
 
-@lru_cache(maxsize=1)
-def byte_chars() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table used by byte-level BPE vocabularies."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
 def to_unicode(b: bytes) -> str:

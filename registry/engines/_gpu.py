@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Request
+from .base import Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons
 
 
 def args_to_argv(args: dict) -> list[str]:
@@ -75,3 +75,30 @@ def kv_dtype_of(args: dict) -> str:
 def utilization(args: dict, flag: str, default: float) -> float:
     v = args.get(flag)
     return float(v) if v not in (None, True, False) else default
+
+
+def gpu_verdict(req: Request, engine: str, *, missing, install: str, gguf_reason: str, marlin_fp8: bool,
+                tp_flags: tuple[str, ...], ctx_flag: str, util_flag: str, util_default: float) -> Verdict:
+    """The verdict of a GPU server engine (vLLM, SGLang): its rule, installed, compute, memory fit."""
+    v = Verdict(engine)
+    v.reasons += rule_reasons(req, engine)
+    r, n = install_reason(req, engine, missing, install)
+    v.reasons += r
+    v.notes += n
+    if req.spec.format == "ggufv2":
+        v.reasons.append(gguf_reason)
+    if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
+        return v
+    args, _, _, _ = profile_args(req, engine)
+    r, n = compute_reasons(req, engine, marlin_fp8=marlin_fp8)
+    v.reasons += r
+    v.notes += n
+    ctx = context_of(req, args, ctx_flag)
+    util = utilization(args, util_flag, util_default)
+    kv_dtype = kv_dtype_of(args)
+    gpus = gpus_of(req, args, tp_flags, engine, util, ctx, kv_dtype)
+    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
+    r, est = gpu_fit_reasons(sub, engine, gpus, util, kv_dtype)
+    v.reasons += r
+    v.estimate = est
+    return v

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import _gpu
-from .base import Command, Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons
+from .base import Command, Request, Verdict
 
 NAME = "sglang"
 INSTALL = "pip install 'glm-registry[sglang]'"
@@ -18,29 +18,11 @@ DIST_PORT = 5000
 def can_serve(req: Request) -> Verdict:
     from .base import module_installed
 
-    v = Verdict(NAME)
-    v.reasons += rule_reasons(req, NAME)
-    r, n = install_reason(req, NAME, module_installed("sglang"), INSTALL)
-    v.reasons += r
-    v.notes += n
-    if req.spec.format == "ggufv2":
-        v.reasons.append("GGUF builds are served by llama.cpp here")
-    if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
-        return v
-    args, _, _, _ = _gpu.profile_args(req, NAME)
     # SGLang has no Marlin FP8 fallback for pre-Ada GPUs in its FP8 path.
-    r, n = compute_reasons(req, NAME, marlin_fp8=False)
-    v.reasons += r
-    v.notes += n
-    ctx = _gpu.context_of(req, args, "--context-length")
-    util = _gpu.utilization(args, "--mem-fraction-static", 0.88)
-    kv_dtype = _gpu.kv_dtype_of(args)
-    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, util, ctx, kv_dtype)
-    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
-    r, est = gpu_fit_reasons(sub, NAME, gpus, util, kv_dtype)
-    v.reasons += r
-    v.estimate = est
-    return v
+    return _gpu.gpu_verdict(
+        req, NAME, missing=module_installed("sglang"), install=INSTALL, marlin_fp8=False, tp_flags=TP_FLAGS,
+        gguf_reason="GGUF builds are served by llama.cpp here",
+        ctx_flag="--context-length", util_flag="--mem-fraction-static", util_default=0.88)
 
 
 def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _gpu
-from .base import Command, Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons, script
+from .base import Command, Request, Verdict, script
 
 NAME = "vllm"
 INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
@@ -15,28 +15,10 @@ RAY_PORT = 6379
 
 
 def can_serve(req: Request) -> Verdict:
-    v = Verdict(NAME)
-    v.reasons += rule_reasons(req, NAME)
-    r, n = install_reason(req, NAME, _missing(), INSTALL)
-    v.reasons += r
-    v.notes += n
-    if req.spec.format == "ggufv2":
-        v.reasons.append("GGUF builds are served by llama.cpp here (vLLM's GGUF loader is experimental)")
-    if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
-        return v
-    args, _, _, _ = _gpu.profile_args(req, NAME)
-    r, n = compute_reasons(req, NAME, marlin_fp8=True)
-    v.reasons += r
-    v.notes += n
-    ctx = _gpu.context_of(req, args, "--max-model-len")
-    util = _gpu.utilization(args, "--gpu-memory-utilization", 0.9)
-    kv_dtype = _gpu.kv_dtype_of(args)
-    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, util, ctx, kv_dtype)
-    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
-    r, est = gpu_fit_reasons(sub, NAME, gpus, util, kv_dtype)
-    v.reasons += r
-    v.estimate = est
-    return v
+    return _gpu.gpu_verdict(
+        req, NAME, missing=_missing(), install=INSTALL, marlin_fp8=True, tp_flags=TP_FLAGS,
+        gguf_reason="GGUF builds are served by llama.cpp here (vLLM's GGUF loader is experimental)",
+        ctx_flag="--max-model-len", util_flag="--gpu-memory-utilization", util_default=0.9)
 
 
 def _missing() -> list[str]:

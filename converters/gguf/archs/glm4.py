@@ -23,13 +23,18 @@ class Glm4(GlmArch):
     ]
 
     def write_hparams(self, w) -> None:
-        ck = self.ck
-        n_embd, n_head = ck.cfg("hidden_size"), ck.cfg("num_attention_heads")
-        head_dim = ck.cfg("head_dim", default=n_embd // n_head)
-        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=n_embd, n_ff=ck.cfg("intermediate_size"),
-                          n_head=n_head, n_head_kv=ck.cfg("num_key_value_heads", default=n_head),
-                          eps=ck.cfg("rms_norm_eps", default=1e-5))
-        w.add_key_length(int(head_dim))
-        w.add_value_length(int(head_dim))
-        w.add_rope_dimension_count(int(head_dim * float(ck.cfg("partial_rotary_factor", default=0.5))))
-        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))
+        write_gqa_hparams(self, w)
+
+
+def write_gqa_hparams(arch: GlmArch, w) -> None:
+    """The HF-format GLM-4 attention block (GQA, partial rotary): shared by glm4 and glm4moe."""
+    ck = arch.ck
+    n_embd, n_head = ck.cfg("hidden_size"), ck.cfg("num_attention_heads")
+    head_dim = ck.cfg("head_dim", default=n_embd // n_head)
+    arch.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=n_embd, n_ff=ck.cfg("intermediate_size"),
+                      n_head=n_head, n_head_kv=ck.cfg("num_key_value_heads", default=n_head),
+                      eps=ck.cfg("rms_norm_eps", default=1e-5))
+    w.add_key_length(int(head_dim))
+    w.add_value_length(int(head_dim))
+    w.add_rope_dimension_count(int(head_dim * float(ck.cfg("partial_rotary_factor", default=0.5))))
+    w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))

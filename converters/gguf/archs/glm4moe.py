@@ -10,6 +10,7 @@ num_hidden_layers (eh_proj, enorm, hnorm, shared_head) and is written only on re
 from __future__ import annotations
 
 from ..arch import HF_COMMON, GlmArch, exp_probs_b, register, stack_experts
+from .glm4 import write_gqa_hparams
 
 MOE_RENAMES = [
     (r"model\.layers\.(\d+)\.mlp\.gate_proj", "FFN_GATE"),
@@ -56,16 +57,7 @@ class Glm4Moe(GlmArch):
     ]
 
     def write_hparams(self, w) -> None:
-        ck = self.ck
-        n_embd, n_head = ck.cfg("hidden_size"), ck.cfg("num_attention_heads")
-        head_dim = ck.cfg("head_dim", default=n_embd // n_head)
-        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=n_embd, n_ff=ck.cfg("intermediate_size"),
-                          n_head=n_head, n_head_kv=ck.cfg("num_key_value_heads", default=n_head),
-                          eps=ck.cfg("rms_norm_eps", default=1e-5))
-        w.add_key_length(int(head_dim))
-        w.add_value_length(int(head_dim))
-        w.add_rope_dimension_count(int(head_dim * float(ck.cfg("partial_rotary_factor", default=0.5))))
-        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))
+        write_gqa_hparams(self, w)
         write_moe(self, w)
 
     def special(self, name):
