@@ -69,7 +69,7 @@ class Plan:
 # --- planning ------------------------------------------------------------------------------------
 
 
-def _resolve(name: str, format: str, quant: str):
+def _resolve(name: str, format: str, quant: str, size: float | None = None):
     from .catalog import load
 
     cat = load()
@@ -82,7 +82,7 @@ def _resolve(name: str, format: str, quant: str):
     known |= {a for a, c in GGUF_ALIASES.items() if c in quants}
     if quant not in known:
         raise not_found("quantization", quant, quants, f"{name} {format} has: {', '.join(quants)}")
-    return cat.resolve(name, format, quant)
+    return cat.resolve(name, format, quant, size=size)
 
 
 def _artifact(resolved) -> dict:
@@ -120,7 +120,7 @@ def _model_arg(art: dict, engine: str) -> tuple[str, dict]:
 
 def plan(name: str, format: str, quant: str, engine: str | None = None, hardware: str | None = None,
          context: int | None = None, gpus: int | None = None, nodes: int | None = None, port: int | None = None,
-         host: str | None = None, profile: str | None = None) -> Plan:
+         host: str | None = None, profile: str | None = None, size: float | None = None) -> Plan:
     from . import hardware as hw_mod
 
     if engine is not None and engine not in engines.MODULES:
@@ -130,7 +130,7 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
             raise RegistryError(f"{label} must be at least 1, not {v}")
     if port is not None and not 0 < port < 65536:
         raise RegistryError(f"--port must be between 1 and 65535, not {port}")
-    resolved = _resolve(name, format, quant)
+    resolved = _resolve(name, format, quant, size)
     hw = hw_mod.get(hardware)
     art = _artifact(resolved)
     gguf_path = art["path"] if art.get("path") and resolved.spec.format == "ggufv2" else None

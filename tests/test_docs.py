@@ -18,10 +18,8 @@ from conftest import ROOT, SPECS, run_cli
 
 SEED_004 = Path(__file__).parent / "data" / "seed_004.txt"  # copy of shared seed 004 (CI has no /work/shared)
 MODELS = ROOT / "docs" / "models"
-# seed 004's launcher flags and the registry's spelling of each. `registry launch` keys a build by
-# family, format and quantization, so the size has no flag: seed 004's size is the "Model Size" fact
-# of the same section, checked in order before the command.
-LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": None, "--model-format": "--format",
+# seed 004's launcher flags and the registry's spelling of each.
+LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "--model-format": "--format",
                 "--quantization": "--quant"}
 
 
@@ -76,7 +74,7 @@ def test_seed_facts_parse():
     assert len(facts) >= 30
     assert "- **Context Length:** 1048576" in lines and "Model Spec 2 (ggufv2, 9 Billion)" in lines
     assert [f for k, f in facts if k == "launch"] == [
-        {"name": "glm4-chat-1m", "--engine": "${engine}", "--format": fmt, "--quant": "${quantization}"}
+        {"name": "glm4-chat-1m", "--engine": "${engine}", "--size": "9", "--format": fmt, "--quant": "${quantization}"}
         for fmt in ("pytorch", "ggufv2")
     ]
 
@@ -120,8 +118,8 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert f"   * - Q4_K\n     - 4.89\n     - {q4.weights / 2**30:,.1f} GiB\n" in page
     assert f"     - {q4.total / 2**30:,.1f} GiB" in page
     assert "Q3_K, Q4_K and Q5_K mean llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M (the _M variants)" in page
-    assert "registry launch glm4-chat-1m --engine vllm --format pytorch --quant none" in page
-    assert "registry launch glm4-chat-1m --engine llama.cpp --format ggufv2 --quant ${quantization}" in page
+    assert "registry launch glm4-chat-1m --engine vllm --size 9 --format pytorch --quant none" in page
+    assert "registry launch glm4-chat-1m --engine llama.cpp --size 9 --format ggufv2 --quant ${quantization}" in page
     assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant ${quantization}" in page
     # the engines' own commands come from the launcher's engine modules, planned for a named profile
     assert "planned for hardware profile ``8xH100-80G`` (add ``--hardware 8xH100-80G --dry-run`` to print the plan)::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page

@@ -432,3 +432,14 @@ def test_hardware_command():
     assert {"8xB200", "4xH100-80G", "2xH200", "cpu"} <= set(d["profiles"])
     p = json.loads(run_cli("hardware", "--hardware", "8xB200", "--json").stdout)
     assert p["gpu_count"] == 8 and p["gpus"][0]["compute_capability"] == 10.0
+
+
+def test_launch_size_picks_the_spec_as_seed_004_does():
+    # seed 004's command names the size (--size-in-billions 9); ours is --size, as in `registry pull`
+    r = run_cli("launch", "glm4-chat-1m", "--size", "9", "--format", "ggufv2", "--quant", "Q4_K",
+                "--dry-run", "--json", "--hardware", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["engine"] == "llama.cpp"
+    r = run_cli("launch", "glm4-chat-1m", "--size", "32", "--format", "ggufv2", "--quant", "Q4_K",
+                "--dry-run", "--hardware", "cpu")
+    assert r.returncode == 1 and "no ggufv2 spec of 32B" in r.stderr and "sizes: 9" in r.stderr

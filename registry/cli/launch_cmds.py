@@ -25,6 +25,7 @@ def launch(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
     format: str = typer.Option(..., "--format", "-f", help="Spec format: ggufv2, pytorch, compressed-tensors ..."),
     quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K, FP8_DYNAMIC, AWQ."),
+    size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
     host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
@@ -43,7 +44,7 @@ def launch(
     from .. import launcher
 
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
-                      nodes=nodes, port=port, host=host, profile=profile)
+                      nodes=nodes, port=port, host=host, profile=profile, size=size)
     if dry_run:
         if json_:
             _print_json(p.to_dict())

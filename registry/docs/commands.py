@@ -44,9 +44,10 @@ def reference_hardware(spec: Spec) -> list[str]:
 
 def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: str = QUANT,
                     profile: str | None = None) -> str:
-    """The `registry launch` line for one spec (seed 004's command in this registry's flags: the
-    launch key is family, format and quantization, so seed 004's size needs no flag)."""
-    parts = ["registry", "launch", fam.name, "--engine", engine, "--format", spec.format, "--quant", quant]
+    """The `registry launch` line for one spec: seed 004's command in this registry's flags (engine,
+    family, size in billions, format, quantization)."""
+    parts = ["registry", "launch", fam.name, "--engine", engine, "--size", f"{spec.size_in_billions:g}",
+             "--format", spec.format, "--quant", quant]
     if profile:
         parts += ["--profile", profile]
     return " ".join(parts)
