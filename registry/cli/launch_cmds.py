@@ -101,10 +101,17 @@ def fit(
     if json_:
         _print_json(res)
         return
-    rows = [[b["format"], b["quantization"], b["engine"] or "-", _gb(b["weights_bytes"]), _gb(b["kv_cache_bytes"]),
-             _gb(b["per_gpu_bytes"]) if b["gpus"] else _gb(b["total_bytes"]) + " host",
-             "yes" if b["fits"] else "no: " + "; ".join(b["reasons"])] for b in res["builds"]]
+    rows, why = [], []  # reasons go under the table, numbered: in a cell they would wrap into a column
+    for b in res["builds"]:
+        if not b["fits"]:
+            why.append(f"[{len(why) + 1}] {b['format']} {b['quantization']}: " + "\n    ".join(b["reasons"]))
+        rows.append([b["format"], b["quantization"], b["engine"] or "-", _gb(b["weights_bytes"]),
+                     _gb(b["kv_cache_bytes"]),
+                     _gb(b["per_gpu_bytes"]) if b["gpus"] else _gb(b["total_bytes"]) + " host",
+                     "yes" if b["fits"] else f"no [{len(why)}]"])
     _table(f"{name} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
+    for line in why:
+        _console().print(line, markup=False, highlight=False)
     if res.get("auto"):
         a = res["auto"]
         _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']}" if a["quantization"]
