@@ -84,7 +84,8 @@ def launch_step(say: Callable[[str], None], spinner: bool) -> dict:
     from . import launcher
 
     plan = launcher.plan(FAMILY, FORMAT, QUANT, context=512)
-    rejected = "; ".join(f"{x['engine']}: {' / '.join(x['reasons'])}" for x in plan.rejected)
+    # the first reason per engine; `registry launch ... --dry-run` shows them all
+    rejected = "; ".join(f"{x['engine']}: {x['reasons'][0]}" for x in plan.rejected if x["reasons"])
     say(f"launch: {plan.engine} chosen" + (f" (not: {rejected})" if rejected else ""))
     dep = launcher.launch(plan, timeout=120, say=say, spinner=spinner)
     url = launcher.address(dep)
