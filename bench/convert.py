@@ -7,7 +7,7 @@ converters/tiny.py and larger dimensions), then reports:
     next to the peak RSS of a process that only imports the converter (interpreter overhead);
   * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
 
-Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir /tmp/gguf-bench]
+Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir DIR]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, SPECS, run_cli
 
-SEED_004 = Path(__file__).parent / "data" / "seed_004.txt"  # copy of shared seed 004 (CI has no /work/shared)
+SEED_004 = Path(__file__).parent / "data" / "seed_004.txt"  # a copy of shared seed 004 (CI has no shared folder)
 MODELS = ROOT / "docs" / "models"
 # seed 004's launcher flags and the registry's spelling of each.
 LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "--model-format": "--format",
@@ -125,7 +125,7 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert "planned for hardware profile ``8xH100-80G`` (add ``--hardware 8xH100-80G --dry-run`` to print the plan)::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
     assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.${quantization}.gguf" in page
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
-    assert "/work/" not in page and sys.executable not in page  # nothing of this machine
+    assert str(ROOT) not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
     chat = pages()["glm-4-9b-chat.rst"]
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
