@@ -437,7 +437,9 @@ def log_text(dep, lines: int | None = None) -> str:
 
 
 def address(dep) -> str:
-    host = "127.0.0.1" if dep.host in ("0.0.0.0", "::") else dep.host
+    from .engines.base import client_host
+
+    host = client_host(dep.host)
     return f"http://{host}:{dep.port}/v1"
 
 

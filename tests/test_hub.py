@@ -329,14 +329,20 @@ def test_a_dropped_connection_is_retried(hub_server, gguf_file):
     assert len(_artifacts()) == 1
 
 
-def test_a_partial_file_from_an_interrupted_pull_is_resumed(hub_server, gguf_file):
+def _hub_with_partial_download(hub_server, gguf_file: bytes, partial: bytes):
+    """The hub serves the Q4_K file; the cache holds `partial` as huggingface_hub's .incomplete blob."""
     r = _resolve()
     src = r.hubs["huggingface"]
     hub_server.add(src.model_id, {src.files[0]: gguf_file})
     sha = hashlib.sha256(gguf_file).hexdigest()
     blobs = Path(os.environ["HF_HUB_CACHE"]) / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "blobs"
     blobs.mkdir(parents=True)
-    (blobs / f"{sha}.incomplete").write_bytes(gguf_file[:1234567])
+    (blobs / f"{sha}.incomplete").write_bytes(partial)
+    return r, sha
+
+
+def test_a_partial_file_from_an_interrupted_pull_is_resumed(hub_server, gguf_file):
+    r, sha = _hub_with_partial_download(hub_server, gguf_file, gguf_file[:1234567])
     said = Said()
     res = pull(r, say=said)
     assert res.path.read_bytes() == gguf_file
@@ -345,27 +351,15 @@ def test_a_partial_file_from_an_interrupted_pull_is_resumed(hub_server, gguf_fil
 
 
 def test_a_server_that_ignores_range_still_gives_a_good_file(hub_server, gguf_file):
-    r = _resolve()
-    src = r.hubs["huggingface"]
-    hub_server.add(src.model_id, {src.files[0]: gguf_file})
     hub_server.ignore_range = True
-    sha = hashlib.sha256(gguf_file).hexdigest()
-    blobs = Path(os.environ["HF_HUB_CACHE"]) / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "blobs"
-    blobs.mkdir(parents=True)
-    (blobs / f"{sha}.incomplete").write_bytes(gguf_file[:5000])
+    r, sha = _hub_with_partial_download(hub_server, gguf_file, gguf_file[:5000])
     res = pull(r, say=Said())
     assert [g["range"] for g in hub_server.gets()] == ["bytes=5000-"]  # asked, got the whole file (200)
     assert res.path.read_bytes() == gguf_file and _artifacts()[0].sha256 == sha
 
 
 def test_a_partial_file_with_wrong_bytes_is_caught(hub_server, gguf_file):
-    r = _resolve()
-    src = r.hubs["huggingface"]
-    hub_server.add(src.model_id, {src.files[0]: gguf_file})
-    sha = hashlib.sha256(gguf_file).hexdigest()
-    blobs = Path(os.environ["HF_HUB_CACHE"]) / "models--legraphista--glm-4-9b-chat-1m-GGUF" / "blobs"
-    blobs.mkdir(parents=True)
-    (blobs / f"{sha}.incomplete").write_bytes(b"\0" * 1000)
+    r, sha = _hub_with_partial_download(hub_server, gguf_file, b"\0" * 1000)
     with pytest.raises(IntegrityError, match="checksum mismatch.*moved to"):
         pull(r, say=Said())
     assert _artifacts() == []

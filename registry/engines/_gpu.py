@@ -102,3 +102,21 @@ def gpu_verdict(req: Request, engine: str, *, missing, install: str, gguf_reason
     v.reasons += r
     v.estimate = est
     return v
+
+
+def generic_args(req: Request, quant_flags: dict[str, str], *, dtype: str | None = None,
+                 auto_tool_choice: bool = False) -> dict:
+    """Flags every GPU server gets from the family and spec when no launch profile says more."""
+    chat = req.family.chat
+    args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
+    if quant_flags.get(req.spec.format):
+        args["--quantization"] = quant_flags[req.spec.format]
+    if dtype:
+        args["--dtype"] = dtype
+    if chat and chat.tool_call_parser:
+        args["--tool-call-parser"] = chat.tool_call_parser
+        if auto_tool_choice:
+            args["--enable-auto-tool-choice"] = True
+    if chat and chat.reasoning_parser:
+        args["--reasoning-parser"] = chat.reasoning_parser
+    return args

@@ -172,3 +172,8 @@ def install_reason(req: Request, engine: str, missing: list[str], how: str) -> t
     if req.hardware.local:
         return [f"{engine} is not installed here (missing {', '.join(missing)}): {how}"], []
     return [], [f"plan for {req.hardware.name}: {engine} is not installed here and need not be ({how} there)"]
+
+
+def client_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host` (a wildcard bind: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host

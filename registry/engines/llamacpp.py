@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..estimate import engine_estimate
-from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons
+from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, client_host
 
 NAME = "llama.cpp"
 INSTALL = "pip install 'glm-registry[gguf]' (llama-cpp-python[server])"
@@ -53,5 +53,5 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
             "--host", host, "--port", str(port), "--n_ctx", str(context_of(req))]
     if req.hardware.cpu_cores:
         argv += ["--n_threads", str(req.hardware.cpu_cores)]
-    client = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    client = client_host(host)
     return [Command(argv, {}, host, port, f"http://{client}:{port}/v1/models")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import _gpu
-from .base import Command, Request, Verdict
+from .base import Command, Request, Verdict, client_host
 
 NAME = "sglang"
 INSTALL = "pip install 'glm-registry[sglang]'"
@@ -41,7 +41,7 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
         if total > 1:
             args[tp_flag] = total
     base = [sys.executable, "-m", "sglang.launch_server", "--model", model]
-    client = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    client = client_host(host)
     out = []
     for rank in range(req.nodes):
         extra = dict(args)
@@ -54,13 +54,4 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
 
 
 def _generic(req: Request) -> dict:
-    chat = req.family.chat
-    args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
-    q = QUANT_FLAG.get(req.spec.format)
-    if q:
-        args["--quantization"] = q
-    if chat and chat.tool_call_parser:
-        args["--tool-call-parser"] = chat.tool_call_parser
-    if chat and chat.reasoning_parser:
-        args["--reasoning-parser"] = chat.reasoning_parser
-    return args
+    return _gpu.generic_args(req, QUANT_FLAG)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..estimate import engine_estimate
-from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, script
+from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, script, client_host
 
 NAME = "transformers"
 INSTALL = "pip install 'glm-registry[serve]' (transformers[serving])"
@@ -46,5 +46,5 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
         argv += ["--quantization", BNB[req.quant]]
     if not req.hardware.gpus:
         argv += ["--device", "cpu"]
-    client = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    client = client_host(host)
     return [Command(argv, {}, host, port, f"http://{client}:{port}/health")]

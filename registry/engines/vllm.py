@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _gpu
-from .base import Command, Request, Verdict, script
+from .base import Command, Request, Verdict, client_host, script
 
 NAME = "vllm"
 INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
@@ -46,7 +46,7 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
         args["--pipeline-parallel-size"] = req.nodes
         args["--distributed-executor-backend"] = "ray"
     argv = [script("vllm"), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port)]
-    head = Command(argv, env, host, port, f"http://{_client(host)}:{port}/v1/models", 0 if req.nodes > 1 else None)
+    head = Command(argv, env, host, port, f"http://{client_host(host)}:{port}/v1/models", 0 if req.nodes > 1 else None)
     if req.nodes == 1:
         return [head]
     ray = script("ray")
@@ -57,21 +57,7 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
 
 
 def _generic(req: Request) -> dict:
-    chat = req.family.chat
-    args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
-    q = QUANT_FLAG.get(req.spec.format)
-    if q:
-        args["--quantization"] = q
-    if req.spec.format == "pytorch" and req.quant == "none":
-        args["--dtype"] = "bfloat16"
-    if chat and chat.tool_call_parser:
-        args["--tool-call-parser"] = chat.tool_call_parser
-        args["--enable-auto-tool-choice"] = True
-    if chat and chat.reasoning_parser:
-        args["--reasoning-parser"] = chat.reasoning_parser
+    full = req.spec.format == "pytorch" and req.quant == "none"
+    args = _gpu.generic_args(req, QUANT_FLAG, dtype="bfloat16" if full else None, auto_tool_choice=True)
     args["--max-model-len"] = req.context or req.family.context_length
     return args
-
-
-def _client(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
