@@ -307,6 +307,10 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
     table = run_cli("show", "glm-4.7", "--artifacts")
     assert "Built artifacts" in table.stdout and "W4A16_GS64" in table.stdout
     assert "registry show glm-4.7 --artifacts" in run_cli("show", "glm-4.7").stdout  # the hint
+    # the recorded digest is the one `registry verify` re-computes for a build folder
+    v = run_cli("verify", "glm-4.7", "--format", "compressed-tensors", "--quant", "W4A16_GS64", "--json")
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert [x["ok"] for x in json.loads(v.stdout)] == [True]
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ directory that is renamed onto the final name only when complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hub.integrity import tree_sha256
 from registry.schema import QUANTS_BY_FORMAT, Family
 
 from . import calibration as cal
@@ -212,20 +212,6 @@ def copy_side_files(source: Path, dest: Path) -> list[str]:
     return copied
 
 
-def dir_digest(path: Path) -> tuple[str, int]:
-    """sha256 over (relative name, file sha256) of every file, and the total size."""
-    h = hashlib.sha256()
-    size = 0
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        fh = hashlib.sha256()
-        with open(f, "rb") as fd:
-            for chunk in iter(lambda: fd.read(1 << 20), b""):
-                fh.update(chunk)
-        h.update(f"{f.relative_to(path).as_posix()}\0{fh.hexdigest()}\n".encode())
-        size += f.stat().st_size
-    return h.hexdigest(), size
-
-
 def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
     from converters.options import ConvertResult
 
@@ -291,7 +277,7 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
             from .check import compare
 
             report = compare(Path(req.source), tmp)
-        sha, size = dir_digest(tmp)
+        sha, size = tree_sha256(tmp)  # the digest `registry verify` re-checks
         if out.exists():
             raise RegistryError(f"output {out} appeared while building; nothing was changed")
         os.rename(tmp, out)
