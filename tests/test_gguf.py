@@ -364,6 +364,10 @@ def test_split_build_is_found_as_a_local_artifact(tiny_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["source"] == "store" and got["path"] == built["path"]
+    # verify re-computes the recorded digest over all the parts
+    v = run_cli("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q8_0", "--json")
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert [x["sha256"] for x in json.loads(v.stdout) if x["path"] == built["path"]] == [built["sha256"]]
     # a missing part makes it unusable: the offline pull says what is missing instead
     parts = sorted(Path(built["path"]).parent.glob("*-of-*.gguf"))
     parts[-1].unlink()

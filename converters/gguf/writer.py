@@ -8,7 +8,6 @@ to the output and renamed into place only when complete.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -154,10 +153,7 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
 
 
 def sha256_of(paths: list[Path]) -> str:
-    """sha256 of one file, or of the shards' bytes in order for a split build."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()
+    """sha256 of one file, or of the shards' bytes in order for a split build (as `registry verify` checks)."""
+    from registry.hub.integrity import sha256_files
+
+    return sha256_files(paths)

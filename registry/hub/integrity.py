@@ -19,11 +19,29 @@ CHUNK = 8 * 1024 * 1024
 
 
 def sha256_file(path: Path) -> str:
+    return sha256_files([path])
+
+
+def sha256_files(paths: list[Path]) -> str:
+    """sha256 of the files' bytes in order: one file, or the parts of a split GGUF build."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
     return h.hexdigest()
+
+
+_SPLIT = re.compile(r"^(?P<stem>.+)-00001-of-(?P<n>\d{5})\.gguf$")
+
+
+def split_parts(path: Path) -> list[Path]:
+    """Every part of a split GGUF named by its first part (llama.cpp's -0000i-of-0000N), else [path]."""
+    m = _SPLIT.match(path.name)
+    if not m:
+        return [path]
+    n = int(m["n"])
+    return [path.parent / f"{m['stem']}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
 
 
 def git_blob_sha1(path: Path) -> str:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from .. import paths
-from .integrity import SHA256_RE, content_address, sha256_file, tree_sha256
+from .integrity import SHA256_RE, content_address, sha256_file, split_parts, tree_sha256
 
 
 def quant_names(resolved) -> set[str]:
@@ -24,16 +23,9 @@ def rows(resolved) -> list:
     return [r for r in reversed(found) if r.quantization in quant_names(resolved)]
 
 
-_SPLIT = re.compile(r"^(?P<stem>.+)-00001-of-(?P<n>\d{5})\.gguf$")
-
-
 def _local_size(p: Path) -> int | None:
     """Bytes of a local build: a split GGUF counts all its parts (None when one is missing)."""
-    m = _SPLIT.match(p.name)
-    if not m:
-        return p.stat().st_size
-    n = int(m["n"])
-    parts = [p.parent / f"{m['stem']}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+    parts = split_parts(p)
     return sum(q.stat().st_size for q in parts) if all(q.is_file() for q in parts) else None
 
 
