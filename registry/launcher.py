@@ -47,7 +47,8 @@ class Plan:
 
     @property
     def main(self):
-        return self.commands[-1] if self.nodes > 1 else self.commands[0]
+        """The command that serves the API: the one with a health URL (vLLM's head is last, SGLang's rank 0 first)."""
+        return next((c for c in self.commands if c.health_url), self.commands[0])
 
     def to_dict(self) -> dict:
         r = self.resolved
@@ -254,7 +255,7 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True):
             raise RegistryError(art["note"])
         from . import hub
 
-        if p.engine == "llama.cpp" or os.environ.get("HF_HUB_OFFLINE"):
+        if p.engine == "llama.cpp" or hub.is_offline():
             path = hub.fetch(r, progress=True, say=say)
             art = _artifact(r) if paths.has_database() else {"source": "hub", "path": str(path)}
             art["path"] = str(path)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from conftest import run_cli
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_path(registry_home):
     r = run_cli("demo", "--json", env={"REGISTRY_HOME": str(registry_home)})
     assert r.returncode == 0, r.stderr[-3000:]
