@@ -58,7 +58,7 @@ def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
     tensors = arch.plan()  # resolves every source tensor before anything is written
     from .vocab import load_vocab
 
-    load_vocab(ck)  # fail on a bad tokenizer before writing
+    vocab = load_vocab(ck)  # read once, and fail on a bad tokenizer before writing
 
     def meta(w) -> None:
         from .vocab import write_vocab
@@ -68,7 +68,7 @@ def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
         arch.write_hparams(w)
         w.add_file_type(FILE_TYPES[outtype])
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        write_vocab(w, ck, arch.pre_tokenizer)
+        write_vocab(w, vocab, ck, arch.pre_tokenizer)
 
     prog = _progress.make(progress, f"{out.name}")
     try:

@@ -41,8 +41,9 @@ def fixed_tokens(reference: Path, n_tokens: int = 64) -> list[int]:
     return (toks * (n_tokens // len(toks) + 1))[:n_tokens]
 
 
-def quality_report(reference: Path, candidates: dict[str, Path], n_tokens: int = 64) -> dict[str, dict]:
-    """{quant: {"reference": "F16", "tokens", "kl_divergence", "top1_agreement"}} for each candidate."""
+def quality_report(reference: Path, candidates: dict[str, Path], n_tokens: int = 64,
+                   reference_name: str = "F16") -> dict[str, dict]:
+    """{quant: {"reference": reference_name, "tokens", "kl_divergence", "top1_agreement"}} per candidate."""
     import numpy as np
 
     tokens = fixed_tokens(reference, n_tokens)
@@ -54,5 +55,5 @@ def quality_report(reference: Path, candidates: dict[str, Path], n_tokens: int =
         q_log = got - np.logaddexp.reduce(got, axis=-1, keepdims=True)
         kl = float(np.mean(np.sum(np.exp(p_log) * (p_log - q_log), axis=-1)))
         top1 = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
-        out[name] = {"reference": "F16", "tokens": len(tokens), "kl_divergence": max(kl, 0.0), "top1_agreement": top1}
+        out[name] = {"reference": reference_name, "tokens": len(tokens), "kl_divergence": max(kl, 0.0), "top1_agreement": top1}
     return out

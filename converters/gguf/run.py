@@ -101,7 +101,8 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     if req.report:
         from .report import quality_report
 
-        reps = quality_report(first_files[0], {r.quantization: r.path for r in results if r.quantization != first})
+        reps = quality_report(first_files[0], {r.quantization: r.path for r in results if r.quantization != first},
+                              reference_name=first)
         for r in results:
             r.report = reps.get(r.quantization)
     if first not in quants:

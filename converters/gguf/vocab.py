@@ -121,8 +121,8 @@ def load_vocab(ck: Checkpoint) -> dict:
             "template": template, "pad_token": tcfg.get("pad_token")}
 
 
-def write_vocab(w, ck: Checkpoint, pre: str) -> None:
-    v = load_vocab(ck)
+def write_vocab(w, v: dict, ck: Checkpoint, pre: str) -> None:
+    """Write a vocabulary from load_vocab (tokens, types, merges, specials, chat template)."""
     sp = v["specials"]
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(pre)
