@@ -9,15 +9,35 @@
 
 from __future__ import annotations
 
-from .catalog import Catalog, Resolved
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from .errors import NotFoundError, RegistryError, SpecError, StoreError
-from .schema import Family, Spec
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, Resolved
+    from .schema import Family, Spec
 
 __version__ = "0.1.0"
 __all__ = [
     "Catalog", "Family", "NotFoundError", "RegistryError", "Resolved", "Spec", "SpecError",
     "StoreError", "catalog", "families", "get", "resolve", "search",
 ]
+
+
+def __getattr__(name: str):
+    # The typed classes are imported on first use: importing the package (which every `registry`
+    # command and `python -m registry.prestart` does) stays free of pydantic and YAML.
+    if name in ("Catalog", "Resolved"):
+        import importlib
+
+        return getattr(importlib.import_module(".catalog", __name__), name)
+    if name in ("Family", "Spec"):
+        from . import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module 'registry' has no attribute {name!r}")
 
 
 def catalog(include_user: bool = True) -> Catalog:
@@ -51,3 +71,16 @@ def search(text: str) -> list[Family]:
 def resolve(name: str, format: str, quant: str, size: float | None = None) -> Resolved:
     """Pin (family, format, quant) to one spec with its hub model IDs, revision and files."""
     return catalog().resolve(name, format, quant, size=size)
+
+
+class _Package(types.ModuleType):
+    """`registry.catalog` is the function above. The submodule of the same name, imported lazily now,
+    would replace it when first loaded (the import system sets it on the package); keep the function."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "catalog" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -121,7 +121,7 @@ CPU_OVERHEAD = {"transformers": 10**9}
 
 @dataclass(frozen=True)
 class GGUFInfo:
-    """What a GGUF header says: exact tensor bytes and the shapes the compute buffers depend on."""
+    """What a GGUF header says: the tensor data bytes and the shapes the compute buffers depend on."""
 
     path: str
     weights: int
@@ -138,41 +138,29 @@ class GGUFInfo:
 
 
 def gguf_info(path: str | Path) -> GGUFInfo:
-    """Read a GGUF header (tensor data is memory-mapped, never read)."""
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        raise RegistryError("reading a GGUF header needs the 'gguf' package: pip install 'glm-registry[gguf]'") from None
-    try:
-        r = GGUFReader(str(path), "r")
-    except (OSError, ValueError) as e:
-        raise RegistryError(f"{path}: not a readable GGUF file: {e}") from None
+    """Read a GGUF header (the first part's, for a split build; weights count every part's tensor data)."""
+    from . import gguf_header
+    from .hub.integrity import split_parts
 
-    def field_value(key: str, default=None):
-        f = r.fields.get(key)
-        if f is None:
-            return default
-        v = f.contents()
-        return v
+    h = gguf_header.read(path)
+    weights = h.data_bytes + sum(gguf_header.read(p).data_bytes for p in split_parts(Path(path))[1:])
+    m = h.metadata
+    arch = str(m.get("general.architecture", ""))
 
-    arch = str(field_value("general.architecture", ""))
-    g = lambda k, d=0: field_value(f"{arch}.{k}", d)  # noqa: E731
+    def g(key: str, default=0):
+        v = m.get(f"{arch}.{key}", default)
+        return max(v) if isinstance(v, list) else v  # per-layer lists (e.g. head_count_kv): the largest
+
     heads = int(g("attention.head_count", 1) or 1)
     embd = int(g("embedding_length", 0))
-    kv = g("attention.head_count_kv", heads)
-    kv = int(kv if not isinstance(kv, list) else max(kv))
+    kv = int(g("attention.head_count_kv", heads))
     head_dim = int(g("attention.key_length", 0) or (embd // heads if heads else 0))
-    tokens = r.fields.get("tokenizer.ggml.tokens")
-    vocab = len(tokens.data) if tokens is not None else 0
-    weights = sum(int(t.n_bytes) for t in r.tensors)
-    if not vocab:
-        emb = next((t for t in r.tensors if t.name == "token_embd.weight"), None)
-        vocab = int(emb.shape[-1]) if emb is not None else 0
-    ff = g("feed_forward_length", 0)
-    ff = int(ff if not isinstance(ff, list) else max(ff))
-    ft = field_value("general.file_type")
-    return GGUFInfo(str(path), weights, arch, int(g("block_count", 0)), embd, ff, heads, kv, head_dim, vocab,
-                    int(g("context_length", 0)), int(ft) if ft is not None else None)
+    vocab = int(m.get("tokenizer.ggml.tokens", 0))  # an array of strings: the header reader gives its length
+    if not vocab and "token_embd.weight" in h.tensors:
+        vocab = int(h.tensors["token_embd.weight"][-1])
+    ft = m.get("general.file_type")
+    return GGUFInfo(str(path), weights, arch, int(g("block_count", 0)), embd, int(g("feed_forward_length", 0)), heads,
+                    kv, head_dim, vocab, int(g("context_length", 0)), int(ft) if ft is not None else None)
 
 
 def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: int | None = None,
@@ -197,7 +185,7 @@ def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: 
     output = 4 * info.vocab
     scores_row = 4 * info.vocab
     return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=compute + output + scores_row,
-                    weights_source="GGUF header (exact tensor bytes)",
+                    weights_source="GGUF header (tensor data bytes)",
                     notes=[f"compute buffer ~{compute / 2**20:.1f} MiB for n_ubatch {ub}"])
 
 

@@ -238,10 +238,19 @@ def _answers(url: str) -> bool:
         return False
 
 
-def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True):
-    """Start the planned server here, wait until it answers, record the deployment; returns the row."""
-    from .store import Store
+def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True, prestarted=None):
+    """Start the planned server here, wait until it answers, record the deployment; returns the row.
 
+    prestarted: a registry.prestart.Prestarted interpreter to run the command in, if it matches (it is
+    used or cancelled, never left waiting)."""
+    try:
+        return _launch(p, timeout, say, spinner, prestarted)
+    finally:
+        if prestarted is not None and prestarted.proc.stdin and not prestarted.proc.stdin.closed:
+            prestarted.cancel()
+
+
+def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
     if not p.hardware.local:
         raise RegistryError(f"this plan is for {p.hardware.name}, not this machine: run it there, or use --dry-run "
                             f"to see the command")
@@ -267,19 +276,21 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True):
         cmd.port = port
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_path = paths.logs_dir() / f"{r.family.name}-{r.quantization}-{p.engine}-{port}-{stamp}.log"
-    store = Store()
-    dep = store.add_deployment(family=r.family.name, format=r.spec.format, quantization=r.quantization,
-                               engine=p.engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
-                               status="starting", log_path=str(log_path), artifact_id=art.get("artifact_id"))
-    env = {**os.environ, **cmd.env}
+    proc = _start(cmd, log_path, prestarted)
+    # Recorded after the start, so that the bookkeeping (SQLAlchemy's import among it) overlaps the
+    # server's own start-up; a failure to record stops the server: nothing runs unrecorded.
     try:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)  # own group: stop kills its children too
-    except OSError as e:
-        store.update_deployment(dep.id, status="failed", stopped=datetime.now(timezone.utc))
-        raise LaunchError(f"cannot start {cmd.argv[0]}: {e}") from None
-    dep = store.update_deployment(dep.id, pid=proc.pid)
+        from .store import Store
+
+        store = Store()
+        dep = store.add_deployment(family=r.family.name, format=r.spec.format, quantization=r.quantization,
+                                   engine=p.engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+                                   status="starting", log_path=str(log_path), artifact_id=art.get("artifact_id"),
+                                   pid=proc.pid)
+    except BaseException:
+        _kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     try:
         _wait(proc, cmd.health_url, timeout, log_path, spinner, f"starting {p.engine} for {r.family.name} on port {port}")
     except BaseException as e:
@@ -295,6 +306,24 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True):
             raise
         raise LaunchError(f"{p.engine} failed while starting: {e}") from None
     return store.update_deployment(dep.id, status="running")
+
+
+def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
+    """The server process: the prestarted interpreter if it can run this command, else a new one."""
+    if prestarted is not None:
+        if prestarted.matches(cmd.argv, cmd.env):
+            try:
+                return prestarted.run(cmd.argv, log_path)
+            except OSError:
+                pass  # it died meanwhile: start the command the ordinary way
+        prestarted.cancel()
+    env = {**os.environ, **cmd.env}
+    try:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(cmd.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)  # own group: stop kills its children too
+    except OSError as e:
+        raise LaunchError(f"cannot start {cmd.argv[0]}: {e}") from None
 
 
 def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -325,7 +354,7 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
             if time.monotonic() > deadline:
                 raise LaunchError(f"the server did not answer {url} within {timeout:g} s (stopped it); last lines "
                                   f"of {log_path}:\n{_tail(str(log_path))}")
-            time.sleep(0.05)
+            time.sleep(0.02)  # a refused connection costs microseconds: the answer is seen sooner
 
 
 # --- deployments -----------------------------------------------------------------------------------

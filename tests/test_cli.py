@@ -152,3 +152,17 @@ def test_convert_refuses_unknown_target_and_bad_size(tmp_path):
                 "--split-max-size", "2X")
     assert r.returncode == 1 and "not a size" in r.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_launch_plan_of_a_local_gguf_imports_no_heavy_library(tiny_gguf):
+    # `registry launch` hands the prestarted server its argv after the plan: the plan's store look-up
+    # (stdlib sqlite3) and GGUF header read (registry.gguf_header) keep SQLAlchemy and numpy off that path.
+    from registry.store import Store
+
+    g = tiny_gguf("chatglm", "F16")
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(g),
+                         sha256="0" * 64, size_bytes=g.stat().st_size)
+    plan = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--dry-run", "--json")
+    assert plan.returncode == 0 and json.loads(plan.stdout)["artifact"]["path"] == str(g)
+    assert json.loads(plan.stdout)["estimate"]["weights_bytes"] > 0
+    assert imported_by("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--dry-run", "--json") == []

@@ -5,6 +5,7 @@ RSS against the estimate)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -316,6 +317,11 @@ def test_real_llamacpp_launch(tiny_gguf):
     try:
         assert dep["status"] == "running" and dep["host"] == "127.0.0.1" and dep["engine"] == "llama.cpp"
         assert str(gguf) in dep["argv"]
+        # The server runs in the interpreter `registry launch` prestarted (registry/prestart.py) with the
+        # recorded argv; its own cmdline says so.
+        assert dep["argv"][1:3] == ["-m", "llama_cpp.server"]
+        assert b"registry.prestart" in Path(f"/proc/{dep['pid']}/cmdline").read_bytes()
+        assert not list((Path(os.environ["REGISTRY_HOME"]) / "logs").glob(".prestart-*"))
         base = dep["address"]
 
         # A chat completion goes through the GGUF's GLM chat template: the same tokens, rendered by hand
@@ -373,6 +379,26 @@ def _busy_port() -> socket.socket:
     return s
 
 
+def _prestarts_left() -> list:
+    """Prestarted interpreters (registry/prestart.py) of this test's REGISTRY_HOME still running, or their logs."""
+    home = os.environ["REGISTRY_HOME"].encode()
+    left = list((Path(os.environ["REGISTRY_HOME"]) / "logs").glob(".prestart-*"))
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and b"registry.prestart" in (proc / "cmdline").read_bytes()
+                    and b"REGISTRY_HOME=" + home + b"\0" in (proc / "environ").read_bytes()):
+                left.append(proc.name)
+        except OSError:
+            pass
+    return left
+
+
+def test_a_failed_plan_leaves_no_prestarted_server():
+    r = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q9_K")
+    assert r.returncode == 1 and "Q9_K" in r.stderr
+    assert _prestarts_left() == []
+
+
 @pytest.mark.slow
 def test_port_in_use(tiny_gguf):
     gguf = tiny_gguf("chatglm", "F16")
@@ -384,6 +410,7 @@ def test_port_in_use(tiny_gguf):
                     "--context", "256")
         assert r.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in r.stderr
         assert json.loads(run_cli("ps", "--all", "--json").stdout) == []  # nothing recorded, nothing started
+        assert _prestarts_left() == []  # the interpreter prestarted for it has gone, with its log
         # Without --port: the default (8080) may be free here, so take the busy one as the spec's default
         # by asking the launcher directly.
         from registry import launcher

@@ -105,3 +105,29 @@ def test_registry_home_moves_state(tmp_path, monkeypatch):
     assert paths.database_url() == f"sqlite:///{tmp_path / 'elsewhere' / 'registry.db'}"
     Store().add_artifact(family="f", format="ggufv2", quantization="Q8_0", path="/p", sha256="0" * 64, size_bytes=1)
     assert (tmp_path / "elsewhere" / "registry.db").exists()
+
+
+def test_stdlib_read_path_gives_the_store_rows(registry_home, monkeypatch):
+    # registry.sqlite_read answers the launcher's artifact look-up without SQLAlchemy: same rows, same fields.
+    from dataclasses import asdict, fields
+
+    from registry import sqlite_read
+    from registry.store import Artifact
+
+    assert [f.name for f in fields(sqlite_read.ArtifactRow)] == list(sqlite_read.COLUMNS)
+    assert set(sqlite_read.COLUMNS) == set(Artifact.model_fields)
+    assert sqlite_read.artifacts("glm4-chat-1m", "ggufv2") == []  # no database yet: none created either
+    assert not (registry_home / "registry.db").exists()
+    s = Store()
+    for fam, fmt, path in [("glm4-chat-1m", "ggufv2", "/x/a.gguf"), ("glm-4.6", "ggufv2", "/x/b.gguf"),
+                           ("glm4-chat-1m", "pytorch", "/x/c"), ("glm4-chat-1m", "ggufv2", "/x/d.gguf")]:
+        s.add_artifact(family=fam, format=fmt, quantization="Q4_K_M", path=path, sha256="ab" * 32,
+                       size_bytes=5 * 2**40, parent="THUDM/glm-4-9b-chat-1m",
+                       recipe={"quant": "Q4_K_M", "from": "F16"}, report={"kl": [0.1, 0.2]})
+    got = sqlite_read.artifacts("glm4-chat-1m", "ggufv2")
+    want = s.artifacts(family="glm4-chat-1m", format="ggufv2")
+    assert [g.path for g in got] == ["/x/a.gguf", "/x/d.gguf"]
+    assert [asdict(g) for g in got] == [w.model_dump() for w in want]
+    # Another database: the Store answers, not this module.
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{registry_home / 'other.db'}")
+    assert sqlite_read.artifacts("glm4-chat-1m", "ggufv2") is None

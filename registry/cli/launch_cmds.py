@@ -51,7 +51,9 @@ def launch(
         else:
             _show_plan(p)
         return
-    dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_)
+    from .. import prestart
+
+    dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_, prestarted=prestart.claim())
     if json_:
         _print_json({**dep.model_dump(), "address": launcher.address(dep)})
         return

@@ -17,9 +17,13 @@ def rows(resolved) -> list:
     """Artifact rows of this family/format/quantization, newest first (none without a database)."""
     if not paths.has_database():
         return []  # nothing recorded yet; don't create a database for a look-up
-    from ..store import Store
+    from ..sqlite_read import artifacts
 
-    found = Store().artifacts(family=resolved.family.name, format=resolved.spec.format)
+    found = artifacts(resolved.family.name, resolved.spec.format)
+    if found is None:  # not the default SQLite database
+        from ..store import Store
+
+        found = Store().artifacts(family=resolved.family.name, format=resolved.spec.format)
     return [r for r in reversed(found) if r.quantization in quant_names(resolved)]
 
 

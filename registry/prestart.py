@@ -1,0 +1,151 @@
+"""Start an engine's Python server process early, while the registry is still planning the launch.
+
+A Python inference server spends most of its start-up importing its framework (llama-cpp-python's
+server: ~0.45 s of a ~0.5 s start for a small model). `registry launch` spends about as long
+importing the catalog, reading the store and estimating memory before it knows the server's argv.
+Done one after the other that doubles the wait; so `registry launch` spawns the interpreter first
+(`python -m registry.prestart MODULE`), which imports MODULE's __main__ and then blocks on stdin.
+When the plan is ready, the registry sends the real argv (the engine's own `python -m MODULE ...`
+command, which is what gets recorded) and the process runs MODULE as __main__ with it. If the plan
+goes elsewhere (another engine, an error, --dry-run), stdin is closed and the process exits
+without output: nothing is started that the user did not ask for.
+
+Stdlib only, and little of it at module level: the waiting interpreter imports this module before
+it starts on the server's imports, and the registry imports it before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# The llama.cpp engine's server module (registry/engines/llamacpp.py builds `python -m` this).
+LLAMA_CPP_SERVER = "llama_cpp.server"
+
+
+def _option(argv: list[str], *names: str) -> str | None:
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def guess(argv: list[str]) -> str | None:
+    """The server module a `registry launch ...` command line will most likely run, or None.
+
+    Only the llama.cpp path is guessed: a GGUF build (or --engine llama.cpp) on this machine, one
+    node. A wrong guess costs an interpreter that exits at once; a missed one costs only the overlap.
+    """
+    if len(argv) < 2 or argv[1] != "launch" or os.environ.get("REGISTRY_NO_PRESTART"):
+        return None
+    if any(a in ("--dry-run", "--help", "-h") or a.startswith("--hardware") for a in argv[2:]):
+        return None
+    if (_option(argv, "--nodes") or "1") != "1":
+        return None
+    engine = _option(argv, "--engine", "-e")
+    if engine not in (None, "llama.cpp") or (engine is None and _option(argv, "--format", "-f") != "ggufv2"):
+        return None
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("llama_cpp") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    return LLAMA_CPP_SERVER
+
+
+class Prestarted:
+    """A server interpreter waiting on stdin for its argv."""
+
+    def __init__(self, module: str, log_dir):
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        self.module = module
+        fd, name = tempfile.mkstemp(prefix=".prestart-", suffix=".log", dir=log_dir)
+        self.log_path = Path(name)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", __name__, module], stdin=subprocess.PIPE, stdout=fd,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            os.close(fd)
+
+    def matches(self, argv: list[str], env: dict) -> bool:
+        """Whether this process can run `argv`: the same interpreter and module, no environment of its own
+        (variables a framework reads at import time would come too late)."""
+        return argv[:3] == [sys.executable, "-m", self.module] and not env and self.proc.poll() is None
+
+    def run(self, argv: list[str], log_path):
+        """Hand over the argv; the log collected so far moves to log_path. Raises OSError if the process
+        is gone (the caller then starts the command the ordinary way)."""
+        os.replace(self.log_path, log_path)
+        self.log_path = log_path
+        self.proc.stdin.write((json.dumps({"argv": argv[3:]}) + "\n").encode())
+        self.proc.stdin.close()
+        return self.proc
+
+    def cancel(self) -> None:
+        try:
+            self.proc.stdin.close()  # EOF: the child exits without running anything
+        except OSError:
+            pass
+        import subprocess
+
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_path.unlink(missing_ok=True)
+
+
+_pending: Prestarted | None = None
+
+
+def start(argv: list[str]) -> None:
+    """Called first thing by the CLI: prestart the server a launch command line will need."""
+    global _pending
+    module = guess(argv)
+    if module is None:
+        return
+    try:
+        from . import paths
+
+        _pending = Prestarted(module, paths.logs_dir())
+    except OSError:
+        _pending = None  # no prestart: the launch starts the server the ordinary way
+
+
+def claim() -> Prestarted | None:
+    """The prestarted process, once (the launcher takes it, or cancels it)."""
+    global _pending
+    p, _pending = _pending, None
+    return p
+
+
+def _main(module: str) -> None:
+    import importlib
+    import runpy
+
+    # Import the server's modules now; its __main__ is dropped again so that runpy executes it fresh.
+    importlib.import_module(module + ".__main__")
+    sys.modules.pop(module + ".__main__", None)
+    line = sys.stdin.readline()
+    if not line:
+        return  # the registry chose otherwise or stopped: nothing to run
+    req = json.loads(line)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # as a server started with stdin from /dev/null
+    os.close(null)
+    sys.argv = [module, *req["argv"]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])
