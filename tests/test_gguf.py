@@ -373,3 +373,20 @@ def test_split_build_is_found_as_a_local_artifact(tiny_checkpoint, tmp_path):
     parts[-1].unlink()
     r = run_cli("pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q8_0", "--offline", "--json")
     assert r.returncode == 1 and "offline" in r.stderr.lower()
+
+
+def test_bf16_to_f16_table_equals_numpys_cast_for_every_bit_pattern():
+    # The F16 writer maps bf16 through a table (converters/gguf/writer.py); every one of the 65536
+    # patterns must come out as numpy's float32 -> float16 cast gives it (rounding, inf, signed zero, NaN).
+    import numpy as np
+
+    from converters.gguf.writer import bf16_to_f16
+
+    every = np.arange(1 << 16, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        want = (every << 16).view(np.float32).astype(np.float16)
+    got = bf16_to_f16(every.astype(np.uint16).reshape(256, 256)).reshape(-1)
+    assert got.dtype == np.float16
+    nan = np.isnan(want)
+    assert np.array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan]) and np.isnan(got[nan]).all()
+    assert np.isinf(got[every == 0x4780]).all() and got[every == 0x3F80][0] == 1.0  # 65536 -> inf; 1.0 stays 1.0

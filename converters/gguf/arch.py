@@ -36,6 +36,9 @@ class OutTensor:
     chunks: Callable[..., Iterator["np.ndarray"]]  # noqa: F821  (raw=True: blocks as stored, see src_dtype)
     keep_f32: bool = False
     src_dtype: str | None = None  # safetensors dtype of every source, when chunks(raw=True) is supported
+    # The raw bytes as (file, offset, length) ranges in order, when they are whole source tensors laid end
+    # to end (a rename, rows concatenated, experts stacked): the writer can then copy them in the kernel.
+    spans: Callable[[], list[tuple]] | None = None
 
 
 # Renames shared by the HF-format GLM checkpoints (GlmForCausalLM and later).
@@ -136,7 +139,7 @@ class GlmArch:
     def plain(self, hf_name: str, gguf_name: str) -> OutTensor:
         ref = self.ck.ref(hf_name)
         return OutTensor(gguf_name, ref.shape, lambda raw=False: self.ck.blocks(hf_name, raw=raw),
-                         keep_f32=len(ref.shape) == 1, src_dtype=ref.dtype)
+                         keep_f32=len(ref.shape) == 1, src_dtype=ref.dtype, spans=lambda: [self.ck.span(hf_name)])
 
     def concat_rows(self, gguf_name: str, hf_names: list[str], keep_f32: bool = False) -> OutTensor:
         """Tensors stacked along their first axis (fused QKV) or as a new leading axis (experts)."""
@@ -147,7 +150,7 @@ class GlmArch:
         shape = (sum(r.shape[0] for r in refs),) + tail
         return OutTensor(gguf_name, shape,
                          lambda raw=False: itertools.chain.from_iterable(self.ck.blocks(n, raw=raw) for n in hf_names),
-                         keep_f32, _common_dtype(refs))
+                         keep_f32, _common_dtype(refs), lambda: [self.ck.span(n) for n in hf_names])
 
     def stack(self, gguf_name: str, hf_names: list[str]) -> OutTensor:
         refs = [self.ck.ref(n) for n in hf_names]
@@ -155,7 +158,7 @@ class GlmArch:
             raise CheckpointError(f"cannot stack {hf_names[0]} .. {hf_names[-1]}: their shapes differ")
         return OutTensor(gguf_name, (len(refs),) + refs[0].shape,
                          lambda raw=False: itertools.chain.from_iterable(self.ck.blocks(n, raw=raw) for n in hf_names),
-                         src_dtype=_common_dtype(refs))
+                         src_dtype=_common_dtype(refs), spans=lambda: [self.ck.span(n) for n in hf_names])
 
 
 def stack_experts(arch: GlmArch, name: str, n_experts: int) -> list[OutTensor] | None:

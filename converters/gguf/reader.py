@@ -141,6 +141,11 @@ class Checkpoint:
     def has(self, name: str) -> bool:
         return name in self.tensors
 
+    def span(self, name: str) -> tuple[Path, int, int]:
+        """Where tensor `name`'s bytes lie: (file, offset, length), for copies that bypass Python."""
+        ref = self.ref(name)
+        return ref.path, ref.offset, ref.nbytes
+
     def blocks(self, name: str, row_slice: tuple[int, int] | None = None, raw: bool = False) -> Iterator["np.ndarray"]:  # noqa: F821
         """Rows of tensor `name` as float32 blocks (2-D: rows x last dim), memory-mapped one block at a time.
 

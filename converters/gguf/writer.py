@@ -31,6 +31,9 @@ class _Stream:
         # Source already in the output type (bf16 -> BF16, f16 -> F16, f32 -> F32): copy the bytes.
         Q = gguf.GGMLQuantizationType
         self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
+        # bf16 -> F16 (the usual conversion of a GLM checkpoint) maps each 16-bit pattern through a table
+        # instead of widening to float32 and casting back: ~5x faster than numpy's float32 -> float16.
+        self.bf16_to_f16 = t.src_dtype == "BF16" and qtype == Q.F16
 
     def convert(self, block):
         import gguf
@@ -38,6 +41,8 @@ class _Stream:
 
         if self.raw:
             return block
+        if self.bf16_to_f16:
+            return bf16_to_f16(block)
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self.qtype == gguf.GGMLQuantizationType.F32:
             return block
@@ -46,6 +51,8 @@ class _Stream:
         return gguf.quants.quantize(block.reshape(-1, self.t.shape[-1]), self.qtype)
 
     def tofile(self, fp) -> None:
+        if self.raw and self.t.spans is not None:
+            return self._copy(fp)
         # Convert the next block on a worker thread while this one is written (numpy releases the
         # GIL); at most PREFETCH blocks are in flight, so memory stays bounded.
         from collections import deque
@@ -60,7 +67,7 @@ class _Stream:
             written += data.nbytes
             self.on_bytes(data.nbytes)
 
-        for block in (self.t.chunks(raw=True) if self.raw else self.t.chunks()):
+        for block in (self.t.chunks(raw=True) if self.raw or self.bf16_to_f16 else self.t.chunks()):
             pending.append(_pool().submit(self.convert, block))
             if len(pending) > PREFETCH:
                 drain_one()
@@ -70,8 +77,48 @@ class _Stream:
             raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
 
 
+    def _copy(self, fp) -> None:
+        """Source bytes that pass through unchanged go file to file in the kernel (copy_file_range),
+        never through Python's memory."""
+        fp.flush()
+        out = fp.fileno()
+        written = 0
+        for path, offset, length in self.t.spans():
+            with open(path, "rb") as src:
+                end = offset + length
+                while offset < end:
+                    n = os.copy_file_range(src.fileno(), out, min(end - offset, 1 << 30), offset)
+                    if n == 0:
+                        raise RegistryError(f"{path}: ended while copying {self.t.name}; the checkpoint changed meanwhile?")
+                    offset += n
+                    written += n
+                    self.on_bytes(n)
+        fp.seek(os.lseek(out, 0, os.SEEK_CUR))  # the buffered file object learns the position the kernel moved
+        if written != self.nbytes:
+            raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
+
+
 PREFETCH = 2
 _POOL = None
+_BF16_F16 = None
+_SUB = 1 << 16  # elements per table look-up: numpy widens the indices to intp, so keep that temporary small
+
+
+def bf16_to_f16(bits: "np.ndarray") -> "np.ndarray":  # noqa: F821
+    """bf16 bit patterns (uint16) -> float16, exactly as numpy's float32 -> float16 cast rounds
+    (to nearest even; overflow to inf; NaN stays NaN), through a 65536-entry table built by that cast."""
+    import numpy as np
+
+    global _BF16_F16
+    if _BF16_F16 is None:
+        every = np.arange(1 << 16, dtype=np.uint32)
+        with np.errstate(over="ignore"):  # bf16 beyond float16's range becomes inf, as intended
+            _BF16_F16 = (every << 16).view(np.float32).astype(np.float16)
+    flat = np.ascontiguousarray(bits).reshape(-1)
+    out = np.empty(flat.shape, np.float16)
+    for a in range(0, flat.size, _SUB):
+        np.take(_BF16_F16, flat[a:a + _SUB], out=out[a:a + _SUB])
+    return out.reshape(bits.shape)
 
 
 def _pool():
