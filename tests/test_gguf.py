@@ -273,6 +273,24 @@ def test_bad_checkpoint_gives_clear_error_and_no_file(damage, message, tiny_chec
     _no_trace(out_dir, out_dir / "m.gguf")
 
 
+def test_glm5_config_that_does_not_match_the_weights_is_a_clear_error(tiny_checkpoint, tmp_path):
+    from converters.gguf import convert
+    from converters.gguf.reader import CheckpointError
+
+    src = _copy(tiny_checkpoint("glm-dsa"), tmp_path / "src")
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["v_head_dim"] //= 2  # kv_b_proj's rows no longer add up to heads x (nope + v)
+    (src / "config.json").write_text(json.dumps(cfg))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(CheckpointError) as e:
+        convert(src, out_dir / "m.gguf")
+    msg = str(e.value)
+    assert "kv_b_proj" in msg and f"v_head_dim {cfg['v_head_dim']}" in msg and "config.json" in msg
+    assert "use the config.json that came with the checkpoint" in msg
+    _no_trace(out_dir, out_dir / "m.gguf")
+
+
 def test_output_problems(tiny_checkpoint, tmp_path):
     from converters.gguf import convert
     from registry.errors import RegistryError
