@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ CHILD = """
 import re, sys, time
 from pathlib import Path
 mode, src, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-import numpy, gguf, llama_cpp
+import numpy, gguf, llama_cpp  # in every mode: "import" is the baseline RSS of interpreter + imports
 from converters.gguf.core import convert
 from converters.gguf.quantize import quantize
 t = time.perf_counter()
@@ -81,7 +80,6 @@ def main() -> None:
     from converters.gguf.reader import Checkpoint
 
     largest = max(r.nbytes for r in Checkpoint(src).tensors.values())
-    largest_f32 = largest * 2  # bf16 source, float32 working copy
 
     copy_dir = work / "copy"
     shutil.rmtree(copy_dir, ignore_errors=True)

@@ -68,14 +68,6 @@ from . import tiny_tokenizer as tt
 
 ARCHS = ("glm", "chatglm", "glm4", "glm4moe", "glm-dsa")
 
-ARCH_CLASS = {
-    "glm": "GlmForCausalLM",
-    "chatglm": "ChatGLMModel",
-    "glm4": "Glm4ForCausalLM",
-    "glm4moe": "Glm4MoeForCausalLM",
-    "glm-dsa": "GlmMoeDsaForCausalLM",
-}
-
 # Options that are not config keys.
 _OPTIONS = {"dtype": "bfloat16", "mtp_shared_tensors": False, "shards": 3}
 
@@ -230,7 +222,7 @@ def _torch_dtype(name: str):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def _make_model(arch: str, cfg: dict[str, Any], seed: int, dtype: str, n_extra_layers: int):
+def _make_model(cfg: dict[str, Any], seed: int, dtype: str, n_extra_layers: int):
     """The transformers model with `n_extra_layers` more layers (the MTP layers), randomly
     initialized, 1-D weights perturbed, values rounded to `dtype` (kept in float32)."""
     import torch
@@ -260,7 +252,7 @@ def _make_model(arch: str, cfg: dict[str, Any], seed: int, dtype: str, n_extra_l
         for name, t in model.state_dict().items():
             if t.is_floating_point() and not name.endswith("e_score_correction_bias"):
                 t.copy_(t.to(target).to(torch.float32))
-    return model, config
+    return model
 
 
 def _hub_state_dict(model) -> dict[str, Any]:
@@ -327,7 +319,7 @@ def _build(arch: str, seed: int, overrides: dict[str, Any]):
         base = arch
     cfg = _hub_config(base, cfg_over)
     n_mtp = int(cfg.get("num_nextn_predict_layers", 0))
-    model, _config = _make_model(base, cfg, seed, opts["dtype"], n_mtp)
+    model = _make_model(cfg, seed, opts["dtype"], n_mtp)
     sd = _hub_state_dict(model)
     if n_mtp:
         sd.update(_mtp_extras(cfg, seed, opts["dtype"], bool(opts["mtp_shared_tensors"])))
@@ -473,7 +465,7 @@ def _generation_config(cfg: dict[str, Any], arch: str) -> dict[str, Any]:
     return dict(sorted(gen.items()))
 
 
-def _write_tokenizer(dest: Path, arch: str, cfg: dict[str, Any]) -> None:
+def _write_tokenizer(dest: Path, arch: str) -> None:
     if arch == "chatglm":
         tt.write_chatglm_tokenizer(dest, model_max_length=128000)
     elif arch == "glm":
@@ -503,7 +495,7 @@ def _write_dir(dest: Path, arch: str, cfg: dict[str, Any], sd: dict[str, Any], o
             cfg["dtype"] = opts["dtype"]
         _write_json(tmp / "config.json", cfg)
         _write_json(tmp / "generation_config.json", _generation_config(cfg, arch))
-        _write_tokenizer(tmp, arch, cfg)
+        _write_tokenizer(tmp, arch)
         if dest.exists():
             dest.rmdir()
         os.replace(tmp, dest)

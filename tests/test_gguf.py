@@ -174,6 +174,39 @@ def test_split_output_loads(tiny_checkpoint, tiny_gguf, tmp_path):
     assert [f.name for f in q] == [f"glm4.Q4_K_M-{i:05d}-of-{len(files):05d}.gguf" for i in range(1, len(files) + 1)]
     assert np.array_equal(gguf_logits(q[0]), gguf_logits(tiny_gguf("glm4", "Q4_K_M")))
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    from registry.errors import RegistryError
+
+    kept = [f.read_bytes() for f in q]
+    with pytest.raises(RegistryError, match="split build of glm4.Q4_K_M.gguf"):  # would replace every part
+        quantize_files(files[0], tmp_path / "glm4.Q4_K_M.gguf", "Q4_K")
+    assert [f.read_bytes() for f in q] == kept
+
+
+def test_quantize_refuses_an_output_whose_split_parts_exist(tiny_gguf, tmp_path):
+    from converters.gguf.quantize import quantize_files
+    from registry.errors import RegistryError
+
+    part = tmp_path / "m.Q4_K_M-00001-of-00002.gguf"
+    part.write_text("keep me")
+    with pytest.raises(RegistryError, match="split build of m.Q4_K_M.gguf.*already exists"):
+        quantize_files(tiny_gguf("glm4"), tmp_path / "m.Q4_K_M.gguf", "Q4_K")
+    assert [p.name for p in tmp_path.iterdir()] == [part.name] and part.read_text() == "keep me"
+
+
+def test_convert_stops_before_the_first_pass_when_a_split_part_of_a_target_exists(tiny_checkpoint, tmp_path):
+    from converters.gguf import run_convert
+    from converters.options import ConvertRequest
+    from registry.errors import RegistryError
+
+    out = tmp_path / "builds"
+    out.mkdir()
+    part = out / "glm4-chat-1m.Q4_K_M-00001-of-00002.gguf"
+    part.write_text("keep me")
+    req = ConvertRequest(family="glm4-chat-1m", source=tiny_checkpoint("chatglm"), to="ggufv2", quant="Q4_K",
+                         out=out, progress=False, say=lambda m: None)
+    with pytest.raises(RegistryError, match="split build of glm4-chat-1m.Q4_K_M.gguf"):
+        run_convert(req)
+    assert [p.name for p in out.iterdir()] == [part.name]  # no F16 pass was written
 
 
 def test_cli_convert_records_artifact(tiny_checkpoint, tmp_path):
@@ -270,6 +303,24 @@ def test_bad_checkpoint_gives_clear_error_and_no_file(damage, message, tiny_chec
     out_dir.mkdir()
     with pytest.raises(RegistryError, match=message):
         convert(src, out_dir / "m.gguf")
+    _no_trace(out_dir, out_dir / "m.gguf")
+
+
+def test_glm5_config_that_does_not_match_the_weights_is_a_clear_error(tiny_checkpoint, tmp_path):
+    from converters.gguf import convert
+    from converters.gguf.reader import CheckpointError
+
+    src = _copy(tiny_checkpoint("glm-dsa"), tmp_path / "src")
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["v_head_dim"] //= 2  # kv_b_proj's rows no longer add up to heads x (nope + v)
+    (src / "config.json").write_text(json.dumps(cfg))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(CheckpointError) as e:
+        convert(src, out_dir / "m.gguf")
+    msg = str(e.value)
+    assert "kv_b_proj" in msg and f"v_head_dim {cfg['v_head_dim']}" in msg and "config.json" in msg
+    assert "use the config.json that came with the checkpoint" in msg
     _no_trace(out_dir, out_dir / "m.gguf")
 
 

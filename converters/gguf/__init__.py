@@ -1,7 +1,9 @@
 """GGUF converter: HF GLM checkpoints -> GGUF F16/BF16/Q8_0, then K-quants through libllama.
 
-Public: convert(), quantize(), quality_report(), run_convert() (what `registry convert --to ggufv2`
-calls). Heavy imports (numpy, gguf, llama_cpp) happen inside the functions.
+Public: convert(), quality_report(), run_convert() (what `registry convert --to ggufv2`
+calls); quantize() is converters.gguf.quantize.quantize (a wrapper here would be replaced by the
+submodule of the same name as soon as that is imported). Heavy imports (numpy, gguf, llama_cpp)
+happen inside the functions.
 """
 
 from __future__ import annotations
@@ -11,12 +13,6 @@ def convert(*args, **kwargs):
     from .core import convert as _convert
 
     return _convert(*args, **kwargs)
-
-
-def quantize(*args, **kwargs):
-    from .quantize import quantize as _quantize
-
-    return _quantize(*args, **kwargs)
 
 
 def quality_report(*args, **kwargs):

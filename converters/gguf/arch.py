@@ -19,7 +19,6 @@ ARCHS: dict[str, type["GlmArch"]] = {}
 
 def register(*hf_classes: str):
     def deco(cls: type["GlmArch"]) -> type["GlmArch"]:
-        cls.hf_classes = hf_classes
         for c in hf_classes:
             ARCHS[c] = cls
         return cls
@@ -64,10 +63,8 @@ def layer_of(name: str) -> int | None:
 
 class GlmArch:
     gguf_arch: str = ""
-    hf_classes: tuple[str, ...] = ()
     renames: list[tuple[str, str]] = []
     skip: tuple[str, ...] = ()  # regexes of HF tensors that have no GGUF counterpart
-    vocab_style = "hf"  # "hf" (tokenizer.json) or "tiktoken" (ChatGLM's tokenizer.model)
 
     def __init__(self, ck: Checkpoint, keep_mtp: bool = False):
         self.ck = ck

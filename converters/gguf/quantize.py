@@ -35,20 +35,19 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     """
     import ctypes
     import logging
-    import re
 
     import llama_cpp
 
+    from registry.hub.integrity import split_parts
+
+    from .core import prepare_out
     from .writer import final_names
 
     q = llama_quant_name(quant)
-    out, src = Path(out), Path(src_gguf)
-    if out.exists():
-        raise RegistryError(f"{out} already exists; remove it or choose another --out")
+    out, src = prepare_out(out), Path(src_gguf)  # refuses `out` and its split parts alike
     if not src.is_file():
         raise RegistryError(f"{src} does not exist; convert the checkpoint to F16 GGUF first")
-    m = re.search(r"-00001-of-(\d{5})\.gguf$", src.name)
-    n_split = int(m.group(1)) if m else 1
+    n_split = len(split_parts(src))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{q}")
     params.nthread = nthread or os.cpu_count() or 1

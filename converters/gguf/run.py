@@ -65,7 +65,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
 
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
-    from .core import convert_files
+    from .core import convert_files, prepare_out
     from .quantize import quantize_files
     from .writer import sha256_of
 
@@ -77,8 +77,8 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     base = fam.name
     first_path, outs = _paths(req, base, quants, first)
     for q, p in outs.items():
-        if q != first and p.exists():
-            raise RegistryError(f"{p} already exists; remove it or choose another --out")
+        if q != first:
+            prepare_out(p)  # before the first pass: an existing build (or split part) of any level stops the run
     recipe = {"tool": "glm-registry", "converter": "gguf", "first_pass": first, "keep_mtp": req.keep_mtp,
               "split_max_size": req.split_max_size, "source": str(req.source)}
     results: list[ConvertResult] = []

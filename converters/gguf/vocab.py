@@ -24,8 +24,6 @@ CHATGLM_SPECIALS = ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<
                     "<|begin_of_video|>", "<|end_of_video|>"]
 
 
-
-
 def to_unicode(b: bytes) -> str:
     t = byte_chars()
     return "".join(t[x] for x in b)

@@ -18,7 +18,6 @@ class ChatGLM(GlmArch):
 
     def __init__(self, ck, keep_mtp=False):
         self.hub_layout = "transformer.embedding.word_embeddings.weight" in ck.tensors
-        self.vocab_style = "tiktoken" if self.hub_layout else "hf"
         self.renames = (
             [
                 (r"transformer\.embedding\.word_embeddings", "TOKEN_EMBD"),

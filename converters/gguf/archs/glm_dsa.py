@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import re
 
-from ..arch import HF_COMMON, GlmArch, OutTensor, exp_probs_b, register, stack_experts
-from .glm4moe import MOE_RENAMES, write_moe
+from ..arch import HF_COMMON, OutTensor, register
+from ..reader import CheckpointError
+from .glm4moe import MOE_RENAMES, Glm4Moe, write_moe
 
 
 @register("GlmMoeDsaForCausalLM")
-class GlmDsa(GlmArch):
+class GlmDsa(Glm4Moe):
+    """glm4moe's MoE, experts, router and MTP handling; MLA attention and the indexer are what differ."""
+
     gguf_arch = "glm-dsa"
-    pre_tokenizer = "glm4"
-    skip = (r"rotary_emb\.inv_freq$",)
+    # Restated whole rather than extended: post_attention_layernorm is FFN_NORM here, ATTN_POST_NORM in glm4moe.
     renames = HF_COMMON + MOE_RENAMES + [
         (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
         (r"model\.layers\.(\d+)\.self_attn\.q_a_proj", "ATTN_Q_A"),
@@ -55,16 +57,14 @@ class GlmDsa(GlmArch):
         write_moe(self, w)
 
     def special(self, name):
-        if name.endswith("mlp.gate.e_score_correction_bias"):
-            return [exp_probs_b(self, name)]
         m = re.match(r"model\.layers\.(\d+)\.self_attn\.kv_b_proj\.weight$", name)
         if m:
             return self.split_kv_b(int(m.group(1)), name)
-        return stack_experts(self, name, int(self.ck.cfg("n_routed_experts")))
+        return super().special(name)
 
     def plain(self, hf_name, gguf_name):
         t = super().plain(hf_name, gguf_name)
-        t.keep_f32 = t.keep_f32 or ".ffn_gate_inp." in gguf_name or ".indexer.proj." in gguf_name
+        t.keep_f32 = t.keep_f32 or ".indexer.proj." in gguf_name  # the indexer's head weights stay exact too
         return t
 
     def split_kv_b(self, bid: int, name: str) -> list[OutTensor]:
@@ -72,8 +72,13 @@ class GlmDsa(GlmArch):
         ck = self.ck
         n_head, nope, v = ck.cfg("num_attention_heads"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
         rank = ck.cfg("kv_lora_rank")
-        if ck.ref(name).shape != (n_head * (nope + v), rank):
-            raise ValueError(f"{name} has shape {ck.ref(name).shape}, config implies {(n_head * (nope + v), rank)}")
+        want = (n_head * (nope + v), rank)
+        if ck.ref(name).shape != want:
+            raise CheckpointError(
+                f"{name} has shape {ck.ref(name).shape}, but {ck.dir / 'config.json'} implies {want} "
+                f"(num_attention_heads {n_head} x (qk_nope_head_dim {nope} + v_head_dim {v}), kv_lora_rank {rank}); "
+                f"config.json does not describe these weights: use the config.json that came with the checkpoint"
+            )
 
         def k_b():
             for h in range(n_head):
