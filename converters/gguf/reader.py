@@ -168,13 +168,6 @@ class Checkpoint:
                 # bf16 is the top half of a float32: widen with one shift into a fresh buffer.
                 block = np.left_shift(mm, np.uint32(16), out=np.empty(mm.shape, np.uint32)).view(np.float32)
             else:
-                block = np.asarray(mm, dtype=np.float32).copy() if mm.dtype != np.float32 else np.array(mm)
+                block = np.array(mm, dtype=np.float32)  # one copy out of the mapping (widened if float16)
             del mm  # unmap now: resident pages of the source go with it
             yield block
-
-    def load(self, name: str) -> "np.ndarray":  # noqa: F821
-        """A whole (small) tensor as float32 in its own shape."""
-        import numpy as np
-
-        ref = self.ref(name)
-        return np.concatenate(list(self.blocks(name)), axis=0).reshape(ref.shape)
