@@ -10,7 +10,7 @@ from pathlib import Path
 from . import paths
 from .errors import NotFoundError, SpecError, not_found
 from .loader import format_validation_error, read_spec_file
-from .schema import ENGINES, GGUF_ALIASES, QUANTS_BY_FORMAT, Family, Spec
+from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class HubFiles:
 
     @property
     def url(self) -> str:
-        base = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}[self.hub]
-        return base + self.model_id
+        return HUB_URLS[self.hub] + self.model_id
 
 
 @dataclass(frozen=True)
