@@ -61,12 +61,7 @@ def record(resolved, path: Path, parent: str, digest: str | None = None):
     from ..store import Store
 
     if path.is_dir():
-        known = {}
-        for f in path.rglob("*"):
-            addr = content_address(f) if f.is_file() else None
-            if addr and addr[0] == "sha256":
-                known[f.relative_to(path).as_posix()] = addr[1]
-        digest, size = tree_sha256(path, known)
+        digest, size = tree_sha256(path, blob_names=True)  # a cache snapshot's LFS files are not re-read
     else:
         if digest is None:
             addr = content_address(path)
