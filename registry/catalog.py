@@ -10,7 +10,7 @@ from pathlib import Path
 from . import paths
 from .errors import NotFoundError, SpecError, not_found
 from .loader import format_validation_error, read_spec_file
-from .schema import ENGINES, GGUF_ALIASES, QUANTS_BY_FORMAT, Family, Spec
+from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class HubFiles:
 
     @property
     def url(self) -> str:
-        base = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}[self.hub]
-        return base + self.model_id
+        return HUB_URLS[self.hub] + self.model_id
 
 
 @dataclass(frozen=True)
@@ -150,10 +149,10 @@ class Catalog:
                 continue
             specs = [s for s in fam.specs if not format or s.format == format]
             if quant:
-                specs = [s for s in specs if _spec_quant(s, quant) is not None]
+                specs = [s for s in specs if spec_quant(s, quant) is not None]
             if engine:
                 # with a quant, the engine must serve that quant (seed 004: vLLM only for 'none')
-                specs = [s for s in specs if engine in (s.engines_for(_spec_quant(s, quant)) if quant else s.engines)]
+                specs = [s for s in specs if engine in (s.engines_for(spec_quant(s, quant)) if quant else s.engines)]
             if specs:
                 out.append(fam)
         return out
@@ -174,34 +173,40 @@ class Catalog:
         return out
 
     def resolve(self, name: str, format: str, quant: str, size: float | None = None) -> Resolved:
+        """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest."""
         fam = self.get(name)
         specs = [s for s in fam.specs if s.format == format]
         if not specs:
-            raise not_found("format", format, fam.formats(), f"family {name} has: {', '.join(fam.formats())}")
+            raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
         if size is not None:
             sized = [s for s in specs if s.size_in_billions == size]
             if not sized:
                 sizes = ", ".join(s.size_label for s in specs)
                 raise NotFoundError(f"family {name} has no {format} spec of {size:g}B; sizes: {sizes}")
             specs = sized
-        matches = [s for s in specs if _spec_quant(s, quant) is not None]
+        matches = [s for s in specs if spec_quant(s, quant) is not None]
         if not matches:
-            have = ", ".join(q for s in specs for q in s.quantizations)
-            raise NotFoundError(f"{name} {format} has no quantization {quant!r}; it has: {have}")
+            have = list(dict.fromkeys(q for s in specs for q in s.quantizations))
+            raise not_found("quantization", quant, have, f"{name} {format} has: {', '.join(have)}")
         if len(matches) > 1:
             sizes = ", ".join(s.size_label for s in matches)
             raise NotFoundError(f"{name} {format} {quant} exists in sizes {sizes}; pass a size")
         spec = matches[0]
-        q = _spec_quant(spec, quant)
+        q = spec_quant(spec, quant)
         assert q is not None
-        hubs = {
-            hub: HubFiles(hub, src.model_id, src.revision_for(q), src.files_for(q))
-            for hub, src in spec.hubs.items()
-        }
-        return Resolved(fam, spec, q, spec.canonical_quant(q), hubs, spec.engines_for(q))
+        return resolved_build(fam, spec, q)
 
 
-def _spec_quant(spec: Spec, quant: str) -> str | None:
+def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:
+    """One spec's build of `quant` (the spec's own spelling) with its hub objects."""
+    hubs = {
+        hub: HubFiles(hub, src.model_id, src.revision_for(quant), src.files_for(quant))
+        for hub, src in spec.hubs.items()
+    }
+    return Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))
+
+
+def spec_quant(spec: Spec, quant: str) -> str | None:
     """The spec's own name for `quant`, accepting either side of the GGUF aliases (Q4_K / Q4_K_M)."""
     if quant in spec.quantizations:
         return quant

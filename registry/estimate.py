@@ -176,17 +176,21 @@ def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: 
     chatglm GGUFs (n_ctx 512): llama.cpp's log says "CPU compute buffer size = 24.51 MiB" (8 heads,
     hidden 1024) and 24.01 MiB (16 heads); this formula gives 19.5 and 24.5 MiB.
     """
-    ub = n_ubatch or n_batch
     kvb = KV_BYTES[kv_dtype]
     kv = int(2 * info.layers * info.kv_heads * info.head_dim * n_ctx * kvb)
+    overhead, notes = _llamacpp_buffers(info.vocab, info.embd, info.ff, info.heads, n_ctx, n_ubatch or n_batch)
+    return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=overhead,
+                    weights_source="GGUF header (tensor data bytes)", notes=notes)
+
+
+def _llamacpp_buffers(vocab: int, embd: int, ff: int, heads: int, n_ctx: int, ub: int) -> tuple[int, list[str]]:
+    """llama.cpp's compute, output and scores buffers (bytes), from the header's shapes or the spec's."""
     # The attention scores (n_ubatch x n_ctx per head, flash attention being off by default) and the FFN
     # activations are not live at once: the allocator reuses one region for the larger of the two.
-    compute = 4 * ub * (info.vocab + 4 * info.embd + max(2 * info.ff, n_ctx * info.heads))
-    output = 4 * info.vocab
-    scores_row = 4 * info.vocab
-    return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=compute + output + scores_row,
-                    weights_source="GGUF header (tensor data bytes)",
-                    notes=[f"compute buffer ~{compute / 2**20:.1f} MiB for n_ubatch {ub}"])
+    compute = 4 * ub * (vocab + 4 * embd + max(2 * ff, n_ctx * heads))
+    output = 4 * vocab
+    scores_row = 4 * vocab
+    return compute + output + scores_row, [f"compute buffer ~{compute / 2**20:.1f} MiB for n_ubatch {ub}"]
 
 
 def engine_estimate(family, spec, quant: str, engine: str, context: int | None = None, gpus: int = 0,
@@ -201,11 +205,11 @@ def engine_estimate(family, spec, quant: str, engine: str, context: int | None =
         return llamacpp_estimate(gguf_info(gguf_path), ctx, kv_dtype=kv_dtype)
     base = estimate(family, spec, quant, ctx, kv_dtype)
     if engine == "llama.cpp":
-        # No file yet: the spec's shapes stand in for the header's.
+        # No file yet: the spec's shapes stand in for the header's (its KV formula covers MLA too).
         a = family.architecture
-        compute = 4 * 512 * (a.vocab_size + 4 * a.hidden_size
-                             + max(2 * (a.intermediate_size or 4 * a.hidden_size), ctx * a.attention_heads))
-        return Estimate(base.weights, base.kv_cache, ctx, compute, 0)
+        overhead, notes = _llamacpp_buffers(a.vocab_size, a.hidden_size, a.intermediate_size or 4 * a.hidden_size,
+                                            a.attention_heads, ctx, 512)
+        return Estimate(base.weights, base.kv_cache, ctx, overhead, 0, notes=notes)
     if gpus:
         overhead = GPU_OVERHEAD.get(engine, 2 * 10**9) * gpus
     else:

@@ -18,7 +18,6 @@ from .errors import RegistryError, not_found
 
 DATA = Path(__file__).resolve().parent / "data" / "hardware.yaml"
 GB = 10**9
-GIB = 2**30
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from . import engines, paths
 from .errors import NotFoundError, RegistryError, not_found
-from .schema import GGUF_ALIASES
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -43,12 +42,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     port_given: bool = False
     nodes: int = 1
-    request: object = None
 
     @property
     def main(self):
-        """The command that serves the API: the one with a health URL (vLLM's head is last, SGLang's rank 0 first)."""
-        return next((c for c in self.commands if c.health_url), self.commands[0])
+        return main_command(self.commands)
 
     def to_dict(self) -> dict:
         r = self.resolved
@@ -70,34 +67,24 @@ class Plan:
 # --- planning ------------------------------------------------------------------------------------
 
 
-def _resolve(name: str, format: str, quant: str, size: float | None = None):
-    from .catalog import load
-
-    cat = load()
-    fam = cat.get(name)  # unknown family: nearest names
-    specs = [s for s in fam.specs if s.format == format]
-    if not specs:
-        raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
-    quants = [q for s in specs for q in s.quantizations]
-    known = set(quants) | {GGUF_ALIASES[q] for q in quants if q in GGUF_ALIASES}
-    known |= {a for a, c in GGUF_ALIASES.items() if c in quants}
-    if quant not in known:
-        raise not_found("quantization", quant, quants, f"{name} {format} has: {', '.join(quants)}")
-    return cat.resolve(name, format, quant, size=size)
-
-
-def _artifact(resolved) -> dict:
-    """The local copy from the store if there is one, else where the hub keeps it."""
+def _artifact(resolved, recorded: list | None = None) -> dict:
+    """The local copy from the store if there is one, else where the hub keeps it.
+    `recorded`: the family's store rows when the caller already read them (local.family_rows)."""
     from .hub import local
 
     files = []
     for h in resolved.hubs.values():
         files = h.files
         break
-    hit = local.find(resolved, files)
+    hit = local.find(resolved, files, recorded)
     if hit is not None:
         path, rows = hit
         return {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+    return hub_artifact(resolved)
+
+
+def hub_artifact(resolved) -> dict:
+    """Where the hub keeps a build (its first hub), or how to build one that no hub publishes."""
     if not resolved.hubs:
         return {"source": "build", "path": None,
                 "note": f"not published on a hub: `registry convert {resolved.family.name} --to {resolved.spec.format} "
@@ -107,16 +94,29 @@ def _artifact(resolved) -> dict:
             "path": None}
 
 
-def _model_arg(art: dict, engine: str) -> tuple[str, dict]:
-    """What the engine is pointed at, and extra flags (a hub revision other than main)."""
+def request(resolved, hw, art: dict, context: int | None = None, gpus: int | None = None, nodes: int = 1,
+            profile: str | None = None) -> engines.Request:
+    """What the engines are asked about a build and where it is (`art`, from _artifact or hub_artifact)."""
+    gguf_path = art["path"] if art.get("path") and resolved.spec.format == "ggufv2" else None
+    # a hub model id other than main needs its revision; a local path or a fetched GGUF file does not
+    revision = art["revision"] if art["source"] == "hub" and not art.get("path") and art["revision"] != "main" else None
+    return engines.Request(resolved, hw, context, gpus, nodes, profile, gguf_path, revision)
+
+
+def model_arg(art: dict, engine: str) -> str:
+    """What the engine is pointed at: a local path, a hub model id, or a placeholder filled at launch."""
     if art.get("path"):
-        return art["path"], {}
+        return art["path"]
     if art["source"] == "hub":
         if engine == "llama.cpp":  # needs a file on disk: fetched by launch()
-            return f"<fetched at launch: {art['model_id']}@{art['revision']}/{art['files'][0]}>", {}
-        extra = {"--revision": art["revision"]} if art["revision"] != "main" else {}
-        return art["model_id"], extra
-    return "<local build>", {}
+            return f"<fetched at launch: {art['model_id']}@{art['revision']}/{art['files'][0]}>"
+        return art["model_id"]
+    return "<local build>"
+
+
+def main_command(commands: list):
+    """The command that serves the API: the one with a health URL (vLLM's head is last, SGLang's rank 0 first)."""
+    return next((c for c in commands if c.health_url), commands[0])
 
 
 def plan(name: str, format: str, quant: str, engine: str | None = None, hardware: str | None = None,
@@ -131,11 +131,12 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
             raise RegistryError(f"{label} must be at least 1, not {v}")
     if port is not None and not 0 < port < 65536:
         raise RegistryError(f"--port must be between 1 and 65535, not {port}")
-    resolved = _resolve(name, format, quant, size)
+    from .catalog import load
+
+    resolved = load().resolve(name, format, quant, size=size)  # unknown names: the nearest ones
     hw = hw_mod.get(hardware)
     art = _artifact(resolved)
-    gguf_path = art["path"] if art.get("path") and resolved.spec.format == "ggufv2" else None
-    req = engines.Request(resolved, hw, context, gpus, nodes or 1, profile, gguf_path)
+    req = request(resolved, hw, art, context, gpus, nodes or 1, profile)
 
     order = [engine] if engine else list(engines.RANK)
     verdicts = {}
@@ -160,13 +161,7 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
     chosen = ok[0]
     v = verdicts[chosen]
     mod = engines.get(chosen)
-    model, extra = _model_arg(art, chosen)
-    cmds = mod.command(req, model, host or DEFAULT_HOST, port)
-    if extra:
-        for c in cmds:
-            if c.argv and ("serve" in c.argv or "sglang.launch_server" in c.argv):
-                for k, val in extra.items():
-                    c.argv += [k, val]
+    cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
     if art["source"] == "hub" and chosen == "llama.cpp":
         notes.append("the GGUF file is fetched at launch (offline-first: store, Hugging Face cache, download)")
@@ -182,7 +177,7 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
         if p.source:
             notes.append(f"command from {p.source}")
     return Plan(resolved, hw, chosen, prof, cmds, art, v.estimate, rejected, ok[1:], notes, port is not None,
-                nodes or 1, req)
+                nodes or 1)
 
 
 # --- ports ---------------------------------------------------------------------------------------
@@ -482,8 +477,9 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     and whether it fits. quant='auto' also names the best build that fits: the most bits per weight
     (closest to the full model), ties to the smaller build."""
     from . import hardware as hw_mod
-    from .catalog import load
+    from .catalog import load, resolved_build, spec_quant
     from .estimate import bits_per_weight
+    from .hub import local
 
     fam = load().get(name)
     if format and format not in fam.formats():
@@ -492,20 +488,20 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
         raise RegistryError(f"--context must be at least 1, not {context}")
     hw = hw_mod.get(hardware)
     auto = quant == "auto"
+    recorded = local.family_rows(name)  # one store query for every build
     builds = []
     for spec in fam.specs:
         if format and spec.format != format:
             continue
         quants = spec.quantizations
         if quant and not auto:
-            quants = [q for q in quants if q == quant or GGUF_ALIASES.get(q) == quant or GGUF_ALIASES.get(quant) == q]
-            if not quants:
+            q = spec_quant(spec, quant)
+            if q is None:
                 continue
+            quants = [q]
         for q in quants:
-            resolved = load().resolve(name, spec.format, q, size=spec.size_in_billions)
-            art = _artifact(resolved)
-            gguf_path = art["path"] if art.get("path") and spec.format == "ggufv2" else None
-            req = engines.Request(resolved, hw, context, None, 1, None, gguf_path)
+            resolved = resolved_build(fam, spec, q)
+            req = request(resolved, hw, _artifact(resolved, recorded), context)
             verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
             good = [v for v in verdicts if v.ok]
             v = good[0] if good else (verdicts[0] if verdicts else None)

@@ -29,6 +29,11 @@ EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers"]
 ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers")
 ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers"}
 
+HubName = Literal["huggingface", "modelscope"]
+# A model's page on each hub is this prefix plus its model id.
+HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
+HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
+
 FormatName = Literal["pytorch", "ggufv2", "compressed-tensors", "awq", "gptq", "modelopt"]
 
 GGUF_QUANTS: tuple[str, ...] = (
@@ -284,7 +289,7 @@ class Spec(Strict):
     format: FormatName
     size_in_billions: PositiveFloat
     quantizations: list[str] = Field(min_length=1)
-    hubs: dict[Literal["huggingface", "modelscope"], HubSource] = {}
+    hubs: dict[HubName, HubSource] = {}
     engines: dict[EngineName, EngineRule] = Field(min_length=1)
     hardware: Hardware | None = None
     launch: list[LaunchProfile] = []

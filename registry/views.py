@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import ENGINE_TITLES, GGUF_ALIASES, Family, Spec
-
-HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
-HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
+from .schema import ENGINE_TITLES, GGUF_ALIASES, HUB_TITLES, HUB_URLS, Family, Spec
 
 
 def spec_view(spec: Spec, index: int) -> dict[str, Any]:

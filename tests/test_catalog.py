@@ -100,7 +100,8 @@ def test_get_unknown_lists_nearest():
 
 
 def test_resolve_errors_list_what_exists():
-    with pytest.raises(NotFoundError, match=r"has no quantization 'Q4_K_X'; it has: Q2_K, IQ3_XS"):
+    with pytest.raises(NotFoundError, match=r"unknown quantization 'Q4_K_X'; nearest: Q4_K_S, Q4_K.*"
+                                            r"\(glm4-chat-1m ggufv2 has: Q2_K, IQ3_XS"):
         registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K_X")
     with pytest.raises(NotFoundError, match=r"unknown format 'gguf'.*ggufv2"):
         registry.resolve("glm4-chat-1m", "gguf", "Q4_K")

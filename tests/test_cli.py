@@ -66,7 +66,7 @@ def test_exit_codes():
     assert run_cli("show").returncode == 2  # usage error
     assert run_cli("list", "--bogus").returncode == 2
     r = run_cli("resolve", "glm4-chat-1m", "--format", "pytorch", "--quant", "Q4_K")
-    assert r.returncode == 1 and "it has: 4-bit, 8-bit, none" in r.stderr
+    assert r.returncode == 1 and "pytorch has: 4-bit, 8-bit, none" in r.stderr
 
 
 def test_schema_command():

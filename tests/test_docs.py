@@ -23,6 +23,14 @@ LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "-
                 "--quantization": "--quant"}
 
 
+@pytest.fixture(scope="module")
+def generated() -> dict[str, str]:
+    """Every page as the specs generate it now, rendered once for the tests that read them."""
+    from registry.docs import pages
+
+    return pages()
+
+
 # --- seed 004, fact by fact ------------------------------------------------------------------
 
 
@@ -79,20 +87,16 @@ def test_seed_facts_parse():
     ]
 
 
-def test_every_seed_004_fact_in_order_on_the_generated_page():
-    from registry.docs import pages
-
-    page = pages()["glm4-chat-1m.rst"]
+def test_every_seed_004_fact_in_order_on_the_generated_page(generated):
+    page = generated["glm4-chat-1m.rst"]
     facts = seed_facts(SEED_004.read_text())
     assert missing_facts(facts, page) == []
     # the committed page is the generated one
     assert (MODELS / "glm4-chat-1m.rst").read_text() == page
 
 
-def test_fact_check_fails_on_reordered_or_changed_pages():
-    from registry.docs import pages
-
-    page = pages()["glm4-chat-1m.rst"]
+def test_fact_check_fails_on_reordered_or_changed_pages(generated):
+    page = generated["glm4-chat-1m.rst"]
     facts = seed_facts(SEED_004.read_text())
     # spec sections swapped: order broken
     s1, s2 = page.index("Model Spec 1 ("), page.index("Model Spec 2 (")
@@ -104,12 +108,11 @@ def test_fact_check_fails_on_reordered_or_changed_pages():
     assert missing_facts(facts, page.replace("--format ggufv2 --quant ${quantization}\n", "--format pytorch --quant ${quantization}\n"))
 
 
-def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
-    from registry.docs import pages
+def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands(generated):
     from registry import get
     from registry.estimate import estimate
 
-    page = pages()["glm4-chat-1m.rst"]
+    page = generated["glm4-chat-1m.rst"]
     assert "- **Architecture:** ChatGLMModel (chatglm); dense; 9B parameters; 40 layers" in page
     assert "**Attribution:** Built with glm-4" in page and "**Commercial use:** allowed after registration" in page
     fam = get("glm4-chat-1m")
@@ -127,11 +130,11 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands():
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
     assert str(ROOT) not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
-    chat = pages()["glm-4-9b-chat.rst"]
+    chat = generated["glm-4-9b-chat.rst"]
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
     assert "KV cache in fp8)" in chat  # the memory table follows the launch profile's KV cache type
     # seed 003's environment and SGLang command
-    g5 = pages()["glm-5.rst"]
+    g5 = generated["glm-5.rst"]
     assert "Not on hardware profile ``8xB200``: not enough GPU memory" in g5  # BF16 GLM-5 needs more than a node
     assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model lukealonso/GLM-5-NVFP4" in g5
 
@@ -199,11 +202,10 @@ def test_every_registry_command_on_the_pages_uses_real_options():
     assert seen > 50
 
 
-def test_index_lists_every_family():
-    from registry.docs import pages
+def test_index_lists_every_family(generated):
     from registry.catalog import shipped
 
-    index = pages()["index.rst"]
+    index = generated["index.rst"]
     for e in shipped():
         assert f":ref:`{e.family.name} <models_llm_{e.family.name}>`" in index
         assert f"\n   {e.family.name}\n" in index  # in the toctree

@@ -11,11 +11,7 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*`|_"})
-
-
-def _esc(text: str) -> str:
-    return " ".join(text.split()).translate(_SPECIAL)
+from registry.docs.generate import rst_text  # the model pages' escaping: one rule for both
 
 
 def _commands(cmd, path: list[str]):
@@ -40,7 +36,7 @@ def _param_lines(ctx, cmd) -> list[str]:
             continue
         flags, help_text = record
         kind = " (argument)" if p.param_type_name == "argument" else ""
-        lines.append(f"- ``{flags}``{kind}" + (f": {_esc(help_text)}" if help_text else ""))
+        lines.append(f"- ``{flags}``{kind}" + (f": {rst_text(help_text)}" if help_text else ""))
     return lines
 
 
@@ -58,7 +54,7 @@ def cli_rst() -> list[str]:
         usage = " ".join(cmd.collect_usage_pieces(ctx))
         lines += ["::", "", f"   {title} {usage}".rstrip(), ""]
         if cmd.help:
-            lines += [_esc(cmd.help), ""]
+            lines += [rst_text(cmd.help), ""]
         lines += _param_lines(ctx, cmd) + [""]
     return lines
 

@@ -53,18 +53,6 @@ def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: s
     return " ".join(parts)
 
 
-def _model(spec: Spec, engine: str, quant: str) -> tuple[str, list[str]]:
-    """What the engine is pointed at for a hub build, and the revision flags (as launcher.plan does)."""
-    src = spec.hubs.get("huggingface") or next(iter(spec.hubs.values()), None)
-    if src is None:
-        return "/path/to/local-build", []
-    if engine == "llama.cpp":
-        files = src.files_for(quant)
-        return f"/path/to/{files[0] if files else 'model.gguf'}", []
-    rev = src.revision_for(quant)
-    return src.model_id, (["--revision", rev] if rev != "main" else [])
-
-
 def _show(argv: list[str], env: dict[str, str]) -> str:
     """A command line to read: argv[0] by its name (not this machine's path), values quoted for a shell."""
     first = Path(argv[0]).name
@@ -78,31 +66,34 @@ def _show(argv: list[str], env: dict[str, str]) -> str:
 
 def server_command(fam: Family, spec: Spec, engine: str, quant: str, profile: str | None,
                    hardware: str) -> tuple[str | None, str | None]:
-    """(command line, None) for one quantization from the launcher's engine module, or (None, why)
-    when the engine would refuse it on that hardware (e.g. not enough GPU memory)."""
-    from .. import engines
-    from ..catalog import HubFiles, Resolved
+    """(command line, None) for one quantization, planned as launcher.plan does for the hub build, or
+    (None, why) when the engine would refuse it on that hardware (e.g. not enough GPU memory)."""
+    from .. import engines, launcher
+    from ..catalog import resolved_build
     from ..errors import RegistryError
     from ..hardware import profile as hw_profile
 
     try:
-        hw = hw_profile(hardware)
-        hubs = {h: HubFiles(h, s.model_id, s.revision_for(quant), s.files_for(quant)) for h, s in spec.hubs.items()}
-        resolved = Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))
-        req = engines.Request(resolved, hw, profile=profile)
+        resolved = resolved_build(fam, spec, quant)
+        art = launcher.hub_artifact(resolved)  # never the local store: a page depends only on the specs
+        req = launcher.request(resolved, hw_profile(hardware), art, profile=profile)
         mod = engines.get(engine)
         verdict = mod.can_serve(req)
         if not verdict.ok:
             return None, "; ".join(verdict.reasons)
-        model, extra = _model(spec, engine, quant)
-        cmds = mod.command(req, model, HOST, None)
+        cmds = mod.command(req, _page_model(launcher.model_arg(art, engine), art), HOST, None, verdict)
     except RegistryError:
         return None, None  # e.g. no bits-per-weight figure to size the GPUs: the registry line only
-    main = cmds[-1]
-    argv = list(main.argv)
-    if extra and ("serve" in argv or "sglang.launch_server" in argv):
-        argv += extra
-    return _show(argv, main.env), None
+    main = launcher.main_command(cmds)
+    return _show(main.argv, main.env), None
+
+
+def _page_model(model: str, art: dict) -> str:
+    """A page names a file path where the launcher fills a placeholder at launch (a fetched GGUF file,
+    a local build)."""
+    if not model.startswith("<"):
+        return model
+    return f"/path/to/{art['files'][0]}" if art.get("files") else "/path/to/local-build"
 
 
 def engine_commands(fam: Family, spec: Spec) -> list[EngineCommand]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import RegistryError
 from ..estimate import bits_per_weight, estimate
-from ..schema import ENGINE_TITLES, Family, Spec
-from ..views import HUB_TITLES, HUB_URLS
+from ..schema import ENGINE_TITLES, HUB_TITLES, Family, Spec
+from ..views import spec_view
 from .commands import convert_command, engine_commands, registry_launch
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -32,7 +32,8 @@ class StaleDocsError(RegistryError):
 _TRAILING_UNDERSCORE = re.compile(r"(?<=\w)_(?=$|[\s.,;:!?)\]])")
 
 
-def _rst(text: Any) -> str:
+def rst_text(text: Any) -> str:
+    """Text on one line with its inline markup escaped (also the CLI reference's help texts)."""
     # Inline markup in spec text (stars, backticks, bars, `word_` references) would change the
     # page's meaning or break the build; escape it.
     return _TRAILING_UNDERSCORE.sub(r"\\_", " ".join(str(text).split()).translate(_RST_SPECIAL))
@@ -51,7 +52,7 @@ def _env():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["rst"] = _rst
+    env.filters["rst"] = rst_text
     return env
 
 
@@ -155,16 +156,16 @@ def _extra_bullets(spec: Spec) -> list[str]:
         if h.min_gpus:
             reqs.append(f"at least {h.min_gpus} GPUs")
         if h.note:
-            reqs.append(_rst(h.note))
+            reqs.append(rst_text(h.note))
     for e, r in spec.engines.items():
         if r.min_compute_capability or r.note:
             bits = [f"compute capability {r.min_compute_capability:.1f} or newer" if r.min_compute_capability else "",
-                    _rst(r.note) if r.note else ""]
+                    rst_text(r.note) if r.note else ""]
             reqs.append(f"{ENGINE_TITLES[e]}: " + ", ".join(b for b in bits if b))
     if reqs:
         out.append("**Hardware:** " + "; ".join(reqs))
     if spec.served_name:
-        out.append(f"**Served model name:** {_rst(spec.served_name)}")
+        out.append(f"**Served model name:** {rst_text(spec.served_name)}")
     return out
 
 
@@ -224,8 +225,8 @@ def _recipe(spec: Spec) -> list[tuple[str, str]]:
     def lit(items: list[str]) -> str:
         return ", ".join(f"``{i}``" for i in items)
 
-    out = [("Tool", _rst(r.tool + (f" {r.tool_version}" if r.tool_version else ""))),
-           ("Method", _rst(r.method)), ("Scheme", _rst(r.scheme))]
+    out = [("Tool", rst_text(r.tool + (f" {r.tool_version}" if r.tool_version else ""))),
+           ("Method", rst_text(r.method)), ("Scheme", rst_text(r.scheme))]
     if r.parent:
         out.append(("Built from", f"``{r.parent}``"))
     if r.num_bits:
@@ -264,13 +265,13 @@ def _recipe(spec: Spec) -> list[tuple[str, str]]:
         if c.seed is not None:
             bits.append(f"seed {c.seed}")
         if c.passes:
-            bits.append("passes " + ", ".join(_rst(p) for p in c.passes))
+            bits.append("passes " + ", ".join(rst_text(p) for p in c.passes))
         if bits:
             out.append(("Calibration", "; ".join(bits)))
     if r.notes:
-        out.append(("Notes", _rst(r.notes)))
+        out.append(("Notes", rst_text(r.notes)))
     if r.source:
-        out.append(("Source", _rst(r.source)))
+        out.append(("Source", rst_text(r.source)))
     return out
 
 
@@ -287,7 +288,8 @@ def _command_heading(c) -> str:
 
 
 def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
-    title = f"Model Spec {index} ({spec.format}, {spec.size_label} Billion)"
+    view = spec_view(spec, index)
+    title = view["title"]
     short = min(SHORT_CONTEXT, fam.context_length)
     kv_dtype = _kv_dtype(spec)
     return {
@@ -298,13 +300,13 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
         "size": spec.size_label,
         "quantizations": list(spec.quantizations),
         "engines_text": _engines_text(spec),
-        "model_id": next(iter(spec.hubs.values())).model_id if spec.hubs else None,
-        "hub_links": [f"`{HUB_TITLES[h]} <{HUB_URLS[h]}{src.model_id}>`__" for h, src in spec.hubs.items()],
+        "model_id": view["model_id"],
+        "hub_links": [f"`{h['title']} <{h['url']}>`__" for h in view["hubs"].values()],
         "extra_bullets": _extra_bullets(spec),
         "launch": registry_launch(fam, spec),
         "alias_note": _alias_note(spec),
         "commands": [{"heading": _command_heading(c), "registry": c.registry, "server": c.server,
-                      "hardware": c.hardware, "unavailable": _rst(c.unavailable) if c.unavailable else None}
+                      "hardware": c.hardware, "unavailable": rst_text(c.unavailable) if c.unavailable else None}
                      for c in engine_commands(fam, spec)],
         "short_context_label": f"{short:,}",
         "full_context_label": f"{fam.context_length:,}",

@@ -1,5 +1,5 @@
 """One module per inference engine; each answers can_serve(Request) -> Verdict and
-command(Request, model, host, port) -> [Command] (one per node)."""
+command(Request, model, host, port, Verdict) -> [Command] (one per node, from an ok verdict)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ MODULES = {"llama.cpp": "llamacpp", "vllm": "vllm", "sglang": "sglang", "transfo
 # Transformers last (a reference server, not a production one).
 RANK = ("vllm", "sglang", "llama.cpp", "transformers")
 
-__all__ = ["Command", "Request", "Verdict", "get", "names", "RANK"]
-
-
-def names() -> list[str]:
-    return list(MODULES)
+__all__ = ["Command", "Request", "Verdict", "get", "RANK"]
 
 
 def get(name: str):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Request, Verdict, compute_reasons, gpu_fit_reasons, install_reason, rule_reasons
+import dataclasses
+
+from .base import Request, Verdict, compute_reasons, find_profile, gpu_fit_reasons, install_reason, rule_reasons
 
 
 def args_to_argv(args: dict) -> list[str]:
@@ -29,10 +31,8 @@ def _fmt(v) -> str:
 
 def profile_args(req: Request, engine: str) -> tuple[dict, dict, int | None, str | None]:
     """(args, env, port, source) of the chosen launch profile, copies the caller may change."""
-    profiles = req.spec.profiles(engine)
-    if req.profile is not None:  # the launcher reports a profile name this engine lacks
-        profiles = [p for p in profiles if p.name == req.profile]
-    p = profiles[0] if profiles else None
+    # a profile name this engine lacks: no profile here; the launcher reports the name
+    p = find_profile(req.spec, engine, req.profile, required=False)
     if p is None:
         return {}, {}, None, None
     return dict(p.args), dict(p.env), p.port, p.source or f"spec launch profile {p.name!r}"
@@ -97,11 +97,20 @@ def gpu_verdict(req: Request, engine: str, *, missing, install: str, gguf_reason
     util = utilization(args, util_flag, util_default)
     kv_dtype = kv_dtype_of(args)
     gpus = gpus_of(req, args, tp_flags, engine, util, ctx, kv_dtype)
-    sub = Request(req.resolved, req.hardware, ctx, req.gpus, req.nodes, req.profile, req.gguf_path)
+    sub = dataclasses.replace(req, context=ctx)
     r, est = gpu_fit_reasons(sub, engine, gpus, util, kv_dtype)
     v.reasons += r
     v.estimate = est
+    v.gpus = gpus
     return v
+
+
+def verdict_gpus(verdict: Verdict) -> int:
+    """GPUs per node from the engine's own can_serve verdict: the command uses what the check sized."""
+    if verdict.gpus is None:
+        raise ValueError(f"{verdict.engine}: command() needs an ok verdict from can_serve(); this one has "
+                         f"reasons {verdict.reasons}")
+    return verdict.gpus
 
 
 def generic_args(req: Request, quant_flags: dict[str, str], *, dtype: str | None = None,

@@ -30,6 +30,7 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     estimate: Estimate | None = None
+    gpus: int | None = None  # GPUs per node the check settled on (GPU servers); command() uses the same
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,7 @@ class Request:
     nodes: int = 1
     profile: str | None = None  # launch profile name
     gguf_path: str | None = None  # a local GGUF: exact weights from its header
+    revision: str | None = None  # the hub revision to pass with a hub model id (None: main, or a local path)
 
     @property
     def family(self):
@@ -90,7 +92,9 @@ def script(name: str) -> str:
     return shutil.which(name) or name
 
 
-def find_profile(spec, engine: str, name: str | None):
+def find_profile(spec, engine: str, name: str | None, required: bool = True):
+    """The launch profile `name` of `engine` (None: its first one, if any). A name the engine lacks is an
+    error, or None when not `required` (an engine asked about a profile of another engine)."""
     from ..errors import not_found
 
     profiles = spec.profiles(engine)
@@ -99,6 +103,8 @@ def find_profile(spec, engine: str, name: str | None):
     for p in profiles:
         if p.name == name:
             return p
+    if not required:
+        return None
     raise not_found(f"launch profile for {engine}", name, [p.name for p in profiles] or ["(none)"])
 
 
@@ -172,6 +178,11 @@ def install_reason(req: Request, engine: str, missing: list[str], how: str) -> t
     if req.hardware.local:
         return [f"{engine} is not installed here (missing {', '.join(missing)}): {how}"], []
     return [], [f"plan for {req.hardware.name}: {engine} is not installed here and need not be ({how} there)"]
+
+
+def revision_argv(req: Request) -> list[str]:
+    """The flag that pins a hub model id to its revision, for servers that take `--revision`."""
+    return ["--revision", req.revision] if req.revision else []
 
 
 def client_host(host: str) -> str:

@@ -47,7 +47,8 @@ def can_serve(req: Request) -> Verdict:
     return v
 
 
-def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
+    """The server for a GGUF file on disk (a hub revision was used to fetch it: no flag)."""
     port = port or 8080
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", req.family.name,
             "--host", host, "--port", str(port), "--n_ctx", str(context_of(req))]

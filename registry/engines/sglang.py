@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import _gpu
-from .base import Command, Request, Verdict, client_host
+from .base import Command, Request, Verdict, client_host, revision_argv
 
 NAME = "sglang"
 INSTALL = "pip install 'glm-registry[sglang]'"
@@ -25,11 +25,10 @@ def can_serve(req: Request) -> Verdict:
         ctx_flag="--context-length", util_flag="--mem-fraction-static", util_default=0.88)
 
 
-def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     """One command per node; every node runs the same server with its own --node-rank."""
     args, env, pport, source = _gpu.profile_args(req, NAME)
-    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, _gpu.utilization(args, "--mem-fraction-static", 0.88),
-                        _gpu.context_of(req, args, "--context-length"), _gpu.kv_dtype_of(args))
+    gpus = _gpu.verdict_gpus(verdict)
     port = port or pport or 30000
     if source is None:
         args = {**_generic(req), **args}
@@ -47,7 +46,7 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
         extra = dict(args)
         if req.nodes > 1:
             extra.update({"--nnodes": req.nodes, "--node-rank": rank, "--dist-init-addr": f"HEAD_IP:{DIST_PORT}"})
-        argv = base + _gpu.args_to_argv(extra) + ["--host", host, "--port", str(port)]
+        argv = base + _gpu.args_to_argv(extra) + ["--host", host, "--port", str(port)] + revision_argv(req)
         out.append(Command(argv, dict(env), host, port, f"http://{client}:{port}/health" if rank == 0 else "",
                            rank if req.nodes > 1 else None))
     return out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..estimate import engine_estimate
-from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, script, client_host
+from .base import (Command, Request, Verdict, client_host, install_reason, module_installed, revision_argv, rule_reasons,
+                   script)
 
 NAME = "transformers"
 INSTALL = "pip install 'glm-registry[serve]' (transformers[serving])"
@@ -39,12 +40,13 @@ def can_serve(req: Request) -> Verdict:
     return v
 
 
-def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     port = port or 8000
     argv = [script("transformers"), "serve", model, "--host", host, "--port", str(port), "--dtype", "auto"]
     if req.quant in BNB:
         argv += ["--quantization", BNB[req.quant]]
     if not req.hardware.gpus:
         argv += ["--device", "cpu"]
+    argv += revision_argv(req)
     client = client_host(host)
     return [Command(argv, {}, host, port, f"http://{client}:{port}/health")]

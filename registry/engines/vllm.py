@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _gpu
-from .base import Command, Request, Verdict, client_host, script
+from .base import Command, Request, Verdict, client_host, revision_argv, script
 
 NAME = "vllm"
 INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
@@ -27,11 +27,10 @@ def _missing() -> list[str]:
     return module_installed("vllm")
 
 
-def command(req: Request, model: str, host: str, port: int | None) -> list[Command]:
+def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     """One command per node: the head runs `vllm serve`; other nodes join its Ray cluster first."""
     args, env, pport, source = _gpu.profile_args(req, NAME)
-    gpus = _gpu.gpus_of(req, args, TP_FLAGS, NAME, _gpu.utilization(args, "--gpu-memory-utilization", 0.9),
-                        _gpu.context_of(req, args, "--max-model-len"), _gpu.kv_dtype_of(args))
+    gpus = _gpu.verdict_gpus(verdict)
     port = port or pport or 8000
     if req.context:
         args["--max-model-len"] = req.context
@@ -45,7 +44,8 @@ def command(req: Request, model: str, host: str, port: int | None) -> list[Comma
     if req.nodes > 1:
         args["--pipeline-parallel-size"] = req.nodes
         args["--distributed-executor-backend"] = "ray"
-    argv = [script("vllm"), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port)]
+    argv = [script("vllm"), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port),
+            *revision_argv(req)]
     head = Command(argv, env, host, port, f"http://{client_host(host)}:{port}/v1/models", 0 if req.nodes > 1 else None)
     if req.nodes == 1:
         return [head]

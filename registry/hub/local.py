@@ -13,18 +13,26 @@ def quant_names(resolved) -> set[str]:
     return {resolved.quantization, resolved.canonical}
 
 
-def rows(resolved) -> list:
-    """Artifact rows of this family/format/quantization, newest first (none without a database)."""
+def family_rows(family: str) -> list:
+    """Every artifact row of a family, oldest first (none without a database): one store query that
+    rows() and find() can share across many builds of the family."""
     if not paths.has_database():
         return []  # nothing recorded yet; don't create a database for a look-up
     from ..sqlite_read import artifacts
 
-    found = artifacts(resolved.family.name, resolved.spec.format)
+    found = artifacts(family)
     if found is None:  # not the default SQLite database
         from ..store import Store
 
-        found = Store().artifacts(family=resolved.family.name, format=resolved.spec.format)
-    return [r for r in reversed(found) if r.quantization in quant_names(resolved)]
+        found = Store().artifacts(family=family)
+    return found
+
+
+def rows(resolved, recorded: list | None = None) -> list:
+    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read."""
+    found = family_rows(resolved.family.name) if recorded is None else recorded
+    names = quant_names(resolved)
+    return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names]
 
 
 def _local_size(p: Path) -> int | None:
@@ -33,10 +41,10 @@ def _local_size(p: Path) -> int | None:
     return sum(q.stat().st_size for q in parts) if all(q.is_file() for q in parts) else None
 
 
-def find(resolved, files: list[str]) -> tuple[Path, list] | None:
+def find(resolved, files: list[str], recorded: list | None = None) -> tuple[Path, list] | None:
     """A usable local artifact: the file (first part of a split GGUF) or folder, and its rows."""
     usable = []
-    for r in rows(resolved):
+    for r in rows(resolved, recorded):
         p = Path(r.path)
         # a pulled part is recorded with its own size; a local split build with all its parts' total
         if p.is_dir() or (p.is_file() and r.size_bytes in (p.stat().st_size, _local_size(p))):
@@ -58,12 +66,7 @@ def record(resolved, path: Path, parent: str, digest: str | None = None):
     from ..store import Store
 
     if path.is_dir():
-        known = {}
-        for f in path.rglob("*"):
-            addr = content_address(f) if f.is_file() else None
-            if addr and addr[0] == "sha256":
-                known[f.relative_to(path).as_posix()] = addr[1]
-        digest, size = tree_sha256(path, known)
+        digest, size = tree_sha256(path, blob_names=True)  # a cache snapshot's LFS files are not re-read
     else:
         if digest is None:
             addr = content_address(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NotFoundError
-from . import hfcache, local
+from . import _label, _pull_cmd, hfcache, local
 from .errors import IntegrityError
 from .integrity import (content_address, git_blob_sha1, quarantine, sha256_file, sha256_files, split_parts, tree_files,
                         tree_sha256)
@@ -71,12 +71,9 @@ def _check_dir(path: Path, row) -> list[dict]:
 
 def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
     targets = _targets(resolved)
-    label = f"{resolved.family.name} {resolved.spec.format} {resolved.quantization}"
+    label = _label(resolved)
     if not targets:
-        raise NotFoundError(
-            f"no local copy of {label} to verify; run `registry pull {resolved.family.name} --format "
-            f"{resolved.spec.format} --quant {resolved.quantization}` first"
-        )
+        raise NotFoundError(f"no local copy of {label} to verify; run `{_pull_cmd(resolved)}` first")
     results: list[dict] = []
     bad_rows = set()
     for path, row in targets:
@@ -100,6 +97,6 @@ def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
             parts.append(f"{r['path']}: {'; '.join(r['problems'])}{where}")
         raise IntegrityError(
             f"{label}: {len(bad)} bad file{'s' if len(bad) != 1 else ''}: " + " | ".join(parts)
-            + f"; run `registry pull {resolved.family.name} --format {resolved.spec.format} --quant {resolved.quantization}` to fetch it again"
+            + f"; run `{_pull_cmd(resolved)}` to fetch it again"
         )
     return results
