@@ -38,8 +38,8 @@ class ArtifactRow:
     created: datetime
 
 
-def artifacts(family: str, format: str) -> list[ArtifactRow] | None:
-    """The family's artifact rows in this format, oldest first, as Store().artifacts(family, format) gives them;
+def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | None:
+    """The family's artifact rows (in this format, if given), oldest first, as Store().artifacts gives them;
     None when the database is not the default SQLite file or cannot be read this way."""
     import sqlite3
 
@@ -53,8 +53,8 @@ def artifacts(family: str, format: str) -> list[ArtifactRow] | None:
     except sqlite3.Error:
         return None
     try:
-        cur = con.execute(f"SELECT {', '.join(COLUMNS)} FROM artifact WHERE family = ? AND format = ? ORDER BY id",
-                          (family, format))
+        where, args = ("family = ? AND format = ?", (family, format)) if format else ("family = ?", (family,))
+        cur = con.execute(f"SELECT {', '.join(COLUMNS)} FROM artifact WHERE {where} ORDER BY id", args)
         rows = cur.fetchall()
     except sqlite3.Error:
         return None  # e.g. a database older than the artifact table: the Store creates it

@@ -19,6 +19,9 @@ def _app():
     from . import launch_cmds  # noqa: F401
     from .app import app
 
+    # Importing the submodule registry.cli.app set the package's `app` attribute to that module;
+    # `from registry.cli import app` means the typer app.
+    globals()["app"] = app
     return app
 
 
