@@ -20,6 +20,8 @@ from registry.errors import RegistryError
 from registry.hub.integrity import tree_sha256
 from registry.schema import QUANTS_BY_FORMAT, Family
 
+from ..options import ConvertResult, record
+from ..source import checkpoint_config
 from . import calibration as cal
 from . import recipes
 
@@ -50,24 +52,9 @@ def quants_for(family: Family, quant: str) -> list[str]:
     return out
 
 
-def source_config(source: Path, family: Family) -> dict:
-    if not source.is_dir():
-        raise RegistryError(f"--from {source}: not a directory; give a Hugging Face checkpoint directory")
-    cfg_path = source / "config.json"
-    if not cfg_path.is_file():
-        raise RegistryError(f"--from {source}: no config.json; give a Hugging Face checkpoint directory")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise RegistryError(f"{cfg_path}: not valid JSON ({e.msg})") from None
-    archs = cfg.get("architectures") or []
-    arch = archs[0] if archs else None
-    known = family.architecture.hf_classes
-    if arch not in known:
-        raise RegistryError(
-            f"{source} holds a {arch or 'model without architectures'} checkpoint; family {family.name} is "
-            f"{', '.join(known)}: convert a checkpoint of this family"
-        )
+def source_config(source: Path, family: Family) -> tuple[dict, str]:
+    """(config.json, architecture class) of a source this converter can build from; errors otherwise."""
+    cfg, arch = checkpoint_config(source, family)
     if cfg.get("auto_map") or not _transformers_knows(cfg.get("model_type")):
         raise RegistryError(
             f"the compressed-tensors recipes do not cover {arch}: it needs the repository's own code "
@@ -78,7 +65,7 @@ def source_config(source: Path, family: Family) -> dict:
         raise RegistryError(f"{source} is already quantized ({cfg['quantization_config'].get('quant_method')}); start from the BF16 checkpoint")
     if not any(source.glob("*.safetensors")):
         raise RegistryError(f"{source} has no .safetensors weights")
-    return cfg
+    return cfg, arch
 
 
 def _transformers_knows(model_type: str | None) -> bool:
@@ -212,10 +199,7 @@ def copy_side_files(source: Path, dest: Path) -> list[str]:
     return copied
 
 
-def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
-    from converters.options import ConvertResult
-
-    arch = src_cfg["architectures"][0]
+def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: str):
     recipe = recipes.build(family, quant, req.method)
     if recipe["modifier"] == "AWQModifier":
         from .awq_mappings import mappings_for
@@ -303,22 +287,15 @@ def _fix_config(path: Path, recipe: dict) -> None:
 def run(req) -> list:
     family = family_of(req.family)
     quants = quants_for(family, req.quant)
-    src_cfg = source_config(Path(req.source), family)
+    src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]
     results = []
     for q, out in zip(quants, outs):
         # Libraries print progress and warnings; keep stdout for our --json output.
         with contextlib.redirect_stdout(sys.stderr), _quiet(req.progress):
-            res = build_one(req, family, q, out, src_cfg)
+            res = build_one(req, family, q, out, src_cfg, arch)
         if req.record:
-            from registry.store import Store
-
-            row = Store().add_artifact(
-                family=res.family, format=res.format, quantization=res.quantization, path=str(res.path),
-                sha256=res.sha256, size_bytes=res.size_bytes, parent=res.parent, recipe=res.recipe,
-                report=res.report,
-            )
-            res.artifact_id = row.id
+            record([res])  # each build as it is made: a later failure keeps the earlier ones
         req.say(f"built {q}: {res.path}")
         results.append(res)
     return results
