@@ -32,8 +32,8 @@ class ConvertRequest:
     calibration: str | None = None  # hub dataset name or local JSONL of chat messages
     samples: int | None = None
     max_seq_len: int | None = None
-    seed: int = 0
-    all_experts: bool = False  # MoE: every expert sees every calibration token
+    seed: int | None = None  # calibration sampling seed; None: the spec's, else 0
+    all_experts: bool | None = None  # MoE: every expert sees every calibration token; None: as the spec says
     extra: dict = field(default_factory=dict)
     say: Callable[[str], None] = print  # one-line messages for people (warnings, results)
 

@@ -313,6 +313,34 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
     assert [x["ok"] for x in json.loads(v.stdout)] == [True]
 
 
+def test_cli_explicit_seed_and_no_all_experts_win_over_the_spec(tiny_checkpoint, tmp_path):
+    """glm-4.7's spec calibrates all experts; --no-all-experts turns that off, --seed reaches the recipe."""
+    out = tmp_path / "glm47-natural"
+    r = run_cli("convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors",
+                "--quant", "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32",
+                "--seed", "5", "--no-all-experts", "--no-record", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (res,) = json.loads(r.stdout)
+    calib = res["recipe"]["calibration"]
+    assert calib["all_experts"] is False and calib["seed"] == 5
+    assert res["artifact_id"] is None
+
+
+def test_explicit_seed_zero_beats_the_spec_seed(tmp_path):
+    """glm-4.6's AWQ recipe pins seed 42 (seed 002); an explicit 0 is a choice, not "unset"."""
+    import registry
+    from converters.compressed_tensors import recipes
+    from converters.compressed_tensors.build import plan_calibration
+
+    recipe = recipes.build(registry.get("glm-4.6"), "AWQ", None)
+    assert recipe["calibration_spec"]["seed"] == 42
+
+    def seed(**kw):
+        return plan_calibration(_request("glm-4.6", tmp_path, "AWQ", tmp_path / "o", **kw), recipe).seed
+
+    assert (seed(seed=0), seed(seed=7), seed(seed=None), seed()) == (0, 7, 42, 42)
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 

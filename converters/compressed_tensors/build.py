@@ -105,8 +105,8 @@ def plan_calibration(req, recipe: dict) -> cal.CalibrationPlan | None:
     mix = tuple(cal.Bucket(**b) for b in spec.get("length_mix", []))
     samples = req.samples or spec.get("samples") or cal_default("samples")
     max_len = req.max_seq_len or spec.get("max_seq_length") or cal_default("max_seq_length")
-    # The request's seed wins unless left at its default 0 and the spec pins one (seed 002: 42).
-    seed = req.seed if req.seed or spec.get("seed") is None else spec["seed"]
+    # An explicit --seed (0 included) wins over the spec's (seed 002: 42); neither: 0.
+    seed = req.seed if req.seed is not None else spec.get("seed") or 0
     split = spec.get("split") or cal_default("split")
     return cal.CalibrationPlan(source=str(source), split=split, samples=samples, max_seq_len=max_len, seed=seed,
                                length_mix=mix)
@@ -207,7 +207,8 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
         recipe["awq_mappings"] = mappings_for(arch)
     plan = plan_calibration(req, recipe)
     spec_cal = recipe.get("calibration_spec") or {}
-    all_experts = bool(req.all_experts or spec_cal.get("all_experts"))
+    # An explicit --all-experts / --no-all-experts wins over the spec's choice.
+    all_experts = req.all_experts if req.all_experts is not None else bool(spec_cal.get("all_experts"))
     # Read the calibration set before loading weights: a broken file fails fast.
     convs = cal.read_conversations(plan.source, plan.split) if plan else None
 
