@@ -149,6 +149,31 @@ def test_calibration_renders_the_chat_template(tiny_checkpoint):
     assert tokenize(read_jsonl(CALIB), tok, plan) == ids  # the seed fixes the draw
 
 
+def test_calibration_set_is_read_and_tokenized_once_per_run(tiny_checkpoint, monkeypatch):
+    """`--quant all` builds share one CalibrationData: the set is read once, each distinct plan tokenized once."""
+    from converters.compressed_tensors import calibration
+    from converters.compressed_tensors.build import CalibrationData
+    from converters.compressed_tensors.calibration import CalibrationPlan
+
+    calls = {"read": 0, "tokenize": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(calibration, "read_conversations", counted("read", calibration.read_conversations))
+    monkeypatch.setattr(calibration, "tokenize", counted("tokenize", calibration.tokenize))
+    data = CalibrationData(tiny_checkpoint("glm"))
+    plan = CalibrationPlan(source=str(CALIB), split="train", samples=4, max_seq_len=24, seed=1)
+    first = data.token_ids(plan)
+    assert data.token_ids(CalibrationPlan(str(CALIB), "train", 4, 24, 1)) is first  # an equal plan: no work
+    assert calls == {"read": 1, "tokenize": 1}
+    other = data.token_ids(CalibrationPlan(str(CALIB), "train", 4, 24, 2))  # another draw, same file
+    assert other != first and calls == {"read": 1, "tokenize": 2}
+
+
 # --- each recipe: layout vLLM expects ------------------------------------------------------
 
 

@@ -199,7 +199,35 @@ def copy_side_files(source: Path, dest: Path) -> list[str]:
     return copied
 
 
-def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: str):
+class CalibrationData:
+    """Calibration sets read and tokenized once per run: `--quant all` calibrates every build with the
+    same data, so the set is read, and each plan's samples tokenized, only the first time."""
+
+    def __init__(self, source: Path):
+        self.source = source
+        self._tokenizer = None
+        self._convs: dict[tuple[str, str], list] = {}
+        self._ids: dict[cal.CalibrationPlan, list[list[int]]] = {}
+
+    def conversations(self, plan: cal.CalibrationPlan) -> list:
+        key = (plan.source, plan.split)
+        if key not in self._convs:
+            self._convs[key] = cal.read_conversations(plan.source, plan.split)
+        return self._convs[key]
+
+    def token_ids(self, plan: cal.CalibrationPlan) -> list[list[int]]:
+        if plan not in self._ids:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.source)
+            self._ids[plan] = cal.tokenize(self.conversations(plan), self._tokenizer, plan)
+        return self._ids[plan]
+
+
+def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: str,
+              calib: CalibrationData | None = None):
+    calib = calib or CalibrationData(Path(req.source))
     recipe = recipes.build(family, quant, req.method)
     if recipe["modifier"] == "AWQModifier":
         from .awq_mappings import mappings_for
@@ -209,21 +237,19 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
     spec_cal = recipe.get("calibration_spec") or {}
     # An explicit --all-experts / --no-all-experts wins over the spec's choice.
     all_experts = req.all_experts if req.all_experts is not None else bool(spec_cal.get("all_experts"))
-    # Read the calibration set before loading weights: a broken file fails fast.
-    convs = cal.read_conversations(plan.source, plan.split) if plan else None
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from . import moe
-
-    tok = AutoTokenizer.from_pretrained(req.source)
     ds = None
     if plan:
-        ids = cal.tokenize(convs, tok, plan)
+        # Read and tokenize the calibration set before loading weights: a broken file fails fast.
+        ids = calib.token_ids(plan)
         ds = cal.as_dataset(ids)
         recipe["calibration"] = {**plan.to_dict(), "all_experts": all_experts,
                                  "tokens": sum(len(x) for x in ids)}
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import moe
+
     model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
     moe.linearize(model)
     recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
@@ -290,11 +316,12 @@ def run(req) -> list:
     quants = quants_for(family, req.quant)
     src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]
+    calib = CalibrationData(Path(req.source))
     results = []
     for q, out in zip(quants, outs):
         # Libraries print progress and warnings; keep stdout for our --json output.
         with contextlib.redirect_stdout(sys.stderr), _quiet(req.progress):
-            res = build_one(req, family, q, out, src_cfg, arch)
+            res = build_one(req, family, q, out, src_cfg, arch, calib)
         if req.record:
             record([res])  # each build as it is made: a later failure keeps the earlier ones
         req.say(f"built {q}: {res.path}")
