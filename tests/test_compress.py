@@ -378,41 +378,22 @@ def _assert_nothing_left(out: Path, home: Path):
         assert Store().artifacts() == []
 
 
-def test_nvfp4_on_a_dense_model_is_refused(tiny_checkpoint, tmp_path, registry_home):
+@pytest.mark.parametrize("source, quant, kw, message", [
+    (("glm", {}), "NVFP4", {}, "routed-expert MLPs only.*dense"),
+    (("chatglm-remote-code", {}), "FP8_DYNAMIC", {}, "do not cover ChatGLMModel"),
+    (("glm4moe", {}), "FP8_DYNAMIC", {}, r"config.json names Glm4MoeForCausalLM; family glm-4-9b-chat is GlmForCausalLM"),
+    (("glm", {"intermediate_size": 96}), "W4A16_GS64", {"method": "rtn"},
+     r"group size 64 does not divide the input width 96 of .*down_proj"),
+], ids=["nvfp4-on-dense", "remote-code-layout", "another-family", "group-size-does-not-divide"])
+def test_unfit_source_for_glm4_9b_chat_is_refused(source, quant, kw, message, tiny_checkpoint, tiny_chatglm_pair,
+                                                  tmp_path, registry_home):
     from registry.errors import RegistryError
 
+    arch, over = source
+    src = tiny_chatglm_pair()[0] if arch == "chatglm-remote-code" else tiny_checkpoint(arch, **over)
     out = tmp_path / "o"
-    with pytest.raises(RegistryError, match="routed-expert MLPs only.*dense"):
-        convert("glm-4-9b-chat", tiny_checkpoint("glm"), "NVFP4", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_remote_code_layout_is_refused(tiny_chatglm_pair, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    chatglm, _ = tiny_chatglm_pair()
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match="do not cover ChatGLMModel"):
-        convert("glm-4-9b-chat", chatglm, "FP8_DYNAMIC", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_checkpoint_of_another_family_is_refused(tiny_checkpoint, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match=r"config.json names Glm4MoeForCausalLM; family glm-4-9b-chat is GlmForCausalLM"):
-        convert("glm-4-9b-chat", tiny_checkpoint("glm4moe"), "FP8_DYNAMIC", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_group_size_must_divide_layer_width(tiny_checkpoint, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    src = tiny_checkpoint("glm", intermediate_size=96)
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match=r"group size 64 does not divide the input width 96 of .*down_proj"):
-        convert("glm-4-9b-chat", src, "W4A16_GS64", out, method="rtn")
+    with pytest.raises(RegistryError, match=message):
+        convert("glm-4-9b-chat", src, quant, out, **kw)
     _assert_nothing_left(out, registry_home)
 
 
@@ -452,7 +433,9 @@ def test_existing_output_is_left_alone(tiny_checkpoint, tmp_path, registry_home)
     assert r.returncode == 1
     assert "error:" in r.stderr and "already exists" in r.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
-    assert not (registry_home / "registry.db").exists() or "artifact" not in r.stdout
+    from registry.store import Store
+
+    assert r.stdout == "" and Store().artifacts() == []  # nothing built, nothing recorded
 
 
 def test_unsupported_quantization_and_method(tiny_checkpoint, tmp_path, registry_home):
