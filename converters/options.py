@@ -2,7 +2,8 @@
 
 The CLI fills it and hands it to the converter package for the target format
 (converters.gguf.run_convert or converters.compressed_tensors.run_convert); each converter
-reads the fields it understands and ignores the rest. Kept free of heavy imports.
+reads the fields it understands and ignores the rest; `record()` stores what they built. Kept free
+of heavy imports.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class ConvertRequest:
     calibration: str | None = None  # hub dataset name or local JSONL of chat messages
     samples: int | None = None
     max_seq_len: int | None = None
-    seed: int = 0
-    all_experts: bool = False  # MoE: every expert sees every calibration token
+    seed: int | None = None  # calibration sampling seed; None: the spec's, else 0
+    all_experts: bool | None = None  # MoE: every expert sees every calibration token; None: as the spec says
     extra: dict = field(default_factory=dict)
     say: Callable[[str], None] = print  # one-line messages for people (warnings, results)
 
@@ -56,3 +57,15 @@ class ConvertResult:
         d = dict(self.__dict__)
         d["path"] = str(self.path)
         return d
+
+
+def record(results: list[ConvertResult]) -> None:
+    """Record each build as an artifact row in the store; sets its artifact_id."""
+    from registry.store import Store
+
+    store = Store()
+    for r in results:
+        row = store.add_artifact(family=r.family, format=r.format, quantization=r.quantization, path=str(r.path),
+                                 sha256=r.sha256, size_bytes=r.size_bytes, parent=r.parent, recipe=r.recipe,
+                                 report=r.report)
+        r.artifact_id = row.id

@@ -149,6 +149,31 @@ def test_calibration_renders_the_chat_template(tiny_checkpoint):
     assert tokenize(read_jsonl(CALIB), tok, plan) == ids  # the seed fixes the draw
 
 
+def test_calibration_set_is_read_and_tokenized_once_per_run(tiny_checkpoint, monkeypatch):
+    """`--quant all` builds share one CalibrationData: the set is read once, each distinct plan tokenized once."""
+    from converters.compressed_tensors import calibration
+    from converters.compressed_tensors.build import CalibrationData
+    from converters.compressed_tensors.calibration import CalibrationPlan
+
+    calls = {"read": 0, "tokenize": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(calibration, "read_conversations", counted("read", calibration.read_conversations))
+    monkeypatch.setattr(calibration, "tokenize", counted("tokenize", calibration.tokenize))
+    data = CalibrationData(tiny_checkpoint("glm"))
+    plan = CalibrationPlan(source=str(CALIB), split="train", samples=4, max_seq_len=24, seed=1)
+    first = data.token_ids(plan)
+    assert data.token_ids(CalibrationPlan(str(CALIB), "train", 4, 24, 1)) is first  # an equal plan: no work
+    assert calls == {"read": 1, "tokenize": 1}
+    other = data.token_ids(CalibrationPlan(str(CALIB), "train", 4, 24, 2))  # another draw, same file
+    assert other != first and calls == {"read": 1, "tokenize": 2}
+
+
 # --- each recipe: layout vLLM expects ------------------------------------------------------
 
 
@@ -313,6 +338,34 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
     assert [x["ok"] for x in json.loads(v.stdout)] == [True]
 
 
+def test_cli_explicit_seed_and_no_all_experts_win_over_the_spec(tiny_checkpoint, tmp_path):
+    """glm-4.7's spec calibrates all experts; --no-all-experts turns that off, --seed reaches the recipe."""
+    out = tmp_path / "glm47-natural"
+    r = run_cli("convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors",
+                "--quant", "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32",
+                "--seed", "5", "--no-all-experts", "--no-record", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (res,) = json.loads(r.stdout)
+    calib = res["recipe"]["calibration"]
+    assert calib["all_experts"] is False and calib["seed"] == 5
+    assert res["artifact_id"] is None
+
+
+def test_explicit_seed_zero_beats_the_spec_seed(tmp_path):
+    """glm-4.6's AWQ recipe pins seed 42 (seed 002); an explicit 0 is a choice, not "unset"."""
+    import registry
+    from converters.compressed_tensors import recipes
+    from converters.compressed_tensors.build import plan_calibration
+
+    recipe = recipes.build(registry.get("glm-4.6"), "AWQ", None)
+    assert recipe["calibration_spec"]["seed"] == 42
+
+    def seed(**kw):
+        return plan_calibration(_request("glm-4.6", tmp_path, "AWQ", tmp_path / "o", **kw), recipe).seed
+
+    assert (seed(seed=0), seed(seed=7), seed(seed=None), seed()) == (0, 7, 42, 42)
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 
@@ -325,41 +378,22 @@ def _assert_nothing_left(out: Path, home: Path):
         assert Store().artifacts() == []
 
 
-def test_nvfp4_on_a_dense_model_is_refused(tiny_checkpoint, tmp_path, registry_home):
+@pytest.mark.parametrize("source, quant, kw, message", [
+    (("glm", {}), "NVFP4", {}, "routed-expert MLPs only.*dense"),
+    (("chatglm-remote-code", {}), "FP8_DYNAMIC", {}, "do not cover ChatGLMModel"),
+    (("glm4moe", {}), "FP8_DYNAMIC", {}, r"config.json names Glm4MoeForCausalLM; family glm-4-9b-chat is GlmForCausalLM"),
+    (("glm", {"intermediate_size": 96}), "W4A16_GS64", {"method": "rtn"},
+     r"group size 64 does not divide the input width 96 of .*down_proj"),
+], ids=["nvfp4-on-dense", "remote-code-layout", "another-family", "group-size-does-not-divide"])
+def test_unfit_source_for_glm4_9b_chat_is_refused(source, quant, kw, message, tiny_checkpoint, tiny_chatglm_pair,
+                                                  tmp_path, registry_home):
     from registry.errors import RegistryError
 
+    arch, over = source
+    src = tiny_chatglm_pair()[0] if arch == "chatglm-remote-code" else tiny_checkpoint(arch, **over)
     out = tmp_path / "o"
-    with pytest.raises(RegistryError, match="routed-expert MLPs only.*dense"):
-        convert("glm-4-9b-chat", tiny_checkpoint("glm"), "NVFP4", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_remote_code_layout_is_refused(tiny_chatglm_pair, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    chatglm, _ = tiny_chatglm_pair()
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match="do not cover ChatGLMModel"):
-        convert("glm-4-9b-chat", chatglm, "FP8_DYNAMIC", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_checkpoint_of_another_family_is_refused(tiny_checkpoint, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match="Glm4MoeForCausalLM checkpoint; family glm-4-9b-chat"):
-        convert("glm-4-9b-chat", tiny_checkpoint("glm4moe"), "FP8_DYNAMIC", out)
-    _assert_nothing_left(out, registry_home)
-
-
-def test_group_size_must_divide_layer_width(tiny_checkpoint, tmp_path, registry_home):
-    from registry.errors import RegistryError
-
-    src = tiny_checkpoint("glm", intermediate_size=96)
-    out = tmp_path / "o"
-    with pytest.raises(RegistryError, match=r"group size 64 does not divide the input width 96 of .*down_proj"):
-        convert("glm-4-9b-chat", src, "W4A16_GS64", out, method="rtn")
+    with pytest.raises(RegistryError, match=message):
+        convert("glm-4-9b-chat", src, quant, out, **kw)
     _assert_nothing_left(out, registry_home)
 
 
@@ -399,7 +433,9 @@ def test_existing_output_is_left_alone(tiny_checkpoint, tmp_path, registry_home)
     assert r.returncode == 1
     assert "error:" in r.stderr and "already exists" in r.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
-    assert not (registry_home / "registry.db").exists() or "artifact" not in r.stdout
+    from registry.store import Store
+
+    assert r.stdout == "" and Store().artifacts() == []  # nothing built, nothing recorded
 
 
 def test_unsupported_quantization_and_method(tiny_checkpoint, tmp_path, registry_home):

@@ -20,6 +20,8 @@ from registry.errors import RegistryError
 from registry.hub.integrity import tree_sha256
 from registry.schema import QUANTS_BY_FORMAT, Family
 
+from ..options import ConvertResult, record
+from ..source import checkpoint_config
 from . import calibration as cal
 from . import recipes
 
@@ -50,24 +52,9 @@ def quants_for(family: Family, quant: str) -> list[str]:
     return out
 
 
-def source_config(source: Path, family: Family) -> dict:
-    if not source.is_dir():
-        raise RegistryError(f"--from {source}: not a directory; give a Hugging Face checkpoint directory")
-    cfg_path = source / "config.json"
-    if not cfg_path.is_file():
-        raise RegistryError(f"--from {source}: no config.json; give a Hugging Face checkpoint directory")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise RegistryError(f"{cfg_path}: not valid JSON ({e.msg})") from None
-    archs = cfg.get("architectures") or []
-    arch = archs[0] if archs else None
-    known = family.architecture.hf_classes
-    if arch not in known:
-        raise RegistryError(
-            f"{source} holds a {arch or 'model without architectures'} checkpoint; family {family.name} is "
-            f"{', '.join(known)}: convert a checkpoint of this family"
-        )
+def source_config(source: Path, family: Family) -> tuple[dict, str]:
+    """(config.json, architecture class) of a source this converter can build from; errors otherwise."""
+    cfg, arch = checkpoint_config(source, family)
     if cfg.get("auto_map") or not _transformers_knows(cfg.get("model_type")):
         raise RegistryError(
             f"the compressed-tensors recipes do not cover {arch}: it needs the repository's own code "
@@ -78,7 +65,7 @@ def source_config(source: Path, family: Family) -> dict:
         raise RegistryError(f"{source} is already quantized ({cfg['quantization_config'].get('quant_method')}); start from the BF16 checkpoint")
     if not any(source.glob("*.safetensors")):
         raise RegistryError(f"{source} has no .safetensors weights")
-    return cfg
+    return cfg, arch
 
 
 def _transformers_knows(model_type: str | None) -> bool:
@@ -118,8 +105,8 @@ def plan_calibration(req, recipe: dict) -> cal.CalibrationPlan | None:
     mix = tuple(cal.Bucket(**b) for b in spec.get("length_mix", []))
     samples = req.samples or spec.get("samples") or cal_default("samples")
     max_len = req.max_seq_len or spec.get("max_seq_length") or cal_default("max_seq_length")
-    # The request's seed wins unless left at its default 0 and the spec pins one (seed 002: 42).
-    seed = req.seed if req.seed or spec.get("seed") is None else spec["seed"]
+    # An explicit --seed (0 included) wins over the spec's (seed 002: 42); neither: 0.
+    seed = req.seed if req.seed is not None else spec.get("seed") or 0
     split = spec.get("split") or cal_default("split")
     return cal.CalibrationPlan(source=str(source), split=split, samples=samples, max_seq_len=max_len, seed=seed,
                                length_mix=mix)
@@ -212,10 +199,35 @@ def copy_side_files(source: Path, dest: Path) -> list[str]:
     return copied
 
 
-def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
-    from converters.options import ConvertResult
+class CalibrationData:
+    """Calibration sets read and tokenized once per run: `--quant all` calibrates every build with the
+    same data, so the set is read, and each plan's samples tokenized, only the first time."""
 
-    arch = src_cfg["architectures"][0]
+    def __init__(self, source: Path):
+        self.source = source
+        self._tokenizer = None
+        self._convs: dict[tuple[str, str], list] = {}
+        self._ids: dict[cal.CalibrationPlan, list[list[int]]] = {}
+
+    def conversations(self, plan: cal.CalibrationPlan) -> list:
+        key = (plan.source, plan.split)
+        if key not in self._convs:
+            self._convs[key] = cal.read_conversations(plan.source, plan.split)
+        return self._convs[key]
+
+    def token_ids(self, plan: cal.CalibrationPlan) -> list[list[int]]:
+        if plan not in self._ids:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.source)
+            self._ids[plan] = cal.tokenize(self.conversations(plan), self._tokenizer, plan)
+        return self._ids[plan]
+
+
+def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: str,
+              calib: CalibrationData | None = None):
+    calib = calib or CalibrationData(Path(req.source))
     recipe = recipes.build(family, quant, req.method)
     if recipe["modifier"] == "AWQModifier":
         from .awq_mappings import mappings_for
@@ -223,22 +235,21 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict):
         recipe["awq_mappings"] = mappings_for(arch)
     plan = plan_calibration(req, recipe)
     spec_cal = recipe.get("calibration_spec") or {}
-    all_experts = bool(req.all_experts or spec_cal.get("all_experts"))
-    # Read the calibration set before loading weights: a broken file fails fast.
-    convs = cal.read_conversations(plan.source, plan.split) if plan else None
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from . import moe
-
-    tok = AutoTokenizer.from_pretrained(req.source)
+    # An explicit --all-experts / --no-all-experts wins over the spec's choice.
+    all_experts = req.all_experts if req.all_experts is not None else bool(spec_cal.get("all_experts"))
     ds = None
     if plan:
-        ids = cal.tokenize(convs, tok, plan)
+        # Read and tokenize the calibration set before loading weights: a broken file fails fast.
+        ids = calib.token_ids(plan)
         ds = cal.as_dataset(ids)
         recipe["calibration"] = {**plan.to_dict(), "all_experts": all_experts,
                                  "tokens": sum(len(x) for x in ids)}
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import moe
+
     model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
     moe.linearize(model)
     recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
@@ -303,22 +314,16 @@ def _fix_config(path: Path, recipe: dict) -> None:
 def run(req) -> list:
     family = family_of(req.family)
     quants = quants_for(family, req.quant)
-    src_cfg = source_config(Path(req.source), family)
+    src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]
+    calib = CalibrationData(Path(req.source))
     results = []
     for q, out in zip(quants, outs):
         # Libraries print progress and warnings; keep stdout for our --json output.
         with contextlib.redirect_stdout(sys.stderr), _quiet(req.progress):
-            res = build_one(req, family, q, out, src_cfg)
+            res = build_one(req, family, q, out, src_cfg, arch, calib)
         if req.record:
-            from registry.store import Store
-
-            row = Store().add_artifact(
-                family=res.family, format=res.format, quantization=res.quantization, path=str(res.path),
-                sha256=res.sha256, size_bytes=res.size_bytes, parent=res.parent, recipe=res.recipe,
-                report=res.report,
-            )
-            res.artifact_id = row.id
+            record([res])  # each build as it is made: a later failure keeps the earlier ones
         req.say(f"built {q}: {res.path}")
         results.append(res)
     return results

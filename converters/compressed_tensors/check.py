@@ -1,8 +1,8 @@
 """Quality check: load a compressed-tensors build back, decompressed, and compare with its source.
 
-The report has the shared format {"reference": "source", "tokens", "kl_divergence",
-"top1_agreement"}: KL(source || build) of next-token distributions, averaged over positions of a
-fixed token sequence, and the share of positions whose argmax agrees.
+The report has the shared format of converters.quality (which does the maths), with "source" as
+the reference: KL(source || build) of next-token distributions over a fixed token sequence, and
+the share of positions whose argmax agrees.
 
 Loading: Transformers 5 fuses MoE experts into 3-D tensors while the build keeps vLLM's per-expert
 Linear layout, so we build the model from its config, linearize the experts the way llm-compressor
@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.errors import RegistryError
+
+from ..quality import compare_logits, repeat_to
 
 # Fixed text for the comparison (English and Chinese, as the GLM models are used).
 FIXED_TEXT = (
@@ -29,7 +31,7 @@ def fixed_tokens(tokenizer, n: int) -> list[int]:
     ids = tokenizer(FIXED_TEXT, add_special_tokens=False)["input_ids"]
     if not ids:
         raise RegistryError("the tokenizer turns the check text into no tokens")
-    return (ids * (n // len(ids) + 1))[:n]
+    return repeat_to(ids, n)
 
 
 def load_decompressed(path: Path, dtype=None):
@@ -78,12 +80,9 @@ def compare(source: Path, build: Path, tokens: int = 128) -> dict:
     ids = torch.tensor([fixed_tokens(tok, tokens)])
     ref = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     with torch.no_grad():
-        lp = torch.log_softmax(ref(ids).logits.float(), -1)[0]
+        ref_logits = ref(ids).logits[0].double().numpy()
     del ref
     got = load_decompressed(build)
     with torch.no_grad():
-        lq = torch.log_softmax(got(ids).logits.float(), -1)[0]
-    kl = (lp.exp() * (lp - lq)).sum(-1)
-    top1 = (lp.argmax(-1) == lq.argmax(-1)).float()
-    return {"reference": "source", "tokens": int(ids.shape[1]), "kl_divergence": float(kl.mean()),
-            "top1_agreement": float(top1.mean())}
+        got_logits = got(ids).logits[0].double().numpy()
+    return compare_logits(ref_logits, got_logits, "source")

@@ -1,12 +1,15 @@
 """Quality report: KL divergence and top-1 agreement of a build's next-token distributions vs the F16 build.
 
 Both builds run in llama.cpp (llama_cpp.Llama, logits for every position) over the same fixed
-token sequence: the F16 model's tokenization of a fixed text, repeated to `n_tokens`.
+token sequence: the F16 model's tokenization of a fixed text, repeated to `n_tokens`. The maths
+is converters.quality's, shared with the compressed-tensors check.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ..quality import compare_logits, repeat_to
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. GLM models answer questions, write code and call tools. "
@@ -37,23 +40,12 @@ def fixed_tokens(reference: Path, n_tokens: int = 64) -> list[int]:
         toks = m.tokenize(TEXT.encode(), add_bos=False, special=False)
     finally:
         m.close()
-    toks = [t for t in toks if t >= 0] or [0]
-    return (toks * (n_tokens // len(toks) + 1))[:n_tokens]
+    return repeat_to([t for t in toks if t >= 0] or [0], n_tokens)
 
 
 def quality_report(reference: Path, candidates: dict[str, Path], n_tokens: int = 64,
                    reference_name: str = "F16") -> dict[str, dict]:
     """{quant: {"reference": reference_name, "tokens", "kl_divergence", "top1_agreement"}} per candidate."""
-    import numpy as np
-
     tokens = fixed_tokens(reference, n_tokens)
     ref = _logits(reference, tokens)
-    p_log = ref - np.logaddexp.reduce(ref, axis=-1, keepdims=True)
-    out = {}
-    for name, path in candidates.items():
-        got = _logits(path, tokens)
-        q_log = got - np.logaddexp.reduce(got, axis=-1, keepdims=True)
-        kl = float(np.mean(np.sum(np.exp(p_log) * (p_log - q_log), axis=-1)))
-        top1 = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
-        out[name] = {"reference": reference_name, "tokens": len(tokens), "kl_divergence": max(kl, 0.0), "top1_agreement": top1}
-    return out
+    return {name: compare_logits(ref, _logits(path, tokens), reference_name) for name, path in candidates.items()}

@@ -7,12 +7,12 @@ it, optionally measures the quality report, and records every build in the store
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from registry.errors import RegistryError
 
-from ..options import ConvertRequest, ConvertResult
+from ..options import ConvertRequest, ConvertResult, record
+from ..source import checkpoint_config
 from .quantize import LADDER, llama_quant_name
 
 DIRECT = ("F16", "BF16")
@@ -24,20 +24,8 @@ def check_family(req: ConvertRequest):
     fam = registry.get(req.family)
     if not any(s.format == "ggufv2" for s in fam.specs):
         req.say(f"warning: family {fam.name} lists no ggufv2 spec; the build is recorded anyway")
-    cfg_path = Path(req.source) / "config.json"
-    if not cfg_path.is_file():
-        raise RegistryError(f"{req.source} has no config.json; pass a Hugging Face checkpoint directory to --from")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except ValueError as e:
-        raise RegistryError(f"{cfg_path} is not valid JSON: {e}") from None
-    classes = cfg.get("architectures") or []
+    cfg, _ = checkpoint_config(Path(req.source), fam)
     a = fam.architecture
-    if not set(classes) & set(a.hf_classes):
-        raise RegistryError(
-            f"checkpoint {req.source} is {', '.join(classes) or 'of no architecture'} but family {fam.name} is "
-            f"{', '.join(a.hf_classes)}; pick the family this checkpoint belongs to (`registry list`)"
-        )
     layers = cfg.get("num_hidden_layers", cfg.get("num_layers"))
     diffs = [f"{k} {got} (family: {want})" for k, got, want in
              (("layers", layers, a.layers), ("hidden size", cfg.get("hidden_size"), a.hidden_size)) if got != want]
@@ -108,12 +96,5 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     if first not in quants:
         results = [r for r in results if r.quantization in quants] + [results[0]]
     if req.record:
-        from registry.store import Store
-
-        store = Store()
-        for r in results:
-            row = store.add_artifact(family=r.family, format=r.format, quantization=r.quantization, path=str(r.path),
-                                     sha256=r.sha256, size_bytes=r.size_bytes, parent=r.parent, recipe=r.recipe,
-                                     report=r.report)
-            r.artifact_id = row.id
+        record(results)
     return results

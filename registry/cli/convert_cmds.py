@@ -33,8 +33,10 @@ def convert(
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Hub dataset name or local JSONL of chat messages."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Calibration sample count."),
     max_seq_len: Optional[int] = typer.Option(None, "--max-seq-len", help="Calibration max sequence length."),
-    seed: int = typer.Option(0, "--seed", help="Calibration sampling seed."),
-    all_experts: bool = typer.Option(False, "--all-experts", help="MoE: every expert sees every calibration token."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Calibration sampling seed (default: the spec's, else 0)."),
+    all_experts: Optional[bool] = typer.Option(
+        None, "--all-experts/--no-all-experts",
+        help="MoE: every expert sees every calibration token (default: as the spec's recipe says)."),
     no_record: bool = typer.Option(False, "--no-record", help="Do not record the result in the store."),
     json_: bool = JsonOpt,
 ) -> None:
