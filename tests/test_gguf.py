@@ -426,18 +426,23 @@ def test_split_build_is_found_as_a_local_artifact(tiny_checkpoint, tmp_path):
     assert r.returncode == 1 and "offline" in r.stderr.lower()
 
 
-def test_bf16_to_f16_table_equals_numpys_cast_for_every_bit_pattern():
-    # The F16 writer maps bf16 through a table (converters/gguf/writer.py); every one of the 65536
-    # patterns must come out as numpy's float32 -> float16 cast gives it (rounding, inf, signed zero, NaN).
+@pytest.mark.parametrize("backend", ["ggml", "table"])
+def test_bf16_to_f16_equals_numpys_cast_for_every_bit_pattern(backend):
+    # The F16 writer converts bf16 with ggml's SIMD rows (or a table where libggml-cpu can't load):
+    # every one of the 65536 patterns must come out as numpy's float32 -> float16 cast gives it
+    # (rounding, inf, signed zero, subnormals); a NaN stays a NaN.
     import numpy as np
 
-    from converters.gguf.writer import bf16_to_f16
+    from converters.gguf.bf16 import to_f16
 
     every = np.arange(1 << 16, dtype=np.uint32)
     with np.errstate(over="ignore"):
         want = (every << 16).view(np.float32).astype(np.float16)
-    got = bf16_to_f16(every.astype(np.uint16).reshape(256, 256)).reshape(-1)
+    got = to_f16(every.astype(np.uint16).reshape(256, 256), backend=backend).reshape(-1)
     assert got.dtype == np.float16
     nan = np.isnan(want)
     assert np.array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan]) and np.isnan(got[nan]).all()
     assert np.isinf(got[every == 0x4780]).all() and got[every == 0x3F80][0] == 1.0  # 65536 -> inf; 1.0 stays 1.0
+    out = np.empty(5, np.float16)  # into a given array, from a non-contiguous source
+    assert to_f16(every.astype(np.uint16)[0x3F80:0x3F8A:2], out, backend=backend) is not None
+    assert np.array_equal(out, want[0x3F80:0x3F8A:2])

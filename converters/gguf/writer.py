@@ -17,6 +17,7 @@ from typing import Callable
 from registry.errors import RegistryError
 
 from .arch import OutTensor
+from .bf16 import to_f16
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -31,8 +32,7 @@ class _Stream:
         # Source already in the output type (bf16 -> BF16, f16 -> F16, f32 -> F32): copy the bytes.
         Q = gguf.GGMLQuantizationType
         self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
-        # bf16 -> F16 (the usual conversion of a GLM checkpoint) maps each 16-bit pattern through a table
-        # instead of widening to float32 and casting back: ~5x faster than numpy's float32 -> float16.
+        # bf16 -> F16, the usual conversion of a GLM checkpoint: bf16.to_f16 (ggml's SIMD rows or a table)
         self.bf16_to_f16 = t.src_dtype == "BF16" and qtype == Q.F16
 
     def convert(self, block):
@@ -42,7 +42,7 @@ class _Stream:
         if self.raw:
             return block
         if self.bf16_to_f16:
-            return bf16_to_f16(block)
+            return to_f16(block)
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self.qtype == gguf.GGMLQuantizationType.F32:
             return block
@@ -53,6 +53,8 @@ class _Stream:
     def tofile(self, fp) -> None:
         if self.raw and self.t.spans is not None:
             return self._copy(fp)
+        if self.bf16_to_f16 and self.t.spans is not None:
+            return self._bf16_spans(fp)
         # Convert the next block on a worker thread while this one is written (numpy releases the
         # GIL); at most PREFETCH blocks are in flight, so memory stays bounded.
         from collections import deque
@@ -76,6 +78,41 @@ class _Stream:
         if written != self.nbytes:
             raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
 
+    def _bf16_spans(self, fp) -> None:
+        """bf16 -> F16 of whole source tensors, on worker threads: each takes a block of the source and,
+        in cache-sized steps, reads (pread), converts into a buffer of its own and writes (pwrite) at the
+        block's place in the output. Data moves page cache -> cache -> page cache, as in a copy; memory
+        is a few small buffers per thread. (Mapping the source, allocating each output block and writing
+        them in order from one thread moved every byte through memory three times more.)"""
+        fp.flush()
+        out_fd = fp.fileno()
+        base = os.lseek(out_fd, 0, os.SEEK_CUR)
+        files: dict = {}
+        jobs, pos = [], base
+        try:
+            for path, offset, length in self.t.spans():
+                if path not in files:
+                    files[path] = os.open(path, os.O_RDONLY)
+                for a in range(offset, offset + length, BLOCK_BYTES):
+                    n = min(BLOCK_BYTES, offset + length - a)
+                    jobs.append((files[path], a, n, pos))
+                    pos += n  # F16 is as wide as bf16
+            futures = [_pool().submit(_bf16_block, self.t.name, out_fd, *job) for job in jobs]
+            try:
+                for f in futures:
+                    self.on_bytes(f.result())
+            finally:
+                for f in futures:
+                    f.cancel()
+                for f in futures:  # no worker may still write once this returns
+                    if not f.cancelled():
+                        f.exception()
+        finally:
+            for fd in files.values():
+                os.close(fd)
+        fp.seek(pos)
+        if pos - base != self.nbytes:
+            raise RegistryError(f"tensor {self.t.name}: wrote {pos - base} bytes, expected {self.nbytes}")
 
     def _copy(self, fp) -> None:
         """Source bytes that pass through unchanged go file to file in the kernel (copy_file_range),
@@ -99,27 +136,35 @@ class _Stream:
 
 
 PREFETCH = 2
+BLOCK_BYTES = 8 << 20  # source bytes per job in the bf16 -> F16 pipeline
+STEP_ELEMENTS = 1 << 16  # elements per read/convert/write step: the buffers stay in the core's cache
 _POOL = None
-_BF16_F16 = None
-_SUB = 1 << 17  # elements per table look-up: numpy widens the indices to intp, so keep that temporary small
+_LOCAL = None
 
 
-def bf16_to_f16(bits: "np.ndarray") -> "np.ndarray":  # noqa: F821
-    """bf16 bit patterns (uint16) -> float16, exactly as numpy's float32 -> float16 cast rounds
-    (to nearest even; overflow to inf; NaN stays NaN), through a 65536-entry table built by that cast."""
+def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> int:
+    """Convert n bytes of bf16 at `offset` of src_fd into F16 at out_pos of out_fd; returns n."""
+    import threading
+
     import numpy as np
 
-    global _BF16_F16
-    if _BF16_F16 is None:
-        every = np.arange(1 << 16, dtype=np.uint32)
-        with np.errstate(over="ignore"):  # bf16 beyond float16's range becomes inf, as intended
-            _BF16_F16 = (every << 16).view(np.float32).astype(np.float16)
-    flat = np.ascontiguousarray(bits).reshape(-1)
-    out = np.empty(flat.shape, np.float16)
-    for a in range(0, flat.size, _SUB):
-        # mode="wrap": a uint16 index is always in the table, and wrap skips raise's bounds check
-        np.take(_BF16_F16, flat[a:a + _SUB], out=out[a:a + _SUB], mode="wrap")
-    return out.reshape(bits.shape)
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = threading.local()
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = (np.empty(STEP_ELEMENTS, np.uint16), np.empty(STEP_ELEMENTS, np.float16))
+    step = STEP_ELEMENTS * 2
+    for a in range(0, n, step):
+        k = min(step, n - a)
+        src, dst = bufs[0][: k // 2], bufs[1][: k // 2]
+        if os.preadv(src_fd, [src], offset + a) != k:
+            raise RegistryError(f"{name}: the checkpoint ended early at byte {offset + a}; did it change meanwhile?")
+        to_f16(src, dst)
+        view = memoryview(dst).cast("B")
+        while view:  # pwrite may write less than asked
+            view = view[os.pwrite(out_fd, view, out_pos + a + (k - len(view))):]
+    return n
 
 
 def _pool():
