@@ -3,8 +3,9 @@ llama.cpp server directly (same machine, same run, same GGUF), as a ratio. Goal:
 
     PYTHONPATH=$PWD python bench/launch.py --gguf PATH/TO/model.gguf [--repeat 3]
 
-The GGUF is recorded as glm4-chat-1m ggufv2 FP16 in a throwaway REGISTRY_HOME. Each side: wall time from
-starting the process to the first successful /v1/chat/completions answer (1 token); best of --repeat.
+The GGUF is recorded as glm4-chat-1m ggufv2 FP16 in a throwaway REGISTRY_HOME. The direct side runs the
+very argv the registry's plan gives (same flags, threads and context). Each side: wall time from starting
+the process to the first successful /v1/chat/completions answer (1 token); best of --repeat.
 """
 
 from __future__ import annotations
@@ -40,11 +41,18 @@ def _chat(port: int) -> bool:
         return False
 
 
-def direct(gguf: str, port: int) -> float:
+def planned_argv(env: dict) -> list[str]:
+    """The exact server command `registry launch` runs (its dry-run plan), so both sides start the same server."""
+    r = subprocess.run([sys.executable, "-m", "registry", "launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16",
+                        "--dry-run", "--json"], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)["argv"]
+
+
+def direct(argv: list[str], port: int) -> float:
+    argv = list(argv)
+    argv[argv.index("--port") + 1] = str(port)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "4096"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while not _chat(port):
             if proc.poll() is not None:
@@ -84,9 +92,11 @@ def main() -> None:
     g = Path(a.gguf).resolve()
     Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(g),
                          sha256="0" * 64, size_bytes=g.stat().st_size)
+    argv = planned_argv(env)
+    print("server command:", " ".join(argv))
     d, r = [], []
     for _ in range(a.repeat):  # interleaved so that page-cache warmth is shared
-        d.append(direct(str(g), _free_port()))
+        d.append(direct(argv, _free_port()))
         r.append(via_registry(env, _free_port()))
     print(f"direct llama_cpp.server: best {min(d):.2f} s  (all: {', '.join(f'{x:.2f}' for x in d)})")
     print(f"registry launch:         best {min(r):.2f} s  (all: {', '.join(f'{x:.2f}' for x in r)})")
