@@ -68,7 +68,8 @@ class Prestarted:
         from pathlib import Path
 
         self.module = module
-        fd, name = tempfile.mkstemp(prefix=".prestart-", suffix=".log", dir=log_dir)
+        # The registry's pid in the name: a log left by a registry that was killed can be told apart
+        fd, name = tempfile.mkstemp(prefix=f".prestart-{os.getpid()}-", suffix=".log", dir=log_dir)
         self.log_path = Path(name)
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", __name__, module], stdin=subprocess.PIPE, stdout=fd,
@@ -117,9 +118,22 @@ def start(argv: list[str]) -> None:
     try:
         from . import paths
 
-        _pending = Prestarted(module, paths.logs_dir())
+        logs = paths.logs_dir()
+        _remove_orphan_logs(logs)
+        _pending = Prestarted(module, logs)
     except OSError:
         _pending = None  # no prestart: the launch starts the server the ordinary way
+
+
+def _remove_orphan_logs(log_dir) -> None:
+    """Logs of prestarts whose registry process was killed before it could hand over or cancel."""
+    for p in log_dir.glob(".prestart-*-*.log"):
+        try:
+            os.kill(int(p.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            pass
 
 
 def claim() -> Prestarted | None:

@@ -394,8 +394,16 @@ def _prestarts_left() -> list:
 
 
 def test_a_failed_plan_leaves_no_prestarted_server():
+    logs = Path(os.environ["REGISTRY_HOME"]) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    orphan = logs / f".prestart-{2**22 + 7}-x.log"  # a pid above the kernel's default pid_max: no such process
+    orphan.write_text("left by a registry that was killed\n")
+    mine = logs / f".prestart-{os.getpid()}-x.log"  # its registry runs: kept
+    mine.write_text("")
     r = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q9_K")
     assert r.returncode == 1 and "Q9_K" in r.stderr
+    assert not orphan.exists() and mine.exists()
+    mine.unlink()
     assert _prestarts_left() == []
 
 
