@@ -403,6 +403,22 @@ def test_bf16_build_copies_the_source_bits(tiny_checkpoint, tiny_gguf):
     assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9 and np.abs(a - b).max() < 0.1
 
 
+def test_bf16_build_across_filesystems_copies_through_a_buffer(tiny_checkpoint, tiny_gguf, tmp_path, monkeypatch):
+    # copy_file_range fails with EXDEV when the checkpoint and the output lie on different filesystems;
+    # the writer then copies through a buffer, and the file is the same byte for byte.
+    import errno
+    import os
+
+    from converters.gguf.core import convert
+
+    def exdev(*args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", exdev)
+    p = convert(tiny_checkpoint("glm4moe"), tmp_path / "glm4moe.BF16.gguf", "BF16")
+    assert p.read_bytes() == tiny_gguf("glm4moe", "BF16").read_bytes()
+
+
 def test_split_build_is_found_as_a_local_artifact(tiny_checkpoint, tmp_path):
     out = tmp_path / "builds"
     r = run_cli("convert", "glm4-chat-1m", "--from", str(tiny_checkpoint("chatglm")), "--to", "ggufv2",

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
 from registry.errors import RegistryError
 
 from .arch import OutTensor
-from .bf16 import to_f16
+from .bf16 import STEP, to_f16
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -33,6 +34,7 @@ class _Stream:
         Q = gguf.GGMLQuantizationType
         self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
         # bf16 -> F16, the usual conversion of a GLM checkpoint: bf16.to_f16 (ggml's SIMD rows or a table)
+        # on whole source tensors (spans); a tensor assembled from parts takes the float32 path below
         self.bf16_to_f16 = t.src_dtype == "BF16" and qtype == Q.F16
 
     def convert(self, block):
@@ -41,8 +43,6 @@ class _Stream:
 
         if self.raw:
             return block
-        if self.bf16_to_f16:
-            return to_f16(block)
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self.qtype == gguf.GGMLQuantizationType.F32:
             return block
@@ -51,10 +51,8 @@ class _Stream:
         return gguf.quants.quantize(block.reshape(-1, self.t.shape[-1]), self.qtype)
 
     def tofile(self, fp) -> None:
-        if self.raw and self.t.spans is not None:
-            return self._copy(fp)
-        if self.bf16_to_f16 and self.t.spans is not None:
-            return self._bf16_spans(fp)
+        if self.t.spans is not None and (self.raw or self.bf16_to_f16):
+            return self._by_spans(fp, _copy_block if self.raw else _bf16_block)
         # Convert the next block on a worker thread while this one is written (numpy releases the
         # GIL); at most PREFETCH blocks are in flight, so memory stays bounded.
         from collections import deque
@@ -69,7 +67,7 @@ class _Stream:
             written += data.nbytes
             self.on_bytes(data.nbytes)
 
-        for block in (self.t.chunks(raw=True) if self.raw or self.bf16_to_f16 else self.t.chunks()):
+        for block in (self.t.chunks(raw=True) if self.raw else self.t.chunks()):
             pending.append(_pool().submit(self.convert, block))
             if len(pending) > PREFETCH:
                 drain_one()
@@ -78,12 +76,12 @@ class _Stream:
         if written != self.nbytes:
             raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
 
-    def _bf16_spans(self, fp) -> None:
-        """bf16 -> F16 of whole source tensors, on worker threads: each takes a block of the source and,
-        in cache-sized steps, reads (pread), converts into a buffer of its own and writes (pwrite) at the
-        block's place in the output. Data moves page cache -> cache -> page cache, as in a copy; memory
-        is a few small buffers per thread. (Mapping the source, allocating each output block and writing
-        them in order from one thread moved every byte through memory three times more.)"""
+    def _by_spans(self, fp, work) -> None:
+        """Whole source tensors (spans) go to the output block by block on worker threads, each block
+        written at its own place (pwrite / copy_file_range with an offset), so blocks need no order and
+        no block passes through the main thread. work: _copy_block (bytes unchanged, copied in the
+        kernel) or _bf16_block (read, convert and write in cache-sized steps, as a copy moves data;
+        mapping the source and writing whole converted blocks in order moved every byte three times more)."""
         fp.flush()
         out_fd = fp.fileno()
         base = os.lseek(out_fd, 0, os.SEEK_CUR)
@@ -96,8 +94,8 @@ class _Stream:
                 for a in range(offset, offset + length, BLOCK_BYTES):
                     n = min(BLOCK_BYTES, offset + length - a)
                     jobs.append((files[path], a, n, pos))
-                    pos += n  # F16 is as wide as bf16
-            futures = [_pool().submit(_bf16_block, self.t.name, out_fd, *job) for job in jobs]
+                    pos += n  # the output is as wide as the source (same type, or bf16 -> F16)
+            futures = [_pool().submit(work, self.t.name, out_fd, *job) for job in jobs]
             try:
                 for f in futures:
                     self.on_bytes(f.result())
@@ -110,56 +108,62 @@ class _Stream:
         finally:
             for fd in files.values():
                 os.close(fd)
-        fp.seek(pos)
+        fp.seek(pos)  # the buffered file object learns where the tensor ends
         if pos - base != self.nbytes:
             raise RegistryError(f"tensor {self.t.name}: wrote {pos - base} bytes, expected {self.nbytes}")
 
-    def _copy(self, fp) -> None:
-        """Source bytes that pass through unchanged go file to file in the kernel (copy_file_range),
-        never through Python's memory."""
-        fp.flush()
-        out = fp.fileno()
-        written = 0
-        for path, offset, length in self.t.spans():
-            with open(path, "rb") as src:
-                end = offset + length
-                while offset < end:
-                    n = os.copy_file_range(src.fileno(), out, min(end - offset, 1 << 30), offset)
-                    if n == 0:
-                        raise RegistryError(f"{path}: ended while copying {self.t.name}; the checkpoint changed meanwhile?")
-                    offset += n
-                    written += n
-                    self.on_bytes(n)
-        fp.seek(os.lseek(out, 0, os.SEEK_CUR))  # the buffered file object learns the position the kernel moved
-        if written != self.nbytes:
-            raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
-
 
 PREFETCH = 2
-BLOCK_BYTES = 8 << 20  # source bytes per job in the bf16 -> F16 pipeline
-STEP_ELEMENTS = 1 << 16  # elements per read/convert/write step: the buffers stay in the core's cache
+BLOCK_BYTES = 8 << 20  # source bytes per job of the span pipeline
 _POOL = None
-_LOCAL = None
+_local = threading.local()  # each worker's step buffers
+
+
+def _ended(name: str, at: int) -> RegistryError:
+    return RegistryError(f"{name}: the checkpoint ended early at byte {at}; did it change meanwhile?")
+
+
+def _copy_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> int:
+    """n bytes at `offset` of src_fd to out_pos of out_fd, file to file in the kernel; returns n.
+    Where the kernel can't (checkpoint and output on different filesystems: EXDEV), through a buffer."""
+    import errno
+
+    done = 0
+    while done < n:
+        try:
+            k = os.copy_file_range(src_fd, out_fd, n - done, offset + done, out_pos + done)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            break
+        if k == 0:
+            raise _ended(name, offset + done)
+        done += k
+    buf = bytearray(2 * STEP)
+    while done < n:
+        k = os.preadv(src_fd, [memoryview(buf)[: min(len(buf), n - done)]], offset + done)
+        if k == 0:
+            raise _ended(name, offset + done)
+        view = memoryview(buf)[:k]
+        while view:
+            view = view[os.pwrite(out_fd, view, out_pos + done + (k - len(view))):]
+        done += k
+    return n
 
 
 def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> int:
-    """Convert n bytes of bf16 at `offset` of src_fd into F16 at out_pos of out_fd; returns n."""
-    import threading
-
+    """n bytes of bf16 at `offset` of src_fd as F16 at out_pos of out_fd; returns n."""
     import numpy as np
 
-    global _LOCAL
-    if _LOCAL is None:
-        _LOCAL = threading.local()
-    bufs = getattr(_LOCAL, "bufs", None)
+    bufs = getattr(_local, "bufs", None)
     if bufs is None:
-        bufs = _LOCAL.bufs = (np.empty(STEP_ELEMENTS, np.uint16), np.empty(STEP_ELEMENTS, np.float16))
-    step = STEP_ELEMENTS * 2
+        bufs = _local.bufs = (np.empty(STEP, np.uint16), np.empty(STEP, np.float16))
+    step = STEP * 2
     for a in range(0, n, step):
         k = min(step, n - a)
         src, dst = bufs[0][: k // 2], bufs[1][: k // 2]
         if os.preadv(src_fd, [src], offset + a) != k:
-            raise RegistryError(f"{name}: the checkpoint ended early at byte {offset + a}; did it change meanwhile?")
+            raise _ended(name, offset + a)
         to_f16(src, dst)
         view = memoryview(dst).cast("B")
         while view:  # pwrite may write less than asked
