@@ -241,8 +241,8 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True, p
     try:
         return _launch(p, timeout, say, spinner, prestarted)
     finally:
-        if prestarted is not None and prestarted.proc.stdin and not prestarted.proc.stdin.closed:
-            prestarted.cancel()
+        if prestarted is not None:
+            prestarted.cancel()  # nothing if the server runs in it
 
 
 def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):

@@ -20,7 +20,8 @@ import json
 import os
 import sys
 
-# The llama.cpp engine's server module (registry/engines/llamacpp.py builds `python -m` this).
+# The llama.cpp engine's server module; registry/engines/llamacpp.py builds its `python -m` command from
+# this name (defined here because this module is imported before anything heavier).
 LLAMA_CPP_SERVER = "llama_cpp.server"
 
 
@@ -68,6 +69,7 @@ class Prestarted:
         from pathlib import Path
 
         self.module = module
+        self.settled = False  # handed its argv, or cancelled
         # The registry's pid in the name: a log left by a registry that was killed can be told apart
         fd, name = tempfile.mkstemp(prefix=f".prestart-{os.getpid()}-", suffix=".log", dir=log_dir)
         self.log_path = Path(name)
@@ -89,9 +91,14 @@ class Prestarted:
         self.log_path = log_path
         self.proc.stdin.write((json.dumps({"argv": argv[3:]}) + "\n").encode())
         self.proc.stdin.close()
+        self.settled = True
         return self.proc
 
     def cancel(self) -> None:
+        """Let the waiting process exit unused; nothing once it has been handed its argv or cancelled."""
+        if self.settled:
+            return
+        self.settled = True
         try:
             self.proc.stdin.close()  # EOF: the child exits without running anything
         except OSError:

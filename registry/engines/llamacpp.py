@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..estimate import engine_estimate
+from ..prestart import LLAMA_CPP_SERVER
 from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, client_host
 
 NAME = "llama.cpp"
@@ -50,7 +51,7 @@ def can_serve(req: Request) -> Verdict:
 def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     """The server for a GGUF file on disk (a hub revision was used to fetch it: no flag)."""
     port = port or 8080
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", req.family.name,
+    argv = [sys.executable, "-m", LLAMA_CPP_SERVER, "--model", model, "--model_alias", req.family.name,
             "--host", host, "--port", str(port), "--n_ctx", str(context_of(req))]
     if req.hardware.cpu_cores:
         argv += ["--n_threads", str(req.hardware.cpu_cores)]
