@@ -23,7 +23,29 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU build on this machine; a bare 'torch' would pull CUDA wheels.
 .venv/bin/python -m pip install -q torch==2.13.0
-# llama-cpp-python compiles from source (about 9 minutes on 2 cores); pip caches the wheel.
-CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
-  .venv/bin/python -m pip install -q -e '.[all]'
+# llama-cpp-python compiles from source (about 9 minutes on 2 cores) with -march=native; pip
+# caches the wheel. On x86-64 ggml's AMX kernels are kept out: they segfault on Q4_K weights on
+# Sapphire Rapids and later (llama.cpp issue 20824). Explicit -mno-* win over -march=native in
+# GCC and Clang, whatever their order; CMake takes CFLAGS/CXXFLAGS into a fresh build's flags.
+case "$(uname -m)" in
+  x86_64|amd64) no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" ;;
+  *) no_amx="" ;;
+esac
+export CFLAGS="${CFLAGS:+$CFLAGS }$no_amx" CXXFLAGS="${CXXFLAGS:+$CXXFLAGS }$no_amx"
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+.venv/bin/python -m pip install -q -e '.[all]'
+
+# pip reuses a cached wheel whatever the flags say, so check the library that was installed: no
+# AMX kernels on a CPU that has AMX, and a tiny Q4_K_M build that evaluates in a subprocess. A
+# wheel that fails is dropped from pip's cache and rebuilt once; a second failure stops setup.
+if ! .venv/bin/python -m converters.gguf.llama_check; then
+  echo "setup: rebuilding llama-cpp-python without AMX (the installed build has it; about 9 minutes)"
+  llama_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')
+  .venv/bin/python -m pip cache remove 'llama_cpp_python*' >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps "llama-cpp-python==$llama_version"
+  if ! .venv/bin/python -m converters.gguf.llama_check; then
+    echo "setup: llama-cpp-python still fails its check (above); rebuild it by hand with CFLAGS/CXXFLAGS='$no_amx' and 'pip install --no-cache-dir --force-reinstall llama-cpp-python==$llama_version'" >&2
+    exit 1
+  fi
+fi
 echo "setup: ready (.venv/bin/registry)"

@@ -33,9 +33,13 @@ def test_demo_runs_the_whole_path(registry_home):
     for d in ps:
         assert d["pid"] is None or not os.path.exists(f"/proc/{d['pid']}") or \
             open(f"/proc/{d['pid']}/stat").read().split()[2] == "Z"
-    # a second run rebuilds in place and records the same paths again, not new rows
-    r = run_cli("demo", "--json", env={"REGISTRY_HOME": str(registry_home)})
+    # a second run, as a person reads it, rebuilds in place and records the same paths again, not
+    # new rows; it prints the registry's lines only, no llama.cpp log noise
+    r = run_cli("demo", env={"REGISTRY_HOME": str(registry_home)})
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "chat:" in r.stdout
+    noise = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith(("llama_", "ggml_", "load", "print_info"))]
+    assert not noise, noise
     arts = json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--json",
                               env={"REGISTRY_HOME": str(registry_home)}).stdout)["artifacts"]
     assert sorted(a["quantization"] for a in arts) == ["F16", "Q4_K_M"]

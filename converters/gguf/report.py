@@ -34,8 +34,14 @@ def _logits(path: Path, tokens: list[int]):
 
 def fixed_tokens(reference: Path, n_tokens: int = 64) -> list[int]:
     import llama_cpp
+    from llama_cpp import _internals
 
-    m = llama_cpp.Llama(str(reference), vocab_only=True, verbose=False)
+    # The vocabulary alone, without the context llama_cpp.Llama would create for it: that context
+    # logs "n_ctx_seq (512) > n_ctx_train (0)" past verbose=False, since a vocab-only load has no
+    # training context. LlamaModel(verbose=False) keeps the loader's own log quiet.
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    m = _internals.LlamaModel(path_model=str(reference), params=params, verbose=False)
     try:
         toks = m.tokenize(TEXT.encode(), add_bos=False, special=False)
     finally:
