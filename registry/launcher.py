@@ -269,8 +269,18 @@ def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
         cmd.argv = _replace_flag(cmd.argv, "--port", str(port))
         cmd.health_url = cmd.health_url.replace(f":{cmd.port}/", f":{port}/")
         cmd.port = port
+    return run_recorded(cmd, family=r.family.name, format=r.spec.format, quantization=r.quantization,
+                        engine=p.engine, artifact_id=art.get("artifact_id"), timeout=timeout, spinner=spinner,
+                        prestarted=prestarted)
+
+
+def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, artifact_id: int | None = None,
+                 timeout: float = 300.0, spinner: bool = True, prestarted=None):
+    """Start `cmd` (its port already free) with a log file, record it, wait until it answers; the row.
+    Used for engine servers and for `registry serve` itself."""
+    port = cmd.port
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    log_path = paths.logs_dir() / f"{r.family.name}-{r.quantization}-{p.engine}-{port}-{stamp}.log"
+    log_path = paths.logs_dir() / f"{family}-{quantization}-{engine}-{port}-{stamp}.log"
     proc = _start(cmd, log_path, prestarted)
     # Recorded after the start, so that the bookkeeping (SQLAlchemy's import among it) overlaps the
     # server's own start-up; a failure to record stops the server: nothing runs unrecorded.
@@ -278,16 +288,16 @@ def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
         from .store import Store
 
         store = Store()
-        dep = store.add_deployment(family=r.family.name, format=r.spec.format, quantization=r.quantization,
-                                   engine=p.engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
-                                   status="starting", log_path=str(log_path), artifact_id=art.get("artifact_id"),
+        dep = store.add_deployment(family=family, format=format, quantization=quantization,
+                                   engine=engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+                                   status="starting", log_path=str(log_path), artifact_id=artifact_id,
                                    pid=proc.pid)
     except BaseException:
         _kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     try:
-        _wait(proc, cmd.health_url, timeout, log_path, spinner, f"starting {p.engine} for {r.family.name} on port {port}")
+        _wait(proc, cmd.health_url, timeout, log_path, spinner, f"starting {engine} for {family} on port {port}")
     except BaseException as e:
         _kill_group(proc.pid)
         try:
@@ -299,7 +309,7 @@ def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
             raise
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise LaunchError(f"{p.engine} failed while starting: {e}") from None
+        raise LaunchError(f"{engine} failed while starting: {e}") from None
     return store.update_deployment(dep.id, status="running")
 
 

@@ -92,3 +92,10 @@ def artifact_view(a: Any) -> dict[str, Any]:
         "created": a.created.isoformat() if a.created else None,
         "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,
     }
+
+
+def deployment_view(dep) -> dict[str, Any]:
+    """One deployment as `registry ps --json`, `launch --json` and the REST API give it."""
+    from .launcher import address
+
+    return {**dep.model_dump(mode="json"), "address": address(dep)}

@@ -55,7 +55,9 @@ def launch(
 
     dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_, prestarted=prestart.claim())
     if json_:
-        _print_json({**dep.model_dump(), "address": launcher.address(dep)})
+        from ..views import deployment_view
+
+        _print_json(deployment_view(dep))
         return
     _console().print(f"{dep.family} ({dep.engine}, deployment {dep.id}, pid {dep.pid}) answers at "
                      f"{launcher.address(dep)}")
@@ -127,7 +129,9 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
 
     deps = launcher.ps(all_=all_)
     if json_:
-        _print_json([{**d.model_dump(), "address": launcher.address(d)} for d in deps])
+        from ..views import deployment_view
+
+        _print_json([deployment_view(d) for d in deps])
         return
     if not deps:
         _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))

@@ -52,7 +52,10 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
     """The server for a GGUF file on disk (a hub revision was used to fetch it: no flag)."""
     port = port or 8080
     argv = [sys.executable, "-m", LLAMA_CPP_SERVER, "--model", model, "--model_alias", req.family.name,
-            "--host", host, "--port", str(port), "--n_ctx", str(context_of(req))]
+            "--host", host, "--port", str(port), "--n_ctx", str(context_of(req)),
+            # the server's default stops a running stream whenever another request arrives: with
+            # several clients (or `registry serve`), every stream but the newest would be cut short
+            "--interrupt_requests", "False"]
     if req.hardware.cpu_cores:
         argv += ["--n_threads", str(req.hardware.cpu_cores)]
     client = client_host(host)
