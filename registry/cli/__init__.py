@@ -17,6 +17,7 @@ def _app():
     from . import convert_cmds  # noqa: F401
     from . import docs_cmds  # noqa: F401
     from . import launch_cmds  # noqa: F401
+    from . import serve_cmds  # noqa: F401
     from .app import app
 
     # Importing the submodule registry.cli.app set the package's `app` attribute to that module;

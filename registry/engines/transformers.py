@@ -7,7 +7,7 @@ from .base import (Command, Request, Verdict, client_host, install_reason, modul
                    script)
 
 NAME = "transformers"
-INSTALL = "pip install 'glm-registry[serve]' (transformers[serving])"
+INSTALL = "pip install 'glm-registry[transformers]' (transformers[serving])"
 BNB = {"4-bit": "bnb-4bit", "8-bit": "bnb-8bit"}
 
 

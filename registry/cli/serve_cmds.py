@@ -1,0 +1,47 @@
+"""`registry serve`: the OpenAI router, REST API and web page as one recorded deployment."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from .app import JsonOpt, _console, _print_json, app
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback needs an API key."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 9997; the next free one if taken)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="REGISTRY_API_KEY", show_envvar=True,
+                                          help="Key every request must send (Authorization: Bearer KEY)."),
+    auto_launch: bool = typer.Option(False, "--auto-launch", help="Start a catalog build on its first request "
+                                     "(model FAMILY:QUANT) instead of answering 404."),
+    foreground: bool = typer.Option(False, "--foreground", help="Serve in this process until Ctrl-C (containers, "
+                                    "systemd) instead of in the background."),
+    json_: bool = JsonOpt,
+) -> None:
+    """One OpenAI base URL for every deployment, a REST API (/api, /docs) and a web page (/)."""
+    from .. import serve as srv
+
+    if foreground:
+        from .. import launcher
+
+        srv.check_exposure(host, api_key)
+        chosen = launcher.choose_port(host, port or srv.DEFAULT_PORT, port is not None, lambda m: _console().print(m))
+        srv.run(host, chosen, auto_launch, api_key)
+        return
+    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_)
+    from .. import launcher
+    from ..views import deployment_view
+
+    if json_:
+        _print_json(deployment_view(dep))
+        return
+    base = launcher.address(dep)
+    page = base[: -len("/v1")] + "/"
+    c = _console()
+    c.print(f"registry serve (deployment {dep.id}, pid {dep.pid}) answers at {page}", markup=False, highlight=False)
+    c.print(f"  OpenAI base URL: {base}   REST API: {page}api   API docs: {page}docs", markup=False, highlight=False)
+    c.print(f"  stop it with: registry stop {srv.NAME}", markup=False, highlight=False)

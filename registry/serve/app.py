@@ -1,0 +1,75 @@
+"""The FastAPI app of `registry serve`: the OpenAI router at /v1, the REST API at /api, the page at /."""
+
+from __future__ import annotations
+
+import sys
+from importlib.resources import files
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+
+from .api import api
+from .router import ROUTES, Router, error_response
+from .security import MAX_BODY, Guard
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: int = MAX_BODY,
+               launch_timeout: float = 300.0):
+    """The ASGI app, already wrapped in the key and body-size guard."""
+    from contextlib import asynccontextmanager
+
+    router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await router.close()
+
+    app = FastAPI(title="glm-registry", version=_version(), lifespan=lifespan,
+                  description="One OpenAI-compatible endpoint for every deployment, and the registry's REST API.")
+    app.include_router(api)
+    app.state.router = router
+
+    @app.exception_handler(HTTPException)
+    async def _errors(_request, exc: HTTPException):
+        return error_response(exc)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(files("registry.serve").joinpath("page.html").read_text(encoding="utf-8"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/health", summary="200 while the server runs")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", summary="running deployments by the names a request may give")
+    async def models() -> dict:
+        return await router.models()
+
+    def _route(path: str):
+        async def handler(request: Request) -> Response:
+            return await router.forward(request, path)
+
+        handler.__name__ = path.replace("/", "_")
+        return handler
+
+    for path in ROUTES:
+        app.post(f"/v1/{path}", summary=f"OpenAI {path}, forwarded to the deployment named by `model`")(_route(path))
+    return Guard(app, api_key, max_body)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("glm-registry")
+    except PackageNotFoundError:
+        return "0"

@@ -1,0 +1,434 @@
+"""`registry serve`: the key and body guard, the REST API's shapes, the OpenAI router in front of a real
+llama.cpp deployment (streams, disconnects, concurrency, auto-launch) and the web page in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class InProcess:
+    """The serve app on a real socket in a thread of the test process (same REGISTRY_HOME)."""
+
+    def __init__(self, **kw):
+        from registry.serve.app import create_app
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(**kw), host="127.0.0.1", port=self.port,
+                                                    log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "serve app did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _record(gguf: Path, quant: str = "FP16") -> None:
+    from registry.store import Store
+
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization=quant, path=str(gguf),
+                         sha256="0" * 64, size_bytes=gguf.stat().st_size)
+
+
+def _launch_tiny(tiny_gguf) -> dict:
+    gguf = tiny_gguf("chatglm", "F16")
+    _record(gguf)
+    r = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--context", "512", "--json",
+                "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+# --- security ------------------------------------------------------------------------------------------
+
+
+def test_binding_beyond_loopback_needs_a_key():
+    r = run_cli("serve", "--host", "0.0.0.0", "--port", str(_free_port()))
+    assert r.returncode == 1 and "--api-key" in r.stderr and "REGISTRY_API_KEY" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert json.loads(run_cli("ps", "--all", "--json").stdout) == []  # nothing started, nothing recorded
+
+
+def test_port_in_use_is_refused_when_given():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        r = run_cli("serve", "--port", str(s.getsockname()[1]))
+    assert r.returncode == 1 and "in use" in r.stderr
+
+
+@pytest.mark.slow
+def test_serve_is_a_deployment_and_every_route_needs_the_key():
+    port = _free_port()
+    r = run_cli("serve", "--port", str(port), "--json", env={"REGISTRY_API_KEY": "s3cret"})
+    assert r.returncode == 0, r.stderr
+    dep = json.loads(r.stdout)
+    try:
+        assert dep["family"] == "registry-serve" and dep["status"] == "running" and dep["port"] == port
+        assert "s3cret" not in " ".join(dep["argv"])  # the key is not shown by `ps`
+        base = f"http://127.0.0.1:{port}"
+        ok = {"Authorization": "Bearer s3cret"}
+        schema = httpx.get(base + "/openapi.json", headers=ok).json()
+        assert httpx.get(base + "/openapi.json").status_code == 401
+        paths = schema["paths"]
+        for want in ("/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/families",
+                     "/api/families/{name}", "/api/search", "/api/resolve", "/api/fit", "/api/artifacts",
+                     "/api/deployments", "/api/deployments/{dep_id}", "/api/deployments/{dep_id}/logs"):
+            assert want in paths, want
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for path, methods in paths.items():
+                url = path.replace("{name}", "glm4-chat-1m").replace("{dep_id}", str(dep["id"]))
+                for method in methods:
+                    for headers in ({}, {"Authorization": "Bearer nope"}, {"X-API-Key": "s3cre"}):
+                        got = c.request(method.upper(), url, headers=headers, json={})
+                        assert got.status_code == 401, (method, url, headers, got.status_code)
+                        assert "API key" in got.json()["error"]["message"]
+            assert c.get("/api/families", headers={"X-API-Key": "s3cret"}).status_code == 200
+            assert c.get("/v1/models", headers=ok).json() == {"object": "list", "data": []}
+            page = c.get("/")  # the page holds no data and asks for the key itself
+            assert page.status_code == 200 and "glm-registry" in page.text
+        rows = json.loads(run_cli("ps", "--json").stdout)
+        assert [d["family"] for d in rows] == ["registry-serve"] and rows[0]["address"] == base + "/v1"
+        again = run_cli("serve", "--port", str(_free_port()))
+        assert again.returncode == 1 and "already runs" in again.stderr
+    finally:
+        stop = run_cli("stop", "registry-serve")
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    assert json.loads(run_cli("ps", "--json").stdout) == []
+
+
+def test_body_limits_declared_and_chunked():
+    with InProcess(max_body=1000) as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        big = json.dumps({"model": "x", "prompt": "a" * 2000}).encode()
+        r = c.post("/v1/completions", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "1000 bytes" in r.json()["error"]["message"]
+
+        def chunks():  # no content-length: chunked transfer encoding
+            for i in range(0, len(big), 100):
+                yield big[i:i + 100]
+
+        r = c.post("/v1/completions", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        # under the limit the body reaches the router, which answers for the unknown model
+        r = c.post("/v1/completions", content=json.dumps({"model": "nosuch:Q4_K"}).encode(),
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 404 and "nosuch" in r.json()["error"]["message"]
+
+
+def test_no_route_reads_outside_the_home(tmp_path):
+    from registry.store import Store
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the API\n")
+    dep = Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="FP16", engine="llama.cpp",
+                                 argv=["x"], env={}, host="127.0.0.1", port=1, status="stopped",
+                                 log_path=str(secret))
+    with InProcess() as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        r = c.get(f"/api/deployments/{dep.id}/logs")
+        assert r.status_code == 403 and "not for the API" not in r.text
+        r = c.get("/api/fit", params={"name": "glm4-chat-1m", "hardware": str(secret)})
+        assert r.status_code == 400 and "profile" in r.json()["error"]["message"]
+        r = c.get("/api/hardware", params={"profile": "../../etc/passwd"})
+        assert r.status_code == 400
+
+
+# --- REST = CLI ------------------------------------------------------------------------------------------
+
+
+def _cli_json(*args):
+    r = run_cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_rest_answers_in_the_cli_json_shapes():
+    with InProcess() as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        pairs = [
+            ("/api/families", {}, ("list",)),
+            ("/api/families", {"format": "ggufv2", "quant": "Q4_K"}, ("list", "--format", "ggufv2", "--quant", "Q4_K")),
+            ("/api/families/glm4-chat-1m", {}, ("show", "glm4-chat-1m")),
+            ("/api/families/glm-4.6", {"artifacts": "true"}, ("show", "glm-4.6", "--artifacts")),
+            ("/api/search", {"q": "awq"}, ("search", "awq")),
+            ("/api/resolve", {"name": "glm-4.7", "format": "compressed-tensors", "quant": "W4A16_GS64"},
+             ("resolve", "glm-4.7", "--format", "compressed-tensors", "--quant", "W4A16_GS64")),
+            ("/api/fit", {"name": "glm4-chat-1m", "hardware": "2xH200"}, ("fit", "glm4-chat-1m", "--hardware", "2xH200")),
+            ("/api/deployments", {"all": "true"}, ("ps", "--all")),
+        ]
+        for path, params, args in pairs:
+            r = c.get(path, params=params)
+            assert r.status_code == 200, (path, r.text)
+            assert r.json() == _cli_json(*args), path
+        hw = c.get("/api/hardware").json()
+        assert "2xH200" in hw["profiles"] and hw["local"] is True
+        r = c.get("/api/families/glm-4.8")
+        assert r.status_code == 404 and "glm-4" in r.json()["error"]["message"]
+        r = c.post("/api/deployments", json={"name": "glm4-chat-1m", "format": "ggufv2", "quant": "Q9"})
+        assert r.status_code == 404 and "Q4_K" in r.json()["error"]["message"]
+
+
+# --- the router against a real llama.cpp deployment -----------------------------------------------------
+
+
+def _sse(lines) -> list[dict]:
+    events = []
+    for line in lines:
+        if line.startswith("data:") and line[5:].strip() != "[DONE]":
+            events.append(json.loads(line[5:]))
+    return events
+
+
+def _stream_text(events) -> str:
+    return "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+
+
+@pytest.mark.slow
+def test_router_in_front_of_llamacpp(tiny_gguf):
+    dep = _launch_tiny(tiny_gguf)
+    direct = dep["address"]
+    try:
+        with InProcess() as s, httpx.Client(timeout=120) as c:
+            v1 = s.url + "/v1"
+            models = c.get(v1 + "/models").json()["data"]
+            assert [m["id"] for m in models] == ["glm4-chat-1m:FP16"]
+            assert models[0]["aliases"] == ["glm4-chat-1m", str(dep["id"])]
+
+            # a catalog build that is not running: 404 naming the command that starts it
+            r = c.post(v1 + "/chat/completions", json={"model": "glm4-chat-1m:q4_k", "messages": []})
+            assert r.status_code == 404
+            assert "registry launch glm4-chat-1m --format ggufv2 --quant Q4_K" in r.json()["error"]["message"]
+            r = c.post(v1 + "/chat/completions", json={"messages": []})
+            assert r.status_code == 400 and "model" in r.json()["error"]["message"]
+
+            msgs = [{"role": "user", "content": "Hello GLM"}]
+            body = {"messages": msgs, "max_tokens": 12, "temperature": 0, "seed": 3}
+            want = c.post(direct + "/chat/completions", json={**body, "model": "glm4-chat-1m"}).json()
+            for name in ("glm4-chat-1m:FP16", "glm4-chat-1m:F16", "glm4-chat-1m", str(dep["id"])):
+                got = c.post(v1 + "/chat/completions", json={**body, "model": name}).json()
+                assert got["choices"][0]["message"] == want["choices"][0]["message"], name
+                assert got["usage"] == want["usage"]
+            comp = {"prompt": "hello world", "max_tokens": 8, "temperature": 0}
+            a = c.post(direct + "/completions", json={**comp, "model": "glm4-chat-1m"}).json()
+            b = c.post(v1 + "/completions", json={**comp, "model": "glm4-chat-1m:FP16"}).json()
+            assert a["choices"][0]["text"] == b["choices"][0]["text"] and a["usage"] == b["usage"]
+            # embeddings: whatever the engine answers (this server was started without --embedding) comes back
+            e1 = c.post(direct + "/embeddings", json={"input": "hi", "model": "glm4-chat-1m"})
+            e2 = c.post(v1 + "/embeddings", json={"input": "hi", "model": "glm4-chat-1m:FP16"})
+            assert e1.status_code == e2.status_code and e1.json() == e2.json()
+
+            # streaming: the same events as direct, relayed as they come (several chunks, not one body)
+            sbody = {**body, "stream": True, "max_tokens": 16}
+            with c.stream("POST", direct + "/chat/completions", json={**sbody, "model": "glm4-chat-1m"}) as r:
+                want_events = _sse(r.iter_lines())
+            with c.stream("POST", v1 + "/chat/completions", json={**sbody, "model": "glm4-chat-1m:FP16"}) as r:
+                assert r.headers["content-type"].startswith("text/event-stream")
+                raw = list(r.iter_raw())
+            assert len(raw) > 2
+            got_events = _sse(b"".join(raw).decode().splitlines())
+            assert _stream_text(got_events) == _stream_text(want_events) and len(got_events) == len(want_events)
+
+            # after a client went away mid-stream the router and the engine keep answering
+            with c.stream("POST", v1 + "/chat/completions",
+                          json={**sbody, "max_tokens": 64, "model": "glm4-chat-1m:FP16"}) as r:
+                it = r.iter_lines()
+                next(it), next(it)
+            after = c.post(v1 + "/completions", json={**comp, "model": "glm4-chat-1m"}, timeout=60).json()
+            assert after["choices"][0]["text"] == a["choices"][0]["text"]
+
+            # four streams at once: each gets its own answer, none cut short or mixed with another's
+            prompts = [f"story number {i}" for i in range(4)]
+
+            def one(p, url, model):
+                with httpx.Client(timeout=120) as cc, cc.stream("POST", url + "/chat/completions", json={
+                        "messages": [{"role": "user", "content": p}], "max_tokens": 10, "temperature": 0,
+                        "stream": True, "model": model}) as rr:
+                    ev = _sse(rr.iter_lines())
+                    return _stream_text(ev), ev[-1]["choices"][0]["finish_reason"]
+
+            alone = [one(p, direct, "glm4-chat-1m") for p in prompts]
+            with ThreadPoolExecutor(4) as pool:
+                together = list(pool.map(lambda p: one(p, v1, "glm4-chat-1m:FP16"), prompts))
+            assert together == alone
+            assert all(f in ("length", "stop") for _, f in together)
+    finally:
+        run_cli("stop", "--all")
+
+
+# An engine stand-in that streams forever and notes when its client goes: how a test sees that the
+# router passes a client's disconnect on (a real engine's reaction to it is the engine's business).
+STANDIN = r"""
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "standin"}]}).encode()
+        self.send_response(200); self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked"); self.end_headers()
+        n = 0
+        try:
+            while True:
+                data = ("data: " + json.dumps({"choices": [{"delta": {"content": str(n)}}]}) + "\n\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data)); self.wfile.flush()
+                n += 1
+                time.sleep(0.02)
+        except OSError:
+            open(sys.argv[2], "w").write(str(time.time()))
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_client_disconnect_reaches_the_engine(tmp_path):
+    import subprocess
+    import sys
+
+    from registry.store import Store
+
+    port, mark = _free_port(), tmp_path / "disconnected"
+    argv = [sys.executable, "-c", STANDIN, str(port), str(mark)]
+    proc = subprocess.Popen(argv)
+    try:
+        Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
+                               argv=argv, env={}, host="127.0.0.1", port=port, status="running", pid=proc.pid)
+        with InProcess() as s, httpx.Client(timeout=30) as c:
+            with c.stream("POST", s.url + "/v1/chat/completions",
+                          json={"model": "glm4-chat-1m:Q4_K_M", "stream": True, "messages": []}) as r:
+                got = [line for line, _ in zip(r.iter_lines(), range(6)) if line.startswith("data:")]
+                assert len(got) >= 2
+                gone = time.time()
+            deadline = time.monotonic() + 5
+            while not mark.exists():
+                assert time.monotonic() < deadline, "the engine still streams 5 s after its client went"
+                time.sleep(0.05)
+            assert float(mark.read_text()) - gone < 3
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gguf):
+    _record(tiny_gguf("chatglm", "F16"))
+    try:
+        with InProcess(auto_launch=True, launch_timeout=120) as s:
+            def ask(i):
+                with httpx.Client(timeout=180) as c:
+                    r = c.post(s.url + "/v1/completions", json={"model": "glm4-chat-1m:F16", "prompt": f"hi {i}",
+                                                                "max_tokens": 4, "temperature": 0})
+                    return r.status_code, r.json()
+
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(ask, range(4)))
+            assert [code for code, _ in answers] == [200] * 4, answers
+            rows = [d for d in json.loads(run_cli("ps", "--all", "--json").stdout) if d["family"] == "glm4-chat-1m"]
+            assert len(rows) == 1 and rows[0]["status"] == "running" and rows[0]["quantization"] == "FP16"
+    finally:
+        run_cli("stop", "--all")
+
+
+# --- the page, in headless Chromium ----------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+@pytest.mark.slow
+def test_page_in_chromium_launch_chat_stop(tiny_gguf):
+    sync = pytest.importorskip("playwright.sync_api")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+    _record(tiny_gguf("chatglm", "F16"))
+    try:
+        with InProcess(api_key="k3y", launch_timeout=120) as s, sync.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(s.url + "/")
+            page.wait_for_selector("#keybox", state="visible")  # the API answered 401: the page asks for the key
+            page.fill("#key", "k3y")
+            page.click("#key-save")
+            page.wait_for_selector("#families tbody tr")
+            names = page.locator("#families tbody tr").evaluate_all("rs => rs.map(r => r.dataset.name)")
+            assert "glm4-chat-1m" in names and "glm-4.6" in names
+            page.fill("#filter", "1m")
+            shown = page.locator("#families tbody tr").evaluate_all("rs => rs.map(r => r.dataset.name)")
+            assert shown == ["glm4-chat-1m"]
+            page.fill("#filter", "")
+            page.select_option("#format", "compressed-tensors")
+            page.wait_for_function("() => ![...document.querySelectorAll('#families tbody tr')]"
+                                   ".some(r => r.dataset.name === 'glm4-chat-1m')")
+            page.select_option("#format", "")
+            page.wait_for_selector("#families tbody tr[data-name='glm4-chat-1m']")
+
+            # fit on another machine: the table and the command, no launch button
+            page.click("#families tbody tr[data-name='glm4-chat-1m']")
+            page.select_option("#hardware", "2xH200")
+            page.wait_for_function("() => document.querySelector('#family-title').textContent.includes('2xH200')")
+            row = page.locator("#builds tbody tr[data-quant='none']")
+            row.wait_for()
+            assert "yes" in row.inner_text() and "--hardware 2xH200" in row.inner_text()
+            assert page.locator("#builds button.launch").count() == 0
+
+            # here: launch the tiny F16 build with a small context, chat with it, read its log, stop it
+            page.select_option("#hardware", "")
+            page.fill("#context", "512")
+            page.dispatch_event("#context", "change")
+            page.wait_for_selector("#builds tbody tr[data-quant='FP16'] code:has-text('--context 512')")
+            fp16 = page.locator("#builds tbody tr[data-quant='FP16']")
+            fp16.locator("button.launch").click()
+            page.wait_for_selector("#deployments tbody tr td:text('glm4-chat-1m:FP16')", timeout=120_000)
+            page.wait_for_function("() => document.querySelector('#chat-model').value === 'glm4-chat-1m:FP16'")
+            page.fill("#chat-input", "Hello GLM")
+            page.click("#chat-send")
+            page.wait_for_selector("#chat-out[data-done='1']", timeout=60_000)
+            assert page.inner_text("#error") == ""
+            rows = [d for d in json.loads(run_cli("ps", "--json").stdout) if d["family"] == "glm4-chat-1m"]
+            assert len(rows) == 1 and "--n_ctx" in rows[0]["argv"] and "512" in rows[0]["argv"]
+            page.locator(f"#deployments tbody tr[data-id='{rows[0]['id']}'] button.log").click()
+            page.wait_for_selector("#log:not([hidden])")
+            assert "llama" in page.inner_text("#log").lower()
+            page.locator(f"#deployments tbody tr[data-id='{rows[0]['id']}'] button.stop").click()
+            page.wait_for_function("() => !document.querySelector(\"#deployments tbody tr[data-id='%d']\")"
+                                   % rows[0]["id"], timeout=30_000)
+            browser.close()
+        assert [d for d in json.loads(run_cli("ps", "--json").stdout) if d["family"] == "glm4-chat-1m"] == []
+    finally:
+        run_cli("stop", "--all")
