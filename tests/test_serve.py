@@ -402,7 +402,7 @@ def test_page_in_chromium_launch_chat_stop(tiny_gguf):
             page.click("#families tbody tr[data-name='glm4-chat-1m']")
             page.select_option("#hardware", "2xH200")
             page.wait_for_function("() => document.querySelector('#family-title').textContent.includes('2xH200')")
-            row = page.locator("#builds tbody tr[data-quant='none']")
+            row = page.locator("#builds[data-hardware='2xH200'] tbody tr[data-quant='none']")
             row.wait_for()
             assert "yes" in row.inner_text() and "--hardware 2xH200" in row.inner_text()
             assert page.locator("#builds button.launch").count() == 0
@@ -410,11 +410,13 @@ def test_page_in_chromium_launch_chat_stop(tiny_gguf):
             # here: launch the tiny F16 build with a small context, chat with it, read its log, stop it
             page.select_option("#hardware", "")
             page.fill("#context", "512")
-            page.dispatch_event("#context", "change")
-            page.wait_for_selector("#builds tbody tr[data-quant='FP16'] code:has-text('--context 512')")
-            fp16 = page.locator("#builds tbody tr[data-quant='FP16']")
-            fp16.locator("button.launch").click()
-            page.wait_for_selector("#deployments tbody tr td:text('glm4-chat-1m:FP16')", timeout=120_000)
+            page.press("#context", "Tab")  # leaving the field is what fires its change event
+            page.wait_for_selector("#builds[data-hardware=''] tbody tr[data-quant='FP16'] code:has-text('--context 512')")
+            page.locator("#builds tbody tr[data-quant='FP16'] button.launch").click()
+            page.wait_for_function("() => document.querySelector('#error').textContent || [...document.querySelectorAll("
+                                   "'#deployments tbody td')].some(td => td.textContent === 'glm4-chat-1m:FP16')",
+                                   timeout=180_000)
+            assert page.inner_text("#error") == ""
             page.wait_for_function("() => document.querySelector('#chat-model').value === 'glm4-chat-1m:FP16'")
             page.fill("#chat-input", "Hello GLM")
             page.click("#chat-send")

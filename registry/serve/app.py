@@ -26,6 +26,13 @@ def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: 
 
     @asynccontextmanager
     async def lifespan(_app):
+        import asyncio
+        import gc
+
+        # What the first request would import (the store, SQLAlchemy, the catalog) is loaded now, and then
+        # frozen: the cyclic GC no longer rescans those ~10^5 long-lived objects while streams run.
+        await asyncio.to_thread(_warm)
+        gc.freeze()
         yield
         await router.close()
 
@@ -64,6 +71,14 @@ def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: 
     for path in ROUTES:
         app.post(f"/v1/{path}", summary=f"OpenAI {path}, forwarded to the deployment named by `model`")(_route(path))
     return Guard(app, api_key, max_body)
+
+
+def _warm() -> None:
+    from .. import launcher
+    from ..catalog import load
+
+    launcher.ps()
+    load()
 
 
 def _version() -> str:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 
-import httpx
+import aiohttp
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -44,15 +44,25 @@ class Router:
     def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
         self.say = say or (lambda msg: None)
-        # No read timeout: a long generation may pause between tokens; connecting must be quick.
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0),
-                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+        self._session: aiohttp.ClientSession | None = None
         self._deps: tuple[float, list] = (0.0, [])
         self._upstream: dict[int, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # aiohttp, not httpx: httpcore's pool rescans every connection on every event, which cost the
+        # router ~25 ms of CPU per stream at 64 concurrent streams (bench/serve.py). No read timeout: a
+        # long generation may pause between tokens; connecting must be quick. Made on the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
+        return self._session
+
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # --- which deployment -------------------------------------------------------------------------
 
@@ -113,9 +123,10 @@ class Router:
         name = self._upstream.get(dep.id)
         if name is None:
             try:
-                r = await self.client.get(launcher.address(dep) + "/models", timeout=10.0)
-                name = r.json()["data"][0]["id"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                async with self.session.get(launcher.address(dep) + "/models",
+                                            timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    name = (await r.json(content_type=None))["data"][0]["id"]
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, IndexError, TypeError):
                 name = dep.family
             self._upstream[dep.id] = name
         return name
@@ -134,27 +145,27 @@ class Router:
         headers = {"content-type": "application/json"}
         if request.headers.get("accept"):
             headers["accept"] = request.headers["accept"]
-        up = self.client.build_request("POST", f"{launcher.address(dep)}/{route}",
-                                       content=json.dumps(payload).encode(), headers=headers)
         try:
-            resp = await self.client.send(up, stream=True)
-        except httpx.HTTPError as e:
+            resp = await self.session.post(f"{launcher.address(dep)}/{route}", data=json.dumps(payload).encode(),
+                                           headers=headers)
+        except (aiohttp.ClientError, OSError) as e:
             self._deps = (0.0, [])
             raise HTTPException(502, f"deployment {dep.id} ({dep.family}) did not answer: {e}; "
                                 f"see `registry logs {dep.id}`") from None
         kind = resp.headers.get("content-type", "application/json")
         if not kind.startswith("text/event-stream"):
             try:
-                data = await resp.aread()
+                data = await resp.read()
             finally:
-                await resp.aclose()
-            return Response(data, status_code=resp.status_code, media_type=kind)
+                resp.release()
+            return Response(data, status_code=resp.status, media_type=kind)
 
         async def relay():
-            async for chunk in resp.aiter_raw():
+            async for chunk in resp.content.iter_any():
                 yield chunk
+            resp.release()  # read to the end: the connection may serve the next request
 
-        return _Relay(resp, relay(), status_code=resp.status_code, media_type=kind,
+        return _Relay(resp, relay(), status_code=resp.status, media_type=kind,
                       headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
@@ -175,7 +186,8 @@ class _Relay(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
-                await self.upstream.aclose()
+                if not self.upstream.closed:  # ended early: drop the connection, so the engine sees its client go
+                    self.upstream.close()
 
 
 def _catalog_build(fam: str, quant: str) -> tuple[str, str] | None:
