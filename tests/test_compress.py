@@ -490,3 +490,125 @@ def test_quant_all_builds_every_spec_quantization(tiny_checkpoint, tmp_path, reg
     assert sorted(a.quantization for a in Store().artifacts(family="glm-4.7")) == sorted(r.quantization for r in res)
     with pytest.raises(Exception, match="AWQ by definition"):
         convert("glm-4.6", tiny_checkpoint("glm4moe"), "AWQ", tmp_path / "x", method="rtn")
+
+
+# --- data-free builds by shard -------------------------------------------------------------
+
+
+def one_tensor_per_shard(src: Path, dest: Path) -> Path:
+    """A copy of a checkpoint with every tensor in its own shard: every fused set (q/k/v, gate/up)
+    is split across shards, the case the by-shard path has to read partners for."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    state = {}
+    for f in sorted(src.glob("*.safetensors")):
+        state.update(load_file(f))
+    names = sorted(state)
+    wm = {}
+    for i, k in enumerate(names, 1):
+        shard = f"model-{i:05d}-of-{len(names):05d}.safetensors"
+        save_file({k: state[k]}, dest / shard, metadata={"format": "pt"})
+        wm[k] = shard
+    (dest / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wm}))
+    return dest
+
+
+def all_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(path.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+@pytest.mark.parametrize("arch, family, quant, kw, reshard", [
+    ("glm", "glm-4-9b-chat", "FP8_DYNAMIC", {}, False),
+    ("glm4moe", "glm-4.7", "W4A16_GS32", {"method": "rtn"}, False),
+    ("glm4moe", "glm-4.7", "NVFP4A16", {}, True),
+], ids=["fp8-dense", "w4a16-rtn-moe-mtp", "nvfp4a16-fused-sets-across-shards"])
+def test_by_shard_matches_the_loaded_build(arch, family, quant, kw, reshard, tiny_checkpoint, tmp_path,
+                                           registry_home):
+    """The data-free path never loads the model, and writes what loading it and running oneshot writes."""
+    import torch
+
+    src = tiny_checkpoint(arch)
+    if reshard:
+        src = one_tensor_per_shard(src, tmp_path / "src")
+    (ref,) = convert(family, src, quant, tmp_path / "loaded", path="loaded", report=False, record=False, **kw)
+    (got,) = convert(family, src, quant, tmp_path / "by-shard", report=False, record=False, **kw)
+    assert (ref.recipe["path"], got.recipe["path"]) == ("loaded", "by-shard")
+    cfg_ref = json.loads((ref.path / "config.json").read_text())
+    cfg_got = json.loads((got.path / "config.json").read_text())
+    assert cfg_got == cfg_ref  # quantization_config (groups, ignore list, format) and the rest
+    a, b = all_tensors(ref.path), all_tensors(got.path)
+    assert sorted(b) == sorted(a)
+    for k in a:
+        assert b[k].dtype == a[k].dtype and b[k].shape == a[k].shape, k
+        x, y = a[k], b[k]
+        if not x.is_floating_point():
+            x, y = x.to(torch.int64), y.to(torch.int64)
+        assert torch.allclose(x.double(), y.double(), rtol=0, atol=0), k
+    if arch == "glm4moe":  # MTP layer dropped, as transformers drops it
+        assert not any(k.startswith("model.layers.3.") for k in b) and cfg_got["num_nextn_predict_layers"] == 0
+        assert got.recipe["drop_mtp"] is True
+    idx = json.loads((got.path / "model.safetensors.index.json").read_text())
+    assert set(idx["weight_map"]) == set(b)
+    assert (got.path / "recipe.yaml").read_text() == (ref.path / "recipe.yaml").read_text()
+
+
+def test_by_shard_build_interrupted_leaves_nothing(tiny_checkpoint, tmp_path, registry_home, monkeypatch):
+    """Ctrl-C in the middle of the shards: no output under the final name, no temp dir, no artifact row."""
+    from converters.compressed_tensors import shard
+
+    real = shard._run_job
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(shard, "_run_job", interrupted)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        convert("glm-4-9b-chat", tiny_checkpoint("glm"), "FP8_DYNAMIC", out, report=False)
+    assert len(calls) == 2
+    _assert_nothing_left(out, registry_home)
+
+
+def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_checkpoint, tmp_path, registry_home):
+    """SIGTERM: cleaned up like Ctrl-C. SIGKILL: only the hidden temp dir stays, removed by the next build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = one_tensor_per_shard(tiny_checkpoint("glm4moe"), tmp_path / "src")  # ~200 shards: seconds of work
+    out = tmp_path / "built"
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "registry", "convert", "glm-4.7", "--from", str(src), "--to",
+                                 "compressed-tensors", "--quant", "NVFP4A16", "--out", str(out)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = start()
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".built.tmp-*/model-0001*")) and time.monotonic() < deadline:
+            assert p.poll() is None, p.communicate()[1][-2000:]
+            time.sleep(0.005)
+        p.send_signal(sig)
+        p.communicate(timeout=60)
+        assert not out.exists()
+        left = list(tmp_path.glob(".built.tmp-*"))
+        assert left == [] if sig == signal.SIGTERM else len(left) == 1
+    from registry.store import Store
+
+    assert Store().artifacts() == []
+    r = run_cli("convert", "glm-4.7", "--from", str(src), "--to", "compressed-tensors", "--quant", "NVFP4A16",
+                "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.is_dir() and list(tmp_path.glob(".built.tmp-*")) == []
