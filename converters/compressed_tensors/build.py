@@ -74,7 +74,7 @@ def _transformers_knows(model_type: str | None) -> bool:
     return bool(model_type) and model_type in CONFIG_MAPPING
 
 
-def output_dir(req, quant: str, several: bool) -> Path:
+def output_dir(req, quant: str, several: bool, create: bool = True) -> Path:
     from registry import paths
 
     if req.out is None:
@@ -86,7 +86,8 @@ def output_dir(req, quant: str, several: bool) -> Path:
     if not out.parent.is_dir():
         if req.out is not None and not several:
             raise RegistryError(f"output's parent directory {out.parent} does not exist")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
