@@ -34,6 +34,12 @@ class ConvertRequest:
     max_seq_len: int | None = None
     seed: int | None = None  # calibration sampling seed; None: the spec's, else 0
     all_experts: bool | None = None  # MoE: every expert sees every calibration token; None: as the spec says
+    device: str | None = None  # cpu | cuda:N: where weights are quantized / layers calibrated
+    offload_dir: Path | None = None  # calibrated builds: layers not being calibrated wait here on disk
+    dry_run: bool = False  # print the plan (memory, disk, path) and build nothing
+    # by-shard | by-layer | loaded (the whole model in memory, the reference the tests compare with);
+    # None: by-shard for data-free schemes, by-layer for calibrated ones
+    path: str | None = None
     extra: dict = field(default_factory=dict)
     say: Callable[[str], None] = print  # one-line messages for people (warnings, results)
 

@@ -490,3 +490,219 @@ def test_quant_all_builds_every_spec_quantization(tiny_checkpoint, tmp_path, reg
     assert sorted(a.quantization for a in Store().artifacts(family="glm-4.7")) == sorted(r.quantization for r in res)
     with pytest.raises(Exception, match="AWQ by definition"):
         convert("glm-4.6", tiny_checkpoint("glm4moe"), "AWQ", tmp_path / "x", method="rtn")
+
+
+# --- data-free builds by shard -------------------------------------------------------------
+
+
+def one_tensor_per_shard(src: Path, dest: Path) -> Path:
+    """A copy of a checkpoint with every tensor in its own shard: every fused set (q/k/v, gate/up)
+    is split across shards, the case the by-shard path has to read partners for."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    state = {}
+    for f in sorted(src.glob("*.safetensors")):
+        state.update(load_file(f))
+    names = sorted(state)
+    wm = {}
+    for i, k in enumerate(names, 1):
+        shard = f"model-{i:05d}-of-{len(names):05d}.safetensors"
+        save_file({k: state[k]}, dest / shard, metadata={"format": "pt"})
+        wm[k] = shard
+    (dest / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wm}))
+    return dest
+
+
+def all_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(path.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+@pytest.mark.parametrize("arch, family, quant, kw, reshard", [
+    ("glm", "glm-4-9b-chat", "FP8_DYNAMIC", {}, False),
+    ("glm4moe", "glm-4.7", "W4A16_GS32", {"method": "rtn"}, False),
+    ("glm4moe", "glm-4.7", "NVFP4A16", {}, True),
+], ids=["fp8-dense", "w4a16-rtn-moe-mtp", "nvfp4a16-fused-sets-across-shards"])
+def test_by_shard_matches_the_loaded_build(arch, family, quant, kw, reshard, tiny_checkpoint, tmp_path,
+                                           registry_home):
+    """The data-free path never loads the model, and writes what loading it and running oneshot writes."""
+    import torch
+
+    src = tiny_checkpoint(arch)
+    if reshard:
+        src = one_tensor_per_shard(src, tmp_path / "src")
+    (ref,) = convert(family, src, quant, tmp_path / "loaded", path="loaded", report=False, record=False, **kw)
+    (got,) = convert(family, src, quant, tmp_path / "by-shard", report=False, record=False, **kw)
+    assert (ref.recipe["path"], got.recipe["path"]) == ("loaded", "by-shard")
+    cfg_ref = json.loads((ref.path / "config.json").read_text())
+    cfg_got = json.loads((got.path / "config.json").read_text())
+    assert cfg_got == cfg_ref  # quantization_config (groups, ignore list, format) and the rest
+    a, b = all_tensors(ref.path), all_tensors(got.path)
+    assert sorted(b) == sorted(a)
+    for k in a:
+        assert b[k].dtype == a[k].dtype and b[k].shape == a[k].shape, k
+        x, y = a[k], b[k]
+        if not x.is_floating_point():
+            x, y = x.to(torch.int64), y.to(torch.int64)
+        assert torch.allclose(x.double(), y.double(), rtol=0, atol=0), k
+    if arch == "glm4moe":  # MTP layer dropped, as transformers drops it
+        assert not any(k.startswith("model.layers.3.") for k in b) and cfg_got["num_nextn_predict_layers"] == 0
+        assert got.recipe["drop_mtp"] is True
+    idx = json.loads((got.path / "model.safetensors.index.json").read_text())
+    assert set(idx["weight_map"]) == set(b)
+    assert (got.path / "recipe.yaml").read_text() == (ref.path / "recipe.yaml").read_text()
+
+
+def test_by_shard_build_interrupted_leaves_nothing(tiny_checkpoint, tmp_path, registry_home, monkeypatch):
+    """Ctrl-C in the middle of the shards: no output under the final name, no temp dir, no artifact row."""
+    from converters.compressed_tensors import shard
+
+    real = shard._run_job
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(shard, "_run_job", interrupted)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        convert("glm-4-9b-chat", tiny_checkpoint("glm"), "FP8_DYNAMIC", out, report=False)
+    assert len(calls) == 2
+    _assert_nothing_left(out, registry_home)
+
+
+def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_checkpoint, tmp_path, registry_home):
+    """SIGTERM: cleaned up like Ctrl-C. SIGKILL: only the hidden temp dir stays, removed by the next build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = one_tensor_per_shard(tiny_checkpoint("glm4moe"), tmp_path / "src")  # ~200 shards: seconds of work
+    out = tmp_path / "built"
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "registry", "convert", "glm-4.7", "--from", str(src), "--to",
+                                 "compressed-tensors", "--quant", "NVFP4A16", "--out", str(out)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = start()
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".built.tmp-*/model-0001*")) and time.monotonic() < deadline:
+            assert p.poll() is None, p.communicate()[1][-2000:]
+            time.sleep(0.005)
+        p.send_signal(sig)
+        p.communicate(timeout=60)
+        assert not out.exists()
+        left = list(tmp_path.glob(".built.tmp-*"))
+        assert left == [] if sig == signal.SIGTERM else len(left) == 1
+    from registry.store import Store
+
+    assert Store().artifacts() == []
+    r = run_cli("convert", "glm-4.7", "--from", str(src), "--to", "compressed-tensors", "--quant", "NVFP4A16",
+                "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.is_dir() and list(tmp_path.glob(".built.tmp-*")) == []
+
+
+# --- --dry-run -----------------------------------------------------------------------------
+
+
+def sparse_checkpoint(arch, dest, shard_bytes, **overrides):
+    """A checkpoint whose shards have real safetensors headers and holes for data (sparse files):
+    the sizes of a big model, no disk used; only for what reads headers (the --dry-run plan)."""
+    import torch
+
+    from converters.compressed_tensors.layout import meta_model
+    from converters.tiny import _hub_config
+
+    dest.mkdir(parents=True)
+    cfg = _hub_config(arch, overrides)
+    (dest / "config.json").write_text(json.dumps(cfg))
+    model = meta_model(dest)
+    names = sorted(model.state_dict().items())
+    dt = {torch.bfloat16: "BF16", torch.float32: "F32"}
+    shards, cur, size = [], [], 0
+    for k, v in names:
+        n = v.numel() * v.element_size()
+        if cur and size + n > shard_bytes:
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append((k, v, n))
+        size += n
+    shards.append(cur)
+    wm = {}
+    for i, items in enumerate(shards, 1):
+        f = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        off, header = 0, {}
+        for k, v, n in items:
+            header[k] = {"dtype": dt[v.dtype], "shape": list(v.shape), "data_offsets": [off, off + n]}
+            off += n
+            wm[k] = f
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(dest / f, "wb") as fh:
+            fh.write(len(raw).to_bytes(8, "little"))
+            fh.write(raw)
+            fh.truncate(8 + len(raw) + off)
+    (dest / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wm}))
+    return dest
+
+
+def dry_run(*args):
+    r = run_cli("convert", *args, "--to", "compressed-tensors", "--dry-run", "--json")
+    return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
+
+
+def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path):
+    src = tiny_checkpoint("glm4moe")
+    out = tmp_path / "o"
+    rc, (plan,), err = dry_run("glm-4.7", "--from", str(src), "--quant", "NVFP4A16", "--out", str(out))
+    assert rc == 0, err[-2000:]
+    assert plan["path"] == "by-shard" and plan["device"] == "cpu" and plan["fits"] and plan["reasons"] == []
+    assert plan["shards"] == 4 and plan["disk_offload_bytes"] == 0 and plan["gpu_bytes"] == 0
+    assert not out.exists()  # nothing built
+    (res,) = convert("glm-4.7", src, "NVFP4A16", out, report=False, record=False)
+    weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+    assert abs(plan["output_bytes"] - weights) / weights < 0.05  # headers aside, the sizes the plan adds up
+    rc, (awq,), _ = dry_run("glm-4.7", "--from", str(src), "--quant", "W4A16_GS64", "--method", "awq",
+                            "--out", str(tmp_path / "a"))
+    assert awq["path"] == "by-layer"
+
+
+def test_dry_run_at_355b_scale_by_shard_fits_by_layer_needs_offload(tmp_path):
+    """A ~300 GB MoE (sparse files: real headers, no data): FP8 by shard needs about two output
+    shards of RAM, whatever the model size; AWQ by layer with every layer on CPU needs the whole
+    model, and is refused with the way out; with --offload-dir it needs a layer."""
+    src = sparse_checkpoint("glm4moe", tmp_path / "big", 5 * 10**9, hidden_size=8192, intermediate_size=16384,
+                            moe_intermediate_size=16384, num_hidden_layers=24, num_attention_heads=64,
+                            num_key_value_heads=8, head_dim=128, n_routed_experts=16, num_experts_per_tok=2,
+                            first_k_dense_replace=1)
+    out = str(tmp_path / "o")
+    rc, (fp8,), err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out)
+    assert fp8 is not None, err[-2000:]
+    assert fp8["path"] == "by-shard" and fp8["source_bytes"] > 250 * 2**30
+    assert fp8["peak_ram_bytes"] - fp8["floor_bytes"] < 3 * fp8["largest_shard_bytes"]
+    assert 0.45 < fp8["output_bytes"] / fp8["source_bytes"] < 0.55  # FP8 halves bf16 (embeddings, lm_head aside)
+    rc, (awq,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
+                            "--out", out)
+    assert awq["path"] == "by-layer" and awq["peak_ram_bytes"] > awq["source_bytes"]
+    import psutil
+
+    if awq["peak_ram_bytes"] > psutil.virtual_memory().available:
+        assert rc == 1 and not awq["fits"] and any("--offload-dir" in r for r in awq["reasons"])
+    rc, (off,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
+                            "--out", out, "--offload-dir", str(tmp_path / "off"))
+    assert off["peak_ram_bytes"] - off["floor_bytes"] < 6 * off["largest_layer_bytes"]
+    assert off["disk_offload_bytes"] == off["source_bytes"]
+    rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99")
+    assert rc == 1

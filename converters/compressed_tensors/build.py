@@ -74,7 +74,7 @@ def _transformers_knows(model_type: str | None) -> bool:
     return bool(model_type) and model_type in CONFIG_MAPPING
 
 
-def output_dir(req, quant: str, several: bool) -> Path:
+def output_dir(req, quant: str, several: bool, create: bool = True) -> Path:
     from registry import paths
 
     if req.out is None:
@@ -86,7 +86,8 @@ def output_dir(req, quant: str, several: bool) -> Path:
     if not out.parent.is_dir():
         if req.out is not None and not several:
             raise RegistryError(f"output's parent directory {out.parent} does not exist")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -244,7 +245,68 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
         ds = cal.as_dataset(ids)
         recipe["calibration"] = {**plan.to_dict(), "all_experts": all_experts,
                                  "tokens": sum(len(x) for x in ids)}
+    if recipe.get("drop_mtp") or src_cfg.get("num_nextn_predict_layers"):
+        # Transformers does not load MTP/NextN layers, so the build never has them; say so in
+        # config.json too, or vLLM would look for their weights.
+        recipe["drop_mtp"] = True
 
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    sweep_stale(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with _term_as_exit():
+            if plan is None and req.path in (None, "by-shard"):
+                known = _build_by_shard(req, recipe, arch, tmp)
+            else:
+                known = {}
+                _build_loaded(req, recipe, arch, tmp, plan, ds, all_experts)
+            _fix_config(tmp, recipe)
+            copy_side_files(Path(req.source), tmp)
+            (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+            report = None
+            if req.report:
+                from .check import compare
+
+                report = compare(Path(req.source), tmp)
+            sha, size = tree_sha256(tmp, known=known)  # the digest `registry verify` re-checks
+            if out.exists():
+                raise RegistryError(f"output {out} appeared while building; nothing was changed")
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    res = ConvertResult(family=family.name, format=FORMAT, quantization=quant, path=out, sha256=sha,
+                        size_bytes=size, parent=str(Path(req.source).resolve()), recipe=recipe, report=report)
+    return res
+
+
+def _build_by_shard(req, recipe: dict, arch: str, tmp: Path) -> dict[str, str]:
+    """Data-free: quantize shard by shard from the files (shard.py); returns the shards' digests."""
+    from . import layout, shard
+
+    device = shard.check_device(req.device or "cpu")
+    index = layout.read_index(Path(req.source))
+    model = layout.meta_model(Path(req.source))
+    recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
+    mods = recipes.modifiers(recipe)
+    lay = layout.layout(model, index, mods[0])
+    del model
+    recipe["path"] = "by-shard"
+    tmp.mkdir(parents=True)
+    known = shard.build(index, lay, tmp, device)
+    # config.json: the source's, with the quantization_config compressed-tensors writes (as
+    # llm-compressor's save does: it re-saves the original config, vLLM reads that one best).
+    cfg = json.loads((Path(req.source) / "config.json").read_text())
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    lay.compressor.update_config(str(tmp))
+    from llmcompressor.recipe import Recipe
+
+    Recipe.from_modifiers(mods).yaml(file_path=str(tmp / "recipe.yaml"))
+    return known
+
+
+def _build_loaded(req, recipe: dict, arch: str, tmp: Path, plan, ds, all_experts: bool) -> None:
+    """Calibrated: load the model, run oneshot with the calibration set, save."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -253,51 +315,64 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
     model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
     moe.linearize(model)
     recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
-    if recipe.get("drop_mtp") or src_cfg.get("num_nextn_predict_layers"):
-        # Transformers does not load MTP/NextN layers, so the build never has them; say so in
-        # config.json too, or vLLM would look for their weights.
-        recipe["drop_mtp"] = True
+    recipe["path"] = "loaded"
+    from llmcompressor import oneshot
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with ExitStack() as stack:
+        stack.enter_context(_cpu_safe_cache())
+        counts = stack.enter_context(moe.count_expert_tokens(model))
+        kwargs = {}
+        if ds is not None:
+            kwargs = dict(dataset=ds, num_calibration_samples=len(ds), max_seq_length=plan.max_seq_len,
+                          shuffle_calibration_samples=False)
+        oneshot(model=model, recipe=recipes.modifiers(recipe), moe_calibrate_all_experts=all_experts, **kwargs)
+        if plan is not None:
+            cov = moe.coverage(counts, all_experts)
+            if cov:
+                recipe["calibration"]["expert_coverage"] = cov
+                if cov["experts_without_tokens"] and not all_experts:
+                    req.say(f"warning: {len(cov['experts_without_tokens'])} experts saw no calibration token; "
+                            "consider --all-experts or more samples")
+        model.save_pretrained(tmp, save_compressed=True)
+    del model
+
+
+def sweep_stale(out: Path) -> None:
+    """Remove temporary siblings of `out` left by builds that were killed (their process is gone)."""
+    for p in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = p.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
-        from llmcompressor import oneshot
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-        with ExitStack() as stack:
-            stack.enter_context(_cpu_safe_cache())
-            counts = stack.enter_context(moe.count_expert_tokens(model))
-            kwargs = {}
-            if ds is not None:
-                kwargs = dict(dataset=ds, num_calibration_samples=len(ds), max_seq_length=plan.max_seq_len,
-                              shuffle_calibration_samples=False)
-            oneshot(model=model, recipe=recipes.modifiers(recipe), moe_calibrate_all_experts=all_experts, **kwargs)
-            if plan is not None:
-                cov = moe.coverage(counts, all_experts)
-                if cov:
-                    recipe["calibration"]["expert_coverage"] = cov
-                    if cov["experts_without_tokens"] and not all_experts:
-                        req.say(f"warning: {len(cov['experts_without_tokens'])} experts saw no calibration token; "
-                                "consider --all-experts or more samples")
-            model.save_pretrained(tmp, save_compressed=True)
-        del model
-        _fix_config(tmp, recipe)
-        copy_side_files(Path(req.source), tmp)
-        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-        report = None
-        if req.report:
-            from .check import compare
 
-            report = compare(Path(req.source), tmp)
-        sha, size = tree_sha256(tmp)  # the digest `registry verify` re-checks
-        if out.exists():
-            raise RegistryError(f"output {out} appeared while building; nothing was changed")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    res = ConvertResult(family=family.name, format=FORMAT, quantization=quant, path=out, sha256=sha,
-                        size_bytes=size, parent=str(Path(req.source).resolve()), recipe=recipe, report=report)
-    return res
+@contextmanager
+def _term_as_exit():
+    """SIGTERM raises SystemExit in the main thread, so the cleanup above runs as for Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _fix_config(path: Path, recipe: dict) -> None:

@@ -37,6 +37,12 @@ def convert(
     all_experts: Optional[bool] = typer.Option(
         None, "--all-experts/--no-all-experts",
         help="MoE: every expert sees every calibration token (default: as the spec's recipe says)."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="compressed-tensors: cpu or cuda:N, where weights are quantized and layers calibrated."),
+    offload_dir: Optional[Path] = typer.Option(
+        None, "--offload-dir", help="compressed-tensors calibration: keep the layers not being calibrated here on disk."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="compressed-tensors: print what the build needs (memory, disk, path) and build nothing."),
     no_record: bool = typer.Option(False, "--no-record", help="Do not record the result in the store."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -53,8 +59,24 @@ def convert(
         report=report, record=not no_record, progress=not json_ and sys.stderr.isatty(),
         outtype=outtype, keep_mtp=keep_mtp, split_max_size=_parse_size(split_max_size),
         method=method, calibration=calibration, samples=samples, max_seq_len=max_seq_len,
-        seed=seed, all_experts=all_experts, say=lambda m: print(m, file=sys.stderr),
+        seed=seed, all_experts=all_experts, device=device, offload_dir=offload_dir, dry_run=dry_run,
+        say=lambda m: print(m, file=sys.stderr),
     )
+    if dry_run or device or offload_dir:
+        if target != "compressed_tensors":
+            flag = "--dry-run" if dry_run else "--device" if device else "--offload-dir"
+            raise RegistryError(f"{flag} applies to --to compressed-tensors builds; GGUF conversion streams by tensor")
+    if dry_run:
+        from converters.compressed_tensors.plan import print_plans, run_plan
+
+        plans = run_plan(req)
+        if json_:
+            _print_json([p.to_dict() for p in plans])
+        else:
+            print_plans(plans)
+        if any(not p.fits for p in plans):
+            raise typer.Exit(1)
+        return
     results = import_module(f"converters.{target}").run_convert(req)
     if json_:
         _print_json([r.to_dict() for r in results])

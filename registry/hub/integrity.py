@@ -78,18 +78,21 @@ def tree_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def tree_sha256(root: Path, blob_names: bool = False) -> tuple[str, int]:
+def tree_sha256(root: Path, blob_names: bool = False, known: dict[str, str] | None = None) -> tuple[str, int]:
     """The digest of a directory artifact: sha256 of its `sha256sum`-style manifest.
 
     Lines are '<sha256>  <relative path>' sorted by path; with `blob_names`, a file linked to a
     Hugging Face cache blob named by its sha256 (an LFS file) takes that name, so big files are
-    not re-read.
+    not re-read. `known` maps relative paths to digests the caller computed as it wrote them.
     """
     lines, size = [], 0
     for p in tree_files(root):
         rel = p.relative_to(root).as_posix()
         addr = content_address(p) if blob_names else None
-        digest = addr[1] if addr and addr[0] == "sha256" else sha256_file(p)
+        if known and rel in known:
+            digest = known[rel]
+        else:
+            digest = addr[1] if addr and addr[0] == "sha256" else sha256_file(p)
         size += p.stat().st_size
         lines.append(f"{digest}  {rel}\n")
     return hashlib.sha256("".join(lines).encode()).hexdigest(), size
