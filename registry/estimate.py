@@ -104,7 +104,7 @@ class Estimate:
 def estimate(family, spec, quant: str, context: int | None = None, kv_dtype: str = "f16") -> Estimate:
     """Weights of this build plus the KV cache for `context` tokens (default: the family's full context)."""
     ctx = context or family.context_length
-    w = weights_bytes(family.architecture.total_params_b, spec.format, quant)
+    w = weights_bytes(spec.total_params_b or family.architecture.total_params_b, spec.format, quant)
     kv = int(kv_bytes_per_token(family.architecture, kv_dtype) * ctx)
     return Estimate(weights=w, kv_cache=kv, context=ctx)
 
@@ -220,7 +220,7 @@ def engine_estimate(family, spec, quant: str, engine: str, context: int | None =
 def bytes_read_per_token(family, spec, quant: str) -> int:
     """Weights a decode step reads: the active parameters (all of them for a dense model)."""
     a = family.architecture
-    params = a.active_params_b or a.total_params_b
+    params = spec.active_params_b or a.active_params_b or spec.total_params_b or a.total_params_b
     return weights_bytes(params, spec.format, quant)
 
 

@@ -27,6 +27,8 @@ SCHEMA_VERSION = 1
 
 EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers"]
 ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers")
+# Engines that parse tool calls server-side with a named parser (--tool-call-parser).
+TOOL_PARSER_ENGINES: tuple[str, ...] = ("vllm", "sglang")
 ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers"}
 
 HubName = Literal["huggingface", "modelscope"]
@@ -153,11 +155,28 @@ class Architecture(Strict):
 
 
 class ChatSettings(Strict):
-    template: str = Field(description="Chat template family name, e.g. 'chatglm4' or 'glm45'.")
+    template: str = Field(description="Chat template family name, e.g. 'chatglm4', 'glm45' or 'glm47'.")
     stop: list[str] = []
     stop_token_ids: list[NonNegativeInt] = []
-    tool_call_parser: str | None = None
+    tool_call_parser: str | None = Field(None, description="The engines' tool-call parser name (vLLM and SGLang share GLM's).")
+    tool_call_parsers: dict[EngineName, str | None] = Field(
+        {}, description="Per engine, where it differs; null: that engine has no parser for this model's tool calls.")
+    tool_call_note: str | None = Field(None, description="Why an engine has no parser, and what serves tool calls instead.")
     reasoning_parser: str | None = None
+
+    @model_validator(mode="after")
+    def _note_for_none(self) -> ChatSettings:
+        missing = [e for e, p in self.tool_call_parsers.items() if p is None]
+        if missing and not self.tool_call_note:
+            raise ValueError(f"tool_call_parsers says {', '.join(missing)} has no parser; "
+                             "add tool_call_note saying why and what serves tool calls instead")
+        return self
+
+    def tool_parser_for(self, engine: str) -> str | None:
+        """The parser `engine` is started with (None: it parses no tool calls for this model)."""
+        if engine in self.tool_call_parsers:
+            return self.tool_call_parsers[engine]
+        return self.tool_call_parser
 
 
 # --- spec-level ------------------------------------------------------------------------------
@@ -295,6 +314,10 @@ class Spec(Strict):
     launch: list[LaunchProfile] = []
     recipe: Recipe | None = None
     served_name: str | None = Field(None, description="Name the server announces, e.g. 'glm-4-9b-chat'.")
+    total_params_b: PositiveFloat | None = Field(
+        None, description="The build card's own parameter count where it differs from the family's (e.g. MTP dropped).")
+    active_params_b: PositiveFloat | None = Field(
+        None, description="The build card's own active-parameter count (what a decode step reads).")
 
     @field_validator("engines", mode="before")
     @classmethod
@@ -405,6 +428,21 @@ class Family(Strict):
         for k in set(keys):
             if keys.count(k) > 1:
                 raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B")
+        return self
+
+    @model_validator(mode="after")
+    def _tool_parsers(self) -> Family:
+        # A family that lists tools must say, for each engine that parses tool calls server-side, which
+        # parser it uses or that the engine has none: a missing one silently serves tool calls as text.
+        if "tools" not in self.abilities:
+            return self
+        for engine in TOOL_PARSER_ENGINES:
+            if engine not in self.engines():
+                continue
+            if self.chat is None or (engine not in self.chat.tool_call_parsers and self.chat.tool_call_parser is None):
+                raise ValueError(
+                    f"abilities lists tools but chat names no tool-call parser for {engine}; set chat.tool_call_parser, "
+                    f"or chat.tool_call_parsers.{engine}: null with chat.tool_call_note saying why")
         return self
 
     def formats(self) -> list[str]:

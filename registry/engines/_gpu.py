@@ -113,7 +113,7 @@ def verdict_gpus(verdict: Verdict) -> int:
     return verdict.gpus
 
 
-def generic_args(req: Request, quant_flags: dict[str, str], *, dtype: str | None = None,
+def generic_args(req: Request, engine: str, quant_flags: dict[str, str], *, dtype: str | None = None,
                  auto_tool_choice: bool = False) -> dict:
     """Flags every GPU server gets from the family and spec when no launch profile says more."""
     chat = req.family.chat
@@ -122,8 +122,9 @@ def generic_args(req: Request, quant_flags: dict[str, str], *, dtype: str | None
         args["--quantization"] = quant_flags[req.spec.format]
     if dtype:
         args["--dtype"] = dtype
-    if chat and chat.tool_call_parser:
-        args["--tool-call-parser"] = chat.tool_call_parser
+    parser = chat.tool_parser_for(engine) if chat else None
+    if parser:
+        args["--tool-call-parser"] = parser
         if auto_tool_choice:
             args["--enable-auto-tool-choice"] = True
     if chat and chat.reasoning_parser:

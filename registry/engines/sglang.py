@@ -53,4 +53,4 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
 
 
 def _generic(req: Request) -> dict:
-    return _gpu.generic_args(req, QUANT_FLAG)
+    return _gpu.generic_args(req, NAME, QUANT_FLAG)

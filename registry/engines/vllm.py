@@ -58,6 +58,6 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
 
 def _generic(req: Request) -> dict:
     full = req.spec.format == "pytorch" and req.quant == "none"
-    args = _gpu.generic_args(req, QUANT_FLAG, dtype="bfloat16" if full else None, auto_tool_choice=True)
+    args = _gpu.generic_args(req, NAME, QUANT_FLAG, dtype="bfloat16" if full else None, auto_tool_choice=True)
     args["--max-model-len"] = req.context or req.family.context_length
     return args
