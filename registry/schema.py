@@ -21,42 +21,29 @@ from pydantic import (
     model_validator,
 )
 
+from .formats import ENGINE_MODALITIES, FORMATS, GGUF_ALIASES, GGUF_QUANTS, QUANTS_BY_FORMAT, loaders
+
 SCHEMA_VERSION = 1
+__all__ = ["ENGINE_MODALITIES", "GGUF_ALIASES", "GGUF_QUANTS", "QUANTS_BY_FORMAT"]  # re-exported vocabulary
 
 # --- vocabulary ---------------------------------------------------------------------------
 
-EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers"]
-ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers")
+EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx-lm"]
+ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx-lm")
+ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers",
+                 "mlx-lm": "mlx-lm"}
 # Engines that parse tool calls server-side with a named parser (--tool-call-parser).
 TOOL_PARSER_ENGINES: tuple[str, ...] = ("vllm", "sglang")
-ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers"}
 
 HubName = Literal["huggingface", "modelscope"]
 # A model's page on each hub is this prefix plus its model id.
 HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
 HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
 
-FormatName = Literal["pytorch", "ggufv2", "compressed-tensors", "awq", "gptq", "modelopt"]
-
-GGUF_QUANTS: tuple[str, ...] = (
-    "Q2_K", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K", "Q3_K_M", "Q3_K_L",
-    "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K", "Q4_K_M", "Q5_0", "Q5_1",
-    "Q5_K_S", "Q5_K", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "FP16", "F16", "F32",
-)
-# The short K-quant names that hubs and seed 004 use stand for llama.cpp's _M variants.
-GGUF_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16"}
-
-QUANTS_BY_FORMAT: dict[str, tuple[str, ...]] = {
-    "pytorch": ("none", "4-bit", "8-bit"),
-    "ggufv2": GGUF_QUANTS,
-    "compressed-tensors": (
-        "FP8_DYNAMIC", "FP8", "W8A8", "W8A16", "W4A16",
-        "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "NVFP4", "NVFP4A16",
-    ),
-    "awq": ("Int4",),
-    "gptq": ("Int4", "Int8"),
-    "modelopt": ("NVFP4", "FP8"),
-}
+# Formats and their quantization names are data (registry/formats.py): the engines that load each,
+# their flags, bits per weight.
+FormatName = Literal[*FORMATS]  # type: ignore[valid-type]
+Modality = Literal["text", "image", "video"]
 
 Language = Literal["en", "zh", "de", "fr", "es", "ja", "ko", "ru", "ar", "it", "pt", "vi"]
 Ability = Literal["chat", "generate", "tools", "reasoning", "vision"]
@@ -190,6 +177,8 @@ def _check_template(template: str) -> str:
 
 class HubSource(Strict):
     model_id: HubId
+    model_ids: dict[str, HubId] = Field(
+        {}, description="A repository per quantization where an uploader publishes one per build (MLX, AWQ, GPTQ).")
     revision: str = "main"
     revisions: dict[str, str] = Field({}, description="Hub branch per quantization (seed 001).")
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
@@ -212,6 +201,12 @@ class HubSource(Strict):
 
     def revision_for(self, quant: str) -> str:
         return self.revisions.get(quant, self.revision)
+
+    def model_id_for(self, quant: str) -> str:
+        return self.model_ids.get(quant, self.model_id)
+
+    def all_model_ids(self) -> list[str]:
+        return list(dict.fromkeys([self.model_id, *self.model_ids.values()]))
 
     def files_for(self, quant: str) -> list[str]:
         """The file names of one GGUF quantization, split parts included."""
@@ -339,12 +334,17 @@ class Spec(Strict):
         if len(set(self.quantizations)) != len(self.quantizations):
             raise ValueError("quantizations lists a name twice")
         quants = set(self.quantizations)
+        can = loaders(self.format)
+        for engine in self.engines:
+            if engine not in can:
+                raise ValueError(f"engine {engine} does not load {self.format} builds (they load in {', '.join(can)})")
         for engine, rule in self.engines.items():
             for q in rule.quantizations or []:
                 if q not in quants:
                     raise ValueError(f"engine rule for {engine} names quantization {q!r} that the spec lacks")
         for hub, src in self.hubs.items():
-            for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts)):
+            for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts),
+                                 ("model_ids", src.model_ids)):
                 for q in keyed:
                     if q not in quants:
                         raise ValueError(
@@ -416,6 +416,7 @@ class Family(Strict):
     licence: Licence
     languages: list[Language] = Field(min_length=1)
     abilities: list[Ability] = Field(min_length=1)
+    modalities: list[Modality] = Field(["text"], description="Input the model takes: text, image (vision), video.")
     context_length: PositiveInt
     architecture: Architecture
     chat: ChatSettings | None = None
@@ -429,6 +430,18 @@ class Family(Strict):
             if keys.count(k) > 1:
                 raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B")
         return self
+
+    @model_validator(mode="after")
+    def _modalities(self) -> Family:
+        if "text" not in self.modalities:
+            raise ValueError("modalities must include text (every GLM model takes a text prompt)")
+        if ("vision" in self.abilities) != any(m in self.modalities for m in ("image", "video")):
+            raise ValueError("abilities lists vision exactly when modalities list image or video input")
+        return self
+
+    def engine_takes(self, engine: str) -> list[str]:
+        """The model's input modalities that `engine` does not take here (empty: all of them)."""
+        return [m for m in self.modalities if m not in ENGINE_MODALITIES.get(engine, ("text",))]
 
     @model_validator(mode="after")
     def _tool_parsers(self) -> Family:
