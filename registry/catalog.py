@@ -164,7 +164,7 @@ class Catalog:
             fam = self._entries[name].family
             hay = " ".join(
                 [fam.name, fam.description, fam.vendor, " ".join(fam.abilities), " ".join(fam.languages)]
-                + [h.model_id for s in fam.specs for h in s.hubs.values()]
+                + [m for s in fam.specs for h in s.hubs.values() for m in h.all_model_ids()]
                 + [s.format for s in fam.specs]
                 + fam.architecture.hf_classes
             ).lower()
@@ -200,7 +200,7 @@ class Catalog:
 def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:
     """One spec's build of `quant` (the spec's own spelling) with its hub objects."""
     hubs = {
-        hub: HubFiles(hub, src.model_id, src.revision_for(quant), src.files_for(quant))
+        hub: HubFiles(hub, src.model_id_for(quant), src.revision_for(quant), src.files_for(quant))
         for hub, src in spec.hubs.items()
     }
     return Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))

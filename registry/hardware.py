@@ -36,6 +36,9 @@ class Hardware:
     host_memory_bytes: int = 0
     cpu_cores: int = 0
     source: str = "detected"  # "detected", "profile" or a JSON file path
+    apple_silicon: bool = False  # an M-series Mac: host memory is the unified memory the GPU shares
+    chip: str | None = None  # e.g. "Apple M3 Ultra"
+    memory_bandwidth_bytes_s: float | None = None  # unified memory bandwidth (Apple silicon)
 
     @property
     def local(self) -> bool:
@@ -112,7 +115,11 @@ def _nvidia_smi() -> list[GPU]:
 
 
 def detect() -> Hardware:
-    return Hardware("local", _nvidia_smi(), _host_memory(), _cores(), "detected")
+    import platform
+
+    apple = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return Hardware("local", _nvidia_smi(), _host_memory(), _cores(), "detected", apple_silicon=apple,
+                    chip=(platform.processor() or "Apple silicon") if apple else None)
 
 
 # --- other machines ----------------------------------------------------------------------------
@@ -141,13 +148,22 @@ def _from_dict(name: str, d: dict, source: str) -> Hardware:
                                 bandwidth_bytes_s=float(bw) * 1e12 if bw else None, index=i))
         mem = d.get("host_memory_gb")
         cores = d.get("cpu_cores")
+        apple = d.get("apple")  # {chip, unified_memory_gb, bandwidth_gbs}: an M-series Mac
+        bw = None
+        if apple is not None:
+            mem = apple["unified_memory_gb"]
+            bw = float(apple["bandwidth_gbs"]) * 1e9 if apple.get("bandwidth_gbs") else None
     except (KeyError, TypeError, ValueError) as e:
         raise RegistryError(
             f"hardware {source}: bad profile ({type(e).__name__}: {e}); expected "
             '{"gpus": N, "gpu": {"name": ..., "memory_gb": ..., "compute_capability": ...}, '
             '"host_memory_gb": ..., "cpu_cores": ...}'
         ) from None
-    return Hardware(name, gpus, int(float(mem) * GB) if mem else _host_memory(), int(cores) if cores else _cores(), source)
+    hw = Hardware(name, gpus, int(float(mem) * GB) if mem else _host_memory(), int(cores) if cores else _cores(), source)
+    if apple is not None:
+        hw = Hardware(hw.name, [], hw.host_memory_bytes, hw.cpu_cores, source, apple_silicon=True,
+                      chip=str(apple.get("chip") or "Apple silicon"), memory_bandwidth_bytes_s=bw)
+    return hw
 
 
 def profile(name: str) -> Hardware:

@@ -21,40 +21,29 @@ from pydantic import (
     model_validator,
 )
 
+from .formats import ENGINE_MODALITIES, FORMATS, GGUF_ALIASES, GGUF_QUANTS, QUANTS_BY_FORMAT, loaders
+
 SCHEMA_VERSION = 1
+__all__ = ["ENGINE_MODALITIES", "GGUF_ALIASES", "GGUF_QUANTS", "QUANTS_BY_FORMAT"]  # re-exported vocabulary
 
 # --- vocabulary ---------------------------------------------------------------------------
 
-EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers"]
-ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers")
-ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers"}
+EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx-lm"]
+ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx-lm")
+ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers",
+                 "mlx-lm": "mlx-lm"}
+# Engines that parse tool calls server-side with a named parser (--tool-call-parser).
+TOOL_PARSER_ENGINES: tuple[str, ...] = ("vllm", "sglang")
 
 HubName = Literal["huggingface", "modelscope"]
 # A model's page on each hub is this prefix plus its model id.
 HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
 HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
 
-FormatName = Literal["pytorch", "ggufv2", "compressed-tensors", "awq", "gptq", "modelopt"]
-
-GGUF_QUANTS: tuple[str, ...] = (
-    "Q2_K", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K", "Q3_K_M", "Q3_K_L",
-    "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K", "Q4_K_M", "Q5_0", "Q5_1",
-    "Q5_K_S", "Q5_K", "Q5_K_M", "Q6_K", "Q8_0", "BF16", "FP16", "F16", "F32",
-)
-# The short K-quant names that hubs and seed 004 use stand for llama.cpp's _M variants.
-GGUF_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16"}
-
-QUANTS_BY_FORMAT: dict[str, tuple[str, ...]] = {
-    "pytorch": ("none", "4-bit", "8-bit"),
-    "ggufv2": GGUF_QUANTS,
-    "compressed-tensors": (
-        "FP8_DYNAMIC", "FP8", "W8A8", "W8A16", "W4A16",
-        "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "NVFP4", "NVFP4A16",
-    ),
-    "awq": ("Int4",),
-    "gptq": ("Int4", "Int8"),
-    "modelopt": ("NVFP4", "FP8"),
-}
+# Formats and their quantization names are data (registry/formats.py): the engines that load each,
+# their flags, bits per weight.
+FormatName = Literal[*FORMATS]  # type: ignore[valid-type]
+Modality = Literal["text", "image", "video"]
 
 Language = Literal["en", "zh", "de", "fr", "es", "ja", "ko", "ru", "ar", "it", "pt", "vi"]
 Ability = Literal["chat", "generate", "tools", "reasoning", "vision"]
@@ -153,11 +142,28 @@ class Architecture(Strict):
 
 
 class ChatSettings(Strict):
-    template: str = Field(description="Chat template family name, e.g. 'chatglm4' or 'glm45'.")
+    template: str = Field(description="Chat template family name, e.g. 'chatglm4', 'glm45' or 'glm47'.")
     stop: list[str] = []
     stop_token_ids: list[NonNegativeInt] = []
-    tool_call_parser: str | None = None
+    tool_call_parser: str | None = Field(None, description="The engines' tool-call parser name (vLLM and SGLang share GLM's).")
+    tool_call_parsers: dict[EngineName, str | None] = Field(
+        {}, description="Per engine, where it differs; null: that engine has no parser for this model's tool calls.")
+    tool_call_note: str | None = Field(None, description="Why an engine has no parser, and what serves tool calls instead.")
     reasoning_parser: str | None = None
+
+    @model_validator(mode="after")
+    def _note_for_none(self) -> ChatSettings:
+        missing = [e for e, p in self.tool_call_parsers.items() if p is None]
+        if missing and not self.tool_call_note:
+            raise ValueError(f"tool_call_parsers says {', '.join(missing)} has no parser; "
+                             "add tool_call_note saying why and what serves tool calls instead")
+        return self
+
+    def tool_parser_for(self, engine: str) -> str | None:
+        """The parser `engine` is started with (None: it parses no tool calls for this model)."""
+        if engine in self.tool_call_parsers:
+            return self.tool_call_parsers[engine]
+        return self.tool_call_parser
 
 
 # --- spec-level ------------------------------------------------------------------------------
@@ -171,6 +177,8 @@ def _check_template(template: str) -> str:
 
 class HubSource(Strict):
     model_id: HubId
+    model_ids: dict[str, HubId] = Field(
+        {}, description="A repository per quantization where an uploader publishes one per build (MLX, AWQ, GPTQ).")
     revision: str = "main"
     revisions: dict[str, str] = Field({}, description="Hub branch per quantization (seed 001).")
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
@@ -193,6 +201,12 @@ class HubSource(Strict):
 
     def revision_for(self, quant: str) -> str:
         return self.revisions.get(quant, self.revision)
+
+    def model_id_for(self, quant: str) -> str:
+        return self.model_ids.get(quant, self.model_id)
+
+    def all_model_ids(self) -> list[str]:
+        return list(dict.fromkeys([self.model_id, *self.model_ids.values()]))
 
     def files_for(self, quant: str) -> list[str]:
         """The file names of one GGUF quantization, split parts included."""
@@ -295,6 +309,10 @@ class Spec(Strict):
     launch: list[LaunchProfile] = []
     recipe: Recipe | None = None
     served_name: str | None = Field(None, description="Name the server announces, e.g. 'glm-4-9b-chat'.")
+    total_params_b: PositiveFloat | None = Field(
+        None, description="The build card's own parameter count where it differs from the family's (e.g. MTP dropped).")
+    active_params_b: PositiveFloat | None = Field(
+        None, description="The build card's own active-parameter count (what a decode step reads).")
 
     @field_validator("engines", mode="before")
     @classmethod
@@ -316,12 +334,17 @@ class Spec(Strict):
         if len(set(self.quantizations)) != len(self.quantizations):
             raise ValueError("quantizations lists a name twice")
         quants = set(self.quantizations)
+        can = loaders(self.format)
+        for engine in self.engines:
+            if engine not in can:
+                raise ValueError(f"engine {engine} does not load {self.format} builds (they load in {', '.join(can)})")
         for engine, rule in self.engines.items():
             for q in rule.quantizations or []:
                 if q not in quants:
                     raise ValueError(f"engine rule for {engine} names quantization {q!r} that the spec lacks")
         for hub, src in self.hubs.items():
-            for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts)):
+            for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts),
+                                 ("model_ids", src.model_ids)):
                 for q in keyed:
                     if q not in quants:
                         raise ValueError(
@@ -393,6 +416,7 @@ class Family(Strict):
     licence: Licence
     languages: list[Language] = Field(min_length=1)
     abilities: list[Ability] = Field(min_length=1)
+    modalities: list[Modality] = Field(["text"], description="Input the model takes: text, image (vision), video.")
     context_length: PositiveInt
     architecture: Architecture
     chat: ChatSettings | None = None
@@ -405,6 +429,33 @@ class Family(Strict):
         for k in set(keys):
             if keys.count(k) > 1:
                 raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B")
+        return self
+
+    @model_validator(mode="after")
+    def _modalities(self) -> Family:
+        if "text" not in self.modalities:
+            raise ValueError("modalities must include text (every GLM model takes a text prompt)")
+        if ("vision" in self.abilities) != any(m in self.modalities for m in ("image", "video")):
+            raise ValueError("abilities lists vision exactly when modalities list image or video input")
+        return self
+
+    def engine_takes(self, engine: str) -> list[str]:
+        """The model's input modalities that `engine` does not take here (empty: all of them)."""
+        return [m for m in self.modalities if m not in ENGINE_MODALITIES.get(engine, ("text",))]
+
+    @model_validator(mode="after")
+    def _tool_parsers(self) -> Family:
+        # A family that lists tools must say, for each engine that parses tool calls server-side, which
+        # parser it uses or that the engine has none: a missing one silently serves tool calls as text.
+        if "tools" not in self.abilities:
+            return self
+        for engine in TOOL_PARSER_ENGINES:
+            if engine not in self.engines():
+                continue
+            if self.chat is None or (engine not in self.chat.tool_call_parsers and self.chat.tool_call_parser is None):
+                raise ValueError(
+                    f"abilities lists tools but chat names no tool-call parser for {engine}; set chat.tool_call_parser, "
+                    f"or chat.tool_call_parsers.{engine}: null with chat.tool_call_note saying why")
         return self
 
     def formats(self) -> list[str]:

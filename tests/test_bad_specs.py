@@ -93,6 +93,18 @@ CASES = {
         mutate(_set(["specs", 0, "launch"], [{"engine": "vllm", "args": {"max-model-len": 4}}])),
         ["my-glm", "specs[0].launch[0].args", "max-model-len"],
     ),
+    "engine-does-not-load-format": (
+        mutate(_set(["specs", 1, "engines"], ["llama.cpp", "vllm"])),
+        ["my-glm", "specs[1]", "engine vllm does not load ggufv2 builds", "llama.cpp"],
+    ),
+    "tools-without-parser": (
+        mutate(_del(["chat", "tool_call_parsers"])),
+        ["my-glm", "abilities lists tools", "tool-call parser for vllm", "tool_call_note"],
+    ),
+    "no-parser-without-note": (
+        mutate(_del(["chat", "tool_call_note"])),
+        ["my-glm", "chat", "has no parser", "add tool_call_note"],
+    ),
     "invalid-yaml": ("name: my-glm\nspecs: [unclosed\n", ["invalid YAML", "line"]),
     "duplicate-key": ("name: my-glm\nname: other\n", ["'name' appears twice"]),
     "empty-file": ("", ["empty"]),

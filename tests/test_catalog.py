@@ -72,9 +72,11 @@ def test_seed_002_awq_build():
     f = registry.get("glm-4.6")
     a = f.architecture
     assert (a.total_params_b, a.experts, a.experts_per_token, a.layers, a.hidden_size, a.attention_heads,
-            a.kv_heads, a.vocab_size, a.mtp_layers) == (357, 160, 8, 92, 5120, 96, 8, 151552, 1)
+            a.kv_heads, a.vocab_size, a.mtp_layers) == (355, 160, 8, 92, 5120, 96, 8, 151552, 1)
+    assert a.active_params_b == 32  # Z.ai's figures; the AWQ card's 357B / 28.72B are its own count
     r = registry.resolve("glm-4.6", "compressed-tensors", "AWQ")
     assert r.hubs["huggingface"].model_id == "bullpoint/GLM-4.6-AWQ"
+    assert (r.spec.size_in_billions, r.spec.total_params_b, r.spec.active_params_b) == (355, 357, 28.72)
     rec = r.spec.recipe
     assert rec.group_size == 128 and rec.drop_mtp and "re:.*shared_experts.*" in rec.ignore
     assert "re:model.layers.[0-2]\\." in rec.ignore
@@ -162,3 +164,52 @@ def test_json_schema_forbids_unknown_keys():
     assert s["additionalProperties"] is False
     assert "context_length" in s["required"]
     assert set(QUANTS_BY_FORMAT) == set(s["$defs"]["Spec"]["properties"]["format"]["enum"])
+
+
+def test_chat_templates_and_parsers_follow_the_model_generation():
+    """GLM-4.7 and GLM-5 have their own template and tool parser (glm47); GLM-4.5 / 4.6 keep glm45;
+    every one reasons through glm45 (SGLang PR #15333)."""
+    for name, template, tools in (("glm-4.5", "glm45", "glm45"), ("glm-4.5-air", "glm45", "glm45"),
+                                  ("glm-4.6", "glm45", "glm45"), ("glm-4.7", "glm47", "glm47"), ("glm-5", "glm47", "glm47")):
+        chat = registry.get(name).chat
+        assert (chat.template, chat.tool_parser_for("vllm"), chat.tool_parser_for("sglang"), chat.reasoning_parser) == (
+            template, tools, tools, "glm45"), name
+
+
+def test_every_tools_family_decides_a_parser_for_each_server_engine():
+    """A family that lists tools says, for vLLM and SGLang, which parser they run, or that they have none and why."""
+    from registry.schema import TOOL_PARSER_ENGINES
+
+    seen = 0
+    for fam in registry.families(ability="tools"):
+        for engine in TOOL_PARSER_ENGINES:
+            if engine not in fam.engines():
+                continue
+            seen += 1
+            if fam.chat.tool_parser_for(engine) is None:
+                assert engine in fam.chat.tool_call_parsers and fam.chat.tool_call_note, (fam.name, engine)
+    assert seen >= 10
+    # GLM-4-9B-Chat's "name\n{json}" tool calls: neither engine parses them (zai-org/GLM-4 issue #768)
+    for name in ("glm-4-9b-chat", "glm4-chat-1m"):
+        chat = registry.get(name).chat
+        assert chat.tool_call_parsers == {"vllm": None, "sglang": None}
+        assert "no parser" in chat.tool_call_note
+
+
+@pytest.mark.parametrize("family,engine,parser", [
+    ("glm-4.7", "vllm", "glm47"), ("glm-4.7", "sglang", "glm47"), ("glm-4.6", "vllm", "glm45"),
+    ("glm-4-9b-chat", "vllm", None), ("glm-4-9b-chat", "sglang", None)])
+def test_planned_commands_carry_the_family_parser(family, engine, parser):
+    """The server command a plan builds names the family's parser, or no parser (and no auto tool choice) at all."""
+    import json
+
+    from conftest import run_cli
+
+    r = run_cli("launch", family, "--engine", engine, "--format", "pytorch", "--quant", "none",
+                "--hardware", "8xB200", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(r.stdout)["argv"]
+    if parser is None:
+        assert "--tool-call-parser" not in argv and "--enable-auto-tool-choice" not in argv
+    else:
+        assert argv[argv.index("--tool-call-parser") + 1] == parser

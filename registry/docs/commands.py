@@ -35,7 +35,10 @@ class EngineCommand:
 
 def reference_hardware(spec: Spec) -> list[str]:
     """The named hardware profiles the pages plan for, in order: one 8x H100 node, then one 8x B200
-    node (Blackwell only where the spec needs it); a command is shown for the first that serves it."""
+    node (Blackwell only where the spec needs it), M3 Ultra Macs for MLX builds; a command is shown for
+    the first that serves it."""
+    if set(spec.engines) <= {"mlx-lm"}:  # MLX builds run on Apple silicon
+        return ["M3-Ultra-96G", "M3-Ultra-512G"]
     need = spec.min_compute_capability() or 0
     for e in spec.engines:
         need = max(need, spec.min_compute_capability(e) or 0)

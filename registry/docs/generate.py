@@ -123,11 +123,14 @@ def _chat_text(fam: Family) -> str | None:
     parts = [f"template {c.template}"]
     if c.tool_call_parser:
         parts.append(f"tool-call parser {c.tool_call_parser}")
+    for engine, parser in c.tool_call_parsers.items():
+        parts.append(f"{ENGINE_TITLES[engine]} tool-call parser {parser or 'none'}")
     if c.reasoning_parser:
         parts.append(f"reasoning parser {c.reasoning_parser}")
     if c.stop_token_ids:
         parts.append("stop token ids " + ", ".join(str(i) for i in c.stop_token_ids))
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    return f"{text}. {c.tool_call_note}" if c.tool_call_note else text
 
 
 def _engines_text(spec: Spec) -> str:

@@ -8,10 +8,10 @@ import importlib
 from ..errors import not_found
 from .base import Command, Request, Verdict
 
-MODULES = {"llama.cpp": "llamacpp", "vllm": "vllm", "sglang": "sglang", "transformers": "transformers"}
+MODULES = {"llama.cpp": "llamacpp", "vllm": "vllm", "sglang": "sglang", "transformers": "transformers", "mlx-lm": "mlx"}
 # Preference when several can serve a build: the GPU servers first (throughput), llama.cpp for GGUF,
-# Transformers last (a reference server, not a production one).
-RANK = ("vllm", "sglang", "llama.cpp", "transformers")
+# mlx-lm for MLX builds on a Mac, Transformers last (a reference server, not a production one).
+RANK = ("vllm", "sglang", "llama.cpp", "mlx-lm", "transformers")
 
 __all__ = ["Command", "Request", "Verdict", "get", "RANK"]
 

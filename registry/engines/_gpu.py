@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import Request, Verdict, compute_reasons, find_profile, gpu_fit_reasons, install_reason, rule_reasons
+from .base import (Request, Verdict, compute_reasons, find_profile, format_reasons, gpu_fit_reasons, install_reason,
+                   modality_notes, rule_reasons)
 
 
 def args_to_argv(args: dict) -> list[str]:
@@ -85,8 +86,8 @@ def gpu_verdict(req: Request, engine: str, *, missing, install: str, gguf_reason
     r, n = install_reason(req, engine, missing, install)
     v.reasons += r
     v.notes += n
-    if req.spec.format == "ggufv2":
-        v.reasons.append(gguf_reason)
+    v.reasons += format_reasons(req, engine, gguf_reason if req.spec.format == "ggufv2" else None)
+    v.notes += modality_notes(req, engine)
     if v.reasons:  # not this engine's build at all: its rule says so, the rest is noise
         return v
     args, _, _, _ = profile_args(req, engine)
@@ -113,17 +114,19 @@ def verdict_gpus(verdict: Verdict) -> int:
     return verdict.gpus
 
 
-def generic_args(req: Request, quant_flags: dict[str, str], *, dtype: str | None = None,
-                 auto_tool_choice: bool = False) -> dict:
-    """Flags every GPU server gets from the family and spec when no launch profile says more."""
+def generic_args(req: Request, engine: str, *, dtype: str | None = None, auto_tool_choice: bool = False) -> dict:
+    """Flags every GPU server gets from the family and spec when no launch profile says more: the format's
+    flags (registry/formats.py, e.g. vLLM's --quantization method), the family's parsers."""
+    from ..formats import engine_flags
+
     chat = req.family.chat
     args: dict = {"--served-model-name": req.spec.served_name or req.family.name}
-    if quant_flags.get(req.spec.format):
-        args["--quantization"] = quant_flags[req.spec.format]
+    args.update(engine_flags(req.spec.format, req.quant, engine))
     if dtype:
         args["--dtype"] = dtype
-    if chat and chat.tool_call_parser:
-        args["--tool-call-parser"] = chat.tool_call_parser
+    parser = chat.tool_parser_for(engine) if chat else None
+    if parser:
+        args["--tool-call-parser"] = parser
         if auto_tool_choice:
             args["--enable-auto-tool-choice"] = True
     if chat and chat.reasoning_parser:

@@ -19,8 +19,8 @@ GB = 10**9
 # Kernel requirements by quantization (compute capability). These are engine facts, not model facts:
 # FP8 runs natively from Ada/Hopper (8.9); vLLM falls back to weight-only FP8 through Marlin on
 # Ampere (8.0+). W4A16 / AWQ / GPTQ int4 use Marlin (8.0+). NVFP4 needs Blackwell (10.0+).
-FP8 = {"FP8_DYNAMIC", "FP8", "W8A8"}
-INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8"}
+FP8 = {"FP8_DYNAMIC", "FP8", "FP8_BLOCK", "W8A8"}
+INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8", "Int4-Int8Mix"}
 NVFP4 = {"NVFP4", "NVFP4A16"}
 
 
@@ -119,6 +119,32 @@ def rule_reasons(req: Request, engine: str) -> list[str]:
         return [f"spec rule: {engine} serves {req.family.name} {spec.format} only for quantization "
                 f"{', '.join(rule.quantizations or [])}, not {q}"]
     return []
+
+
+def format_reasons(req: Request, engine: str, hint: str | None = None) -> list[str]:
+    """Does this engine load the spec's format at all (registry/formats.py)?"""
+    from ..formats import loaders
+
+    fmt = req.spec.format
+    can = loaders(fmt)
+    if engine in can:
+        return []
+    return [hint or f"{engine} does not load {fmt} builds (they load in {', '.join(can)})"]
+
+
+def modality_notes(req: Request, engine: str) -> list[str]:
+    """The model takes images (or video) that this engine does not pass on: a note, text still works."""
+    missing = req.family.engine_takes(engine)
+    if not missing:
+        return []
+    return [f"{engine} serves {req.family.name} text-only here: it does not take {' or '.join(missing)} input "
+            f"(engines that do: {', '.join(_takes(req.family, missing))})"]
+
+
+def _takes(family, modalities: list[str]) -> list[str]:
+    from ..formats import ENGINE_MODALITIES
+
+    return [e for e, ms in ENGINE_MODALITIES.items() if all(m in ms for m in modalities)] or ["none"]
 
 
 def compute_reasons(req: Request, engine: str, marlin_fp8: bool) -> tuple[list[str], list[str]]:

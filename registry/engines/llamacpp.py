@@ -10,7 +10,8 @@ import sys
 
 from ..estimate import engine_estimate
 from ..prestart import LLAMA_CPP_SERVER
-from .base import Command, Request, Verdict, install_reason, module_installed, rule_reasons, client_host
+from .base import (Command, Request, Verdict, client_host, format_reasons, install_reason, modality_notes, module_installed,
+                   rule_reasons)
 
 NAME = "llama.cpp"
 INSTALL = "pip install 'glm-registry[gguf]' (llama-cpp-python[server])"
@@ -26,9 +27,9 @@ def can_serve(req: Request) -> Verdict:
     v.reasons += rule_reasons(req, NAME)
     if v.reasons:  # not this engine's build: the spec's rule is the reason
         return v
-    if req.spec.format != "ggufv2":
-        v.reasons.append(f"llama.cpp serves GGUF builds; {req.family.name} {req.spec.format} is not one "
-                         f"(convert it with `registry convert {req.family.name} --to ggufv2`)")
+    v.reasons += format_reasons(req, NAME, f"llama.cpp serves GGUF builds; {req.family.name} {req.spec.format} is not "
+                                           f"one (convert it with `registry convert {req.family.name} --to ggufv2`)")
+    v.notes += modality_notes(req, NAME)
     r, n = install_reason(req, NAME, module_installed("llama_cpp", "uvicorn", "fastapi", "sse_starlette"), INSTALL)
     v.reasons += r
     v.notes += n

@@ -10,8 +10,6 @@ from .base import Command, Request, Verdict, client_host, revision_argv
 NAME = "sglang"
 INSTALL = "pip install 'glm-registry[sglang]'"
 TP_FLAGS = ("--tp", "--tp-size", "--tensor-parallel-size")
-QUANT_FLAG = {"compressed-tensors": "compressed-tensors", "awq": "awq_marlin", "gptq": "gptq_marlin",
-              "modelopt": "modelopt_fp4"}
 DIST_PORT = 5000
 
 
@@ -53,4 +51,4 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
 
 
 def _generic(req: Request) -> dict:
-    return _gpu.generic_args(req, QUANT_FLAG)
+    return _gpu.generic_args(req, NAME)

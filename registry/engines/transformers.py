@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..estimate import engine_estimate
-from .base import (Command, Request, Verdict, client_host, install_reason, module_installed, revision_argv, rule_reasons,
-                   script)
+from .base import (Command, Request, Verdict, client_host, format_reasons, install_reason, modality_notes,
+                   module_installed, revision_argv, rule_reasons, script)
 
 NAME = "transformers"
 INSTALL = "pip install 'glm-registry[transformers]' (transformers[serving])"
@@ -16,8 +16,9 @@ def can_serve(req: Request) -> Verdict:
     v.reasons += rule_reasons(req, NAME)
     if v.reasons:  # not this engine's build: the spec's rule is the reason
         return v
-    if req.spec.format not in ("pytorch",):
-        v.reasons.append(f"transformers serve loads full-precision checkpoints here, not {req.spec.format} builds")
+    v.reasons += format_reasons(
+        req, NAME, f"transformers serve loads full-precision checkpoints here, not {req.spec.format} builds")
+    v.notes += modality_notes(req, NAME)
     r, n = install_reason(req, NAME, module_installed("transformers", "fastapi", "uvicorn"), INSTALL)
     v.reasons += r
     v.notes += n

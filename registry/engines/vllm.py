@@ -8,9 +8,6 @@ from .base import Command, Request, Verdict, client_host, revision_argv, script
 NAME = "vllm"
 INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
 TP_FLAGS = ("--tensor-parallel-size", "-tp")
-# The quantization method vLLM loads each checkpoint format with.
-QUANT_FLAG = {"compressed-tensors": "compressed-tensors", "awq": "awq_marlin", "gptq": "gptq_marlin",
-              "modelopt": "modelopt_fp4"}
 RAY_PORT = 6379
 
 
@@ -58,6 +55,6 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
 
 def _generic(req: Request) -> dict:
     full = req.spec.format == "pytorch" and req.quant == "none"
-    args = _gpu.generic_args(req, QUANT_FLAG, dtype="bfloat16" if full else None, auto_tool_choice=True)
+    args = _gpu.generic_args(req, NAME, dtype="bfloat16" if full else None, auto_tool_choice=True)
     args["--max-model-len"] = req.context or req.family.context_length
     return args
