@@ -54,6 +54,7 @@ class Estimate:
     gpus: int = 0  # devices the weights and KV cache are sharded over; 0 = host memory
     weights_source: str = "parameters x bits per weight"
     notes: list[str] = field(default_factory=list)
+    host: int = 0  # of the total, bytes left in host memory (llama.cpp's layers not offloaded to the GPUs)
 
     @property
     def total(self) -> int:
@@ -64,12 +65,13 @@ class Estimate:
         """Bytes on each GPU: an even share of weights, KV cache and overhead (tensor/expert parallel)."""
         if not self.gpus:
             return None
-        return -(-self.total // self.gpus)
+        return -(-(self.total - self.host) // self.gpus)
 
     def to_dict(self) -> dict:
         return {"weights_bytes": self.weights, "kv_cache_bytes": self.kv_cache, "overhead_bytes": self.overhead,
                 "context": self.context, "total_bytes": self.total, "gpus": self.gpus,
-                "per_gpu_bytes": self.per_gpu, "weights_source": self.weights_source, "notes": self.notes}
+                "per_gpu_bytes": self.per_gpu, "host_bytes": self.host, "weights_source": self.weights_source,
+                "notes": self.notes}
 
 
 def estimate(family, spec, quant: str, context: int | None = None, kv_dtype: str = "f16") -> Estimate:

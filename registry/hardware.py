@@ -39,6 +39,12 @@ class Hardware:
     apple_silicon: bool = False  # an M-series Mac: host memory is the unified memory the GPU shares
     chip: str | None = None  # e.g. "Apple M3 Ultra"
     memory_bandwidth_bytes_s: float | None = None  # unified memory bandwidth (Apple silicon)
+    physical_cores: int = 0  # cores without their SMT siblings (0: unknown, take cpu_cores)
+
+    @property
+    def threads(self) -> int:
+        """Compute threads for a CPU engine: one per physical core (a sibling thread only contends)."""
+        return self.physical_cores or self.cpu_cores
 
     @property
     def local(self) -> bool:
@@ -88,6 +94,31 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) -> int:
+    """Distinct (package, core) pairs among the CPUs this process may run on; 0 when unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return 0
+    if allowed is None:
+        try:
+            allowed = os.sched_getaffinity(0)
+        except AttributeError:
+            allowed = None
+    cores, cpu, package = set(), None, "0"
+    for line in cpuinfo.splitlines() + [""]:
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            cpu, package = int(value), "0"
+        elif key == "physical id":
+            package = value
+        elif key == "core id" and cpu is not None and (allowed is None or cpu in allowed):
+            cores.add((package, value))
+    return len(cores)
+
+
 def _nvidia_smi() -> list[GPU]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
@@ -119,7 +150,7 @@ def detect() -> Hardware:
 
     apple = platform.system() == "Darwin" and platform.machine() == "arm64"
     return Hardware("local", _nvidia_smi(), _host_memory(), _cores(), "detected", apple_silicon=apple,
-                    chip=(platform.processor() or "Apple silicon") if apple else None)
+                    chip=(platform.processor() or "Apple silicon") if apple else None, physical_cores=physical_cores())
 
 
 # --- other machines ----------------------------------------------------------------------------
@@ -166,6 +197,82 @@ def _from_dict(name: str, d: dict, source: str) -> Hardware:
     return hw
 
 
+GPUS = Path(__file__).resolve().parent / "data" / "gpus.yaml"
+
+
+def _key(s: str) -> str:
+    s = s.lower().replace(" ", "").replace("-", "").replace("_", "")
+    for prefix in ("nvidia", "geforce"):
+        s = s.removeprefix(prefix)
+    return s
+
+
+def _gpu_table() -> tuple[dict, dict]:
+    import yaml
+
+    data = yaml.safe_load(GPUS.read_text())
+    table = {}
+    for key, g in data["gpus"].items():
+        for k in [key, *g.get("aliases", [])]:
+            table[_key(str(k))] = g
+    return table, data["host_rule"]
+
+
+def gpu_names() -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load(GPUS.read_text())["gpus"])
+
+
+def from_string(text: str) -> Hardware | None:
+    """NxGPU[-MEMG] (8xH200, 1xRTX-4090, 2xL40S, 4xA100-40G), a GPU memory size (24GB, 2x80GB),
+    cpu-64GB (a CPU machine with that RAM). None when the text is none of these."""
+    import re
+
+    t = text.strip()
+    m = re.fullmatch(r"(?i)cpu[-:_ ]?(\d+(?:\.\d+)?)\s*gi?b?", t)
+    if m:
+        return Hardware(t, [], int(float(m.group(1)) * GB), _cores(), "string")
+    m = re.fullmatch(r"(?i)(?:(\d+)\s*[x*×]\s*)?(.+?)", t)
+    count, rest = int(m.group(1) or 1), m.group(2)
+    if count < 1 or count > 1024:
+        raise RegistryError(f"hardware {text!r}: {count} GPUs? give 1 to 1024")
+    mem = None
+    # a memory suffix: "-80G" after a name, or the whole text ("24GB")
+    mm = re.fullmatch(r"(?i)(?:(.+?)[-_ ])?(\d+(?:\.\d+)?)\s*gi?b?", rest)
+    if mm:
+        rest, mem = mm.group(1) or "", float(mm.group(2))
+    table, rule = _gpu_table()
+    if rest == "":
+        if mem is None:
+            return None
+        g = {"name": f"GPU ({mem:g} GB)", "memory_gb": mem, "bandwidth_tbs": None, "cc": None}
+    else:
+        g = table.get(_key(rest) + (f"{mem:g}g" if mem else "")) or table.get(_key(rest))
+        if g is None:
+            return None
+        if mem is not None and abs(float(g["memory_gb"]) - mem) > 0.5:
+            g = {**g, "name": f"{g['name']} ({mem:g} GB)", "memory_gb": mem}
+    gpus = [GPU(str(g["name"]), int(float(g["memory_gb"]) * GB), float(g["cc"]) if g.get("cc") else None,
+                float(g["bandwidth_tbs"]) * 1e12 if g.get("bandwidth_tbs") else None, i) for i in range(count)]
+    host = max(rule["min_memory_gb"] * GB, int(rule["memory_per_gpu_memory"] * count * float(g["memory_gb"]) * GB))
+    cores = max(rule["min_cores"], rule["cores_per_gpu"] * count)
+    return Hardware(t, gpus, host, cores, "string")
+
+
+def _from_view(d: dict, source: str) -> Hardware:
+    """`registry hardware --json` read back: gpus is a list of GPU objects."""
+    try:
+        gpus = [GPU(str(g["name"]), int(g["memory_bytes"]), g.get("compute_capability"), g.get("bandwidth_bytes_s"),
+                    int(g.get("index", i))) for i, g in enumerate(d["gpus"])]
+        return Hardware(str(d.get("name") or "file"), gpus, int(d.get("host_memory_bytes") or 0) or _host_memory(),
+                        int(d.get("cpu_cores") or 0) or _cores(), source, bool(d.get("apple_silicon")), d.get("chip"),
+                        d.get("memory_bandwidth_bytes_s"), int(d.get("physical_cores") or 0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RegistryError(f"hardware {source}: bad GPU entry ({type(e).__name__}: {e}); expected what "
+                            "`registry hardware --json` prints") from None
+
+
 def profile(name: str) -> Hardware:
     """A named profile (8xB200, 4xH100-80G, 2xH200, cpu, ...) or a JSON file with the same keys."""
     if name == "local":
@@ -183,8 +290,15 @@ def profile(name: str) -> Hardware:
             raise RegistryError(f"hardware file {p}: not readable JSON: {e}") from None
         if not isinstance(d, dict):
             raise RegistryError(f"hardware file {p}: expected a JSON object")
+        if isinstance(d.get("gpus"), list):
+            return _from_view(d, str(p))
         return _from_dict(str(d.get("name") or p.stem), d, str(p))
-    raise not_found("hardware profile", name, list(profiles) + ["local"], "or give a JSON file")
+    hw = from_string(name)
+    if hw is not None:
+        return hw
+    raise not_found("hardware", name, list(profiles) + ["local"],
+                    "or NxGPU (8xH200, 1xRTX-4090, 2xL40S, 4xA100-40G), a GPU memory size (24GB), cpu-64GB, or a "
+                    f"JSON file; GPUs known: {', '.join(gpu_names())}")
 
 
 def get(name: str | None) -> Hardware:

@@ -134,6 +134,7 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
     from .catalog import load
 
     resolved = load().resolve(name, format, quant, size=size)  # unknown names: the nearest ones
+    check_context(resolved.family, context)
     hw = hw_mod.get(hardware)
     art = _artifact(resolved)
     req = request(resolved, hw, art, context, gpus, nodes or 1, profile)
@@ -178,6 +179,19 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
             notes.append(f"command from {p.source}")
     return Plan(resolved, hw, chosen, prof, cmds, art, v.estimate, rejected, ok[1:], notes, port is not None,
                 nodes or 1)
+
+
+def check_context(fam, context: int | None) -> None:
+    """A context beyond what the family was trained for is refused (engines would fail or extrapolate)."""
+    if context is not None and context > fam.context_length:
+        raise RegistryError(f"--context {context:,} is more than {fam.name}'s context length of "
+                            f"{fam.context_length:,} tokens; give at most {fam.context_length}")
+
+
+def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
+    """Running deployments of this build (newest first), for `launch` to reuse instead of starting twice."""
+    return [d for d in reversed(ps()) if d.family == family and d.format == format
+            and d.quantization == quantization and (engine is None or d.engine == engine)]
 
 
 # --- ports ---------------------------------------------------------------------------------------
@@ -322,7 +336,9 @@ def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
             except OSError:
                 pass  # it died meanwhile: start the command the ordinary way
         prestarted.cancel()
-    env = {**os.environ, **cmd.env}
+    from .prestart import clean_env
+
+    env = clean_env(cmd.unset_env, cmd.env)
     try:
         with open(log_path, "ab") as log:
             return subprocess.Popen(cmd.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -471,6 +487,17 @@ def log_text(dep, lines: int | None = None) -> str:
     return Path(dep.log_path).read_text(errors="replace")
 
 
+def served_model(dep) -> str:
+    """The `model` a client sends to this deployment: the name its argv gives the engine."""
+    argv = dep.argv or []
+    for flag in ("--model_alias", "--served-model-name"):
+        if flag in argv[:-1]:
+            return argv[argv.index(flag) + 1]
+    if "serve" in argv[:3] and argv.index("serve") + 1 < len(argv):  # vllm serve MODEL, transformers serve MODEL
+        return argv[argv.index("serve") + 1]
+    return dep.family
+
+
 def address(dep) -> str:
     from .engines.base import client_host
 
@@ -496,6 +523,7 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
         raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
     if context is not None and context < 1:
         raise RegistryError(f"--context must be at least 1, not {context}")
+    check_context(fam, context)
     hw = hw_mod.get(hardware)
     auto = quant == "auto"
     recorded = local.family_rows(name)  # one store query for every build
@@ -522,7 +550,8 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
                 "engine": good[0].engine if good else None,
                 "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
                 "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
-                "per_gpu_bytes": e.get("per_gpu_bytes"), "gpus": e.get("gpus", 0), "context": e.get("context"),
+                "per_gpu_bytes": e.get("per_gpu_bytes"), "host_bytes": e.get("host_bytes", 0), "gpus": e.get("gpus", 0),
+                "context": e.get("context"),
                 "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
                 "fits": bool(good),
                 "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or
@@ -533,11 +562,74 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
         raise not_found("quantization", quant, fam.quantizations(), f"{name} has: {', '.join(fam.quantizations())}")
     out = {"family": name, "hardware": hw.to_dict(), "context": context, "builds": builds}
     if auto:
-        fitting = [b for b in builds if b["fits"]]
-        best = max(fitting, key=lambda b: (b["bits_per_weight"] or 0, -(b["total_bytes"] or 0)), default=None)
-        out["auto"] = ({"format": best["format"], "quantization": best["quantization"], "engine": best["engine"]}
-                       if best else {"format": None, "quantization": None, "engine": None})
+        out["auto"] = _auto(fam, hw, builds, context)
     return out
+
+
+USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matters more than bits
+
+
+def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
+    """The build to launch: the most bits among the builds that fit and decode at a usable speed.
+
+    Speed is seed 002's bound (memory bandwidth / bytes read per token). "Usable": at least 10 tok/s, or,
+    where nothing is that fast (a small CPU box), at least half the fastest build's speed, so that 18 GB
+    of BF16 on a 2-core machine does not win over a 4-5 bit build that answers four times as fast."""
+    from .estimate import bytes_read_per_token
+
+    fitting = [b for b in builds if b["fits"]]
+    host_bw, how = host_bandwidth(hw)
+    specs = {(s.format, s.size_in_billions): s for s in fam.specs}
+    for b in fitting:
+        read = bytes_read_per_token(fam, specs[(b["format"], b["size_in_billions"])], b["quantization"])
+        gpu_bw = min((g.bandwidth_bytes_s or 0 for g in hw.gpus), default=0)
+        if b["gpus"] and gpu_bw:
+            share = 1 - (b.get("host_bytes") or 0) / max(1, b["total_bytes"] or 1)
+            # tensor/layer split: each GPU reads its share; layers left on the host read at host speed
+            seconds = read * share / (gpu_bw * b["gpus"]) + read * (1 - share) / host_bw
+        else:
+            seconds = read / host_bw
+        b["decode_tok_s_bound"] = 1 / seconds
+    if not fitting:
+        return {"format": None, "quantization": None, "engine": None, "reason": "no build fits"}
+    fastest = max(b["decode_tok_s_bound"] for b in fitting)
+    floor = min(USABLE_TOK_S, fastest / 2)
+    usable = [b for b in fitting if b["decode_tok_s_bound"] >= floor]
+    best = max(usable, key=lambda b: (b["bits_per_weight"] or 0, -(b["total_bytes"] or 0)))
+    for b in fitting:
+        b["decode_tok_s_bound"] = round(b["decode_tok_s_bound"], 2)
+    cmd = f"registry launch {fam.name} --format {best['format']} --quant {best['quantization']}"
+    if context:
+        cmd += f" --context {context}"
+    if not hw.local:
+        cmd += f" --hardware {hw.name}"
+    return {"format": best["format"], "quantization": best["quantization"], "engine": best["engine"],
+            "context": best["context"], "decode_tok_s_bound": best["decode_tok_s_bound"],
+            "usable_tok_s": round(floor, 1), "host_bandwidth_bytes_s": host_bw, "bandwidth_source": how,
+            "command": cmd}
+
+
+def host_bandwidth(hw) -> tuple[float, str]:
+    """Host memory bandwidth for the decode bound: Apple's unified-memory figure, a short copy measured
+    here, or ~10 GB/s per core (up to 300 GB/s, eight DDR5 channels) for a machine described by a profile."""
+    if hw.memory_bandwidth_bytes_s:
+        return hw.memory_bandwidth_bytes_s, "the profile's unified memory bandwidth"
+    if hw.local:
+        return _measure_bandwidth(), "measured here (a 64 MiB copy)"
+    return min(300e9, 10e9 * max(1, hw.cpu_cores)), "assumed ~10 GB/s per core"
+
+
+def _measure_bandwidth() -> float:
+    import numpy as np
+
+    a = np.ones(64 * 2**20 // 8)
+    b = np.zeros_like(a)  # touched: the copies time memory, not page faults
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best  # read + write
 
 
 def _bpw(fn, fmt: str, q: str) -> float | None:

@@ -24,6 +24,28 @@ import sys
 # this name (defined here because this module is imported before anything heavier).
 LLAMA_CPP_SERVER = "llama_cpp.server"
 
+# llama_cpp.server reads its settings from environment variables too (pydantic-settings, any case) and
+# CONFIG_FILE replaces the argv altogether: PORT=5000 in a user's shell would move a server the registry
+# waits for on another port. These are dropped from its environment (the fields of its ServerSettings and
+# ModelSettings in llama-cpp-python 0.3.36; tests/test_launcher.py checks the list against the installed one).
+LLAMA_CPP_ENV = frozenset("""
+API_KEY DISABLE_PING_EVENTS HOST INTERRUPT_REQUESTS PORT ROOT_PATH SSL_CERTFILE SSL_KEYFILE CONFIG_FILE
+CACHE CACHE_SIZE CACHE_TYPE CHAT_FORMAT CHAT_TEMPLATE_KWARGS CLIP_MODEL_PATH DRAFT_MODEL DRAFT_MODEL_NUM_PRED_TOKENS
+EMBEDDING FLASH_ATTN HF_MODEL_REPO_ID HF_PRETRAINED_MODEL_NAME_OR_PATH HF_TOKENIZER_CONFIG_PATH KV_OVERRIDES
+LAST_N_TOKENS_SIZE LOGITS_ALL LORA_BASE LORA_PATH MAIN_GPU MODEL MODEL_ALIAS MUL_MAT_Q N_BATCH N_CTX N_GPU_LAYERS
+N_THREADS N_THREADS_BATCH N_UBATCH NUMA OFFLOAD_KQV ROPE_FREQ_BASE ROPE_FREQ_SCALE ROPE_SCALING_TYPE RPC_SERVERS
+SEED SPLIT_MODE TENSOR_SPLIT TYPE_K TYPE_V USE_MLOCK USE_MMAP VERBOSE VOCAB_ONLY YARN_ATTN_FACTOR YARN_BETA_FAST
+YARN_BETA_SLOW YARN_EXT_FACTOR YARN_ORIG_CTX
+""".split())
+UNSET_ENV = {LLAMA_CPP_SERVER: LLAMA_CPP_ENV}
+
+
+def clean_env(unset: frozenset, extra: dict | None = None) -> dict:
+    """This process's environment without the variables a server would take over its argv."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in unset}
+    env.update(extra or {})
+    return env
+
 
 def _option(argv: list[str], *names: str) -> str | None:
     for i, a in enumerate(argv):
@@ -75,7 +97,8 @@ class Prestarted:
         self.log_path = Path(name)
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", __name__, module], stdin=subprocess.PIPE, stdout=fd,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=clean_env(UNSET_ENV.get(module, frozenset())))
         finally:
             os.close(fd)
 

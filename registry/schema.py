@@ -184,6 +184,8 @@ class HubSource(Strict):
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
     split_parts: dict[str, PositiveInt] = Field({}, description="Quantizations published in N parts.")
     split_style: Literal["gguf-split", "part"] = "gguf-split"
+    custom_code: bool = Field(False, description="The repository ships its own model or tokenizer code (auto_map in "
+                              "config.json or tokenizer_config.json): engines need --trust-remote-code.")
 
     @field_validator("file_template")
     @classmethod

@@ -38,6 +38,7 @@ def launch(
                                           "e.g. expert-parallel."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the server to answer."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, start nothing."),
+    new: bool = typer.Option(False, "--new", help="Start another server even if this build already runs."),
     json_: bool = JsonOpt,
 ) -> None:
     """Start the best engine for a build and wait until it answers (or print the plan with --dry-run)."""
@@ -52,15 +53,41 @@ def launch(
             _show_plan(p)
         return
     from .. import prestart
+    from ..views import deployment_view
 
+    r = p.resolved
+    same = [] if new or port is not None else launcher.running_build(r.family.name, r.spec.format, r.quantization,
+                                                                     engine)
+    if context is not None:  # a different context is a different server
+        same = [d for d in same if str(context) in d.argv]
+    if same:
+        dep = same[0]
+        if json_:
+            _print_json({**deployment_view(dep), "reused": True})
+            return
+        _say(f"{dep.family} {dep.quantization} already runs (deployment {dep.id}); reusing it (--new starts "
+             "another)")
+        _answers_at(dep)
+        return
     dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_, prestarted=prestart.claim())
     if json_:
-        from ..views import deployment_view
-
-        _print_json(deployment_view(dep))
+        _print_json({**deployment_view(dep), "reused": False})
         return
-    _console().print(f"{dep.family} ({dep.engine}, deployment {dep.id}, pid {dep.pid}) answers at "
-                     f"{launcher.address(dep)}")
+    _answers_at(dep)
+
+
+def _answers_at(dep) -> None:
+    """Where it answers, the model name to request and a request to copy."""
+    from .. import launcher
+
+    base = launcher.address(dep)
+    model = launcher.served_model(dep)
+    c = _console()
+    c.print(f"{dep.family} ({dep.engine}, deployment {dep.id}, pid {dep.pid}) answers at {base}", markup=False,
+            highlight=False)
+    body = '{"model": "%s", "messages": [{"role": "user", "content": "Hello"}]}' % model
+    c.print(f"  model: {model}\n  curl {base}/chat/completions -H 'Content-Type: application/json' -d '{body}'",
+            markup=False, highlight=False, soft_wrap=True)
 
 
 def _show_plan(p) -> None:
@@ -111,15 +138,21 @@ def fit(
             why.append(f"[{len(why) + 1}] {b['format']} {b['quantization']}: " + "\n    ".join(b["reasons"]))
         rows.append([b["format"], b["quantization"], b["engine"] or "-", _gb(b["weights_bytes"]),
                      _gb(b["kv_cache_bytes"]),
-                     _gb(b["per_gpu_bytes"]) if b["gpus"] else _gb(b["total_bytes"]) + " host",
+                     (_gb(b["per_gpu_bytes"]) + " /GPU" + (f" + {_gb(b['host_bytes'])} host" if b.get("host_bytes") else ""))
+                     if b["gpus"] else _gb(b["total_bytes"]) + " host",
                      "yes" if b["fits"] else f"no [{len(why)}]"])
     _table(f"{name} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
     if res.get("auto"):
         a = res["auto"]
-        _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']}" if a["quantization"]
-                         else "auto: no build fits", markup=False)
+        if not a["quantization"]:
+            _console().print("auto: no build fits", markup=False)
+            return
+        _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']} at context {a['context']:,}: "
+                         f"~{a['decode_tok_s_bound']:g} tok/s at most (memory bandwidth bound; usable from "
+                         f"{a['usable_tok_s']:g} tok/s; host bandwidth {a['host_bandwidth_bytes_s'] / 1e9:.0f} GB/s, "
+                         f"{a['bandwidth_source']})\n  {a['command']}", markup=False, highlight=False)
 
 
 @app.command()

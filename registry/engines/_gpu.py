@@ -53,10 +53,13 @@ def gpus_of(req: Request, args: dict, flags: tuple[str, ...], engine: str, util:
     whose memory holds the build, up to the GPUs the machine has."""
     if req.gpus:
         return req.gpus
+    if req.nodes > 1 and req.hardware.gpu_count:
+        # Spread over machines: every GPU of every node (a profile's single-box TP divided by the node
+        # count left half of them idle: AWQ on 2 x 4xH100 ran TP2 x PP2).
+        return req.hardware.gpu_count
     for f in flags:
         if f in args:
-            tp = int(args[f])
-            return max(1, tp // max(1, req.nodes)) if req.nodes > 1 else tp
+            return int(args[f])
     from ..estimate import engine_estimate
 
     have = req.hardware.gpu_count
@@ -67,6 +70,27 @@ def gpus_of(req: Request, args: dict, flags: tuple[str, ...], engine: str, util:
             break
         n *= 2
     return min(n, have) if have else 1
+
+
+# NCCL settings for one PCIe box (seed 003's SGLang command: no InfiniBand, P2P through the host bridge);
+# across machines they would disable the very interconnect the nodes talk over.
+SINGLE_BOX_ENV = ("NCCL_IB_DISABLE", "NCCL_P2P_LEVEL")
+
+
+def multi_node_env(req: Request, env: dict) -> tuple[dict, list[str]]:
+    if req.nodes <= 1:
+        return env, []
+    dropped = [k for k in SINGLE_BOX_ENV if k in env]
+    return {k: v for k, v in env.items() if k not in dropped}, (
+        [f"{', '.join(dropped)} left out: the launch profile sets them for one PCIe machine, not for a cluster"]
+        if dropped else [])
+
+
+def entry(req: Request, name: str) -> str:
+    """The engine's console script: this environment's on this machine, the bare name for another."""
+    from .base import script
+
+    return script(name) if req.hardware.local else name
 
 
 def kv_dtype_of(args: dict) -> str:
@@ -124,6 +148,8 @@ def generic_args(req: Request, engine: str, *, dtype: str | None = None, auto_to
     args.update(engine_flags(req.spec.format, req.quant, engine))
     if dtype:
         args["--dtype"] = dtype
+    if any(h.custom_code for h in req.spec.hubs.values()):
+        args["--trust-remote-code"] = True  # the repository's own code (auto_map) builds its tokenizer or model
     parser = chat.tool_parser_for(engine) if chat else None
     if parser:
         args["--tool-call-parser"] = parser

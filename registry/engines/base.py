@@ -45,6 +45,7 @@ class Command:
     port: int
     health_url: str
     node_rank: int | None = None
+    unset_env: frozenset = frozenset()  # variables of the caller's environment the server must not see
 
     def to_dict(self) -> dict:
         d = {"argv": self.argv, "env": self.env, "host": self.host, "port": self.port, "health_url": self.health_url}

@@ -26,18 +26,22 @@ def can_serve(req: Request) -> Verdict:
 def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     """One command per node; every node runs the same server with its own --node-rank."""
     args, env, pport, source = _gpu.profile_args(req, NAME)
+    env, notes = _gpu.multi_node_env(req, env)
+    verdict.notes += notes
     gpus = _gpu.verdict_gpus(verdict)
     port = port or pport or 30000
     if source is None:
         args = {**_generic(req), **args}
     if req.context:
         args["--context-length"] = req.context
-    tp_flag = next((f for f in TP_FLAGS if f in args), "--tp")
-    if req.gpus or req.nodes > 1 or tp_flag not in args:
-        total = gpus * req.nodes
-        if total > 1:
-            args[tp_flag] = total
-    base = [sys.executable, "-m", "sglang.launch_server", "--model", model]
+    # SGLang's --tp-size counts every GPU over all nodes (2 x 8xB200: 16). Its exact name, not the "--tp"
+    # abbreviation argparse happens to accept, so that the plan reads the same in SGLang's docs.
+    tp = next((args.pop(f) for f in TP_FLAGS if f in args), None)
+    if req.gpus or req.nodes > 1 or tp is None:
+        tp = gpus * req.nodes
+    args = {"--tp-size": tp, **args} if tp and int(tp) > 1 else args
+    python = sys.executable if req.hardware.local else "python3"
+    base = [python, "-m", "sglang.launch_server", "--model", model]
     client = client_host(host)
     out = []
     for rank in range(req.nodes):

@@ -43,7 +43,7 @@ def can_serve(req: Request) -> Verdict:
 
 def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:
     port = port or 8000
-    argv = [script("transformers"), "serve", model, "--host", host, "--port", str(port), "--dtype", "auto"]
+    argv = [script("transformers") if req.hardware.local else "transformers", "serve", model, "--host", host, "--port", str(port), "--dtype", "auto"]
     if req.quant in BNB:
         argv += ["--quantization", BNB[req.quant]]
     if not req.hardware.gpus:
