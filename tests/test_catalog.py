@@ -123,7 +123,9 @@ def test_every_gguf_quant_and_revision_resolves():
                 r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
                 for hub in r.hubs.values():
                     if spec.format == "ggufv2":
-                        assert hub.files and all(f.endswith(".gguf") and "/" not in f for f in hub.files)
+                        # a split build may sit in a folder of its own (unsloth: UD-Q4_K_XL/...-00001-of-00011.gguf)
+                        assert hub.files and all(f.endswith(".gguf") and ".." not in f and not f.startswith("/")
+                                                 for f in hub.files)
                     assert hub.revision
 
 
@@ -236,3 +238,14 @@ def test_vision_families_take_images_and_the_engines_say_whether_they_do(name):
     assert fam.engine_takes("vllm") == [] and fam.engine_takes("sglang") == []
     assert "image" in fam.engine_takes("llama.cpp") and "image" in fam.engine_takes("mlx-lm")
     assert name in [f.name for f in registry.families(ability="vision")]
+
+
+def test_split_builds_in_sub_folders_resolve_to_every_part():
+    r = registry.resolve("glm-5.1", "ggufv2", "UD-Q4_K_XL")
+    files = r.hubs["huggingface"].files
+    assert len(files) == 11 and files[0] == "UD-Q4_K_XL/GLM-5.1-UD-Q4_K_XL-00001-of-00011.gguf"
+    assert files[-1] == "UD-Q4_K_XL/GLM-5.1-UD-Q4_K_XL-00011-of-00011.gguf"
+    assert len(registry.resolve("glm-5.1", "ggufv2", "BF16").hubs["huggingface"].files) == 33
+    official = registry.resolve("codegeex4-all-9b", "ggufv2", "Q6_K_L").hubs["huggingface"]
+    assert (official.model_id, official.files) == ("zai-org/codegeex4-all-9b-GGUF", ["codegeex4-all-9b-Q6_K_L.gguf"])
+    assert registry.resolve("glm-5.1", "mlx", "8bit-MXFP8").hubs["huggingface"].model_id == "mlx-community/GLM-5.1-8bit-MXFP8"
