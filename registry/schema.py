@@ -184,6 +184,7 @@ class HubSource(Strict):
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
     split_parts: dict[str, PositiveInt] = Field({}, description="Quantizations published in N parts.")
     split_style: Literal["gguf-split", "part"] = "gguf-split"
+    split_dir: bool = Field(False, description="Split builds sit in a folder named after the quantization (unsloth).")
 
     @field_validator("file_template")
     @classmethod
@@ -216,6 +217,8 @@ class HubSource(Strict):
         parts = self.split_parts.get(quant, 1)
         if parts == 1:
             return [name]
+        if self.split_dir:  # e.g. UD-Q4_K_XL/GLM-5-UD-Q4_K_XL-00001-of-00010.gguf
+            name = f"{quant}/{name}"
         if self.split_style == "part":
             return [f"{name}.part{i}of{parts}" for i in range(1, parts + 1)]
         stem = name[: -len(".gguf")] if name.endswith(".gguf") else name

@@ -141,7 +141,7 @@ def test_split_parts(tmp_path):
 def test_filters():
     names = lambda fs: [f.name for f in fs]  # noqa: E731
     assert "glm4-chat-1m" in names(registry.families(format="ggufv2", quant="Q4_K"))
-    assert "glm-5" not in names(registry.families(format="ggufv2"))
+    assert "glm-4.5v" not in names(registry.families(format="ggufv2")) and "glm-5" in names(registry.families(format="ggufv2"))
     assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5"]
     assert "glm4-chat-1m" not in names(registry.families(engine="vllm", quant="4-bit"))
     assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm4-chat-1m"]

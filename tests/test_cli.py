@@ -42,7 +42,7 @@ def test_show_table_for_people():
 def test_list_filters_and_json():
     r = run_cli("list", "--format", "ggufv2", "--quant", "Q4_K", "--json")
     names = [x["name"] for x in json.loads(r.stdout)]
-    assert "glm4-chat-1m" in names and "glm-5" not in names
+    assert "glm4-chat-1m" in names and "glm-5" in names and "glm-4.5v" not in names
     r = run_cli("list", "--engine", "sglang", "--ability", "reasoning", "--json")
     assert {x["name"] for x in json.loads(r.stdout)} >= {"glm-5", "glm-4.6"}
     r = run_cli("list", env={"COLUMNS": "200"})
