@@ -33,6 +33,26 @@ class HubFiles:
 
 
 @dataclass(frozen=True)
+class BuildHit:
+    """One spec's builds that match a search: the quantizations that matched (all, if none named one)."""
+
+    family: Family
+    spec: Spec
+    quantizations: list[str]
+
+    def model_ids(self) -> list[str]:
+        return list(dict.fromkeys(h.model_id_for(q) for h in self.spec.hubs.values() for q in self.quantizations))
+
+    def to_dict(self) -> dict[str, object]:
+        ids = self.model_ids()
+        return {
+            "name": self.family.name, "format": self.spec.format, "size_in_billions": self.spec.size_in_billions,
+            "quantizations": self.quantizations, "uploaders": list(dict.fromkeys(i.split("/")[0] for i in ids)),
+            "model_ids": ids, "engines": list(self.spec.engines),
+        }
+
+
+@dataclass(frozen=True)
 class Resolved:
     """One (family, format, quantization) pinned to a spec and its hub objects."""
 
@@ -166,11 +186,33 @@ class Catalog:
                 [fam.name, fam.description, fam.vendor, " ".join(fam.abilities), " ".join(fam.languages)]
                 + [m for s in fam.specs for h in s.hubs.values() for m in h.all_model_ids()]
                 + [s.format for s in fam.specs]
+                + fam.quantizations()
                 + fam.architecture.hf_classes
             ).lower()
             if all(w in hay for w in words):
                 out.append(fam)
         return out
+
+    def search_builds(self, text: str) -> list[BuildHit]:
+        """Builds (specs, narrowed to the quantizations named) whose family, format, uploader, hub repository,
+        quantization or engine mention every word: `unsloth`, `mlx 4bit`, `glm-4.7 awq`."""
+        words = text.lower().split()
+        hits = []
+        for name in self.names():
+            fam = self._all()[name].family
+            for spec in fam.specs:
+                ids = [m for h in spec.hubs.values() for m in h.all_model_ids()]
+                hay = [fam.name, spec.format, *ids, *spec.engines, *fam.architecture.hf_classes]
+                quants = list(spec.quantizations)
+                for w in words:
+                    named = [q for q in quants if w in q.lower()]
+                    if named:  # a quantization word narrows the build to those quantizations
+                        quants = named
+                    elif not any(w in h.lower() for h in hay):
+                        break
+                else:
+                    hits.append(BuildHit(fam, spec, quants))
+        return hits
 
     def resolve(self, name: str, format: str, quant: str, size: float | None = None) -> Resolved:
         """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest."""

@@ -45,16 +45,15 @@ _GGUF_VARIANTS = {
 }
 _UD = "UD-"
 GGUF_QUANTS: tuple[str, ...] = (
-    "Q2_K", "Q2_K_S", "Q2_K_L", "IQ1_S", "IQ1_M", "TQ1_0", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M",
+    "Q2_K", "Q2_K_S", "Q2_K_L", "Q2_K_XL", "IQ1_S", "IQ1_M", "TQ1_0", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M",
     "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K", "Q3_K_M", "Q3_K_L", "Q3_K_XL",
     "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K", "Q4_K_M", "Q4_K_L", "Q4_K_XL", "MXFP4_MOE",
     "Q5_0", "Q5_1", "Q5_K_S", "Q5_K", "Q5_K_M", "Q5_K_L", "Q5_K_XL", "Q6_K", "Q6_K_L", "Q6_K_XL",
     "Q8_0", "Q8_K_XL", "BF16", "FP16", "F16", "F32",
 )
-# unsloth's Dynamic 2.0 names: "UD-" before a type or an _XL mix (UD-Q4_K_XL, UD-IQ1_S, UD-TQ1_0 ...).
-GGUF_UD_QUANTS: tuple[str, ...] = tuple(_UD + q for q in (
-    "IQ1_S", "IQ1_M", "TQ1_0", "IQ2_XXS", "IQ2_M", "IQ3_XXS", "Q2_K_XL", "Q3_K_XL", "Q4_K_XL", "Q5_K_XL",
-    "Q6_K_XL", "Q8_K_XL"))
+# unsloth's Dynamic 2.0 names: "UD-" before a llama.cpp type or an _XL mix (UD-Q4_K_XL, UD-IQ1_S, UD-Q6_K ...).
+_FLOATS = ("BF16", "FP16", "F16", "F32", "Q3_K", "Q4_K", "Q5_K")  # no UD- form of floats or short aliases
+GGUF_UD_QUANTS: tuple[str, ...] = tuple(_UD + q for q in GGUF_QUANTS if q not in _FLOATS)
 
 
 def gguf_base(quant: str) -> str:
@@ -93,9 +92,11 @@ FORMATS: dict[str, dict] = {
                 "NVFP4": 4 + 8 / 16, "NVFP4A16": 4 + 8 / 16, "MXFP4": 4 + 8 / 32},
     },
     "fp8": {
-        "title": "FP8 (quant_method fp8, block-wise scales)",
+        # Z.ai's own FP8 releases (GLM-5.x-FP8): the engines read the method from config.json's
+        # quantization_config, so no flag is passed (a --quantization that disagrees with it is an error).
+        "title": "FP8 (the publisher's FP8 checkpoint, method from its config.json)",
         "quantizations": ("FP8",),
-        "engines": {"vllm": {"--quantization": "fp8"}, "sglang": {"--quantization": "fp8"}},
+        "engines": {"vllm": {}, "sglang": {}},
         "bpw": {"FP8": 8.0 + 32 / 128**2},  # a float32 scale per 128 x 128 block
     },
     "awq": {
@@ -120,9 +121,9 @@ FORMATS: dict[str, dict] = {
     },
     "mlx": {
         "title": "MLX (Apple silicon, mlx-lm)",
-        "quantizations": ("2bit", "3bit", "4bit", "5bit", "6bit", "8bit", "4bit-DWQ", "mxfp4", "bf16"),
+        "quantizations": ("2bit", "3bit", "4bit", "5bit", "6bit", "8bit", "8bit-MXFP8", "4bit-DWQ", "mxfp4", "bf16"),
         "engines": {"mlx-lm": {}},
-        "bpw": {"2bit": 2.5, "3bit": 3.5, "4bit": 4.5, "5bit": 5.5, "6bit": 6.5, "8bit": 8.5, "4bit-DWQ": 4.5,
+        "bpw": {"2bit": 2.5, "3bit": 3.5, "4bit": 4.5, "5bit": 5.5, "6bit": 6.5, "8bit": 8.5, "8bit-MXFP8": 8 + 8 / 32, "4bit-DWQ": 4.5,
                 "mxfp4": 4 + 8 / 32, "bf16": 16.0},  # [mlx]
     },
 }

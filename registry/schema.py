@@ -186,6 +186,7 @@ class HubSource(Strict):
     split_style: Literal["gguf-split", "part"] = "gguf-split"
     custom_code: bool = Field(False, description="The repository ships its own model or tokenizer code (auto_map in "
                               "config.json or tokenizer_config.json): engines need --trust-remote-code.")
+    split_dir: bool = Field(False, description="Split builds sit in a folder named after the quantization (unsloth).")
 
     @field_validator("file_template")
     @classmethod
@@ -218,6 +219,8 @@ class HubSource(Strict):
         parts = self.split_parts.get(quant, 1)
         if parts == 1:
             return [name]
+        if self.split_dir:  # e.g. UD-Q4_K_XL/GLM-5-UD-Q4_K_XL-00001-of-00010.gguf
+            name = f"{quant}/{name}"
         if self.split_style == "part":
             return [f"{name}.part{i}of{parts}" for i in range(1, parts + 1)]
         stem = name[: -len(".gguf")] if name.endswith(".gguf") else name

@@ -123,7 +123,9 @@ def test_every_gguf_quant_and_revision_resolves():
                 r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
                 for hub in r.hubs.values():
                     if spec.format == "ggufv2":
-                        assert hub.files and all(f.endswith(".gguf") and "/" not in f for f in hub.files)
+                        # a split build may sit in a folder of its own (unsloth: UD-Q4_K_XL/...-00001-of-00011.gguf)
+                        assert hub.files and all(f.endswith(".gguf") and ".." not in f and not f.startswith("/")
+                                                 for f in hub.files)
                     assert hub.revision
 
 
@@ -139,10 +141,10 @@ def test_split_parts(tmp_path):
 def test_filters():
     names = lambda fs: [f.name for f in fs]  # noqa: E731
     assert "glm4-chat-1m" in names(registry.families(format="ggufv2", quant="Q4_K"))
-    assert "glm-5" not in names(registry.families(format="ggufv2"))
+    assert "glm-4.5v" not in names(registry.families(format="ggufv2")) and "glm-5" in names(registry.families(format="ggufv2"))
     assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5"]
     assert "glm4-chat-1m" not in names(registry.families(engine="vllm", quant="4-bit"))
-    assert names(registry.families(min_context=1_000_000)) == ["glm4-chat-1m"]
+    assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm4-chat-1m"]
     assert "glm-4-9b-chat" not in names(registry.families(ability="reasoning"))
     assert names(registry.search("AWQ glm-4.6")) == ["glm-4.6"]
     with pytest.raises(NotFoundError, match="unknown engine 'vlm'; nearest: vllm"):
@@ -213,3 +215,37 @@ def test_planned_commands_carry_the_family_parser(family, engine, parser):
         assert "--tool-call-parser" not in argv and "--enable-auto-tool-choice" not in argv
     else:
         assert argv[argv.index("--tool-call-parser") + 1] == parser
+
+
+def test_new_families_carry_their_sourced_shapes():
+    f = registry.get("glm-4.7-flash").architecture
+    assert (f.hf_classes, f.attention, f.layers, f.experts, f.experts_per_token, f.kv_lora_rank, f.vocab_size) == (
+        ["Glm4MoeLiteForCausalLM"], "mla", 47, 64, 4, 512, 154880)
+    assert (f.total_params_b, f.active_params_b) == (30, 3)
+    assert registry.get("glm-4.7-flash").context_length == 202752
+    assert [registry.get(n).context_length for n in ("glm-z1-9b-0414", "glm-z1-32b-0414", "glm-z1-rumination-32b-0414")] == [
+        32768, 32768, 131072]
+    assert "tools" not in registry.get("glm-z1-rumination-32b-0414").abilities  # its four tools are fixed
+    hf1m = registry.get("glm-4-9b-chat-1m-hf")
+    assert (hf1m.architecture.hf_classes, hf1m.context_length, hf1m.specs[0].hubs["huggingface"].model_id) == (
+        ["GlmForCausalLM"], 1048576, "THUDM/glm-4-9b-chat-1m-hf")
+
+
+@pytest.mark.parametrize("name", ["glm-4.1v-9b-thinking", "glm-4.5v"])
+def test_vision_families_take_images_and_the_engines_say_whether_they_do(name):
+    fam = registry.get(name)
+    assert "vision" in fam.abilities and "image" in fam.modalities
+    assert fam.engine_takes("vllm") == [] and fam.engine_takes("sglang") == []
+    assert "image" in fam.engine_takes("llama.cpp") and "image" in fam.engine_takes("mlx-lm")
+    assert name in [f.name for f in registry.families(ability="vision")]
+
+
+def test_split_builds_in_sub_folders_resolve_to_every_part():
+    r = registry.resolve("glm-5.1", "ggufv2", "UD-Q4_K_XL")
+    files = r.hubs["huggingface"].files
+    assert len(files) == 11 and files[0] == "UD-Q4_K_XL/GLM-5.1-UD-Q4_K_XL-00001-of-00011.gguf"
+    assert files[-1] == "UD-Q4_K_XL/GLM-5.1-UD-Q4_K_XL-00011-of-00011.gguf"
+    assert len(registry.resolve("glm-5.1", "ggufv2", "BF16").hubs["huggingface"].files) == 33
+    official = registry.resolve("codegeex4-all-9b", "ggufv2", "Q6_K_L").hubs["huggingface"]
+    assert (official.model_id, official.files) == ("zai-org/codegeex4-all-9b-GGUF", ["codegeex4-all-9b-Q6_K_L.gguf"])
+    assert registry.resolve("glm-5.1", "mlx", "8bit-MXFP8").hubs["huggingface"].model_id == "mlx-community/GLM-5.1-8bit-MXFP8"

@@ -42,11 +42,29 @@ def test_show_table_for_people():
 def test_list_filters_and_json():
     r = run_cli("list", "--format", "ggufv2", "--quant", "Q4_K", "--json")
     names = [x["name"] for x in json.loads(r.stdout)]
-    assert "glm4-chat-1m" in names and "glm-5" not in names
+    assert "glm4-chat-1m" in names and "glm-5" in names and "glm-4.5v" not in names
     r = run_cli("list", "--engine", "sglang", "--ability", "reasoning", "--json")
     assert {x["name"] for x in json.loads(r.stdout)} >= {"glm-5", "glm-4.6"}
     r = run_cli("list", env={"COLUMNS": "200"})
     assert r.returncode == 0 and "glm4-chat-1m" in r.stdout and "1,048,576" in r.stdout
+
+
+def test_search_finds_builds_by_uploader_format_and_quantization():
+    rows = json.loads(run_cli("search", "unsloth", "--json").stdout)
+    assert {r["name"] for r in rows} >= {"glm-5", "glm-5.1"}
+    assert all(r["uploaders"] == ["unsloth"] and r["format"] == "ggufv2" for r in rows)
+    rows = json.loads(run_cli("search", "mlx", "4bit", "--json").stdout)
+    assert {r["name"] for r in rows} >= {"glm-4.7", "glm-4.5-air", "glm-4-9b-chat"}
+    assert all(r["format"] == "mlx" and r["quantizations"] == ["4bit"] for r in rows)
+    air = next(r for r in rows if r["name"] == "glm-4.5-air")
+    assert air["model_ids"] == ["mlx-community/GLM-4.5-Air-4bit"]  # the 4-bit repository, not the 2-8 bit siblings
+    rows = json.loads(run_cli("search", "quanttrio", "int4-int8mix", "--json").stdout)
+    assert {r["name"] for r in rows} == {"glm-4.5", "glm-4.5-air", "glm-4.6", "glm-4.7"}
+    assert all(r["format"] == "gptq" for r in rows)
+    r = run_cli("search", "unsloth", "mlx")
+    assert r.returncode == 0 and "no build matches 'unsloth mlx'" in r.stdout
+    table = run_cli("search", "legraphista", env={"COLUMNS": "200"}).stdout
+    assert "glm4-chat-1m" in table and "legraphista/glm-4-9b-chat-1m-GGUF" in table
 
 
 def test_search_and_resolve():

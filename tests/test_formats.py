@@ -35,7 +35,8 @@ def test_gguf_build_names_stand_on_a_llama_cpp_type(name, base):
 
 
 def test_unsloth_dynamic_names_are_gguf_quantizations():
-    assert "UD-Q4_K_XL" in GGUF_UD_QUANTS and "UD-TQ1_0" in GGUF_UD_QUANTS
+    assert {"UD-Q4_K_XL", "UD-TQ1_0", "UD-Q6_K", "UD-IQ4_NL", "UD-Q3_K_S"} <= set(GGUF_UD_QUANTS)
+    assert "UD-BF16" not in GGUF_UD_QUANTS
     assert bits_per_weight("ggufv2", "UD-Q9_X") is None
 
 
@@ -46,7 +47,7 @@ def _family_with(*specs: dict) -> Family:
 
 
 @pytest.mark.parametrize("fmt,quant,flag", [
-    ("awq", "Int4", "awq_marlin"), ("gptq", "Int4-Int8Mix", "gptq_marlin"), ("fp8", "FP8", "fp8"),
+    ("awq", "Int4", "awq_marlin"), ("gptq", "Int4-Int8Mix", "gptq_marlin"), ("fp8", "FP8", None),
     ("compressed-tensors", "FP8", "compressed-tensors"), ("modelopt", "FP8", "modelopt"),
     ("modelopt", "NVFP4", "modelopt_fp4")])
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
@@ -61,6 +62,9 @@ def test_server_commands_take_the_format_quantization_method(fmt, quant, flag, e
     verdict = mod.can_serve(req)
     assert verdict.ok, verdict.reasons
     (cmd,) = mod.command(req, "someone/GLM-4.5-Air-x", "127.0.0.1", None, verdict)
+    if flag is None:  # the method comes from the checkpoint's config.json
+        assert "--quantization" not in cmd.argv and engine_flags(fmt, quant, engine) == {}
+        return
     assert cmd.argv[cmd.argv.index("--quantization") + 1] == flag
     assert engine_flags(fmt, quant, engine) == {"--quantization": flag}
 

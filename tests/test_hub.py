@@ -140,7 +140,7 @@ def test_offline_pull_uses_the_hf_cache_and_makes_no_request(hub_server, gguf_fi
     assert res.path.read_bytes() == gguf_file
     (row,) = _artifacts("glm4-chat-1m")
     assert row.sha256 == hashlib.sha256(gguf_file).hexdigest() and row.size_bytes == len(gguf_file)
-    assert row.parent == f"{src.model_id}@main" and row.quantization == "Q4_K" and row.path == str(res.path)
+    assert row.parent == f"{src.model_id}@{commit}" and row.quantization == "Q4_K" and row.path == str(res.path)
     # Online now: the store answers (fetch() is pull() reduced to the path), still without a request.
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert pull(r, say=Said()).source == "store"
@@ -205,7 +205,7 @@ def test_pull_gguf_downloads_verifies_and_records(hub_server, gguf_file):
     sha = hashlib.sha256(gguf_file).hexdigest()
     assert os.path.realpath(res.path).endswith(f"/blobs/{sha}")  # content-addressed like hf_hub_download
     (row,) = _artifacts("glm4-chat-1m")
-    assert (row.sha256, row.size_bytes, row.parent) == (sha, len(gguf_file), f"{src.model_id}@main")
+    assert (row.sha256, row.size_bytes, row.parent) == (sha, len(gguf_file), f"{src.model_id}@{commit}")  # the commit
     # Only the requested file came down; the Q8_0 file and the card did not.
     assert [g["path"].rsplit("/", 1)[-1] for g in hub_server.gets()] == [name]
     # huggingface_hub itself finds it in its cache: the layout is shared.
@@ -215,6 +215,29 @@ def test_pull_gguf_downloads_verifies_and_records(hub_server, gguf_file):
     assert gguf.GGUFReader(res.path).tensors[0].name == "token_embd.weight"
     before = len(hub_server.requests)
     assert pull(r, say=Said()).source == "store" and len(hub_server.requests) == before
+
+
+def test_pull_records_the_commit_and_revision_pins_one(hub_server, gguf_file):
+    """Two commits on main: a plain pull takes the newest and records its commit; --revision takes the old one
+    (a store artifact of another commit does not answer it), and the CLI shows the commit."""
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    name = src.files[0]
+    old = hub_server.add(src.model_id, {name: gguf_file})
+    newer = gguf_file + b"\0" * 64  # another commit of the same file name
+    new = hub_server.add(src.model_id, {name: newer})
+    assert old != new
+    res = pull(r, say=Said())
+    assert res.commit == new and res.path.read_bytes() == newer
+    pinned = pull(r, say=Said(), revision=old)
+    assert (pinned.source, pinned.commit) == ("download", old) and pinned.path.read_bytes() == gguf_file
+    parents = sorted(a.parent for a in _artifacts("glm4-chat-1m"))
+    assert parents == sorted([f"{src.model_id}@{new}", f"{src.model_id}@{old}"])
+    again = pull(r, say=Said(), revision=old)  # now the store has it at that commit
+    assert again.source == "store" and again.path == pinned.path
+    out = run_cli("pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--revision", old)
+    assert out.returncode == 0, out.stderr
+    assert f"{src.model_id}@{old}" in out.stdout
 
 
 def test_pull_split_gguf_returns_the_first_part(hub_server, gguf_file):

@@ -152,19 +152,21 @@ def _artifacts(family: str) -> list[dict[str, Any]]:
 
 
 @app.command()
-def search(text: str = typer.Argument(..., help="Words to look for."), json_: bool = JsonOpt) -> None:
-    """Search names, descriptions, hub IDs and architectures."""
-    from ..views import family_row
-
-    rows = [family_row(f) for f in _catalog().search(text)]
+def search(words: list[str] = typer.Argument(..., help="Words to look for: an uploader, a format, a quantization ..."),
+           json_: bool = JsonOpt) -> None:
+    """Find builds by family, uploader, hub repository, format, quantization or engine (every word must match),
+    e.g. `registry search unsloth`, `registry search mlx 4bit`."""
+    text = " ".join(words)
+    rows = [h.to_dict() for h in _catalog().search_builds(text)]
     if json_:
         _print_json(rows)
         return
     if not rows:
-        _console().print(f"nothing matches {text!r}")
+        _console().print(f"no build matches {text!r}")
         return
-    _table(None, ["name", "params", "formats", "abilities"],
-           [[r["name"], f"{r['params_b']:g}B", ", ".join(r["formats"]), ", ".join(r["abilities"])] for r in rows])
+    _table(None, ["family", "format", "size", "quantizations", "hub repositories"],
+           [[r["name"], r["format"], f"{r['size_in_billions']:g}B", ", ".join(r["quantizations"]),
+             "\n".join(r["model_ids"]) or "(built locally)"] for r in rows])
 
 
 @app.command()

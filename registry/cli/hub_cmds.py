@@ -18,20 +18,22 @@ def pull(
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     hub: Optional[str] = typer.Option(None, "--hub", help="huggingface or modelscope (default: REGISTRY_HUB, else huggingface)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Pin a commit (or branch, tag) instead of the spec's revision."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Download a build into the Hugging Face cache (or use the local copy) and record it."""
+    """Download a build into the Hugging Face cache (or use the local copy) and record it with the exact commit."""
     from ..hub import pull as do_pull
 
     r = _catalog().resolve(name, format, quant, size=size)
     res = do_pull(r, hub=hub, offline=True if offline else None, progress=not json_ and sys.stderr.isatty(),
-                  say=lambda m: print(m, file=sys.stderr))
+                  say=lambda m: print(m, file=sys.stderr), revision=revision)
     if json_:
         _print_json(res.to_dict())
         return
     where = {"store": "local artifact", "cache": "Hugging Face cache", "download": "downloaded",
              "modelscope": "ModelScope"}[res.source]
-    print(f"{res.path} ({where})")
+    at = f"; {res.model_id}@{res.commit or res.revision}" if res.model_id else ""
+    print(f"{res.path} ({where}{at})")
 
 
 @app.command()

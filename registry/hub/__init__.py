@@ -68,7 +68,11 @@ def fetch(resolved, hub: str | None = None, offline: bool | None = None, *, prog
 
 
 def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progress: bool = False,
-         say: Say | None = None) -> PullResult:
+         say: Say | None = None, revision: str | None = None) -> PullResult:
+    """Fetch a build (store, then the Hugging Face cache, then the hub); the artifact rows record the exact
+    commit that was resolved (model@commit), and `revision` (a commit, branch or tag) pins one."""
+    import dataclasses
+
     from . import hfcache, local
 
     say = say if say is not None else _stderr
@@ -77,11 +81,17 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
     if resolved.hubs:
         which = choose_hub(list(resolved.hubs), hub)
         src = resolved.hubs[which]
+        if revision:
+            src = dataclasses.replace(src, revision=revision)
         files = [safe_relative_name(f) for f in src.files]
     else:
         which, src, files = None, None, []
 
     hit = local.find(resolved, files)  # 1. the store
+    if hit is not None and revision and src is not None:
+        # a pinned pull takes only what was recorded at that commit (or under that branch or tag name)
+        want = f"{src.model_id}@{revision}"
+        hit = hit if all(r.parent == want for r in hit[1]) else None
     if hit is not None:
         path, rows = hit
         return PullResult(path, "store", which, src.model_id if src else None, src.revision if src else None, None,
@@ -93,7 +103,10 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
             f"{resolved.family.name} --to {resolved.spec.format} --quant {resolved.quantization}`"
             + (f" from {parent}" if parent else "")
         )
-    parent = f"{src.model_id}@{src.revision}"
+    parent = f"{src.model_id}@{src.revision}"  # ModelScope: the revision name (its commit is not looked up)
+
+    def at(commit: str | None) -> str:  # what an artifact row records: the exact commit when it is known
+        return f"{src.model_id}@{commit or src.revision}"
 
     if which == "modelscope":
         from . import modelscope
@@ -116,14 +129,14 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
         missing = [f for f, p in cached.items() if p is None]
         if not missing:
             paths_ = [cached[f] for f in files]
-            ids = [local.record(resolved, p, parent).id for p in paths_]
-            return PullResult(paths_[0], "cache", which, src.model_id, src.revision,
-                              hfcache.commit_for(src.model_id, src.revision), paths_, ids)
+            commit = hfcache.commit_for(src.model_id, src.revision)
+            ids = [local.record(resolved, p, at(commit)).id for p in paths_]
+            return PullResult(paths_[0], "cache", which, src.model_id, src.revision, commit, paths_, ids)
     else:
         snap = hfcache.snapshot_dir(src.model_id, src.revision)
         missing = hfcache.snapshot_missing(snap) if snap else ["the whole snapshot"]
         if not missing:
-            ids = [local.record(resolved, snap, parent).id]
+            ids = [local.record(resolved, snap, at(snap.name)).id]
             return PullResult(snap, "cache", which, src.model_id, src.revision, snap.name, [snap], ids)
 
     if off:
@@ -146,12 +159,12 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
         got = download(listing, remote, bars, say)
     if files:
         paths_ = [got[f][0] for f in files]
-        ids = [local.record(resolved, got[f][0], parent, got[f][1]).id for f in files]
+        ids = [local.record(resolved, got[f][0], at(listing.commit), got[f][1]).id for f in files]
         path = paths_[0]
     else:
         path = hfcache.repo_folder(src.model_id) / "snapshots" / listing.commit
         paths_ = [path]
-        ids = [local.record(resolved, path, parent).id]
+        ids = [local.record(resolved, path, at(listing.commit)).id]
     return PullResult(path, "download", which, src.model_id, src.revision, listing.commit, paths_, ids, notices)
 
 
