@@ -703,6 +703,39 @@ def test_dry_run_at_355b_scale_by_shard_fits_by_layer_needs_offload(tmp_path):
     rc, (off,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
                             "--out", out, "--offload-dir", str(tmp_path / "off"))
     assert off["peak_ram_bytes"] - off["floor_bytes"] < 6 * off["largest_layer_bytes"]
-    assert off["disk_offload_bytes"] == off["source_bytes"]
+    assert off["disk_offload_bytes"] == 2 * off["source_bytes"]
     rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99")
     assert rc == 1
+
+
+# --- calibrated builds by layer ------------------------------------------------------------
+
+
+def test_by_layer_with_offload_dir_matches_the_loaded_build(tiny_checkpoint, tmp_path, registry_home):
+    """AWQ on a MoE, all experts calibrated: layers wait on disk (--offload-dir) and are calibrated one at a
+    time, and the build is the one the whole-model path writes; the offload folder is removed after."""
+    import torch
+
+    src = tiny_checkpoint("glm4moe")
+    kw = dict(method="awq", samples=4, max_seq_len=32, report=False, record=False)
+    (ref,) = convert("glm-4.7", src, "W4A16_GS64", tmp_path / "loaded", path="loaded", **kw)
+    off = tmp_path / "offload"
+    (got,) = convert("glm-4.7", src, "W4A16_GS64", tmp_path / "by-layer", offload_dir=off, **kw)
+    assert (ref.recipe["path"], got.recipe["path"], got.recipe["device"]) == ("loaded", "by-layer", "cpu")
+    assert got.recipe["calibration"]["expert_coverage"] == ref.recipe["calibration"]["expert_coverage"]
+    assert got.recipe["calibration"]["expert_coverage"]["experts_without_tokens"] == []
+    assert qconfig(got.path) == qconfig(ref.path)
+    a, b = all_tensors(ref.path), all_tensors(got.path)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    assert off.is_dir() and list(off.iterdir()) == []
+
+
+def test_calibrated_scheme_is_not_built_by_shard(tiny_checkpoint, tmp_path, registry_home):
+    from registry.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="NVFP4 calibrates activations.*built by layer"):
+        convert("glm-4.7", tiny_checkpoint("glm4moe"), "NVFP4", tmp_path / "o", path="by-shard", samples=2,
+                max_seq_len=16)
+    _assert_nothing_left(tmp_path / "o", registry_home)

@@ -174,6 +174,27 @@ def _quiet(progress: bool):
 
 
 @contextmanager
+def _main_device(device: str):
+    """llm-compressor 0.14 calibrates on `get_main_device()` (the first accelerator, else CPU); point
+    every module that imported it at the device asked for."""
+    import sys
+
+    import torch
+    from compressed_tensors.utils import patch_attr
+    from llmcompressor.utils import dev
+
+    import llmcompressor.pipelines.sequential.pipeline  # noqa: F401  (import before patching its name)
+
+    original = dev.get_main_device
+    target = torch.device(device)
+    with ExitStack() as stack:
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("llmcompressor") and getattr(mod, "get_main_device", None) is original:
+                stack.enter_context(patch_attr(mod, "get_main_device", lambda: target))
+        yield
+
+
+@contextmanager
 def _cpu_safe_cache():
     """llm-compressor 0.14's AWQ pins cached activations unconditionally, which raises on CPU-only
     torch ("Cannot access accelerator device"); pinning only speeds up host-to-GPU copies."""
@@ -255,6 +276,11 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with _term_as_exit():
+            if req.path not in (None, "by-shard", "by-layer", "loaded"):
+                raise RegistryError(f"path {req.path!r}: use by-shard, by-layer or loaded")
+            if plan is not None and req.path == "by-shard":
+                raise RegistryError(f"{quant} calibrates activations, which needs the model run layer by layer; "
+                                    "it is built by layer (leave the path to the default)")
             if plan is None and req.path in (None, "by-shard"):
                 known = _build_by_shard(req, recipe, arch, tmp)
             else:
@@ -306,19 +332,50 @@ def _build_by_shard(req, recipe: dict, arch: str, tmp: Path) -> dict[str, str]:
 
 
 def _build_loaded(req, recipe: dict, arch: str, tmp: Path, plan, ds, all_experts: bool) -> None:
-    """Calibrated: load the model, run oneshot with the calibration set, save."""
+    """Calibrated (or the reference path): load the model, run oneshot, save.
+
+    By layer (the default for calibrated schemes): the weights are loaded offloaded, to CPU, or to
+    disk with --offload-dir, and llm-compressor's sequential pipeline onloads one decoder layer at a
+    time to --device for calibration; the save writes shards no larger than the source's.
+    "loaded": the whole model in memory, as before (what the equivalence tests compare with).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     from . import moe
 
-    model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
-    moe.linearize(model)
-    recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
-    recipe["path"] = "loaded"
-    from llmcompressor import oneshot
-
+    by_layer = req.path != "loaded"
+    device = None
     with ExitStack() as stack:
+        save_kw = {}
+        if by_layer:
+            from compressed_tensors.offload import load_offloaded_model
+
+            from . import layout, shard
+
+            device = shard.check_device(req.device or "cpu")
+            kw: dict = {"device_map": "cpu"}
+            if req.offload_dir:
+                off = Path(req.offload_dir).expanduser()
+                off.mkdir(parents=True, exist_ok=True)
+                folder = off / f".{tmp.name.lstrip('.')}-offload"
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)
+                # Everything on disk: CPU gets what one layer needs while it is onloaded.
+                kw = {"device_map": "auto_offload", "max_memory": {"cpu": 1}, "offload_folder": str(folder)}
+            stack.enter_context(_main_device(device))
+            with load_offloaded_model():
+                model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16, **kw)
+            largest = max(layout.read_index(Path(req.source)).shard_bytes().values())
+            save_kw = {"max_shard_size": max(largest, 2**26)}
+        else:
+            model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
+        moe.linearize(model)
+        recipe["quantized_layers"] = len(resolve_targets(model, recipe, arch))
+        recipe["path"] = "by-layer" if by_layer else "loaded"
+        if device:
+            recipe["device"] = device
+        from llmcompressor import oneshot
+
         stack.enter_context(_cpu_safe_cache())
         counts = stack.enter_context(moe.count_expert_tokens(model))
         kwargs = {}
@@ -333,8 +390,8 @@ def _build_loaded(req, recipe: dict, arch: str, tmp: Path, plan, ds, all_experts
                 if cov["experts_without_tokens"] and not all_experts:
                     req.say(f"warning: {len(cov['experts_without_tokens'])} experts saw no calibration token; "
                             "consider --all-experts or more samples")
-        model.save_pretrained(tmp, save_compressed=True)
-    del model
+        model.save_pretrained(tmp, save_compressed=True, **save_kw)
+        del model
 
 
 def sweep_stale(out: Path) -> None:
