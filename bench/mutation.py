@@ -119,7 +119,7 @@ MUTANTS: list[Mutant] = [
     # --- registry/schema.py ---------------------------------------------------------------------
     M("schema-experts-per-token", "registry/schema.py", "if self.experts_per_token > self.experts:", "if False:",
       ("tests/test_bad_specs.py",)),
-    M("schema-duplicate-quants", "registry/schema.py", "if len(set(self.quantizations)) != len(self.quantizations):",
+    M("schema-duplicate-quants", "registry/schema.py", "if twice:",
       "if False:", ("tests/test_bad_specs.py",)),
     M("schema-active-over-total", "registry/schema.py", "if self.active_params_b and self.active_params_b > self.total_params_b:",
       "if False:", ("tests/test_bad_specs.py",)),

@@ -420,6 +420,61 @@ def test_verify_without_a_row_checks_the_cache_by_content_address(hub_server, gg
     assert hub_server.requests == []
 
 
+def _record_local(path: Path, sha256: str, size: int, quant="Q4_K_M", fmt="ggufv2", family="glm4-chat-1m"):
+    """The row `registry convert` writes for a local build (converters/options.py: record)."""
+    from registry.store import Store
+
+    return Store().add_artifact(family=family, format=fmt, quantization=quant, path=str(path), sha256=sha256,
+                                size_bytes=size, parent="/src/checkpoint", recipe={"quant": quant}, report=None)
+
+
+def test_verify_finds_a_corrupted_local_build(hub_server, gguf_file, tmp_path):
+    # A build outside the Hugging Face cache has no content address: only the store's sha256 can tell.
+    build = tmp_path / "builds" / "glm4-chat-1m.Q4_K_M.gguf"
+    build.parent.mkdir()
+    build.write_bytes(gguf_file)
+    sha = hashlib.sha256(gguf_file).hexdigest()
+    _record_local(build, sha, len(gguf_file))
+    (ok,) = verify(_resolve())
+    assert ok["ok"] and ok["sha256"] == sha and ok["path"] == str(build)
+    with open(build, "r+b") as f:  # same size, one byte changed
+        f.seek(len(gguf_file) // 2)
+        f.write(b"\x42" if gguf_file[len(gguf_file) // 2] != 0x42 else b"\x43")
+    bad_sha = hashlib.sha256(build.read_bytes()).hexdigest()
+    with pytest.raises(IntegrityError) as e:
+        verify(_resolve())
+    msg = str(e.value)
+    assert f"sha256 is {bad_sha} but the store recorded {sha}" in msg and "\n" not in msg
+    moved = Path(re.search(r"moved to (\S+?);", msg).group(1))
+    assert moved.parent == build.parent and ".corrupt-" in moved.name and not build.exists()
+    assert hashlib.sha256(moved.read_bytes()).hexdigest() == bad_sha  # kept for inspection, not deleted
+    assert _artifacts() == []  # the row no longer describes a file that is there
+    assert hub_server.requests == []
+
+
+def test_verify_finds_a_changed_file_in_a_local_folder_build(hub_server, tmp_path):
+    # A folder build (a compressed-tensors output) is recorded with the sha256 of its sha256sum-style
+    # manifest: '<sha256>  <relative path>' lines sorted by path. Computed here from that definition.
+    out = tmp_path / "glm-4.7-W4A16_GS64"
+    (out / "sub").mkdir(parents=True)
+    files = {"config.json": b'{"architectures": ["Glm4MoeForCausalLM"]}', "model.safetensors": os.urandom(4096),
+             "sub/recipe.yaml": b"quant: W4A16_GS64\n"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    manifest = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in sorted(files))
+    digest = hashlib.sha256(manifest.encode()).hexdigest()
+    _record_local(out, digest, sum(map(len, files.values())), quant="W4A16_GS64", fmt="compressed-tensors",
+                  family="glm-4.7")
+    r = _resolve("glm-4.7", "compressed-tensors", "W4A16_GS64")
+    (ok,) = verify(r)
+    assert ok["ok"] and ok["sha256"] == digest
+    (out / "sub" / "recipe.yaml").write_bytes(b"quant: W4A16_GS32\n")  # same size, other bytes
+    with pytest.raises(IntegrityError, match=f"folder digest is [0-9a-f]{{64}} but the store recorded {digest}"):
+        verify(r)
+    assert _artifacts() == []
+    assert hub_server.requests == []
+
+
 def test_verify_with_nothing_local_says_so(hub_server):
     p = run_cli("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q2_K")
     assert p.returncode == 1 and "no local copy of glm4-chat-1m ggufv2 Q2_K" in p.stderr

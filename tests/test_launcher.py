@@ -126,6 +126,23 @@ def test_seed_003_sglang_with_nccl_env():
     assert p["env"] == SEED_003_ENV
 
 
+def test_context_reaches_the_engine_argv():
+    # --context overrides the launch profile's own length (seed 000: --max-model-len 32768) and the
+    # memory estimate follows it; without a profile the generic command carries it too.
+    p = dry("glm-4-9b-chat", "--format", "compressed-tensors", "--quant", "FP8_DYNAMIC", "--hardware", "4xH100-80G",
+            "--context", "8192")
+    assert flags(p["argv"][3:])["--max-model-len"] == "8192" and p["estimate"]["context"] == 8192
+    g = dry("glm4-chat-1m", "--format", "pytorch", "--quant", "none", "--engine", "vllm", "--hardware", "4xH100-80G",
+            "--context", "65536")
+    assert flags(g["argv"][3:])["--max-model-len"] == "65536" and g["estimate"]["context"] == 65536
+    s = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200", "--context", "16384")
+    assert s["engine"] == "sglang" and flags(s["argv"][3:])["--context-length"] == "16384"
+    assert s["estimate"]["context"] == 16384
+    # a smaller context needs less KV cache: the estimate is not the profile's
+    full = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200")
+    assert "--context-length" not in full["argv"] and full["estimate"]["kv_cache_bytes"] > s["estimate"]["kv_cache_bytes"]
+
+
 def test_multi_node_plans():
     p = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200", "--nodes", "2", "--gpus", "8")
     ranks = [flags(c["argv"])["--node-rank"] for c in p["commands"]]
