@@ -491,22 +491,80 @@ def test_cli_pull_json(hub_server, gguf_file):
     assert "registration" in p.stderr  # the licence notice goes to stderr, the JSON stays clean
 
 
+def _wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_two_pulls_at_once_download_once(hub_server, gguf_file):
+    """The second pull starts while the first one's download is held open by the hub, so it finds the
+    blob lock taken (it says so and waits) rather than a finished file; released, it downloads nothing."""
     import sys
+    import threading
 
     from conftest import ROOT
 
     r = _resolve()
     src = r.hubs["huggingface"]
-    hub_server.add(src.model_id, {src.files[0]: gguf_file})
+    name = src.files[0]
+    hub_server.add(src.model_id, {name: gguf_file})
+    gate = threading.Event()
+    hub_server.hold[name] = gate
     cmd = [sys.executable, "-m", "registry", "pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
-    paths = {json.loads(o)["path"] for o, _ in outs}
+
+    def start():
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        t = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True)
+        t.start()
+        return p, lines, t
+
+    first, first_err, t1 = start()
+    try:
+        _wait_for(lambda: len(hub_server.gets()) == 1, "the first pull's GET")  # it holds the lock now
+        second, second_err, t2 = start()
+        try:
+            # Either the second says it waits on the lock (right) or sends its own GET (no lock): both
+            # happen while the first download is still held open, so the outcome does not depend on timing.
+            _wait_for(lambda: any("waiting for another download" in x for x in second_err) or len(hub_server.gets()) > 1,
+                      "the second pull to wait on the lock or to download")
+        finally:
+            gate.set()
+            outs = [p.communicate(timeout=120)[0] for p in (first, second)]
+            t1.join(10)
+            t2.join(10)
+    finally:
+        gate.set()
+    assert [p.returncode for p in (first, second)] == [0, 0], (first_err, second_err)
+    assert len(hub_server.gets()) == 1, second_err  # one download; the second found the blob after the lock
+    assert any(f"waiting for another download of {name}" in x for x in second_err)
+    assert not any("waiting" in x for x in first_err)
+    paths = {json.loads(o)["path"] for o in outs}
     assert len(paths) == 1 and Path(paths.pop()).read_bytes() == gguf_file
-    assert len(hub_server.gets()) == 1  # the second waited on huggingface_hub's blob lock, then found it
     assert len(_artifacts()) == 1
+
+
+def test_token_is_not_sent_to_another_host_on_redirect(hub_server, gguf_file, monkeypatch):
+    # The hub answers an LFS file with a 302 to its CDN (a signed URL on another host): the token goes to
+    # the hub only, as hf_hub_download does. Here the CDN is the same server under the name localhost.
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    name = src.files[0]
+    hub_server.add(src.model_id, {name: gguf_file})
+    hub_server.redirect[name] = hub_server.url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    res = pull(r, say=Said())
+    assert res.path.read_bytes() == gguf_file and res.source == "download"
+    hub_calls = [q for q in hub_server.requests if "/resolve/" in q["path"] or q["path"].startswith("/api/")]
+    cdn_calls = [q for q in hub_server.requests if q["path"].startswith("/cdn/")]
+    assert hub_calls and {q["authorization"] for q in hub_calls} == {"Bearer hf_secret_token"}
+    assert [q["method"] for q in cdn_calls] == ["GET"] and cdn_calls[0]["authorization"] is None
+    (row,) = _artifacts("glm4-chat-1m")
+    assert row.sha256 == hashlib.sha256(gguf_file).hexdigest()
 
 
 def test_a_spec_without_a_hub_says_to_build_it(hub_server):
