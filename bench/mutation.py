@@ -92,6 +92,12 @@ MUTANTS: list[Mutant] = [
       "pass\n", ("tests/test_launcher.py::test_context_reaches_the_engine_argv",)),
     M("sglang-context-ignored", "registry/engines/sglang.py", 'args["--context-length"] = req.context\n',
       "pass\n", ("tests/test_launcher.py::test_context_reaches_the_engine_argv",)),
+    M("smi-mib-as-mb", "registry/hardware.py", "memory_bytes=int(mib * 2**20)", "memory_bytes=int(mib * 10**6)",
+      ("tests/test_hardware.py",)),
+    M("smi-old-driver-no-retry", "registry/hardware.py", 'if code != 0 and "compute_cap" in text:', "if False:",
+      ("tests/test_hardware.py",)),
+    M("smi-index-ignored", "registry/hardware.py", "compute_capability=cap, index=int(parts[0])",
+      "compute_capability=cap, index=0", ("tests/test_hardware.py",)),
     # --- registry/hub -----------------------------------------------------------------------------
     M("verify-file-sha-not-compared", "registry/hub/verify.py", "if row is not None and row.sha256 != actual:",
       "if False:", ("tests/test_hub.py::test_verify_finds_a_corrupted_local_build",)),
