@@ -98,6 +98,13 @@ MUTANTS: list[Mutant] = [
       ("tests/test_hardware.py",)),
     M("smi-index-ignored", "registry/hardware.py", "compute_capability=cap, index=int(parts[0])",
       "compute_capability=cap, index=0", ("tests/test_hardware.py",)),
+    M("stop-all-stops-nothing", "registry/cli/launch_cmds.py", "deps = launcher.ps() if all_ else",
+      "deps = [] if all_ else", ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
+    M("no-prestart-ignored", "registry/prestart.py", ' or os.environ.get("REGISTRY_NO_PRESTART"):', ":",
+      ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
+    M("taken-port-not-moved", "registry/launcher.py", "    if given:\n        raise RegistryError(f\"port",
+      "    if True:\n        raise RegistryError(f\"port",
+      ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
     # --- registry/hub -----------------------------------------------------------------------------
     M("verify-file-sha-not-compared", "registry/hub/verify.py", "if row is not None and row.sha256 != actual:",
       "if False:", ("tests/test_hub.py::test_verify_finds_a_corrupted_local_build",)),
