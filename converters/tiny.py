@@ -151,7 +151,9 @@ def _hub_config(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
             "num_key_value_heads": 2, "partial_rotary_factor": 0.5, "rms_norm_eps": 1e-05,
             "rope_scaling": None, "rope_theta": 1000000,
             "num_hidden_layers": 3, "first_k_dense_replace": 1, "moe_intermediate_size": 256,
-            "n_group": 1, "topk_group": 1, "n_routed_experts": 8, "n_shared_experts": 1,
+            # Real: n_group 1. Two groups, one used, so that group-limited routing (llama.cpp's
+            # expert_group_count) changes which experts run: a converter that drops it is caught.
+            "n_group": 2, "topk_group": 1, "n_routed_experts": 8, "n_shared_experts": 1,
             "num_experts_per_tok": 2, "norm_topk_prob": True, "routed_scaling_factor": 2.5,
             "num_nextn_predict_layers": 1, "use_qk_norm": True,
         }
@@ -160,11 +162,16 @@ def _hub_config(arch: str, overrides: dict[str, Any]) -> dict[str, Any]:
             **common, "architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa",
             "attention_bias": False, "dtype": "bfloat16", "ep_size": 1,
             "num_hidden_layers": 3, "first_k_dense_replace": 1,
+            # v_head_dim differs from qk_nope_head_dim as in GLM-5 (real: 256 vs 192), so a converter
+            # that confuses the two writes a GGUF that llama.cpp refuses to load.
             "head_dim": 32, "qk_rope_head_dim": 32, "qk_nope_head_dim": 64, "qk_head_dim": 96,
-            "v_head_dim": 64, "q_lora_rank": 256, "kv_lora_rank": 256,
+            "v_head_dim": 128, "q_lora_rank": 256, "kv_lora_rank": 256,
             "num_key_value_heads": 4,
-            # Real: 32 heads of 128, top 2048. Top 64 keeps short test prompts dense-equivalent.
-            "index_head_dim": 64, "index_n_heads": 4, "index_topk": 64,
+            # Real: 32 heads of 128, top 2048. Top 16 is below the test prompts' length (37 tokens), so
+            # the indexer picks which keys each later query attends to and a wrong indexer changes
+            # logits. 16 heads: with few heads many keys score exactly 0 (every head's ReLU is 0) and
+            # the top-k among ties is up to the implementation.
+            "index_head_dim": 64, "index_n_heads": 16, "index_topk": 16,
             "indexer_rope_interleave": True, "rope_interleave": True,
             "max_position_embeddings": 202752, "moe_intermediate_size": 256, "moe_layer_freq": 1,
             "n_group": 1, "topk_group": 1, "n_routed_experts": 8, "n_shared_experts": 1,

@@ -108,6 +108,15 @@ class GGUFInfo:
     vocab: int
     context_length: int
     file_type: int | None
+    value_dim: int = 0  # attention.value_length (0: the key's length)
+    mla: bool = False  # MLA (kv_lora_rank set): llama.cpp caches K only, V is a view of it
+    indexer_dim: int = 0  # DSA: the indexer's key length, kept in a second cache
+
+    @property
+    def kv_elements_per_token(self) -> int:
+        """Cache elements per token, all layers, as llama.cpp allocates them (src/llama-kv-cache.cpp)."""
+        v = 0 if self.mla else self.kv_heads * (self.value_dim or self.head_dim)
+        return self.layers * (self.kv_heads * self.head_dim + v + self.indexer_dim)
 
 
 def gguf_info(path: str | Path) -> GGUFInfo:
@@ -133,7 +142,9 @@ def gguf_info(path: str | Path) -> GGUFInfo:
         vocab = int(h.tensors["token_embd.weight"][-1])
     ft = m.get("general.file_type")
     return GGUFInfo(str(path), weights, arch, int(g("block_count", 0)), embd, int(g("feed_forward_length", 0)), heads,
-                    kv, head_dim, vocab, int(g("context_length", 0)), int(ft) if ft is not None else None)
+                    kv, head_dim, vocab, int(g("context_length", 0)), int(ft) if ft is not None else None,
+                    value_dim=int(g("attention.value_length", 0)), mla=bool(g("attention.kv_lora_rank", 0)),
+                    indexer_dim=int(g("attention.indexer.key_length", 0)))
 
 
 def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: int | None = None,
@@ -141,7 +152,9 @@ def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: 
     """Host memory llama.cpp needs to serve a GGUF on CPU.
 
     weights: the tensors' bytes from the header (mmap'd; all pages are touched once a token is decoded);
-    KV: 2 x layers x kv_heads x head_dim x n_ctx x bytes; compute buffer: llama.cpp reserves its graph for
+    KV: layers x kv_heads x (key + value length) x n_ctx x bytes; for MLA (GLM-5) the key only, which
+    holds the latent and the rope key (llama.cpp's V is a view of it), plus the DSA indexer's key cache;
+    checked against llama.cpp's "KV buffer size" log lines (tests/test_estimate.py); compute buffer: llama.cpp reserves its graph for
     a full micro-batch, whose largest live tensors are the logits (n_ubatch x vocab) and the FFN
     activations (n_ubatch x 2 ff, fused gate+up), plus a few n_embd-wide ones, all f32; output buffer:
     one row of logits per sequence. llama-cpp-python adds a scores array (n_batch x vocab f32) that it
@@ -150,7 +163,7 @@ def llamacpp_estimate(info: GGUFInfo, n_ctx: int, n_batch: int = 512, n_ubatch: 
     hidden 1024) and 24.01 MiB (16 heads); this formula gives 19.5 and 24.5 MiB.
     """
     kvb = KV_BYTES[kv_dtype]
-    kv = int(2 * info.layers * info.kv_heads * info.head_dim * n_ctx * kvb)
+    kv = int(info.kv_elements_per_token * n_ctx * kvb)
     overhead, notes = _llamacpp_buffers(info.vocab, info.embd, info.ff, info.heads, n_ctx, n_ubatch or n_batch)
     return Estimate(weights=info.weights, kv_cache=kv, context=n_ctx, overhead=overhead,
                     weights_source="GGUF header (tensor data bytes)", notes=notes)

@@ -119,29 +119,40 @@ def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) 
     return len(cores)
 
 
+def _smi_query(exe: str, fields: str) -> tuple[int, str]:
+    try:
+        out = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return -1, ""
+    return out.returncode, out.stdout
+
+
 def _nvidia_smi() -> list[GPU]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
-    query = "index,name,memory.total,compute_cap"
-    try:
-        out = subprocess.run([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
+    code, text = _smi_query(exe, "index,name,memory.total,compute_cap")
+    if code != 0 and "compute_cap" in text:
+        # Drivers before 510 know no compute_cap field: 'Field "compute_cap" is not a valid field to
+        # query.' (exit 2). The GPUs are still there; their compute capability is unknown.
+        code, text = _smi_query(exe, "index,name,memory.total")
+    if code != 0:
         return []
     gpus = []
-    for line in out.stdout.strip().splitlines():
+    for line in text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 4:
+        if len(parts) < 3:
             continue
         try:
-            cap = float(parts[3])
-        except ValueError:  # old drivers answer "[N/A]" for compute_cap
+            cap = float(parts[3]) if len(parts) > 3 else None
+        except ValueError:  # "[N/A]"
             cap = None
-        gpus.append(GPU(name=parts[1], memory_bytes=int(float(parts[2]) * 2**20), compute_capability=cap,
-                        index=int(parts[0])))
+        try:
+            mib = float(parts[2])  # memory.total in MiB (nounits)
+        except ValueError:
+            continue
+        gpus.append(GPU(name=parts[1], memory_bytes=int(mib * 2**20), compute_capability=cap, index=int(parts[0])))
     return gpus
 
 

@@ -336,8 +336,9 @@ class Spec(Strict):
                     f"quantization {q!r} is not a {self.format} quantization; "
                     f"{self.format} has: {', '.join(allowed)}"
                 )
-        if len(set(self.quantizations)) != len(self.quantizations):
-            raise ValueError("quantizations lists a name twice")
+        twice = sorted({q for q in self.quantizations if self.quantizations.count(q) > 1})
+        if twice:
+            raise ValueError(f"quantizations lists {', '.join(map(repr, twice))} twice; keep one of each")
         quants = set(self.quantizations)
         can = loaders(self.format)
         for engine in self.engines:

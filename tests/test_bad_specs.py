@@ -105,6 +105,67 @@ CASES = {
         mutate(_del(["chat", "tool_call_note"])),
         ["my-glm", "chat", "has no parser", "add tool_call_note"],
     ),
+    # cross-field rules (registry/schema.py validators): each has a spec that breaks it
+    "experts-per-token-over-experts": (
+        mutate(lambda d: d["architecture"].update(kind="moe", experts=8, experts_per_token=9, active_params_b=1)),
+        ["my-glm", "architecture", "experts_per_token (9) exceeds experts (8)"],
+    ),
+    "moe-without-active-params": (
+        mutate(lambda d: d["architecture"].update(kind="moe", experts=8, experts_per_token=2)),
+        ["my-glm", "architecture", "needs active_params_b"],
+    ),
+    "dense-with-experts": (
+        mutate(_set(["architecture", "experts"], 8)), ["my-glm", "architecture", "dense architecture has no experts"],
+    ),
+    "active-over-total": (
+        mutate(_set(["architecture", "active_params_b"], 10)),
+        ["my-glm", "architecture", "active_params_b exceeds total_params_b"],
+    ),
+    "gqa-without-head-dim": (
+        mutate(_del(["architecture", "head_dim"])), ["my-glm", "architecture", "gqa attention needs kv_heads and head_dim"],
+    ),
+    "mla-without-kv-lora-rank": (
+        mutate(_set(["architecture", "attention"], "mla")),
+        ["my-glm", "architecture", "mla attention needs kv_lora_rank and qk_rope_head_dim"],
+    ),
+    "dsa-without-indexer-topk": (
+        mutate(lambda d: d["architecture"].update(attention="dsa", kv_lora_rank=512, qk_rope_head_dim=64)),
+        ["my-glm", "architecture", "dsa attention needs indexer_topk"],
+    ),
+    "duplicate-quantization": (
+        mutate(_set(["specs", 0, "quantizations"], ["4-bit", "none", "4-bit"])),
+        ["my-glm", "specs[0]", "quantizations lists '4-bit' twice"],
+    ),
+    "template-with-another-placeholder": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "file_template"], "m.{quantization}.{size}.gguf")),
+        ["my-glm", "file_template", "placeholder other than {quantization}"],
+    ),
+    "length-mix-not-one": (
+        mutate(_set(["specs", 0, "recipe"], {
+            "tool": "llmcompressor", "method": "oneshot", "scheme": "W4A16",
+            "calibration": {"length_mix": [{"min_tokens": 1, "max_tokens": 10, "fraction": 0.5}]}})),
+        ["my-glm", "specs[0].recipe.calibration", "length_mix fractions must add up to 1"],
+    ),
+    "split-parts-for-missing-quant": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "split_parts"], {"Q9_X": 2})),
+        ["my-glm", "specs[1]", "split_parts names quantization 'Q9_X'", "lacks"],
+    ),
+    "gguf-without-file-template": (
+        mutate(_del(["specs", 1, "hubs", "huggingface", "file_template"])),
+        ["my-glm", "specs[1]", "a ggufv2 spec needs file_template"],
+    ),
+    "file-template-on-pytorch": (
+        mutate(_set(["specs", 0, "hubs", "huggingface", "file_template"], "m.{quantization}.gguf")),
+        ["my-glm", "specs[0]", "file_template is for ggufv2 specs"],
+    ),
+    "profile-engine-not-listed": (
+        mutate(_set(["specs", 0, "launch"], [{"engine": "sglang"}])),
+        ["my-glm", "specs[0]", "uses engine 'sglang' that the spec does not list"],
+    ),
+    "two-profiles-same-name": (
+        mutate(_set(["specs", 0, "launch"], [{"engine": "vllm"}, {"engine": "vllm", "args": {"--dtype": "half"}}])),
+        ["my-glm", "specs[0]", "two launch profiles share an engine and name"],
+    ),
     "invalid-yaml": ("name: my-glm\nspecs: [unclosed\n", ["invalid YAML", "line"]),
     "duplicate-key": ("name: my-glm\nname: other\n", ["'name' appears twice"]),
     "empty-file": ("", ["empty"]),
@@ -158,7 +219,13 @@ def test_register_bad_file_changes_nothing(case, tmp_path, registry_home):
     good = _write(tmp_path, "good", mutate(lambda d: None))
     assert run_cli("register", str(good)).returncode == 0
     db = registry_home / "registry.db"
-    before = db.read_bytes()
+    from registry.store import Store
+
+    def user_rows():
+        return [f.model_dump() for f in Store(f"sqlite:///{db}").user_families()]
+
+    before = user_rows()
+    assert [r["name"] for r in before] == ["my-glm"]
     bad = _write(tmp_path, case, CASES[case][0])
     r = run_cli("register", str(bad))
     assert r.returncode == 1
@@ -168,8 +235,5 @@ def test_register_bad_file_changes_nothing(case, tmp_path, registry_home):
     import json
 
     assert [x["name"] for x in json.loads(r.stdout) if x["origin"] == "user"] == ["my-glm"]
-    # WAL may checkpoint, but the user table must be byte-for-byte what it was
-    from registry.store import Store
-
-    assert [f.name for f in Store(f"sqlite:///{db}").user_families()] == ["my-glm"]
-    assert before  # the database existed before the bad attempt
+    # the user table holds the same row as before: body, source path and registration time unchanged
+    assert user_rows() == before

@@ -121,12 +121,15 @@ def test_every_gguf_quant_and_revision_resolves():
         for spec in fam.specs:
             for q in spec.quantizations:
                 r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
-                for hub in r.hubs.values():
+                for name, hub in r.hubs.items():
+                    src = spec.hubs[name]
                     if spec.format == "ggufv2":
                         # a split build may sit in a folder of its own (unsloth: UD-Q4_K_XL/...-00001-of-00011.gguf)
                         assert hub.files and all(f.endswith(".gguf") and ".." not in f and not f.startswith("/")
                                                  for f in hub.files)
-                    assert hub.revision
+                        assert len(hub.files) == src.split_parts.get(q, 1)
+                    # the branch of this quantization (seed 001's W4A16_* branches), not the repo's default
+                    assert (hub.model_id, hub.revision) == (src.model_ids.get(q, src.model_id), src.revisions.get(q, src.revision))
 
 
 def test_split_parts(tmp_path):

@@ -15,11 +15,11 @@ HF_ARCHS = ["glm", "glm4", "glm4moe", "glm-dsa"]
 TOKENS = list(range(3, 40))
 
 
-def gguf_logits(path: Path, tokens=TOKENS):
+def gguf_logits(path: Path, tokens=TOKENS, **kw):
     import llama_cpp
     import numpy as np
 
-    m = llama_cpp.Llama(str(path), logits_all=True, n_ctx=128, verbose=False)
+    m = llama_cpp.Llama(str(path), logits_all=True, n_ctx=128, verbose=False, **kw)
     try:
         m.eval(tokens)
         return np.array(m.scores[: len(tokens)])
@@ -56,7 +56,45 @@ def test_f16_logits_match_transformers(arch, tiny_checkpoint, tiny_gguf):
     got = gguf_logits(tiny_gguf(arch))
     assert (ref.argmax(-1) == got.argmax(-1)).all()
     # F16 weights vs float32 Transformers: observed max error ~0.02 on logits of magnitude ~8.
-    assert np.abs(ref - got).max() < 0.06
+    err = np.abs(ref - got).max(-1)
+    if arch == "glm-dsa":
+        # F16 weights move the DSA indexer's scores a little; where two keys score that close at the
+        # top-k boundary llama.cpp picks the other one and that query's logits differ (1 position of
+        # 37 here). test_glm5_sparse_attention_equals_transformers checks every position exactly.
+        assert (err < 0.06).mean() > 0.9, err.round(3)
+    else:
+        assert err.max() < 0.06, err.round(3)
+
+
+def test_glm5_sparse_attention_equals_transformers(tiny_checkpoint, tmp_path):
+    """GLM-5 with the DSA indexer active (index_topk 16 < 37 prompt tokens): an F32 build with an f32
+    KV cache gives Transformers' float32 logits at every position, so the MLA split (k_b / v_b with
+    v_head_dim != qk_nope_head_dim) and the indexer tensors and keys are all converted right."""
+    import numpy as np
+    import torch
+
+    from converters.gguf import convert
+
+    src = tiny_checkpoint("glm-dsa")
+    cfg = json.loads((src / "config.json").read_text())
+    assert cfg["v_head_dim"] != cfg["qk_nope_head_dim"] and cfg["index_topk"] < len(TOKENS)
+    ref = hf_logits(src)
+    f32 = convert(src, tmp_path / "glm5.F32.gguf", "F32")
+    got = gguf_logits(f32, type_k=0, type_v=0)  # GGML_TYPE_F32 caches: no f16 rounding of the keys
+    assert np.abs(ref - got).max() < 1e-3
+    # The indexer is not a no-op here: attending to every key (top-k above the prompt length) changes
+    # the logits of the positions past index_topk, and only those.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    dense_modules = [m for m in model.modules() if hasattr(m, "index_topk")]
+    assert dense_modules
+    for m in dense_modules:
+        m.index_topk = 4096
+    with torch.no_grad():
+        dense = model(torch.tensor([TOKENS])).logits[0].numpy()
+    k = cfg["index_topk"]
+    assert np.abs(dense - ref)[:k].max() < 1e-4 and np.abs(dense - ref)[k:].max(-1).min() > 0.01
 
 
 def test_chatglm_equals_its_glm_twin(tiny_checkpoint, tiny_gguf):
@@ -98,10 +136,30 @@ def test_vocab_and_hparams_written(tiny_checkpoint, tiny_gguf):
     assert tokens[kv["tokenizer.ggml.eom_token_id"]] == "<|observation|>"
     assert tokens[kv["tokenizer.ggml.bos_token_id"]] == "[gMASK]"
     assert "tokenizer.chat_template" in kv and kv["tokenizer.ggml.merges"]
+    # n_group > 1 in the fixture: group-limited routing is written (llama.cpp's expert groups)
+    assert (kv["glm4moe.expert_group_count"], kv["glm4moe.expert_group_used_count"]) == (cfg["n_group"], cfg["topk_group"])
+    assert cfg["n_group"] > 1
     dsa, _ = gguf_meta(tiny_gguf("glm-dsa"))
     dcfg = json.loads((tiny_checkpoint("glm-dsa") / "config.json").read_text())
     assert dsa["glm-dsa.attention.indexer.head_count"] == dcfg["index_n_heads"]
+    assert dsa["glm-dsa.attention.indexer.key_length"] == dcfg["index_head_dim"]
+    assert dsa["glm-dsa.attention.indexer.top_k"] == dcfg["index_topk"]
     assert dsa["glm-dsa.attention.kv_lora_rank"] == dcfg["kv_lora_rank"]
+    # MLA in llama.cpp's terms: the cache holds the latent (kv_lora_rank) plus the rope key; each head's
+    # key is nope + rope and its value v_head_dim long (GLM-5: 192 + 64 and 256).
+    assert dsa["glm-dsa.attention.key_length"] == dcfg["kv_lora_rank"] + dcfg["qk_rope_head_dim"]
+    assert dsa["glm-dsa.attention.value_length"] == dcfg["kv_lora_rank"]
+    assert dsa["glm-dsa.attention.key_length_mla"] == dcfg["qk_nope_head_dim"] + dcfg["qk_rope_head_dim"]
+    assert dsa["glm-dsa.attention.value_length_mla"] == dcfg["v_head_dim"] != dcfg["qk_nope_head_dim"]
+    # In an F16 build the MoE router and the indexer's head weights stay F32 (as llama.cpp's
+    # convert_hf_to_gguf keeps them): they pick experts and keys, where rounding flips choices.
+    from gguf import GGUFReader
+
+    types = {t.name: t.tensor_type.name for t in GGUFReader(tiny_gguf("glm-dsa")).tensors}
+    assert types["blk.1.ffn_gate_inp.weight"] == types["blk.1.indexer.proj.weight"] == "F32"
+    assert types["blk.1.indexer.attn_k.weight"] == types["blk.1.attn_v_b.weight"] == "F16"
+    moe_types = {t.name: t.tensor_type.name for t in GGUFReader(tiny_gguf("glm4moe")).tensors}
+    assert moe_types["blk.1.ffn_gate_inp.weight"] == "F32" and moe_types["blk.1.ffn_up_exps.weight"] == "F16"
 
 
 def test_keep_mtp_writes_the_nextn_block(tiny_checkpoint, tmp_path):

@@ -443,6 +443,61 @@ def test_verify_without_a_row_checks_the_cache_by_content_address(hub_server, gg
     assert hub_server.requests == []
 
 
+def _record_local(path: Path, sha256: str, size: int, quant="Q4_K_M", fmt="ggufv2", family="glm4-chat-1m"):
+    """The row `registry convert` writes for a local build (converters/options.py: record)."""
+    from registry.store import Store
+
+    return Store().add_artifact(family=family, format=fmt, quantization=quant, path=str(path), sha256=sha256,
+                                size_bytes=size, parent="/src/checkpoint", recipe={"quant": quant}, report=None)
+
+
+def test_verify_finds_a_corrupted_local_build(hub_server, gguf_file, tmp_path):
+    # A build outside the Hugging Face cache has no content address: only the store's sha256 can tell.
+    build = tmp_path / "builds" / "glm4-chat-1m.Q4_K_M.gguf"
+    build.parent.mkdir()
+    build.write_bytes(gguf_file)
+    sha = hashlib.sha256(gguf_file).hexdigest()
+    _record_local(build, sha, len(gguf_file))
+    (ok,) = verify(_resolve())
+    assert ok["ok"] and ok["sha256"] == sha and ok["path"] == str(build)
+    with open(build, "r+b") as f:  # same size, one byte changed
+        f.seek(len(gguf_file) // 2)
+        f.write(b"\x42" if gguf_file[len(gguf_file) // 2] != 0x42 else b"\x43")
+    bad_sha = hashlib.sha256(build.read_bytes()).hexdigest()
+    with pytest.raises(IntegrityError) as e:
+        verify(_resolve())
+    msg = str(e.value)
+    assert f"sha256 is {bad_sha} but the store recorded {sha}" in msg and "\n" not in msg
+    moved = Path(re.search(r"moved to (\S+?);", msg).group(1))
+    assert moved.parent == build.parent and ".corrupt-" in moved.name and not build.exists()
+    assert hashlib.sha256(moved.read_bytes()).hexdigest() == bad_sha  # kept for inspection, not deleted
+    assert _artifacts() == []  # the row no longer describes a file that is there
+    assert hub_server.requests == []
+
+
+def test_verify_finds_a_changed_file_in_a_local_folder_build(hub_server, tmp_path):
+    # A folder build (a compressed-tensors output) is recorded with the sha256 of its sha256sum-style
+    # manifest: '<sha256>  <relative path>' lines sorted by path. Computed here from that definition.
+    out = tmp_path / "glm-4.7-W4A16_GS64"
+    (out / "sub").mkdir(parents=True)
+    files = {"config.json": b'{"architectures": ["Glm4MoeForCausalLM"]}', "model.safetensors": os.urandom(4096),
+             "sub/recipe.yaml": b"quant: W4A16_GS64\n"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    manifest = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in sorted(files))
+    digest = hashlib.sha256(manifest.encode()).hexdigest()
+    _record_local(out, digest, sum(map(len, files.values())), quant="W4A16_GS64", fmt="compressed-tensors",
+                  family="glm-4.7")
+    r = _resolve("glm-4.7", "compressed-tensors", "W4A16_GS64")
+    (ok,) = verify(r)
+    assert ok["ok"] and ok["sha256"] == digest
+    (out / "sub" / "recipe.yaml").write_bytes(b"quant: W4A16_GS32\n")  # same size, other bytes
+    with pytest.raises(IntegrityError, match=f"folder digest is [0-9a-f]{{64}} but the store recorded {digest}"):
+        verify(r)
+    assert _artifacts() == []
+    assert hub_server.requests == []
+
+
 def test_verify_with_nothing_local_says_so(hub_server):
     p = run_cli("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q2_K")
     assert p.returncode == 1 and "no local copy of glm4-chat-1m ggufv2 Q2_K" in p.stderr
@@ -459,22 +514,80 @@ def test_cli_pull_json(hub_server, gguf_file):
     assert "registration" in p.stderr  # the licence notice goes to stderr, the JSON stays clean
 
 
+def _wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_two_pulls_at_once_download_once(hub_server, gguf_file):
+    """The second pull starts while the first one's download is held open by the hub, so it finds the
+    blob lock taken (it says so and waits) rather than a finished file; released, it downloads nothing."""
     import sys
+    import threading
 
     from conftest import ROOT
 
     r = _resolve()
     src = r.hubs["huggingface"]
-    hub_server.add(src.model_id, {src.files[0]: gguf_file})
+    name = src.files[0]
+    hub_server.add(src.model_id, {name: gguf_file})
+    gate = threading.Event()
+    hub_server.hold[name] = gate
     cmd = [sys.executable, "-m", "registry", "pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
-    paths = {json.loads(o)["path"] for o, _ in outs}
+
+    def start():
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        t = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True)
+        t.start()
+        return p, lines, t
+
+    first, first_err, t1 = start()
+    try:
+        _wait_for(lambda: len(hub_server.gets()) == 1, "the first pull's GET")  # it holds the lock now
+        second, second_err, t2 = start()
+        try:
+            # Either the second says it waits on the lock (right) or sends its own GET (no lock): both
+            # happen while the first download is still held open, so the outcome does not depend on timing.
+            _wait_for(lambda: any("waiting for another download" in x for x in second_err) or len(hub_server.gets()) > 1,
+                      "the second pull to wait on the lock or to download")
+        finally:
+            gate.set()
+            outs = [p.communicate(timeout=120)[0] for p in (first, second)]
+            t1.join(10)
+            t2.join(10)
+    finally:
+        gate.set()
+    assert [p.returncode for p in (first, second)] == [0, 0], (first_err, second_err)
+    assert len(hub_server.gets()) == 1, second_err  # one download; the second found the blob after the lock
+    assert any(f"waiting for another download of {name}" in x for x in second_err)
+    assert not any("waiting" in x for x in first_err)
+    paths = {json.loads(o)["path"] for o in outs}
     assert len(paths) == 1 and Path(paths.pop()).read_bytes() == gguf_file
-    assert len(hub_server.gets()) == 1  # the second waited on huggingface_hub's blob lock, then found it
     assert len(_artifacts()) == 1
+
+
+def test_token_is_not_sent_to_another_host_on_redirect(hub_server, gguf_file, monkeypatch):
+    # The hub answers an LFS file with a 302 to its CDN (a signed URL on another host): the token goes to
+    # the hub only, as hf_hub_download does. Here the CDN is the same server under the name localhost.
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    name = src.files[0]
+    hub_server.add(src.model_id, {name: gguf_file})
+    hub_server.redirect[name] = hub_server.url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    res = pull(r, say=Said())
+    assert res.path.read_bytes() == gguf_file and res.source == "download"
+    hub_calls = [q for q in hub_server.requests if "/resolve/" in q["path"] or q["path"].startswith("/api/")]
+    cdn_calls = [q for q in hub_server.requests if q["path"].startswith("/cdn/")]
+    assert hub_calls and {q["authorization"] for q in hub_calls} == {"Bearer hf_secret_token"}
+    assert [q["method"] for q in cdn_calls] == ["GET"] and cdn_calls[0]["authorization"] is None
+    (row,) = _artifacts("glm4-chat-1m")
+    assert row.sha256 == hashlib.sha256(gguf_file).hexdigest()
 
 
 def test_a_spec_without_a_hub_says_to_build_it(hub_server):

@@ -128,6 +128,23 @@ def test_seed_003_sglang_with_nccl_env():
     assert p["env"] == SEED_003_ENV
 
 
+def test_context_reaches_the_engine_argv():
+    # --context overrides the launch profile's own length (seed 000: --max-model-len 32768) and the
+    # memory estimate follows it; without a profile the generic command carries it too.
+    p = dry("glm-4-9b-chat", "--format", "compressed-tensors", "--quant", "FP8_DYNAMIC", "--hardware", "4xH100-80G",
+            "--context", "8192")
+    assert flags(p["argv"][3:])["--max-model-len"] == "8192" and p["estimate"]["context"] == 8192
+    g = dry("glm4-chat-1m", "--format", "pytorch", "--quant", "none", "--engine", "vllm", "--hardware", "4xH100-80G",
+            "--context", "65536")
+    assert flags(g["argv"][3:])["--max-model-len"] == "65536" and g["estimate"]["context"] == 65536
+    s = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200", "--context", "16384")
+    assert s["engine"] == "sglang" and flags(s["argv"][3:])["--context-length"] == "16384"
+    assert s["estimate"]["context"] == 16384
+    # a smaller context needs less KV cache: the estimate is not the profile's
+    full = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200")
+    assert "--context-length" not in full["argv"] and full["estimate"]["kv_cache_bytes"] > s["estimate"]["kv_cache_bytes"]
+
+
 def test_multi_node_plans():
     p = dry("glm-5", "--format", "modelopt", "--quant", "NVFP4", "--hardware", "8xB200", "--nodes", "2", "--gpus", "8")
     ranks = [flags(c["argv"])["--node-rank"] for c in p["commands"]]
@@ -432,6 +449,76 @@ def test_port_in_use(tiny_gguf):
         assert said and f"port {port} is in use; using" in said[0]
     finally:
         s.close()
+
+
+def _models(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _gone(pid: int) -> bool:
+    p = Path(f"/proc/{pid}/stat")
+    return not p.exists() or p.read_text().split(")")[-1].split()[0] == "Z"
+
+
+@pytest.mark.slow
+def test_next_free_port_no_prestart_and_stop_all(tiny_gguf):
+    """Two real launches of one build: the spec's port is taken, so the first moves to the next free
+    one (and says so); REGISTRY_NO_PRESTART=1 starts its server the ordinary way, the second launch
+    runs in the prestarted interpreter; `registry stop --all` stops both."""
+    gguf = tiny_gguf("chatglm", "F16")
+    _record(gguf)
+    args = ["glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--context", "256", "--timeout", "120"]
+    default = dry(*args)["port"]
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", default))  # taken by someone else already is as good
+        s.listen(1)
+    except OSError:
+        pass
+    deps = []
+    try:
+        r = run_cli("launch", *args, "--json", env={"REGISTRY_NO_PRESTART": "1"})
+        assert r.returncode == 0, r.stderr
+        first = json.loads(r.stdout)
+        deps.append(first)
+        assert first["port"] > default and f"port {default} is in use; using {first['port']}" in r.stderr
+        assert f"--port {first['port']}" in " ".join(first["argv"])  # the recorded argv is what runs
+        cmdline = Path(f"/proc/{first['pid']}/cmdline").read_bytes().split(b"\0")
+        assert b"registry.prestart" not in b" ".join(cmdline) and cmdline[1:3] == [b"-m", b"llama_cpp.server"]
+        assert _models(first["port"])["data"]
+
+        r = run_cli("launch", *args, "--json")
+        assert r.returncode == 0, r.stderr
+        second = json.loads(r.stdout)
+        deps.append(second)
+        assert second["port"] not in (default, first["port"])
+        assert b"registry.prestart" in Path(f"/proc/{second['pid']}/cmdline").read_bytes()
+        assert _models(second["port"])["data"]
+        running = json.loads(run_cli("ps", "--json").stdout)
+        assert sorted(d["id"] for d in running) == sorted(d["id"] for d in deps)
+
+        both = run_cli("stop", "glm4-chat-1m", "--all")
+        assert both.returncode == 1 and "not both or neither" in both.stderr
+        stop = run_cli("stop", "--all")
+        assert stop.returncode == 0, stop.stderr
+        for d in deps:
+            assert f"(deployment {d['id']}, pid {d['pid']}): stopped" in stop.stdout
+    finally:
+        s.close()
+        if deps:
+            run_cli("stop", "--all")
+        gone = [_gone(d["pid"]) for d in deps]
+        for d, g in zip(deps, gone):
+            if not g:  # stop --all failed them: leave no server running after the test
+                import signal
+
+                os.killpg(d["pid"], signal.SIGKILL)
+    assert all(gone)
+    rows = {d["id"]: d for d in json.loads(run_cli("ps", "--all", "--json").stdout)}
+    assert all(rows[d["id"]]["status"] == "stopped" for d in deps)
+    again = run_cli("stop", "--all")
+    assert again.returncode == 0 and "nothing running" in again.stdout
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ resume_size: hf_hub_download 1.x writes to a per-process temporary name and dele
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -179,7 +180,6 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _download_one(listing: Listing, rf: RemoteFile, folder: Path, pointer: Path, bars, say) -> str | None:
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import WeakFileLock
 
     repo_id, commit = listing.repo_id, listing.commit
     url = hf_hub_url(repo_id, rf.name, revision=commit, endpoint=endpoint())
@@ -200,11 +200,27 @@ def _download_one(listing: Listing, rf: RemoteFile, folder: Path, pointer: Path,
     blob.parent.mkdir(parents=True, exist_ok=True)
     lock.parent.mkdir(parents=True, exist_ok=True)
     digest = None
-    with WeakFileLock(lock):  # the lock hf_hub_download takes for this blob
+    with _blob_lock(lock, rf.name, say):
         if not blob.exists():
             digest = _fetch_blob(meta.location or url, url, blob, rf, size, bars, say)
         _link(blob, pointer)
     return digest
+
+
+@contextlib.contextmanager
+def _blob_lock(lock: Path, name: str, say):
+    """The lock hf_hub_download takes for this blob; another pull (or transformers, `hf download`)
+    holding it is downloading the same file, so this one says so and waits, then finds the blob."""
+    from filelock import Timeout
+    from huggingface_hub.utils import WeakFileLock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(WeakFileLock(lock, timeout=0.05))
+        except Timeout:
+            say(f"waiting for another download of {name} to finish (it holds {lock})")
+            stack.enter_context(WeakFileLock(lock))
+        yield
 
 
 def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int | None, bars, say) -> str:
