@@ -530,3 +530,27 @@ def build_checkpoint(arch: str, dest: Path, *, seed: int = 0, twin: Path | None 
             _write_dir(Path(twin), "glm", cfg, sd, opts)
         return _write_dir(Path(dest), "chatglm", _chatglm_config(cfg), chatglm_state_dict(sd, cfg), opts)
     return _write_dir(Path(dest), arch, cfg, sd, opts)
+
+
+def skew_norms(src: Path, dest: Path, *, every: int = 16, high: float = 8.0, low: float = 0.25) -> Path:
+    """Copy checkpoint `src` to `dest` with its pre-attention and pre-MLP RMSNorm weights skewed.
+
+    Channel c of every input_layernorm / post_attention_layernorm is scaled by `high` when
+    c % every == 0, else by `low`: the matmuls after them see a few loud input columns, as trained
+    models do (random init gives near-uniform activations, where an importance matrix has nothing
+    to weigh). The imatrix quality test builds from this.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dest = Path(src), Path(dest)
+    shutil.copytree(src, dest)
+    for shard in sorted(dest.glob("*.safetensors")):
+        sd = load_file(shard)
+        for name, t in sd.items():
+            if name.endswith(("input_layernorm.weight", "post_attention_layernorm.weight")):
+                scale = torch.full((t.shape[-1],), low, dtype=torch.float32)
+                scale[::every] = high
+                sd[name] = (t.float() * scale).to(t.dtype)
+        save_file(sd, shard, metadata={"format": "pt"})
+    return dest

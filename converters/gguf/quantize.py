@@ -1,4 +1,10 @@
-"""F16/BF16 GGUF -> K-quants (Q2_K .. Q8_0) through libllama's llama_model_quantize, on all cores."""
+"""F16/BF16 GGUF -> K-quants, IQ quants and Q8_0 through libllama's llama_model_quantize, on all cores.
+
+With an importance matrix (converters.gguf.imatrix_file.Imatrix) each weight's per-column mean
+squared activation is passed through llama_model_quantize_params.imatrix (an array of
+llama_model_imatrix_data {name, data, size}, NULL-terminated, as tools/quantize builds it), and
+the build's metadata records quantize.imatrix.* like llama-quantize writes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,15 @@ from registry.errors import RegistryError
 
 # The ladder `--quant all` builds from one F16 pass, smallest first.
 LADDER = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
+# llama.cpp's IQ types (tools/quantize QUANT_OPTIONS), smallest first: `--quant all` adds them with an imatrix.
+IQ_LADDER = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M",
+             "IQ4_XS", "IQ4_NL")
+OTHER = ("Q2_K_S", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
+# Types libllama refuses to build without an importance matrix: tools/quantize's list (IQ1_S, IQ1_M,
+# IQ2_S, IQ2_XXS, IQ2_XS, Q2_K_S) plus the mixes whose tensors include those types (llama-quant's
+# per-tensor check): IQ2_M, and IQ3_XXS / IQ3_XS (seen: libllama 0.3.36 returns 1 for both without one).
+NEEDS_IMATRIX = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S")
+KNOWN = LADDER + IQ_LADDER + OTHER
 
 
 def llama_quant_name(quant: str) -> str:
@@ -16,22 +31,74 @@ def llama_quant_name(quant: str) -> str:
     from registry.schema import GGUF_ALIASES
 
     q = GGUF_ALIASES.get(quant.upper(), quant.upper())
-    if q not in LADDER and q not in ("F16", "BF16"):
+    if q not in KNOWN and q not in ("F16", "BF16"):
         raise RegistryError(f"GGUF quantization {quant!r} is not one this converter builds; use one of: "
-                            f"{', '.join(LADDER)} (Q3_K, Q4_K, Q5_K = the _M variants), F16, BF16, or 'all'")
+                            f"{', '.join(LADDER + IQ_LADDER + OTHER)} (Q3_K, Q4_K, Q5_K = the _M variants), F16, "
+                            "BF16, or 'all'")
     return q
 
 
-def quantize(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None) -> Path:
+def needs_imatrix(quant: str) -> bool:
+    return llama_quant_name(quant) in NEEDS_IMATRIX
+
+
+def require_imatrix(quant: str, have: bool) -> None:
+    q = llama_quant_name(quant)
+    if q in NEEDS_IMATRIX and not have:
+        raise RegistryError(f"GGUF {q} needs an importance matrix; pass --imatrix FILE (from `registry imatrix`) "
+                            "or --calibration FILE to collect one first")
+
+
+def quantize(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None, imatrix=None,
+             imatrix_path: Path | None = None) -> Path:
     """Quantize `src_gguf` (F16/BF16) to `out`; returns the first file. See quantize_files."""
-    return quantize_files(src_gguf, out, quant, nthread=nthread)[0]
+    return quantize_files(src_gguf, out, quant, nthread=nthread, imatrix=imatrix, imatrix_path=imatrix_path)[0]
 
 
-def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None) -> list[Path]:
+def _imatrix_params(params, im, im_path: Path | None):
+    """Fill params.imatrix and params.kv_overrides from `im`; returns what must stay alive during the call."""
+    import ctypes
+
+    import llama_cpp
+
+    values = im.values()
+    arr = (llama_cpp.llama_model_imatrix_data * (len(values) + 1))()  # zeroed: the last is the terminator
+    keep = [arr]
+    for i, (name, v) in enumerate(sorted(values.items())):
+        b = name.encode()
+        keep += [b, v]
+        arr[i].name = b
+        arr[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        arr[i].size = v.size
+    params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    # the keys llama-quantize writes (tools/quantize LLM_KV_QUANTIZE_IMATRIX_*)
+    kvs = [("quantize.imatrix.file", str(im_path or "")), ("quantize.imatrix.entries_count", len(values))]
+    if im.datasets:
+        kvs.insert(1, ("quantize.imatrix.dataset", im.datasets[0]))
+    if im.chunk_count > 0:
+        kvs.append(("quantize.imatrix.chunks_count", im.chunk_count))
+    ov = (llama_cpp.llama_model_kv_override * (len(kvs) + 1))()
+    for i, (k, v) in enumerate(kvs):
+        ov[i].key = k.encode()
+        if isinstance(v, str):
+            ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR
+            ov[i].value.val_str = v.encode()[-127:]  # 128 bytes with the NUL; keep the file name's end
+        else:
+            ov[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_INT
+            ov[i].value.val_i64 = int(v)
+    params.kv_overrides = ctypes.cast(ov, ctypes.POINTER(llama_cpp.llama_model_kv_override))
+    keep.append(ov)
+    return keep
+
+
+def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None, imatrix=None,
+                   imatrix_path: Path | None = None) -> list[Path]:
     """Quantize `src_gguf` to `out`, written under temp names and renamed when complete.
 
     A split source (first shard, -00001-of-0000N.gguf) gives a split output with the same
-    tensor grouping (llama.cpp's keep_split), named -0000i-of-0000N after `out`.
+    tensor grouping (llama.cpp's keep_split), named -0000i-of-0000N after `out`. `imatrix`: an
+    Imatrix (converters.gguf.imatrix_file) to weight the quantization error by; `imatrix_path`
+    is recorded in the build's metadata.
     """
     import ctypes
     import logging
@@ -44,6 +111,7 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     from .writer import final_names
 
     q = llama_quant_name(quant)
+    require_imatrix(q, imatrix is not None)
     out, src = prepare_out(out), Path(src_gguf)  # refuses `out` and its split parts alike
     if not src.is_file():
         raise RegistryError(f"{src} does not exist; convert the checkpoint to F16 GGUF first")
@@ -52,6 +120,7 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{q}")
     params.nthread = nthread or os.cpu_count() or 1
     params.keep_split = n_split > 1
+    keep = _imatrix_params(params, imatrix, imatrix_path) if imatrix is not None else None  # noqa: F841
     prefix = out.parent / f".{out.stem}.partial-{os.getpid()}"
     tmp_target = prefix if n_split > 1 else prefix.with_name(prefix.name + ".gguf")
     produced = final_names(prefix.with_name(prefix.name + ".gguf"), n_split)
@@ -61,7 +130,9 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     try:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(), ctypes.byref(params))
         if rc != 0 or not all(p.is_file() for p in produced):
-            raise RegistryError(f"llama.cpp could not quantize {src} to {q} (code {rc})")
+            hint = "; the imatrix may not cover every weight of this model (collect it from this F16 build)" \
+                if imatrix is not None else ""
+            raise RegistryError(f"llama.cpp could not quantize {src} to {q} (code {rc}){hint}")
         finals = final_names(out, n_split)
         for a, b in zip(produced, finals):
             os.replace(a, b)
