@@ -27,9 +27,12 @@ class ConvertRequest:
     outtype: str | None = None  # F16 | BF16 for the first pass (default F16)
     keep_mtp: bool = False  # keep MTP / NextN layers (GLM-4.5+); dropped by default
     split_max_size: int | None = None  # bytes; above it, output is split -0000N-of-0000M.gguf
+    imatrix: Path | None = None  # importance matrix (llama.cpp imatrix GGUF or .dat) to quantize with
+    chunks: int | None = None  # --calibration on GGUF: at most this many chunks for the imatrix
+    chunk_size: int | None = None  # --calibration on GGUF: tokens per chunk (default 512)
     # compressed-tensors options
     method: str | None = None  # awq | rtn (W4A16 scheme); None: the recipe's default
-    calibration: str | None = None  # hub dataset name or local JSONL of chat messages
+    calibration: str | None = None  # hub dataset name or local JSONL of chat messages (GGUF: text or JSONL file)
     samples: int | None = None
     max_seq_len: int | None = None
     seed: int | None = None  # calibration sampling seed; None: the spec's, else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .schema import ENGINE_TITLES, GGUF_ALIASES, HUB_TITLES, HUB_URLS, Family, Spec
@@ -72,13 +73,20 @@ def recipe_summary(recipe: dict[str, Any] | None) -> str:
     if recipe.get("group_size"):
         parts.append(f"group {recipe['group_size']}")
     cal = recipe.get("calibration")
-    if isinstance(cal, dict):
+    if isinstance(cal, dict) and "tokens" in cal:  # an importance matrix (converters/gguf/imatrix_run.py)
+        parts.append(f"imatrix over {cal['tokens']} tokens ({cal.get('chunks')} x {cal.get('chunk_size')}) "
+                     f"from {Path(str(cal.get('dataset'))).name}")
+    elif isinstance(cal, dict):
         parts.append(f"calibration {cal.get('samples')} x {cal.get('max_seq_length')} tokens from {cal.get('dataset')}"
                      + (", all experts" if cal.get("all_experts") else ""))
     if recipe.get("targets"):
         parts.append("targets " + ", ".join(map(str, recipe["targets"])))
     if recipe.get("ignore"):
         parts.append("ignore " + ", ".join(map(str, recipe["ignore"])))
+    im = recipe.get("imatrix")
+    if isinstance(im, dict):
+        parts.append(f"imatrix {Path(str(im.get('path'))).name} ({im.get('tokens')} tokens from "
+                     f"{Path(str(im.get('dataset'))).name})")
     if recipe.get("drop_mtp"):
         parts.append("MTP dropped")
     return "; ".join(p for p in parts if p)

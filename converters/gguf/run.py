@@ -3,6 +3,10 @@
 Checks the checkpoint against the family (architecture class must be one the family names; size
 differences are only a warning), writes F16 (or BF16) once, quantizes each requested level from
 it, optionally measures the quality report, and records every build in the store.
+
+Importance matrix: --imatrix FILE quantizes with that file; --calibration FILE first collects one
+from the F16 pass (recorded as its own artifact). The types that need one refuse before the first
+pass without either. With an imatrix the report also measures each type built without it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from registry.errors import RegistryError
 
 from ..options import ConvertRequest, ConvertResult, record
 from ..source import checkpoint_config
-from .quantize import LADDER, llama_quant_name
+from .quantize import IQ_LADDER, LADDER, llama_quant_name, require_imatrix
 
 DIRECT = ("F16", "BF16")
 
@@ -34,9 +38,13 @@ def check_family(req: ConvertRequest):
     return fam
 
 
+def _with_imatrix(req: ConvertRequest) -> bool:
+    return bool(req.imatrix or req.calibration)
+
+
 def _targets(req: ConvertRequest) -> list[str]:
     if req.quant.lower() == "all":
-        return list(LADDER)
+        return list(LADDER) + (list(IQ_LADDER) if _with_imatrix(req) else [])
     return [llama_quant_name(req.quant)]
 
 
@@ -52,6 +60,33 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
     return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}
 
 
+def _check_imatrix_options(req: ConvertRequest, quants: list[str]):
+    """Before any work: the imatrix options make sense, and the types that need one have one."""
+    if req.imatrix and req.calibration:
+        raise RegistryError("--imatrix and --calibration both given; pass --imatrix FILE to reuse one, "
+                            "or --calibration FILE to collect a new one")
+    if not _with_imatrix(req) and (req.chunks or req.chunk_size):
+        raise RegistryError("--chunks/--chunk-size apply to collecting an imatrix; pass --calibration FILE too")
+    for q in quants:
+        if q not in DIRECT:
+            require_imatrix(q, _with_imatrix(req))
+    if req.calibration and not Path(req.calibration).is_file():
+        raise RegistryError(f"calibration file {req.calibration} not found; GGUF builds calibrate from a local "
+                            "text or chat JSONL file")
+    if req.imatrix:
+        from .imatrix_file import read_imatrix
+
+        return read_imatrix(Path(req.imatrix))
+    return None
+
+
+def _file_ref(path: Path, im) -> dict:
+    from .writer import sha256_of
+
+    return {"path": str(path), "sha256": sha256_of([path]), "dataset": im.datasets[0] if im.datasets else None,
+            "tokens": im.tokens, "chunks": im.chunk_count, "artifact_id": None}
+
+
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     from .core import convert_files, prepare_out
     from .quantize import quantize_files
@@ -62,6 +97,7 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     if first not in DIRECT:
         raise RegistryError(f"--outtype {req.outtype!r}: the first pass writes F16 or BF16")
     quants = _targets(req)
+    im = _check_imatrix_options(req, quants)
     base = fam.name
     first_path, outs = _paths(req, base, quants, first)
     for q, p in outs.items():
@@ -79,22 +115,55 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], sha256_of(first_files),
                                  sum(f.stat().st_size for f in first_files), parent=str(req.source),
                                  recipe={**recipe, "quant": first}))
+    im_ref, im_path, im_result = None, None, None
+    if req.calibration:
+        from .imatrix_run import build_imatrix, imatrix_ref
+
+        im_out = first_path.with_name(f"{base}.imatrix.gguf")
+        if im_out.exists():
+            raise RegistryError(f"{im_out} already exists; reuse it with --imatrix {im_out} or remove it")
+        im, im_result = build_imatrix(req.family, first_files[0], Path(req.calibration), out=im_out,
+                                      chunks=req.chunks, chunk_size=req.chunk_size, record=req.record, say=req.say)
+        im_ref, im_path = imatrix_ref(im_result), im_out
+    elif im is not None:
+        im_path = Path(req.imatrix)
+        im_ref = _file_ref(im_path, im)
     for q in quants:
         if q == first:
             continue
-        req.say(f"quantizing {first_path.name} -> {q}")
-        files = quantize_files(first_files[0], outs[q], q)
+        req.say(f"quantizing {first_path.name} -> {q}" + (f" with {im_path.name}" if im is not None else ""))
+        files = quantize_files(first_files[0], outs[q], q, imatrix=im, imatrix_path=im_path)
+        rec = {**recipe, "quant": q, **({"imatrix": im_ref} if im_ref else {})}
         results.append(ConvertResult(req.family, "ggufv2", q, files[0], sha256_of(files), sum(f.stat().st_size for f in files),
-                                     parent=str(first_files[0]), recipe={**recipe, "quant": q}))
+                                     parent=str(first_files[0]), recipe=rec))
     if req.report:
         from .report import quality_report
 
-        reps = quality_report(first_files[0], {r.quantization: r.path for r in results if r.quantization != first},
-                              reference_name=first)
+        built = {r.quantization: r.path for r in results if r.quantization != first}
+        reps = quality_report(first_files[0], built, reference_name=first)
+        if im is not None:
+            plain = _plain_reports(first_files[0], list(built), first)
         for r in results:
             r.report = reps.get(r.quantization)
+            if r.report is not None and im is not None:
+                r.report = {**r.report, "imatrix": True, "without_imatrix": plain.get(r.quantization)}
     if first not in quants:
         results = [r for r in results if r.quantization in quants] + [results[0]]
+    if im_result is not None:
+        results.append(im_result)
     if req.record:
-        record(results)
+        record([r for r in results if r is not im_result])  # the imatrix was recorded when it was written
     return results
+
+
+def _plain_reports(f16: Path, quants: list[str], first: str) -> dict:
+    """Each type rebuilt without the imatrix in a temp dir and measured; None for types that need one."""
+    import tempfile
+
+    from .quantize import needs_imatrix, quantize_files
+    from .report import quality_report
+
+    with tempfile.TemporaryDirectory(prefix=".registry-plain-", dir=f16.parent) as d:
+        paths = {q: quantize_files(f16, Path(d) / f"plain.{q}.gguf", q)[0] for q in quants if not needs_imatrix(q)}
+        reps = quality_report(f16, paths, reference_name=first) if paths else {}
+    return {q: ({k: reps[q][k] for k in ("kl_divergence", "top1_agreement")} if q in reps else None) for q in quants}

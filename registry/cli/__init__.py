@@ -15,6 +15,7 @@ def _app():
     from . import catalog_cmds  # noqa: F401  (registers commands)
     from . import hub_cmds  # noqa: F401
     from . import convert_cmds  # noqa: F401
+    from . import imatrix_cmds  # noqa: F401
     from . import docs_cmds  # noqa: F401
     from . import launch_cmds  # noqa: F401
     from . import serve_cmds  # noqa: F401

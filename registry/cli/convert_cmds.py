@@ -30,7 +30,13 @@ def convert(
     keep_mtp: bool = typer.Option(False, "--keep-mtp", help="GGUF: keep MTP/NextN layers (dropped by default)."),
     split_max_size: Optional[str] = typer.Option(None, "--split-max-size", help="GGUF: split output above this size (e.g. 2G, 500M)."),
     method: Optional[str] = typer.Option(None, "--method", help="compressed-tensors W4A16: awq or rtn."),
-    calibration: Optional[str] = typer.Option(None, "--calibration", help="Hub dataset name or local JSONL of chat messages."),
+    calibration: Optional[str] = typer.Option(
+        None, "--calibration",
+        help="Hub dataset name or local JSONL of chat messages; GGUF: a text or chat JSONL file to collect an imatrix from."),
+    imatrix: Optional[Path] = typer.Option(
+        None, "--imatrix", help="GGUF: quantize with this importance matrix (llama.cpp imatrix .gguf or legacy .dat)."),
+    chunks: Optional[int] = typer.Option(None, "--chunks", help="GGUF --calibration: evaluate at most this many chunks."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="GGUF --calibration: tokens per chunk (default 512)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Calibration sample count."),
     max_seq_len: Optional[int] = typer.Option(None, "--max-seq-len", help="Calibration max sequence length."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Calibration sampling seed (default: the spec's, else 0)."),
@@ -58,6 +64,7 @@ def convert(
         family=name, source=source, to="ggufv2" if target == "gguf" else to, quant=quant, out=out,
         report=report, record=not no_record, progress=not json_ and sys.stderr.isatty(),
         outtype=outtype, keep_mtp=keep_mtp, split_max_size=_parse_size(split_max_size),
+        imatrix=imatrix, chunks=chunks, chunk_size=chunk_size,
         method=method, calibration=calibration, samples=samples, max_seq_len=max_seq_len,
         seed=seed, all_experts=all_experts, device=device, offload_dir=offload_dir, dry_run=dry_run,
         say=lambda m: print(m, file=sys.stderr),
@@ -66,6 +73,8 @@ def convert(
         if target != "compressed_tensors":
             flag = "--dry-run" if dry_run else "--device" if device else "--offload-dir"
             raise RegistryError(f"{flag} applies to --to compressed-tensors builds; GGUF conversion streams by tensor")
+    if (imatrix or chunks or chunk_size) and target != "gguf":
+        raise RegistryError("--imatrix/--chunks/--chunk-size apply to --to ggufv2 builds")
     if dry_run:
         from converters.compressed_tensors.plan import print_plans, run_plan
 
@@ -83,8 +92,11 @@ def convert(
         return
     cols = ["quant", "path", "size", "sha256"]
     with_report = any(r.report for r in results)
+    with_plain = any((r.report or {}).get("imatrix") for r in results)
     if with_report:
         cols += ["KL divergence", "top-1 agreement"]
+    if with_plain:
+        cols += ["KL without imatrix", "top-1 without imatrix"]
     rows = []
     for r in results:
         row = [r.quantization, str(r.path), f"{r.size_bytes / 2**20:.1f} MiB", r.sha256[:12]]
@@ -92,6 +104,10 @@ def convert(
             rep = r.report or {}
             kl, top1 = rep.get("kl_divergence"), rep.get("top1_agreement")
             row += [f"{kl:.6f}" if kl is not None else "", f"{top1:.1%}" if top1 is not None else ""]
+        if with_plain:
+            plain = rep.get("without_imatrix") or {}
+            row += [f"{plain['kl_divergence']:.6f}" if plain else ("needs one" if rep.get("imatrix") else ""),
+                    f"{plain['top1_agreement']:.1%}" if plain else ""]
         rows.append(row)
     _table(f"{name}: {len(results)} build{'s' if len(results) != 1 else ''}", cols, rows)
 
