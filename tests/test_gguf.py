@@ -132,6 +132,10 @@ def test_vocab_and_hparams_written(tiny_checkpoint, tiny_gguf):
     assert f"blk.{cfg['num_hidden_layers'] - 1}.ffn_gate_exps.weight" in names
     assert f"blk.{cfg['num_hidden_layers'] - 1}.exp_probs_b.bias" in names
     tokens = kv["tokenizer.ggml.tokens"]
+    # config.json's eos_token_id is a list whose first entry is <|endoftext|>; the template writes
+    # [gMASK]<sop> itself, so llama.cpp must not add a BOS
+    assert tokens[kv["tokenizer.ggml.eos_token_id"]] == "<|endoftext|>" and kv["tokenizer.ggml.eos_token_id"] == cfg["eos_token_id"][0]
+    assert kv["tokenizer.ggml.add_bos_token"] is False
     assert tokens[kv["tokenizer.ggml.eot_token_id"]] == "<|user|>"
     assert tokens[kv["tokenizer.ggml.eom_token_id"]] == "<|observation|>"
     assert tokens[kv["tokenizer.ggml.bos_token_id"]] == "[gMASK]"
@@ -158,6 +162,9 @@ def test_vocab_and_hparams_written(tiny_checkpoint, tiny_gguf):
     types = {t.name: t.tensor_type.name for t in GGUFReader(tiny_gguf("glm-dsa")).tensors}
     assert types["blk.1.ffn_gate_inp.weight"] == types["blk.1.indexer.proj.weight"] == "F32"
     assert types["blk.1.indexer.attn_k.weight"] == types["blk.1.attn_v_b.weight"] == "F16"
+    # every 1-D tensor (norms, biases) stays F32, as llama.cpp's own converter writes them
+    one_d = [t for t in GGUFReader(tiny_gguf("glm4")).tensors if len(t.shape) == 1]
+    assert one_d and {t.tensor_type.name for t in one_d} == {"F32"}
     moe_types = {t.name: t.tensor_type.name for t in GGUFReader(tiny_gguf("glm4moe")).tensors}
     assert moe_types["blk.1.ffn_gate_inp.weight"] == "F32" and moe_types["blk.1.ffn_up_exps.weight"] == "F16"
 

@@ -148,6 +148,27 @@ def test_offline_pull_uses_the_hf_cache_and_makes_no_request(hub_server, gguf_fi
     assert hub_server.requests == []
 
 
+def test_hf_hub_offline_1_makes_no_request_even_when_the_hub_has_the_file(hub_server, gguf_file, monkeypatch):
+    r = _resolve()
+    hub_server.add(r.hubs["huggingface"].model_id, {r.hubs["huggingface"].files[0]: gguf_file})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="lacks glm-4-9b-chat-1m.Q4_K.gguf"):
+        pull(r, say=Said())
+    assert hub_server.requests == []
+
+
+def test_a_file_named_like_a_digest_outside_the_cache_has_no_content_address(tmp_path):
+    from registry.hub.integrity import content_address
+
+    f = tmp_path / hashlib.sha256(b"other bytes").hexdigest()  # a build someone named by a hash
+    f.write_bytes(b"these bytes")
+    assert content_address(f) is None  # only a blob in a cache's blobs/ folder is named by its content
+    blob = tmp_path / "models--o--r" / "blobs" / hashlib.sha256(b"x").hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"x")
+    assert content_address(blob) == ("sha256", blob.name)
+
+
 def test_offline_and_missing_says_exactly_what(hub_server, monkeypatch):
     r = _resolve()
     with pytest.raises(OfflineError) as e:
@@ -284,7 +305,11 @@ def test_pull_snapshot_skips_what_engines_do_not_need(hub_server):
     assert _artifacts() == []
     with pytest.raises(OfflineError, match="lacks config.json"):
         pull(r, offline=True, say=Said())
+    before = len(hub_server.requests)
     assert (pull(r, say=Said()).path / "config.json").read_bytes() == files["config.json"]
+    # only the missing file is asked for; the snapshot's other files are kept as they are
+    fetched = {q["path"].rsplit("/", 1)[-1] for q in hub_server.requests[before:] if "/resolve/" in q["path"]}
+    assert fetched == {"config.json"}
 
 
 def test_revision_per_quant_downloads_that_branch(hub_server):
@@ -379,6 +404,17 @@ def test_a_server_that_ignores_range_still_gives_a_good_file(hub_server, gguf_fi
     res = pull(r, say=Said())
     assert [g["range"] for g in hub_server.gets()] == ["bytes=5000-"]  # asked, got the whole file (200)
     assert res.path.read_bytes() == gguf_file and _artifacts()[0].sha256 == sha
+
+
+def test_a_partial_file_longer_than_the_file_is_moved_aside(hub_server, gguf_file):
+    r, sha = _hub_with_partial_download(hub_server, gguf_file, gguf_file + b"trailing junk")
+    said = Said()
+    res = pull(r, say=said)
+    assert res.path.read_bytes() == gguf_file
+    assert [g["range"] for g in hub_server.gets()] == [None]  # downloaded afresh, not resumed
+    (msg,) = [m for m in said if "was longer than" in m]
+    moved = Path(msg.rsplit("moved it to ", 1)[1])
+    assert moved.read_bytes() == gguf_file + b"trailing junk"  # kept for inspection
 
 
 def test_a_partial_file_with_wrong_bytes_is_caught(hub_server, gguf_file):
