@@ -488,7 +488,7 @@ def test_next_free_port_no_prestart_and_stop_all(tiny_gguf):
         assert b"registry.prestart" not in b" ".join(cmdline) and cmdline[1:3] == [b"-m", b"llama_cpp.server"]
         assert _models(first["port"])["data"]
 
-        r = run_cli("launch", *args, "--json")
+        r = run_cli("launch", *args, "--new", "--json")  # --new: a running build is otherwise reused
         assert r.returncode == 0, r.stderr
         second = json.loads(r.stdout)
         deps.append(second)

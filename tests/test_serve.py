@@ -388,7 +388,7 @@ def test_page_in_chromium_launch_chat_stop(tiny_gguf):
             page.wait_for_selector("#families tbody tr")
             names = page.locator("#families tbody tr").evaluate_all("rs => rs.map(r => r.dataset.name)")
             assert "glm4-chat-1m" in names and "glm-4.6" in names
-            page.fill("#filter", "1m")
+            page.fill("#filter", "glm4-chat")
             shown = page.locator("#families tbody tr").evaluate_all("rs => rs.map(r => r.dataset.name)")
             assert shown == ["glm4-chat-1m"]
             page.fill("#filter", "")

@@ -65,9 +65,9 @@ def show_family(name: str, artifacts: bool = False) -> dict:
     return view
 
 
-@api.get("/search", summary="registry search TEXT --json")
+@api.get("/search", summary="registry search WORDS --json: builds by family, uploader, format, quantization")
 def search(q: str) -> list[dict]:
-    return [family_row(f) for f in _catalog().search(q)]
+    return [h.to_dict() for h in _catalog().search_builds(q)]
 
 
 @api.get("/resolve", summary="registry resolve NAME --format F --quant Q --json")
