@@ -354,18 +354,21 @@ def _build_loaded(req, recipe: dict, arch: str, tmp: Path, plan, ds, all_experts
             from . import layout, shard
 
             device = shard.check_device(req.device or "cpu")
-            kw: dict = {"device_map": "cpu"}
+            shard._malloc_release()  # layers onloaded and freed one after another: give memory back
+            stack.enter_context(_main_device(device))
+            index = layout.read_index(Path(req.source))
             if req.offload_dir:
                 off = Path(req.offload_dir).expanduser()
                 off.mkdir(parents=True, exist_ok=True)
                 folder = off / f".{tmp.name.lstrip('.')}-offload"
                 stack.callback(shutil.rmtree, folder, ignore_errors=True)
-                # Everything on disk: CPU gets what one layer needs while it is onloaded.
-                kw = {"device_map": "auto_offload", "max_memory": {"cpu": 1}, "offload_folder": str(folder)}
-            stack.enter_context(_main_device(device))
-            with load_offloaded_model():
-                model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16, **kw)
-            largest = max(layout.read_index(Path(req.source)).shard_bytes().values())
+                # Built on the meta device, every weight a link to its source shard: nothing is
+                # loaded until its layer is calibrated.
+                model = layout.disk_offloaded_model(Path(req.source), index, folder, device)
+            else:
+                with load_offloaded_model():  # the layers wait in CPU memory
+                    model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16, device_map="cpu")
+            largest = max(index.shard_bytes().values())
             save_kw = {"max_shard_size": max(largest, 2**26)}
         else:
             model = AutoModelForCausalLM.from_pretrained(req.source, dtype=torch.bfloat16)
@@ -390,6 +393,14 @@ def _build_loaded(req, recipe: dict, arch: str, tmp: Path, plan, ds, all_experts
                 if cov["experts_without_tokens"] and not all_experts:
                     req.say(f"warning: {len(cov['experts_without_tokens'])} experts saw no calibration token; "
                             "consider --all-experts or more samples")
+        if by_layer:
+            # llm-compressor's save converts the offloading to accelerate's, saves, and converts it
+            # back; the model is dropped right after, and the way back fails for a model built on
+            # the meta device (buffers computed at init): skip it.
+            import llmcompressor.transformers.compression.compressed_tensors_utils as ctu
+            from compressed_tensors.utils import patch_attr
+
+            stack.enter_context(patch_attr(ctu, "from_accelerate", lambda model: None))
         model.save_pretrained(tmp, save_compressed=True, **save_kw)
         del model
 

@@ -165,3 +165,45 @@ def layout(model, index: SourceIndex, quant_modifier) -> Layout:
     comp.quantization_config.quantization_status = QuantizationStatus.COMPRESSED
     n_layers = int(getattr(model.config.get_text_config(), "num_hidden_layers", 0) or 0)
     return Layout(keep=keep, dropped=dropped, schemes=schemes, fused=fused, compressor=comp, layers=n_layers)
+
+
+def disk_offloaded_model(source: Path, index: SourceIndex, folder: Path, onload_device: str):
+    """The model with no weight in memory: built on the meta device (buffers computed at init kept,
+    as the rotary tables are not in the checkpoint), every parameter and checkpoint buffer offloaded
+    to disk as a link into `folder` pointing at the source shard that holds it. compressed-tensors
+    reads a tensor from its shard when its layer is onloaded and writes updated ones into `folder`.
+    """
+    import torch
+    from accelerate import init_empty_weights
+    from compressed_tensors.offload.cache.disk import DiskCache
+    from compressed_tensors.offload.module import offload_module
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .moe import linearize
+
+    cfg = AutoConfig.from_pretrained(source)
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    with torch.device("meta"), _no_offload_on_meta():
+        linearize(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    linked: set[int] = set()
+    for mod_name, module in model.named_modules():
+        if not module._parameters and not module._buffers:
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        for store in (module._parameters, module._buffers):
+            for key, t in list(store.items()):
+                full = prefix + key
+                if t is None or full not in index.weight_map:
+                    continue  # a buffer computed at init (not saved): kept as it is
+                if t.device.type != "meta":  # a checkpoint buffer: read from the file instead
+                    t = torch.empty_like(t, device="meta")
+                    store[key] = t
+                if id(t) not in linked:
+                    DiskCache.create_checkpoint_symlink(
+                        t, {"safetensors_file": str(index.root / index.weight_map[full]), "weight_name": full,
+                            "dtype": str(t.dtype).removeprefix("torch.")}, str(folder))
+                    linked.add(id(t))
+        offload_module(module, onload_device=onload_device, offload_device="disk", offload_dir=str(folder))
+    return model

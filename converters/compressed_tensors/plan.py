@@ -13,7 +13,8 @@ Estimates (bytes):
 * by layer:  the model's layers wait on CPU, or on disk with --offload-dir; one layer at a time is
              on the device with the calibration activations (samples x tokens x hidden, in and out)
              and AWQ's fp32 copies; the output is saved in shards no larger than the source's;
-             the offload folder holds up to twice the model (accelerate's copy, the experts twice).
+             the offload folder holds links to the source shards and the tensors calibration
+             rewrites (at most the model).
 """
 
 from __future__ import annotations
@@ -164,9 +165,9 @@ def plan_one(req, family, quant: str, out: Path, src_cfg: dict, arch: str) -> Pl
         if device != "cpu":
             gpu = work
         if req.offload_dir:
-            # accelerate writes the weights there (MoE experts fused, then llm-compressor's per-expert
-            # copies): measured 1.34x a tiny MoE's size; 2x bounds it.
-            offload = 2 * source_bytes
+            # links to the source shards, plus the tensors calibration rewrites (AWQ-smoothed
+            # weights, qparams): at most the model
+            offload = source_bytes
     avail = psutil.virtual_memory().available
     if peak > avail:
         hint = ("use --offload-dir DIR to keep the model's layers on disk, or " if path == "by-layer"
