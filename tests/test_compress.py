@@ -444,8 +444,10 @@ def test_unsupported_quantization_and_method(tiny_checkpoint, tmp_path, registry
     src = tiny_checkpoint("glm")
     with pytest.raises(RegistryError, match="not a compressed-tensors quantization"):
         convert("glm-4-9b-chat", src, "Q4_K", tmp_path / "a")
-    with pytest.raises(RegistryError, match="--method 'gptq' is not a W4A16 method"):
-        convert("glm-4-9b-chat", src, "W4A16_GS32", tmp_path / "b", method="gptq")
+    with pytest.raises(RegistryError, match="--method 'hqq' is not a W4A16 method; use one of: awq, gptq, rtn"):
+        convert("glm-4-9b-chat", src, "W4A16_GS32", tmp_path / "b", method="hqq")
+    with pytest.raises(RegistryError, match="--method applies to W4A16 builds only; FP8_BLOCK has one method"):
+        convert("glm-4-9b-chat", src, "FP8_BLOCK", tmp_path / "b", method="gptq")
     with pytest.raises(RegistryError, match="no AWQ recipe|explicit ignore list"):
         convert("glm-4-9b-chat", src, "AWQ", tmp_path / "c")
     _assert_nothing_left(tmp_path / "a", registry_home)
@@ -527,7 +529,8 @@ def all_tensors(path: Path) -> dict:
     ("glm", "glm-4-9b-chat", "FP8_DYNAMIC", {}, False),
     ("glm4moe", "glm-4.7", "W4A16_GS32", {"method": "rtn"}, False),
     ("glm4moe", "glm-4.7", "NVFP4A16", {}, True),
-], ids=["fp8-dense", "w4a16-rtn-moe-mtp", "nvfp4a16-fused-sets-across-shards"])
+    ("glm", "glm-4-9b-chat", "FP8_BLOCK", {}, True),
+], ids=["fp8-dense", "w4a16-rtn-moe-mtp", "nvfp4a16-fused-sets-across-shards", "fp8-block-dense"])
 def test_by_shard_matches_the_loaded_build(arch, family, quant, kw, reshard, tiny_checkpoint, tmp_path,
                                            registry_home):
     """The data-free path never loads the model, and writes what loading it and running oneshot writes."""
@@ -555,6 +558,11 @@ def test_by_shard_matches_the_loaded_build(arch, family, quant, kw, reshard, tin
         assert got.recipe["drop_mtp"] is True
     idx = json.loads((got.path / "model.safetensors.index.json").read_text())
     assert set(idx["weight_map"]) == set(b)
+    if quant == "FP8_BLOCK":  # one scale per 128 x 128 block of every quantized weight, partial blocks too
+        w = b["model.layers.0.mlp.down_proj.weight"]
+        assert w.dtype == torch.float8_e4m3fn
+        assert tuple(b["model.layers.0.mlp.down_proj.weight_scale"].shape) == tuple(-(-n // 128) for n in w.shape)
+        assert qconfig(got.path)["config_groups"]["group_0"]["weights"]["block_structure"] == [128, 128]
     assert (got.path / "recipe.yaml").read_text() == (ref.path / "recipe.yaml").read_text()
 
 
@@ -730,6 +738,49 @@ def test_by_layer_with_offload_dir_matches_the_loaded_build(tiny_checkpoint, tmp
     for k in a:
         assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     assert off.is_dir() and list(off.iterdir()) == []
+
+
+def test_gptq_by_layer_with_offload_dir_matches_the_loaded_build(tiny_checkpoint, tmp_path, registry_home):
+    """GPTQ (W4A16, error compensated against each layer's calibration inputs) on a MoE, all experts
+    calibrated, layers waiting on disk: the build the whole-model path writes, and not round-to-nearest's."""
+    import torch
+
+    src = tiny_checkpoint("glm4moe")
+    kw = dict(samples=4, max_seq_len=32, report=False, record=False)
+    (ref,) = convert("glm-4.7", src, "W4A16_GS64", tmp_path / "loaded", path="loaded", method="gptq", **kw)
+    (got,) = convert("glm-4.7", src, "W4A16_GS64", tmp_path / "by-layer", offload_dir=tmp_path / "off",
+                     method="gptq", **kw)
+    (rtn,) = convert("glm-4.7", src, "W4A16_GS64", tmp_path / "rtn", method="rtn", **kw)
+    assert (got.recipe["path"], got.recipe["modifier"], got.recipe["method"]) == ("by-layer", "GPTQModifier", "gptq")
+    assert got.recipe["calibration"]["expert_coverage"]["experts_without_tokens"] == []
+    assert qconfig(got.path) == qconfig(ref.path)
+    weights = qconfig(got.path)["config_groups"]["group_0"]["weights"]
+    assert weights.pop("actorder") == "static"  # GPTQ's column order: groups kept in place, no g_idx to ship
+    rtn_weights = qconfig(rtn.path)["config_groups"]["group_0"]["weights"]
+    assert rtn_weights.pop("actorder") is None and weights == rtn_weights  # the same int4 layout vLLM reads
+    a, b, r = all_tensors(ref.path), all_tensors(got.path), all_tensors(rtn.path)
+    assert sorted(a) == sorted(b) == sorted(r)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    packed = [k for k in a if k.endswith(".weight_packed")]
+    assert packed and sum(not torch.equal(b[k], r[k]) for k in packed) > len(packed) // 2
+
+
+def test_dry_run_counts_gptq_hessians(tiny_checkpoint, tmp_path):
+    """GPTQ holds an fp32 in x in Hessian for every quantized Linear of the layer being calibrated:
+    the plan needs that much more than AWQ's, computed here from config.json alone."""
+    src = tiny_checkpoint("glm")
+    cfg = json.loads((src / "config.json").read_text())
+    h, attn, inter = cfg["hidden_size"], cfg["num_attention_heads"] * cfg["head_dim"], cfg["intermediate_size"]
+    # q, k, v and gate_up read the hidden state, o the attention output, down the MLP's
+    hessians = 4 * (4 * h * h + attn * attn + inter * inter)
+    args = ("glm-4-9b-chat", "--from", str(src), "--quant", "W4A16_GS32", "--samples", "4", "--max-seq-len", "32",
+            "--calibration", str(CALIB), "--out", str(tmp_path / "o"))
+    rc, (awq,), err = dry_run(*args, "--method", "awq")
+    assert rc == 0, err[-2000:]
+    rc, (gptq,), err = dry_run(*args, "--method", "gptq")
+    assert rc == 0, err[-2000:]
+    assert gptq["path"] == "by-layer" and (gptq["peak_ram_bytes"] - gptq["floor_bytes"]) - (awq["peak_ram_bytes"] - awq["floor_bytes"]) == hessians
 
 
 def test_calibrated_scheme_is_not_built_by_shard(tiny_checkpoint, tmp_path, registry_home):

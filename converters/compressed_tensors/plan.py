@@ -12,7 +12,8 @@ Estimates (bytes):
              + 4 x the largest quantized weight (its copy in a Linear and fp32 observer temporaries).
 * by layer:  the model's layers wait on CPU, or on disk with --offload-dir; one layer at a time is
              on the device with the calibration activations (samples x tokens x hidden, in and out)
-             and AWQ's fp32 copies; the output is saved in shards no larger than the source's;
+             and AWQ's fp32 copies (GPTQ: plus an fp32 in x in Hessian per quantized
+             Linear of that layer); the output is saved in shards no larger than the source's;
              the offload folder holds links to the source shards and the tensors calibration
              rewrites (at most the model).
 """
@@ -146,6 +147,13 @@ def plan_one(req, family, quant: str, out: Path, src_cfg: dict, arch: str) -> Pl
         if m:
             layers[m.group(1)] = layers.get(m.group(1), 0) + index.nbytes[name]
     largest_layer = max(layers.values(), default=0)
+    hessians: dict[str, int] = {}  # GPTQ: one fp32 in x in Hessian per quantized Linear of the layer at once
+    if recipe["modifier"] == "GPTQModifier":
+        for m in lay.schemes:
+            w = shapes.get(f"{m}.weight")
+            hit = _LAYER.match(f"{m}.weight")
+            if w and hit:
+                hessians[hit.group(1)] = hessians.get(hit.group(1), 0) + 4 * w[-1] ** 2
     source_bytes = sum(index.nbytes[n] for n in lay.keep)
     floor = _floor()
     gpu = 0
@@ -159,6 +167,7 @@ def plan_one(req, family, quant: str, out: Path, src_cfg: dict, arch: str) -> Pl
         samples, seq = (plan.samples, plan.max_seq_len) if plan else (0, 0)
         acts = 2 * samples * seq * hidden * 2  # a layer's inputs and outputs, bf16, kept on CPU
         work = 4 * largest_layer + 2 * seq * hidden * 4 * 8  # the onloaded layer, fp32 copies, one batch
+        work += max(hessians.values(), default=0)
         rest = 0 if req.offload_dir else source_bytes
         largest_out = max(shard_bytes.values(), default=0)
         peak = floor + rest + acts + largest_out + (work if device == "cpu" else largest_layer)

@@ -14,8 +14,8 @@ from registry.errors import RegistryError
 from registry.schema import GS_RE, Family, Recipe
 
 # Schemes this converter builds, by the registry's quantization name.
-SUPPORTED = ("FP8_DYNAMIC", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "NVFP4", "NVFP4A16")
-METHODS = ("awq", "rtn")
+SUPPORTED = ("FP8_DYNAMIC", "FP8_BLOCK", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "NVFP4", "NVFP4A16")
+METHODS = ("awq", "gptq", "rtn")  # W4A16: AWQ smoothing, GPTQ's error compensation, round-to-nearest
 
 # Scheme conventions (seeds 000/001): every Linear layer, lm_head kept in high precision.
 DEFAULT_TARGETS = ["Linear"]
@@ -71,17 +71,25 @@ def fp8_dynamic(r: Recipe | None) -> dict:
     return d
 
 
+def fp8_block(r: Recipe | None) -> dict:
+    """FP8 weights in 128x128 blocks with dynamic per-group-of-128 activations (compressed-tensors'
+    FP8_BLOCK preset, the layout of DeepSeek-style block FP8 checkpoints); data-free."""
+    d = _base("FP8_BLOCK", "FP8_BLOCK", "data-free", r, DEFAULT_TARGETS, DEFAULT_IGNORE)
+    d.update(modifier="QuantizationModifier", preset="FP8_BLOCK", needs_calibration=False)
+    return d
+
+
 def w4a16(quant: str, group_size: int, method: str, r: Recipe | None) -> dict:
-    """Seed 001: int4 symmetric, weight-only, group size 32/64/128; AWQ or round-to-nearest."""
+    """Seed 001: int4 symmetric, weight-only, group size 32/64/128; AWQ, GPTQ or round-to-nearest."""
     if method not in METHODS:
         raise RegistryError(f"--method {method!r} is not a W4A16 method; use one of: {', '.join(METHODS)}")
     d = _base(quant, "W4A16", method, r, DEFAULT_TARGETS, DEFAULT_IGNORE)
     sym = r.symmetric if r and r.symmetric is not None else True
     d.update(
-        modifier="AWQModifier" if method == "awq" else "QuantizationModifier",
+        modifier={"awq": "AWQModifier", "gptq": "GPTQModifier"}.get(method, "QuantizationModifier"),
         config_groups={"group_0": {"targets": d["targets"], "weights": _int4_weights(group_size, sym),
                                    "input_activations": None, "output_activations": None}},
-        group_size=group_size, needs_calibration=method == "awq",
+        group_size=group_size, needs_calibration=method in ("awq", "gptq"),
     )
     return d
 
@@ -119,6 +127,8 @@ def build(family: Family, quant: str, method: str | None) -> dict:
     spec_method = r.method if r and r.method in METHODS else None
     if quant == "FP8_DYNAMIC":
         out = fp8_dynamic(r)
+    elif quant == "FP8_BLOCK":
+        out = fp8_block(r)
     elif quant == "AWQ":
         if method not in (None, "awq"):
             raise RegistryError(f"the AWQ build is AWQ by definition; --method {method} applies to W4A16_GS* builds")
@@ -129,7 +139,7 @@ def build(family: Family, quant: str, method: str | None) -> dict:
         out = w4a16(quant, gs, method or spec_method or "awq", r)
     else:
         out = nvfp4(quant, r)
-    if method and quant in ("FP8_DYNAMIC", "NVFP4", "NVFP4A16"):
+    if method and quant in ("FP8_DYNAMIC", "FP8_BLOCK", "NVFP4", "NVFP4A16"):
         raise RegistryError(f"--method applies to W4A16 builds only; {quant} has one method")
     out["calibration_spec"] = r.calibration.model_dump(mode="json", exclude_defaults=True) if r and r.calibration else None
     return out
@@ -137,8 +147,12 @@ def build(family: Family, quant: str, method: str | None) -> dict:
 
 def modifiers(recipe: dict) -> list:
     """llm-compressor modifier objects for a recipe dict (heavy import)."""
-    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
+    if recipe["modifier"] == "GPTQModifier":
+        # GPTQ quantizes each layer against the Hessian of its calibration inputs, compensating the
+        # rounding error column by column; the sequential pipeline runs it layer by layer.
+        return [GPTQModifier(ignore=recipe["ignore"], config_groups=_groups(recipe))]
     quant = QuantizationModifier(ignore=recipe["ignore"], config_groups=_groups(recipe)) \
         if "config_groups" in recipe else \
         QuantizationModifier(targets=recipe["targets"], scheme=recipe["preset"], ignore=recipe["ignore"])

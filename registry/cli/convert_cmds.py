@@ -29,7 +29,7 @@ def convert(
     outtype: Optional[str] = typer.Option(None, "--outtype", help="GGUF: F16 or BF16 for the first pass."),
     keep_mtp: bool = typer.Option(False, "--keep-mtp", help="GGUF: keep MTP/NextN layers (dropped by default)."),
     split_max_size: Optional[str] = typer.Option(None, "--split-max-size", help="GGUF: split output above this size (e.g. 2G, 500M)."),
-    method: Optional[str] = typer.Option(None, "--method", help="compressed-tensors W4A16: awq or rtn."),
+    method: Optional[str] = typer.Option(None, "--method", help="compressed-tensors W4A16: awq, gptq or rtn."),
     calibration: Optional[str] = typer.Option(
         None, "--calibration",
         help="Hub dataset name or local JSONL of chat messages; GGUF: a text or chat JSONL file to collect an imatrix from."),
