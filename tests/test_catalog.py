@@ -120,7 +120,8 @@ def test_every_gguf_quant_and_revision_resolves():
     for fam in registry.families():
         for spec in fam.specs:
             for q in spec.quantizations:
-                r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
+                r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions, uploader=spec.publisher)
+                assert r.spec is spec  # every build is reachable through its uploader
                 for name, hub in r.hubs.items():
                     src = spec.hubs[name]
                     if spec.format == "ggufv2":

@@ -73,7 +73,7 @@ def test_every_quant_of_every_gguf_spec_resolves_to_a_safe_file_name():
             if spec.format != "ggufv2":
                 continue
             for q in spec.quantizations:
-                r = cat.resolve(name, "ggufv2", q, size=spec.size_in_billions)
+                r = cat.resolve(name, "ggufv2", q, size=spec.size_in_billions, uploader=spec.publisher)
                 for hub, h in r.hubs.items():
                     assert h.files, (name, q, hub)
                     for f in h.files:
@@ -91,7 +91,7 @@ def test_every_revision_per_quant_resolves():
         for spec in cat.get(name).specs:
             for hub, src in spec.hubs.items():
                 for q in spec.quantizations:
-                    r = cat.resolve(name, spec.format, q, size=spec.size_in_billions)
+                    r = cat.resolve(name, spec.format, q, size=spec.size_in_billions, uploader=spec.publisher)
                     assert r.hubs[hub].revision == src.revisions.get(q, src.revision)
                     if q in src.revisions:
                         seen += 1
