@@ -68,9 +68,10 @@ def search(text: str) -> list[Family]:
     return catalog().search(text)
 
 
-def resolve(name: str, format: str, quant: str, size: float | None = None) -> Resolved:
-    """Pin (family, format, quant) to one spec with its hub model IDs, revision and files."""
-    return catalog().resolve(name, format, quant, size=size)
+def resolve(name: str, format: str, quant: str, size: float | None = None, uploader: str | None = None) -> Resolved:
+    """Pin (family, format, quant) to one spec with its hub model IDs, revision and files; `uploader` (or a
+    name like 'bartowski/glm-4-9b-0414') picks among the uploaders of one format and size."""
+    return catalog().resolve(name, format, quant, size=size, uploader=uploader)
 
 
 class _Package(types.ModuleType):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
-from .errors import NotFoundError, SpecError, not_found
+from .errors import NotFoundError, RegistryError, SpecError, not_found
 from .loader import format_validation_error, read_spec_file
 from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
@@ -47,7 +47,8 @@ class BuildHit:
         ids = self.model_ids()
         return {
             "name": self.family.name, "format": self.spec.format, "size_in_billions": self.spec.size_in_billions,
-            "quantizations": self.quantizations, "uploaders": list(dict.fromkeys(i.split("/")[0] for i in ids)),
+            "quantizations": self.quantizations, "uploader": self.spec.publisher,
+            "uploaders": list(dict.fromkeys(i.split("/")[0] for i in ids)),
             "model_ids": ids, "engines": list(self.spec.engines),
         }
 
@@ -66,6 +67,7 @@ class Resolved:
     def to_dict(self) -> dict[str, object]:
         return {
             "family": self.family.name,
+            "uploader": self.spec.publisher,
             "format": self.spec.format,
             "size_in_billions": self.spec.size_in_billions,
             "quantization": self.quantization,
@@ -138,6 +140,7 @@ class Catalog:
         return sorted(self._all())
 
     def entry(self, name: str) -> Entry:
+        name = split_uploader(name)[1]  # bartowski/glm-4-9b-0414: the family glm-4-9b-0414
         if name in self._entries:
             return self._entries[name]
         try:
@@ -202,7 +205,7 @@ class Catalog:
             fam = self._all()[name].family
             for spec in fam.specs:
                 ids = [m for h in spec.hubs.values() for m in h.all_model_ids()]
-                hay = [fam.name, spec.format, *ids, *spec.engines, *fam.architecture.hf_classes]
+                hay = [fam.name, spec.format, spec.publisher, *ids, *spec.engines, *fam.architecture.hf_classes]
                 quants = list(spec.quantizations)
                 for w in words:
                     named = [q for q in quants if w in q.lower()]
@@ -214,12 +217,26 @@ class Catalog:
                     hits.append(BuildHit(fam, spec, quants))
         return hits
 
-    def resolve(self, name: str, format: str, quant: str, size: float | None = None) -> Resolved:
-        """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest."""
+    def resolve(self, name: str, format: str, quant: str, size: float | None = None,
+                uploader: str | None = None) -> Resolved:
+        """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest.
+
+        Where several uploaders publish the format in one size, `uploader` (or a name such as
+        bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers."""
+        named, name = split_uploader(name)
+        if named and uploader and named.lower() != uploader.lower():
+            raise RegistryError(f"{named}/{name} names uploader {named!r} but --from says {uploader!r}; give one")
+        uploader = uploader or named
         fam = self.get(name)
         specs = [s for s in fam.specs if s.format == format]
         if not specs:
             raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
+        if uploader is not None:
+            mine = [s for s in specs if s.publisher.lower() == uploader.lower()]
+            if not mine:
+                have = list(dict.fromkeys(s.publisher for s in specs))
+                raise not_found("uploader", uploader, have, f"{name} {format} builds come from: {', '.join(have)}")
+            specs = mine
         if size is not None:
             sized = [s for s in specs if s.size_in_billions == size]
             if not sized:
@@ -230,13 +247,22 @@ class Catalog:
         if not matches:
             have = list(dict.fromkeys(q for s in specs for q in s.quantizations))
             raise not_found("quantization", quant, have, f"{name} {format} has: {', '.join(have)}")
-        if len(matches) > 1:
-            sizes = ", ".join(s.size_label for s in matches)
-            raise NotFoundError(f"{name} {format} {quant} exists in sizes {sizes}; pass a size")
-        spec = matches[0]
+        sizes = list(dict.fromkeys(s.size_label for s in matches))
+        if len(sizes) > 1:
+            raise NotFoundError(f"{name} {format} {quant} exists in sizes {', '.join(sizes)}; pass a size")
+        spec = matches[0]  # one size: the first uploader listed, unless one was named
         q = spec_quant(spec, quant)
         assert q is not None
         return resolved_build(fam, spec, q)
+
+
+def split_uploader(name: str) -> tuple[str | None, str]:
+    """'bartowski/glm-4-9b-0414' -> ('bartowski', 'glm-4-9b-0414'); a plain family name has no uploader
+    (family names never hold a slash)."""
+    if "/" in name:
+        up, _, fam = name.partition("/")
+        return up or None, fam
+    return None, name
 
 
 def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:

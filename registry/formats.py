@@ -37,7 +37,8 @@ GGUF_BASE_BPW: dict[str, float] = {
     "IQ1_M": 1.75, "IQ1_S": 1.5625, "TQ1_0": 1.6875, "MXFP4_MOE": 4.25,                      # [ggml]
 }
 # The short K-quant names that hubs and seed 004 use stand for llama.cpp's _M variants.
-GGUF_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16"}
+GGUF_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16",
+                "bf16": "BF16"}  # bartowski's file names spell it in lower case (THUDM_GLM-4-9B-0414-bf16.gguf)
 # Named builds over a base type [bart]: bartowski's _L (Q8_0 embeddings/output), unsloth's _XL and UD- mixes.
 _GGUF_VARIANTS = {
     "Q2_K_L": "Q2_K", "Q3_K_XL": "Q3_K_L", "Q4_K_L": "Q4_K_M", "Q5_K_L": "Q5_K_M", "Q6_K_L": "Q6_K",
@@ -49,10 +50,10 @@ GGUF_QUANTS: tuple[str, ...] = (
     "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "Q3_K_S", "Q3_K", "Q3_K_M", "Q3_K_L", "Q3_K_XL",
     "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K", "Q4_K_M", "Q4_K_L", "Q4_K_XL", "MXFP4_MOE",
     "Q5_0", "Q5_1", "Q5_K_S", "Q5_K", "Q5_K_M", "Q5_K_L", "Q5_K_XL", "Q6_K", "Q6_K_L", "Q6_K_XL",
-    "Q8_0", "Q8_K_XL", "BF16", "FP16", "F16", "F32",
+    "Q8_0", "Q8_K_XL", "BF16", "bf16", "FP16", "F16", "F32",
 )
 # unsloth's Dynamic 2.0 names: "UD-" before a llama.cpp type or an _XL mix (UD-Q4_K_XL, UD-IQ1_S, UD-Q6_K ...).
-_FLOATS = ("BF16", "FP16", "F16", "F32", "Q3_K", "Q4_K", "Q5_K")  # no UD- form of floats or short aliases
+_FLOATS = ("BF16", "bf16", "FP16", "F16", "F32", "Q3_K", "Q4_K", "Q5_K")  # no UD- form of floats or short aliases
 GGUF_UD_QUANTS: tuple[str, ...] = tuple(_UD + q for q in GGUF_QUANTS if q not in _FLOATS)
 
 

@@ -54,6 +54,9 @@ FamilyName = Annotated[
 HubId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
+# An uploader: a hub account name (the part of a repository id before the slash), or 'local'.
+Uploader = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+LOCAL_UPLOADER = "local"
 Scalar = str | int | float | bool | None
 GS_RE = re.compile(r"_GS(\d+)$")
 
@@ -175,6 +178,17 @@ def _check_template(template: str) -> str:
     return template
 
 
+def _check_gguf_template(v: str) -> str:
+    _check_template(v)
+    if "{quantization}" not in v:
+        raise ValueError(f"file template {v!r} lacks '{{quantization}}'")
+    try:
+        v.format(quantization="Q4_K_M")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"file template {v!r} has a placeholder other than {{quantization}}: {e}")
+    return v
+
+
 class HubSource(Strict):
     model_id: HubId
     model_ids: dict[str, HubId] = Field(
@@ -182,25 +196,25 @@ class HubSource(Strict):
     revision: str = "main"
     revisions: dict[str, str] = Field({}, description="Hub branch per quantization (seed 001).")
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
+    file_templates: dict[str, str] = Field(
+        {}, description="A file name per quantization where one differs from file_template (GLM-Edge's F16).")
     split_parts: dict[str, PositiveInt] = Field({}, description="Quantizations published in N parts.")
     split_style: Literal["gguf-split", "part"] = "gguf-split"
     custom_code: bool = Field(False, description="The repository ships its own model or tokenizer code (auto_map in "
                               "config.json or tokenizer_config.json): engines need --trust-remote-code.")
     split_dir: bool = Field(False, description="Split builds sit in a folder named after the quantization (unsloth).")
 
+    @field_validator("file_templates")
+    @classmethod
+    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
+        for t in v.values():
+            _check_gguf_template(t)
+        return v
+
     @field_validator("file_template")
     @classmethod
     def _template(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        _check_template(v)
-        if "{quantization}" not in v:
-            raise ValueError(f"file template {v!r} lacks '{{quantization}}'")
-        try:
-            v.format(quantization="Q4_K_M")
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"file template {v!r} has a placeholder other than {{quantization}}: {e}")
-        return v
+        return None if v is None else _check_gguf_template(v)
 
     def revision_for(self, quant: str) -> str:
         return self.revisions.get(quant, self.revision)
@@ -213,9 +227,10 @@ class HubSource(Strict):
 
     def files_for(self, quant: str) -> list[str]:
         """The file names of one GGUF quantization, split parts included."""
-        if self.file_template is None:
+        template = self.file_templates.get(quant, self.file_template)
+        if template is None:
             return []
-        name = _check_template(self.file_template.format(quantization=quant))
+        name = _check_template(template.format(quantization=quant))
         parts = self.split_parts.get(quant, 1)
         if parts == 1:
             return [name]
@@ -314,6 +329,10 @@ class Spec(Strict):
     launch: list[LaunchProfile] = []
     recipe: Recipe | None = None
     served_name: str | None = Field(None, description="Name the server announces, e.g. 'glm-4-9b-chat'.")
+    uploader: Uploader | None = Field(
+        None, description="Who publishes the build (bartowski, unsloth ...) where its hub repository's owner does "
+        "not say so; default: that owner, or 'local' for a build made here. Look-ups choose among a format's "
+        "builds of one size by it (`--from bartowski`, or the name `bartowski/glm-4-9b-0414`).")
     total_params_b: PositiveFloat | None = Field(
         None, description="The build card's own parameter count where it differs from the family's (e.g. MTP dropped).")
     active_params_b: PositiveFloat | None = Field(
@@ -350,7 +369,7 @@ class Spec(Strict):
                     raise ValueError(f"engine rule for {engine} names quantization {q!r} that the spec lacks")
         for hub, src in self.hubs.items():
             for label, keyed in (("revisions", src.revisions), ("split_parts", src.split_parts),
-                                 ("model_ids", src.model_ids)):
+                                 ("model_ids", src.model_ids), ("file_templates", src.file_templates)):
                 for q in keyed:
                     if q not in quants:
                         raise ValueError(
@@ -359,7 +378,7 @@ class Spec(Strict):
                         )
             if self.format == "ggufv2" and src.file_template is None:
                 raise ValueError(f"{hub}: a ggufv2 spec needs file_template (e.g. 'name.{{quantization}}.gguf')")
-            if self.format != "ggufv2" and src.file_template is not None:
+            if self.format != "ggufv2" and (src.file_template is not None or src.file_templates):
                 raise ValueError(f"{hub}: file_template is for ggufv2 specs; {self.format} repos are whole snapshots")
         for p in self.launch:
             if p.engine not in self.engines:
@@ -370,6 +389,16 @@ class Spec(Strict):
         return self
 
     # -- derived look-ups --
+
+    @property
+    def publisher(self) -> str:
+        """Who publishes this build: the uploader key, else the owner of its first hub repository, else
+        'local' (built here from the recipe)."""
+        if self.uploader:
+            return self.uploader
+        for src in self.hubs.values():
+            return src.model_id.split("/")[0]
+        return LOCAL_UPLOADER
 
     def canonical_quant(self, quant: str) -> str:
         """The name a converter or engine uses (Q4_K -> Q4_K_M for GGUF)."""
@@ -431,11 +460,25 @@ class Family(Strict):
 
     @model_validator(mode="after")
     def _unique_specs(self) -> Family:
-        keys = [(s.format, s.size_in_billions) for s in self.specs]
-        for k in set(keys):
+        # Several uploaders may publish a format in one size (unsloth's, bartowski's GGUF); one uploader once.
+        keys = [(s.format, s.size_in_billions, s.publisher.lower()) for s in self.specs]
+        for k in sorted(set(keys), key=str):
             if keys.count(k) > 1:
-                raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B")
+                raise ValueError(f"two specs share format {k[0]!r} and size {k[1]:g}B from the same uploader "
+                                 f"{k[2]!r}; merge them, or set uploader on one")
         return self
+
+    def shares_slot(self, spec: Spec) -> bool:
+        """Another spec has this one's format and size (so the uploader tells them apart)."""
+        return sum(s.format == spec.format and s.size_in_billions == spec.size_in_billions for s in self.specs) > 1
+
+    def launch_name(self, spec: Spec) -> str:
+        """The name that picks this spec: the family's, qualified by the uploader where another uploader
+        publishes the same format and size (bartowski/glm-4-9b-0414)."""
+        return f"{spec.publisher}/{self.name}" if self.shares_slot(spec) else self.name
+
+    def uploaders(self) -> list[str]:
+        return list(dict.fromkeys(s.publisher for s in self.specs))
 
     @model_validator(mode="after")
     def _modalities(self) -> Family:

@@ -26,6 +26,7 @@ def spec_view(spec: Spec, index: int) -> dict[str, Any]:
         "engine_note": spec.engine_rule_text(),
         "engine_rules": rules,
         "model_id": next(iter(spec.hubs.values())).model_id if spec.hubs else None,
+        "uploader": spec.publisher,
         "hubs": {
             hub: {**src, "url": HUB_URLS[hub] + src["model_id"], "title": HUB_TITLES[hub]}
             for hub, src in hubs.items()

@@ -166,6 +166,22 @@ CASES = {
         mutate(_set(["specs", 0, "launch"], [{"engine": "vllm"}, {"engine": "vllm", "args": {"--dtype": "half"}}])),
         ["my-glm", "specs[0]", "two launch profiles share an engine and name"],
     ),
+    # several uploaders may publish one format and size; one uploader only once
+    "two-gguf-from-one-uploader": (
+        mutate(lambda d: d["specs"].append(copy.deepcopy(d["specs"][1]))),
+        ["my-glm", "two specs share format 'ggufv2' and size 9B from the same uploader 'legraphista'", "set uploader"],
+    ),
+    "file-templates-for-missing-quant": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "file_templates"], {"Q9_X": "m-{quantization}.gguf"})),
+        ["my-glm", "specs[1]", "file_templates names quantization 'Q9_X'", "lacks"],
+    ),
+    "file-templates-without-quantization": (
+        mutate(_set(["specs", 1, "hubs", "huggingface", "file_templates"], {"Q2_K": "m.gguf"})),
+        ["my-glm", "file_templates", "lacks '{quantization}'"],
+    ),
+    "uploader-not-an-account-name": (
+        mutate(_set(["specs", 1, "uploader"], "bart owski")), ["my-glm", "specs[1].uploader", "bart owski"],
+    ),
     "invalid-yaml": ("name: my-glm\nspecs: [unclosed\n", ["invalid YAML", "line"]),
     "duplicate-key": ("name: my-glm\nname: other\n", ["'name' appears twice"]),
     "empty-file": ("", ["empty"]),
@@ -237,3 +253,19 @@ def test_register_bad_file_changes_nothing(case, tmp_path, registry_home):
     assert [x["name"] for x in json.loads(r.stdout) if x["origin"] == "user"] == ["my-glm"]
     # the user table holds the same row as before: body, source path and registration time unchanged
     assert user_rows() == before
+
+
+def test_a_second_uploader_of_one_format_and_size_is_a_spec_of_its_own(tmp_path):
+    """The same GGUF size from another uploader (its own hub repository, or an uploader key) loads."""
+    def add(d):
+        other = copy.deepcopy(d["specs"][1])
+        other["hubs"] = {"huggingface": {"model_id": "bartowski/glm-4-9b-chat-1m-GGUF",
+                                         "file_template": "glm-4-9b-chat-1m-{quantization}.gguf"}}
+        d["specs"].append(other)
+        local = copy.deepcopy(d["specs"][1])
+        local.pop("hubs")
+        local["uploader"] = "me"  # a local build, named
+        d["specs"].append(local)
+    fam = read_spec_file(_write(tmp_path, "two", mutate(add)))
+    assert [s.publisher for s in fam.specs if s.format == "ggufv2"] == ["legraphista", "bartowski", "me"]
+    assert fam.launch_name(fam.specs[2]) == "bartowski/my-glm" and fam.launch_name(fam.specs[0]) == "my-glm"

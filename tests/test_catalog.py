@@ -6,7 +6,7 @@ import pytest
 
 import registry
 from registry.catalog import shipped
-from registry.errors import NotFoundError
+from registry.errors import NotFoundError, RegistryError
 from registry.schema import QUANTS_BY_FORMAT, json_schema
 
 
@@ -120,7 +120,8 @@ def test_every_gguf_quant_and_revision_resolves():
     for fam in registry.families():
         for spec in fam.specs:
             for q in spec.quantizations:
-                r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions)
+                r = registry.resolve(fam.name, spec.format, q, size=spec.size_in_billions, uploader=spec.publisher)
+                assert r.spec is spec  # every build is reachable through its uploader
                 for name, hub in r.hubs.items():
                     src = spec.hubs[name]
                     if spec.format == "ggufv2":
@@ -147,7 +148,7 @@ def test_filters():
     assert "glm-4.5v" not in names(registry.families(format="ggufv2")) and "glm-5" in names(registry.families(format="ggufv2"))
     assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5"]
     assert "glm4-chat-1m" not in names(registry.families(engine="vllm", quant="4-bit"))
-    assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm4-chat-1m"]
+    assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm-5.2", "glm4-chat-1m"]
     assert "glm-4-9b-chat" not in names(registry.families(ability="reasoning"))
     assert names(registry.search("AWQ glm-4.6")) == ["glm-4.6"]
     with pytest.raises(NotFoundError, match="unknown engine 'vlm'; nearest: vllm"):
@@ -252,3 +253,62 @@ def test_split_builds_in_sub_folders_resolve_to_every_part():
     official = registry.resolve("codegeex4-all-9b", "ggufv2", "Q6_K_L").hubs["huggingface"]
     assert (official.model_id, official.files) == ("zai-org/codegeex4-all-9b-GGUF", ["codegeex4-all-9b-Q6_K_L.gguf"])
     assert registry.resolve("glm-5.1", "mlx", "8bit-MXFP8").hubs["huggingface"].model_id == "mlx-community/GLM-5.1-8bit-MXFP8"
+
+
+def test_uploaders_choose_among_the_gguf_builds_of_one_size():
+    """Several uploaders publish GLM-4-9B-0414 as GGUF at 9B: the first listed answers a plain look-up, --from
+    (uploader=) or an uploader-qualified name picks another, and each build names its own files."""
+    plain = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M")
+    assert (plain.spec.publisher, plain.hubs) == ("local", {})  # the registry's own conversion, listed first
+    bart = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M", uploader="bartowski")
+    assert bart.hubs["huggingface"].files == ["THUDM_GLM-4-9B-0414-Q4_K_M.gguf"]
+    assert registry.resolve("bartowski/glm-4-9b-0414", "ggufv2", "Q4_K").to_dict() == bart.to_dict()
+    assert bart.to_dict()["uploader"] == "bartowski"
+    # a quantization only bartowski publishes needs no selector; bf16 is spelled as the repository does
+    only = registry.resolve("glm-4-9b-0414", "ggufv2", "Q6_K_L")
+    assert (only.spec.publisher, only.hubs["huggingface"].files) == ("bartowski", ["THUDM_GLM-4-9B-0414-Q6_K_L.gguf"])
+    bf = registry.resolve("glm-4-9b-0414", "ggufv2", "BF16", uploader="bartowski")
+    assert (bf.quantization, bf.canonical, bf.hubs["huggingface"].files) == ("bf16", "BF16", ["THUDM_GLM-4-9B-0414-bf16.gguf"])
+    big = registry.resolve("glm-4-32b-0414", "ggufv2", "IQ2_XS")
+    assert (big.hubs["huggingface"].model_id, big.hubs["huggingface"].revision) == (
+        "bartowski/THUDM_GLM-4-32B-0414-GGUF", "b650220dbf94ac4b4423e9aaa2f230629929e65f")
+    leg = registry.resolve("glm-4-9b-chat", "ggufv2", "Q4_K_M", uploader="LEGRAPHISTA")  # case does not matter
+    assert leg.hubs["huggingface"].files == ["glm-4-9b-chat.Q4_K.gguf"]
+    with pytest.raises(NotFoundError, match=r"unknown uploader 'bartowsky'; nearest: bartowski .*local, bartowski"):
+        registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M", uploader="bartowsky")
+    with pytest.raises(RegistryError, match="names uploader 'bartowski' but --from says 'unsloth'"):
+        registry.resolve("bartowski/glm-4-9b-0414", "ggufv2", "Q4_K_M", uploader="unsloth")
+    with pytest.raises(NotFoundError, match="unknown quantization 'Q6_K_L'"):
+        registry.resolve("glm-4-9b-0414", "ggufv2", "Q6_K_L", uploader="local")
+    fam = registry.get("glm-4-9b-0414")
+    assert [fam.launch_name(s) for s in fam.specs] == [
+        "glm-4-9b-0414", "local/glm-4-9b-0414", "glm-4-9b-0414", "bartowski/glm-4-9b-0414"]
+
+
+def test_search_finds_builds_by_uploader():
+    hits = registry.catalog().search_builds("bartowski")
+    assert {(h.family.name, h.spec.publisher) for h in hits} == {
+        ("glm-4-9b-0414", "bartowski"), ("glm-4-32b-0414", "bartowski"), ("glm-4-9b-chat", "bartowski")}
+    (leg,) = [h for h in registry.catalog().search_builds("legraphista q4_k_s") if h.family.name == "glm-4-9b-chat"]
+    assert leg.quantizations == ["Q4_K_S"] and leg.to_dict()["uploader"] == "legraphista"
+
+
+def test_glm_5_2_carries_its_sourced_facts():
+    fam = registry.get("glm-5.2")
+    a = fam.architecture
+    assert (fam.context_length, a.hf_classes, a.total_params_b, a.active_params_b, a.layers) == (
+        1048576, ["GlmMoeDsaForCausalLM"], 744, 40, 78)
+    assert fam.chat.template == "glm47" and fam.chat.tool_parser_for("vllm") == "glm47"
+    assert registry.resolve("glm-5.2", "fp8", "FP8").hubs["huggingface"].model_id == "zai-org/GLM-5.2-FP8"
+    files = registry.resolve("glm-5.2", "ggufv2", "UD-IQ3_S").hubs["huggingface"].files
+    assert len(files) == 8 and files[0] == "UD-IQ3_S/GLM-5.2-UD-IQ3_S-00001-of-00008.gguf"
+    assert len(registry.resolve("glm-5.2", "ggufv2", "BF16").hubs["huggingface"].files) == 33
+    assert registry.resolve("glm-5.2", "mlx", "mxfp4").hubs["huggingface"].model_id == "mlx-community/GLM-5.2-mxfp4"
+
+
+def test_a_file_name_per_quantization():
+    from registry.schema import HubSource
+
+    h = HubSource(model_id="zai-org/glm-edge-4b-chat-gguf", file_template="ggml-model-{quantization}.gguf",
+                  file_templates={"F16": "glm-edge-4B-chat-{quantization}.gguf"})
+    assert h.files_for("Q4_0") == ["ggml-model-Q4_0.gguf"] and h.files_for("F16") == ["glm-edge-4B-chat-F16.gguf"]

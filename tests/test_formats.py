@@ -28,7 +28,8 @@ def test_every_quantization_has_bits_and_engines_that_exist():
 
 
 @pytest.mark.parametrize("name,base", [("UD-Q4_K_XL", "Q4_K_M"), ("Q6_K_L", "Q6_K"), ("Q4_K", "Q4_K_M"),
-                                       ("UD-IQ1_S", "IQ1_S"), ("Q3_K_XL", "Q3_K_L"), ("BF16", "BF16")])
+                                       ("UD-IQ1_S", "IQ1_S"), ("Q3_K_XL", "Q3_K_L"), ("BF16", "BF16"),
+                                       ("bf16", "BF16"), ("Q4_K_L", "Q4_K_M"), ("Q2_K_L", "Q2_K")])
 def test_gguf_build_names_stand_on_a_llama_cpp_type(name, base):
     assert gguf_base(name) == base
     assert bits_per_weight("ggufv2", name) == bits_per_weight("ggufv2", base)
@@ -36,8 +37,16 @@ def test_gguf_build_names_stand_on_a_llama_cpp_type(name, base):
 
 def test_unsloth_dynamic_names_are_gguf_quantizations():
     assert {"UD-Q4_K_XL", "UD-TQ1_0", "UD-Q6_K", "UD-IQ4_NL", "UD-Q3_K_S"} <= set(GGUF_UD_QUANTS)
-    assert "UD-BF16" not in GGUF_UD_QUANTS
+    assert "UD-BF16" not in GGUF_UD_QUANTS and "UD-bf16" not in GGUF_UD_QUANTS
     assert bits_per_weight("ggufv2", "UD-Q9_X") is None
+
+
+def test_bartowski_names_are_gguf_quantizations_as_his_files_spell_them():
+    """bartowski's ladder (_L mixes, Q4_0/Q4_1, IQ quants, lower-case bf16) validates in a ggufv2 spec."""
+    from registry.formats import QUANTS_BY_FORMAT
+
+    ladder = {"IQ2_M", "IQ3_XXS", "IQ4_NL", "Q2_K_L", "Q3_K_XL", "Q4_0", "Q4_1", "Q4_K_L", "Q5_K_L", "Q6_K_L", "bf16"}
+    assert ladder <= set(QUANTS_BY_FORMAT["ggufv2"])
 
 
 def _family_with(*specs: dict) -> Family:

@@ -73,7 +73,7 @@ def test_every_quant_of_every_gguf_spec_resolves_to_a_safe_file_name():
             if spec.format != "ggufv2":
                 continue
             for q in spec.quantizations:
-                r = cat.resolve(name, "ggufv2", q, size=spec.size_in_billions)
+                r = cat.resolve(name, "ggufv2", q, size=spec.size_in_billions, uploader=spec.publisher)
                 for hub, h in r.hubs.items():
                     assert h.files, (name, q, hub)
                     for f in h.files:
@@ -91,7 +91,7 @@ def test_every_revision_per_quant_resolves():
         for spec in cat.get(name).specs:
             for hub, src in spec.hubs.items():
                 for q in spec.quantizations:
-                    r = cat.resolve(name, spec.format, q, size=spec.size_in_billions)
+                    r = cat.resolve(name, spec.format, q, size=spec.size_in_billions, uploader=spec.publisher)
                     assert r.hubs[hub].revision == src.revisions.get(q, src.revision)
                     if q in src.revisions:
                         seen += 1
@@ -684,3 +684,28 @@ def test_disk_full_keeps_the_partial_file_and_resumes(hub_server, gguf_file, sma
     assert res.path.read_bytes() == gguf_file
     assert hub_server.gets()[-1]["range"] == f"bytes={kept}-"
     assert len(_artifacts()) == 1
+
+
+def test_two_uploaders_of_one_quantization_pull_their_own_files(hub_server, gguf_file):
+    """bartowski's and legraphista's GGUF of GLM-4-9B-Chat at Q4_K_M: each pull asks its own repository for its
+    own file name, and the file pulled from one uploader never answers for the other."""
+    cat = load(include_user=False)
+    bart = cat.resolve("glm-4-9b-chat", "ggufv2", "Q4_K_M", uploader="bartowski")
+    leg = cat.resolve("legraphista/glm-4-9b-chat", "ggufv2", "Q4_K_M")
+    b, lg = bart.hubs["huggingface"], leg.hubs["huggingface"]
+    assert (b.model_id, b.files) == ("bartowski/glm-4-9b-chat-GGUF", ["glm-4-9b-chat-Q4_K_M.gguf"])
+    assert (lg.model_id, lg.files, leg.quantization) == ("legraphista/glm-4-9b-chat-GGUF", ["glm-4-9b-chat.Q4_K.gguf"], "Q4_K")
+    other = gguf_file + b"\0" * 32  # another uploader's conversion: other bytes
+    hub_server.add(b.model_id, {b.files[0]: gguf_file})
+    hub_server.add(lg.model_id, {lg.files[0]: other})
+    first = pull(bart, say=Said())
+    assert first.source == "download" and first.path.read_bytes() == gguf_file
+    second = pull(leg, say=Said())  # the store holds bartowski's Q4_K_M: not legraphista's build
+    assert second.source == "download" and second.path.read_bytes() == other
+    assert pull(bart, say=Said()).path == first.path and pull(leg, say=Said()).path == second.path
+    assert sorted(a.parent.split("@")[0] for a in _artifacts("glm-4-9b-chat")) == [b.model_id, lg.model_id]
+    out = run_cli("pull", "glm-4-9b-chat", "--format", "ggufv2", "--quant", "Q4_K", "--from", "legraphista")
+    assert out.returncode == 0, out.stderr
+    assert "legraphista/glm-4-9b-chat-GGUF@" in out.stdout
+    bad = run_cli("pull", "glm-4-9b-chat", "--format", "ggufv2", "--quant", "Q4_K", "--from", "bartowsky")
+    assert bad.returncode != 0 and "nearest: bartowski" in bad.stderr

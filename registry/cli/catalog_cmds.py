@@ -175,16 +175,18 @@ def resolve(
     format: str = typer.Option(..., "--format", "-f"),
     quant: str = typer.Option(..., "--quant", "-q"),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
+    uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
+                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
     json_: bool = JsonOpt,
 ) -> None:
     """Pin a family/format/quant to its hub repo, revision and files."""
-    r = _catalog().resolve(name, format, quant, size=size)
+    r = _catalog().resolve(name, format, quant, size=size, uploader=uploader)
     d = r.to_dict()
     if json_:
         _print_json(d)
         return
     rows = [[h, x["model_id"], x["revision"], "\n".join(x["files"]) or "(snapshot)"] for h, x in d["hubs"].items()]
-    _table(f"{name} {format} {r.quantization} -> {r.canonical}; engines: {', '.join(r.engines)}",
+    _table(f"{name} {format} {r.quantization} -> {r.canonical} from {r.spec.publisher}; engines: {', '.join(r.engines)}",
            ["hub", "model id", "revision", "files"], rows)
 
 

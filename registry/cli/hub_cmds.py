@@ -16,6 +16,8 @@ def pull(
     format: str = typer.Option(..., "--format", "-f"),
     quant: str = typer.Option(..., "--quant", "-q"),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
+    uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
+                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
     hub: Optional[str] = typer.Option(None, "--hub", help="huggingface or modelscope (default: REGISTRY_HUB, else huggingface)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Pin a commit (or branch, tag) instead of the spec's revision."),
@@ -24,7 +26,7 @@ def pull(
     """Download a build into the Hugging Face cache (or use the local copy) and record it with the exact commit."""
     from ..hub import pull as do_pull
 
-    r = _catalog().resolve(name, format, quant, size=size)
+    r = _catalog().resolve(name, format, quant, size=size, uploader=uploader)
     res = do_pull(r, hub=hub, offline=True if offline else None, progress=not json_ and sys.stderr.isatty(),
                   say=lambda m: print(m, file=sys.stderr), revision=revision)
     if json_:
@@ -42,12 +44,14 @@ def verify(
     format: str = typer.Option(..., "--format", "-f"),
     quant: str = typer.Option(..., "--quant", "-q"),
     size: Optional[float] = typer.Option(None, "--size"),
+    uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
+                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
     json_: bool = JsonOpt,
 ) -> None:
     """Re-hash the local copy of a build; a bad file is moved aside (exit 1) and the error says where."""
     from ..hub import verify as do_verify
 
-    r = _catalog().resolve(name, format, quant, size=size)
+    r = _catalog().resolve(name, format, quant, size=size, uploader=uploader)
     if json_:
         results = do_verify(r, raise_on_error=False)
         _print_json(results)

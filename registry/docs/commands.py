@@ -49,7 +49,7 @@ def registry_launch(fam: Family, spec: Spec, engine: str = "${engine}", quant: s
                     profile: str | None = None) -> str:
     """The `registry launch` line for one spec: seed 004's command in this registry's flags (engine,
     family, size in billions, format, quantization)."""
-    parts = ["registry", "launch", fam.name, "--engine", engine, "--size", f"{spec.size_in_billions:g}",
+    parts = ["registry", "launch", fam.launch_name(spec), "--engine", engine, "--size", f"{spec.size_in_billions:g}",
              "--format", spec.format, "--quant", quant]
     if profile:
         parts += ["--profile", profile]

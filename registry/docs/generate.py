@@ -305,7 +305,9 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
         "engines_text": _engines_text(spec),
         "model_id": view["model_id"],
         "hub_links": [f"`{h['title']} <{h['url']}>`__" for h in view["hubs"].values()],
-        "extra_bullets": _extra_bullets(spec),
+        "extra_bullets": ([f"**Uploader:** {rst_text(spec.publisher)} (another uploader publishes this format and size: "
+                            f"pick this one with ``--from {spec.publisher}`` or the name "
+                            f"``{fam.launch_name(spec)}``)"] if fam.shares_slot(spec) else []) + _extra_bullets(spec),
         "launch": registry_launch(fam, spec),
         "alias_note": _alias_note(spec),
         "commands": [{"heading": _command_heading(c), "registry": c.registry, "server": c.server,

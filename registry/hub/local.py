@@ -28,11 +28,22 @@ def family_rows(family: str) -> list:
     return found
 
 
+def _other_uploaders_repos(resolved) -> set[str]:
+    """Hub repositories of the family's other builds in this format (another uploader's GGUF of the same
+    quantization): a file pulled from one of them does not answer for this build."""
+    spec = resolved.spec
+    own = {m for h in spec.hubs.values() for m in h.all_model_ids()}
+    return {m for s in resolved.family.specs if s is not spec and s.format == spec.format
+            for h in s.hubs.values() for m in h.all_model_ids()} - own
+
+
 def rows(resolved, recorded: list | None = None) -> list:
     """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read."""
     found = family_rows(resolved.family.name) if recorded is None else recorded
     names = quant_names(resolved)
-    return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names]
+    others = _other_uploaders_repos(resolved)
+    return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names
+            and (r.parent or "").split("@")[0] not in others]
 
 
 def _local_size(p: Path) -> int | None:

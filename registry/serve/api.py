@@ -71,9 +71,9 @@ def search(q: str) -> list[dict]:
 
 
 @api.get("/resolve", summary="registry resolve NAME --format F --quant Q --json")
-def resolve(name: str, format: str, quant: str, size: Optional[float] = None) -> dict:
+def resolve(name: str, format: str, quant: str, size: Optional[float] = None, uploader: Optional[str] = None) -> dict:
     try:
-        return _catalog().resolve(name, format, quant, size=size).to_dict()
+        return _catalog().resolve(name, format, quant, size=size, uploader=uploader).to_dict()
     except RegistryError as e:
         raise _fail(e) from None
 
