@@ -527,3 +527,58 @@ def test_bf16_to_f16_equals_numpys_cast_for_every_bit_pattern(backend):
     out = np.empty(5, np.float16)  # into a given array, from a non-contiguous source
     assert to_f16(every.astype(np.uint16)[0x3F80:0x3F8A:2], out, backend=backend) is not None
     assert np.array_equal(out, want[0x3F80:0x3F8A:2])
+
+
+def test_q8_edge_variants_are_their_mix_with_q8_0_embeddings_and_output(tiny_gguf):
+    """bartowski's Q4_K_L is llama.cpp's Q4_K_M with token_embd and output in Q8_0; everything else
+    is the plain mix's, tensor for tensor; and the build evaluates in llama.cpp."""
+    from gguf import GGUFReader
+
+    def types(p):
+        return {t.name: t.tensor_type.name for t in GGUFReader(p).tensors}
+
+    for variant, base in (("Q4_K_L", "Q4_K_M"), ("Q3_K_XL", "Q3_K_L")):
+        got, ref = types(tiny_gguf("glm", variant)), types(tiny_gguf("glm", base))
+        assert set(got) == set(ref)
+        assert (got["token_embd.weight"], got["output.weight"]) == ("Q8_0", "Q8_0")
+        assert ref["token_embd.weight"] != "Q8_0" or ref["output.weight"] != "Q8_0"
+        assert {k: v for k, v in got.items() if not k.startswith(("token_embd", "output."))} == \
+            {k: v for k, v in ref.items() if not k.startswith(("token_embd", "output."))}
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(tiny_gguf("glm", "Q4_K_L")), n_ctx=64, verbose=False)
+    assert len(llm.tokenize(b"hello")) > 0 and llm.eval(llm.tokenize(b"hello")) is None
+
+
+def test_mxfp4_moe_puts_the_routed_experts_in_mxfp4(tiny_gguf):
+    from gguf import GGUFReader
+
+    types = {t.name: t.tensor_type.name for t in GGUFReader(tiny_gguf("glm4moe", "MXFP4_MOE")).tensors}
+    experts = {v for k, v in types.items() if "_exps" in k and k.endswith(".weight")}
+    assert experts == {"MXFP4"}
+    assert types["blk.0.attn_q.weight"] != "MXFP4"
+
+
+def test_unsloth_dynamic_names_are_refused_with_what_to_do():
+    from converters.gguf.quantize import llama_quant_name
+    from registry.errors import RegistryError
+
+    with pytest.raises(RegistryError, match=r"UD-Q4_K_XL is an Unsloth Dynamic quant.*registry pull.*build Q4_K_M"):
+        llama_quant_name("ud-q4_k_xl")
+    with pytest.raises(RegistryError, match=r"build IQ2_M with --imatrix"):
+        llama_quant_name("UD-IQ2_M")
+
+
+def test_every_ggufv2_quantization_in_the_catalog_is_buildable_or_said_why_not():
+    import registry
+    from converters.gguf.quantize import llama_quant_name
+    from registry.errors import RegistryError
+
+    names = {q for fam in registry.families() for s in fam.specs if s.format == "ggufv2" for q in s.quantizations}
+    assert {"IQ3_XS", "Q4_K_L", "Q6_K_L", "MXFP4_MOE", "UD-Q4_K_XL"} <= names  # the catalog's own spread
+    for q in names:
+        if q.upper().startswith("UD-"):
+            with pytest.raises(RegistryError, match="Unsloth Dynamic"):
+                llama_quant_name(q)
+        else:
+            llama_quant_name(q)

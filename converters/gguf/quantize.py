@@ -18,12 +18,16 @@ LADDER = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q
 # llama.cpp's IQ types (tools/quantize QUANT_OPTIONS), smallest first: `--quant all` adds them with an imatrix.
 IQ_LADDER = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M",
              "IQ4_XS", "IQ4_NL")
-OTHER = ("Q2_K_S", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
+OTHER = ("Q2_K_S", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE")
+# bartowski's names for a llama.cpp mix with the token embeddings and output in Q8_0 ("Uses Q8_0 for
+# embed and output weights", e.g. bartowski/granite-embedding-278m-multilingual-GGUF README @3b401ec);
+# the _L / _XL sits on the mix that is one step up from the plain name (Q3_K_XL = Q3_K_L + Q8_0).
+Q8_EDGES = {"Q2_K_L": "Q2_K", "Q3_K_XL": "Q3_K_L", "Q4_K_L": "Q4_K_M", "Q5_K_L": "Q5_K_M", "Q6_K_L": "Q6_K"}
 # Types libllama refuses to build without an importance matrix: tools/quantize's list (IQ1_S, IQ1_M,
 # IQ2_S, IQ2_XXS, IQ2_XS, Q2_K_S) plus the mixes whose tensors include those types (llama-quant's
 # per-tensor check): IQ2_M, and IQ3_XXS / IQ3_XS (seen: libllama 0.3.36 returns 1 for both without one).
 NEEDS_IMATRIX = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S")
-KNOWN = LADDER + IQ_LADDER + OTHER
+KNOWN = LADDER + IQ_LADDER + OTHER + tuple(Q8_EDGES)
 
 
 def llama_quant_name(quant: str) -> str:
@@ -31,10 +35,16 @@ def llama_quant_name(quant: str) -> str:
     from registry.schema import GGUF_ALIASES
 
     q = GGUF_ALIASES.get(quant.upper(), quant.upper())
+    if q.startswith("UD-"):
+        # Unsloth Dynamic quants choose a type per tensor from unsloth's own measurements, which are not
+        # published as a recipe: a local build under that name would pass for theirs without being it.
+        near = q[3:] if q[3:] in KNOWN else "Q4_K_M"
+        raise RegistryError(f"GGUF {q} is an Unsloth Dynamic quant (unsloth's own per-tensor choices), not a type "
+                            f"llama.cpp builds; download it (registry pull ... --quant {q}) or build {near} "
+                            "with --imatrix instead")
     if q not in KNOWN and q not in ("F16", "BF16"):
         raise RegistryError(f"GGUF quantization {quant!r} is not one this converter builds; use one of: "
-                            f"{', '.join(LADDER + IQ_LADDER + OTHER)} (Q3_K, Q4_K, Q5_K = the _M variants), F16, "
-                            "BF16, or 'all'")
+                            f"{', '.join(KNOWN)} (Q3_K, Q4_K, Q5_K = the _M variants), F16, BF16, or 'all'")
     return q
 
 
@@ -117,7 +127,9 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
         raise RegistryError(f"{src} does not exist; convert the checkpoint to F16 GGUF first")
     n_split = len(split_parts(src))
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{q}")
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{Q8_EDGES.get(q, q)}")
+    if q in Q8_EDGES:
+        params.token_embedding_type = params.output_tensor_type = llama_cpp.GGML_TYPE_Q8_0
     params.nthread = nthread or os.cpu_count() or 1
     params.keep_split = n_split > 1
     keep = _imatrix_params(params, imatrix, imatrix_path) if imatrix is not None else None  # noqa: F841
