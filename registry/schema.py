@@ -317,6 +317,14 @@ class Recipe(Strict):
     source: str | None = None
 
 
+class Imatrix(Strict):
+    """Which of a GGUF spec's quantizations were made with an importance matrix, and from what text."""
+
+    quantizations: list[str] | Literal["all"] = "all"  # all: every build but the unquantized F16/BF16/F32
+    dataset: str | None = Field(None, description="The calibration text the uploader names (a URL or file name).")
+    source: str | None = Field(None, description="Where the uploader says so.")
+
+
 class Spec(Strict):
     """One published or buildable artifact set of a family (seed 004's "Model Spec N")."""
 
@@ -333,6 +341,8 @@ class Spec(Strict):
         None, description="Who publishes the build (bartowski, unsloth ...) where its hub repository's owner does "
         "not say so; default: that owner, or 'local' for a build made here. Look-ups choose among a format's "
         "builds of one size by it (`--from bartowski`, or the name `bartowski/glm-4-9b-0414`).")
+    imatrix: Imatrix | None = Field(
+        None, description="GGUF: the quantizations made with an importance matrix (llama.cpp's imatrix).")
     total_params_b: PositiveFloat | None = Field(
         None, description="The build card's own parameter count where it differs from the family's (e.g. MTP dropped).")
     active_params_b: PositiveFloat | None = Field(
@@ -359,6 +369,12 @@ class Spec(Strict):
         if twice:
             raise ValueError(f"quantizations lists {', '.join(map(repr, twice))} twice; keep one of each")
         quants = set(self.quantizations)
+        if self.imatrix is not None:
+            if self.format != "ggufv2":
+                raise ValueError(f"imatrix describes GGUF builds; this spec is {self.format}")
+            extra = [] if self.imatrix.quantizations == "all" else sorted(set(self.imatrix.quantizations) - quants)
+            if extra:
+                raise ValueError(f"imatrix names quantization(s) {', '.join(map(repr, extra))} that the spec lacks")
         can = loaders(self.format)
         for engine in self.engines:
             if engine not in can:

@@ -182,6 +182,13 @@ CASES = {
     "uploader-not-an-account-name": (
         mutate(_set(["specs", 1, "uploader"], "bart owski")), ["my-glm", "specs[1].uploader", "bart owski"],
     ),
+    "imatrix-on-a-non-gguf-spec": (
+        mutate(_set(["specs", 0, "imatrix"], {"dataset": "calib.txt"})), ["my-glm", "imatrix describes GGUF builds"],
+    ),
+    "imatrix-names-a-quantization-the-spec-lacks": (
+        mutate(_set(["specs", 1, "imatrix"], {"quantizations": ["IQ1_S"]})),
+        ["my-glm", "imatrix names quantization(s) 'IQ1_S' that the spec lacks"],
+    ),
     "invalid-yaml": ("name: my-glm\nspecs: [unclosed\n", ["invalid YAML", "line"]),
     "duplicate-key": ("name: my-glm\nname: other\n", ["'name' appears twice"]),
     "empty-file": ("", ["empty"]),

@@ -411,3 +411,16 @@ def test_chromium_renders_the_specs_table(site, tmp_path):
         fact = {k.rstrip(":"): v.strip() for k, v in re.findall(r"^- \*\*([^*]+)\*\*:? ?(.*)$", text, re.M)}
         assert row == [str(i), fact["Model Format"], fact["Model Size (in billions)"], fact["Quantizations"],
                        fact["Engines"], fact["Model ID"]]
+
+
+def test_pages_say_which_builds_used_an_importance_matrix(generated):
+    """An uploader's imatrix builds say so with the calibration set; the registry's own IQ builds say they
+    need one and how to give it; a build without either says nothing about it."""
+    page = generated["glm-4-9b-0414.rst"]
+    bart = page[page.index("bartowski/THUDM_GLM-4-9B-0414-GGUF"):]
+    assert "**Importance matrix:** every quantized build, calibrated on https://gist.github.com/bartowski1182/" in bart
+    own = generated["glm4-chat-1m.rst"]
+    line = next(x for x in own.splitlines() if x.startswith("- **Importance matrix:**"))
+    assert "IQ3_XS" in line and "--calibration FILE" in line and "--imatrix FILE" in line
+    assert "IQ4_XS" not in line  # IQ4_XS builds without one (llama.cpp's own list)
+    assert "Importance matrix" not in generated["glm-4.5-air.rst"]

@@ -143,7 +143,7 @@ def convert_command(fam: Family, spec: Spec) -> str | None:
     elif spec.format == "compressed-tensors" and r.tool == "llmcompressor":
         quant = spec.quantizations[0] if len(spec.quantizations) == 1 else "${quantization}"
         parts = ["registry", "convert", fam.name, "--from", parent, "--to", "compressed-tensors", "--quant", quant]
-        if r.method in ("awq", "rtn"):
+        if r.method in ("awq", "gptq", "rtn"):
             parts += ["--method", r.method]
         c = r.calibration
         if c is not None:

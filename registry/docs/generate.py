@@ -151,6 +151,19 @@ def _extra_bullets(spec: Spec) -> list[str]:
             out.append(f"**{HUB_TITLES[hub]} files:** ``{src.file_template}``"
                        + (" (split: " + ", ".join(f"{q} in {n} parts" for q, n in src.split_parts.items()) + ")"
                           if src.split_parts else ""))
+    if spec.imatrix is not None:
+        im = spec.imatrix
+        which = "every quantized build" if im.quantizations == "all" else ", ".join(im.quantizations)
+        out.append(f"**Importance matrix:** {which}" + (f", calibrated on {rst_text(im.dataset)}" if im.dataset else "")
+                   + (f" ({rst_text(im.source)})" if im.source else ""))
+    elif spec.format == "ggufv2" and spec.recipe is not None:
+        from converters.gguf.quantize import NEEDS_IMATRIX, llama_quant_name
+
+        need = [q for q in spec.quantizations if q.upper() in NEEDS_IMATRIX or llama_quant_name(q) in NEEDS_IMATRIX]
+        if need:
+            out.append(f"**Importance matrix:** {', '.join(need)} need{'s' if len(need) == 1 else ''} one: add ``--calibration FILE`` (collected "
+                       "first) or ``--imatrix FILE`` (from ``registry imatrix``) to the convert line; every other "
+                       "K-quant takes one too")
     reqs = []
     if spec.hardware:
         h = spec.hardware
