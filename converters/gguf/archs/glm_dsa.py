@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .. import expect
 from ..arch import HF_COMMON, OutTensor, register
 from ..reader import CheckpointError
 from .glm4moe import MOE_RENAMES, Glm4Moe, write_moe
@@ -36,25 +37,54 @@ class GlmDsa(Glm4Moe):
 
     def write_hparams(self, w) -> None:
         ck = self.ck
-        rope, nope, v = ck.cfg("qk_rope_head_dim"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
-        kv_rank = ck.cfg("kv_lora_rank")
+        rope, nope, v = ck.cfg_int("qk_rope_head_dim"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+        kv_rank = ck.cfg_int("kv_lora_rank")
         # MLA runs as multi-query attention over the compressed KV: one KV head in llama.cpp's terms.
-        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=ck.cfg("hidden_size"),
-                          n_ff=ck.cfg("intermediate_size"), n_head=ck.cfg("num_attention_heads"), n_head_kv=1,
-                          eps=ck.cfg("rms_norm_eps", default=1e-5))
-        w.add_vocab_size(int(ck.cfg("vocab_size")))
-        w.add_q_lora_rank(int(ck.cfg("q_lora_rank")))
+        self.write_common(w, ctx=ck.cfg_int("max_position_embeddings"), n_embd=ck.cfg_int("hidden_size"),
+                          n_ff=ck.cfg_int("intermediate_size"), n_head=ck.cfg_int("num_attention_heads"), n_head_kv=1,
+                          eps=ck.cfg_float("rms_norm_eps", default=1e-5, positive=True))
+        w.add_vocab_size(ck.cfg_int("vocab_size"))
+        w.add_q_lora_rank(ck.cfg_int("q_lora_rank"))
         w.add_kv_lora_rank(int(kv_rank))
         w.add_key_length(int(kv_rank + rope))
         w.add_value_length(int(kv_rank))
         w.add_key_length_mla(int(nope + rope))
         w.add_value_length_mla(int(v))
         w.add_rope_dimension_count(int(rope))
-        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))
-        w.add_indexer_head_count(int(ck.cfg("index_n_heads")))
-        w.add_indexer_key_length(int(ck.cfg("index_head_dim")))
-        w.add_indexer_top_k(int(ck.cfg("index_topk")))
+        w.add_rope_freq_base(ck.cfg_float("rope_theta", default=10000.0, positive=True))
+        w.add_indexer_head_count(ck.cfg_int("index_n_heads"))
+        w.add_indexer_key_length(ck.cfg_int("index_head_dim"))
+        w.add_indexer_top_k(ck.cfg_int("index_topk"))
         write_moe(self, w)
+
+    def expected_layer(self, e, b: int) -> None:
+        """MLA attention with the DSA indexer, then glm4moe's dense or MoE FFN (and NextN at MTP layers)."""
+        ck = self.ck
+        H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
+        rope, nope, v = ck.cfg_int("qk_rope_head_dim"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+        qr, kvr = ck.cfg_int("q_lora_rank"), ck.cfg_int("kv_lora_rank")
+        ih, ihd = ck.cfg_int("index_n_heads"), ck.cfg_int("index_head_dim")
+        p, a = f"model.layers.{b}.", f"model.layers.{b}.self_attn."
+        e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
+        e.add(f"{a}q_a_proj.weight", (qr, H), f"q_lora_rank {qr}, hidden_size {H}")
+        e.norm(f"{a}q_a_layernorm.weight", qr, f"q_lora_rank {qr}")
+        e.add(f"{a}q_b_proj.weight", (nh * (nope + rope), qr),
+              f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + qk_rope_head_dim {rope}), q_lora_rank {qr}")
+        e.add(f"{a}kv_a_proj_with_mqa.weight", (kvr + rope, H),
+              f"kv_lora_rank {kvr} + qk_rope_head_dim {rope}, hidden_size {H}")
+        e.norm(f"{a}kv_a_layernorm.weight", kvr, f"kv_lora_rank {kvr}")
+        e.add(f"{a}kv_b_proj.weight", (nh * (nope + v), kvr),
+              f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + v_head_dim {v}), kv_lora_rank {kvr}")
+        e.add(f"{a}o_proj.weight", (H, nh * v), f"hidden_size {H}, num_attention_heads {nh} x v_head_dim {v}")
+        e.add(f"{a}indexer.wq_b.weight", (ih * ihd, qr), f"index_n_heads {ih} x index_head_dim {ihd}, q_lora_rank {qr}")
+        e.add(f"{a}indexer.wk.weight", (ihd, H), f"index_head_dim {ihd}, hidden_size {H}")
+        e.norm(f"{a}indexer.k_norm.weight", ihd, f"index_head_dim {ihd}")
+        e.norm(f"{a}indexer.k_norm.bias", ihd, f"index_head_dim {ihd}", required=False)
+        e.add(f"{a}indexer.weights_proj.weight", (ih, H), f"index_n_heads {ih}, hidden_size {H}")
+        e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
+        expect.moe_or_dense(e, p, b)
+        if b >= self.n_layers:
+            expect.nextn(e, p)
 
     def special(self, name):
         m = re.match(r"model\.layers\.(\d+)\.self_attn\.kv_b_proj\.weight$", name)
@@ -70,8 +100,8 @@ class GlmDsa(Glm4Moe):
     def split_kv_b(self, bid: int, name: str) -> list[OutTensor]:
         """kv_b_proj rows are per head [k_nope (nope rows); v (v rows)] x kv_lora_rank columns."""
         ck = self.ck
-        n_head, nope, v = ck.cfg("num_attention_heads"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
-        rank = ck.cfg("kv_lora_rank")
+        n_head, nope, v = ck.cfg_int("num_attention_heads"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+        rank = ck.cfg_int("kv_lora_rank")
         want = (n_head * (nope + v), rank)
         if ck.ref(name).shape != want:
             raise CheckpointError(
