@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
-from .errors import NotFoundError, SpecError, not_found
+from .errors import NotFoundError, SpecError, not_found, want
 from .loader import format_validation_error, read_spec_file
 from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
@@ -138,6 +138,7 @@ class Catalog:
         return sorted(self._all())
 
     def entry(self, name: str) -> Entry:
+        want(str, "family name", name)
         if name in self._entries:
             return self._entries[name]
         try:
@@ -156,6 +157,9 @@ class Catalog:
         ability: str | None = None,
         min_context: int | None = None,
     ) -> list[Family]:
+        for label, v in (("format", format), ("quant", quant), ("engine", engine), ("ability", ability)):
+            want(str, label, v, optional=True)
+        want((int, float), "min_context", min_context, optional=True)
         if format and format not in QUANTS_BY_FORMAT:
             raise not_found("format", format, QUANTS_BY_FORMAT)
         if engine and engine not in ENGINES:
@@ -178,7 +182,7 @@ class Catalog:
         return out
 
     def search(self, text: str) -> list[Family]:
-        words = text.lower().split()
+        words = want(str, "search text", text).lower().split()
         out = []
         for name in self.names():
             fam = self._entries[name].family
@@ -196,7 +200,7 @@ class Catalog:
     def search_builds(self, text: str) -> list[BuildHit]:
         """Builds (specs, narrowed to the quantizations named) whose family, format, uploader, hub repository,
         quantization or engine mention every word: `unsloth`, `mlx 4bit`, `glm-4.7 awq`."""
-        words = text.lower().split()
+        words = want(str, "search text", text).lower().split()
         hits = []
         for name in self.names():
             fam = self._all()[name].family
@@ -216,6 +220,9 @@ class Catalog:
 
     def resolve(self, name: str, format: str, quant: str, size: float | None = None) -> Resolved:
         """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest."""
+        want(str, "format", format)
+        want(str, "quant", quant)
+        want((int, float), "size", size, optional=True)
         fam = self.get(name)
         specs = [s for s in fam.specs if s.format == format]
         if not specs:

@@ -167,3 +167,96 @@ def test_cli_convert_of_a_bad_checkpoint_is_one_line_and_records_nothing(case, m
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and CHECKPOINTS[case][1][0] in errors[0]
     assert not any(out.glob("*.gguf"))
+
+
+# --- state databases: a file that is not the registry's SQLite database is named and left as it was ---
+
+
+def _real_db(path: Path) -> bytes:
+    """A registry database with artifact rows (through the Store), as bytes."""
+    from registry.store import Store
+
+    url = f"sqlite:///{path}"
+    s = Store(url)
+    for i in range(40):  # a few pages of rows, so a truncation cuts through data
+        s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", path=f"/m/{i}.gguf" + "x" * 500,
+                       sha256="0" * 64, size_bytes=1)
+    s.engine.dispose()
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("PRAGMA journal_mode=DELETE")  # everything in the one file
+    con.close()
+    return path.read_bytes()
+
+
+def _foreign_db(path: Path, sql: str) -> bytes:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.executescript(sql)
+    con.close()
+    return path.read_bytes()
+
+
+DATABASES = {
+    # name: (writes the bad database at the path given and returns its bytes (None: a directory), words)
+    "garbage-bytes": (lambda p: (p.write_bytes(b"\x89PNG not a database at all\n" * 40), p.read_bytes())[1],
+                      ["is not a SQLite database"]),
+    "truncated-sqlite": (lambda p: (p.write_bytes(_real_db(p.with_suffix(".full"))[:5000]), p.read_bytes())[1],
+                         ["damaged"]),
+    "zeroed-header": (lambda p: (p.write_bytes(b"\0" * 100 + _real_db(p.with_suffix(".full"))[100:]), p.read_bytes())[1],
+                      ["is not a SQLite database"]),
+    "foreign-schema": (lambda p: _foreign_db(p, "CREATE TABLE songs (id INTEGER PRIMARY KEY, title TEXT);"
+                                                "INSERT INTO songs (title) VALUES ('a');"),
+                       ["belongs to another program", "songs"]),
+    "foreign-table-named-artifact": (lambda p: _foreign_db(p, "CREATE TABLE artifact (id INTEGER PRIMARY KEY, url TEXT);"),
+                                     ["table artifact lacks columns", "family"]),
+    "directory": (lambda p: (p.mkdir(), None)[1], ["is a directory"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATABASES))
+def test_bad_database_is_one_line_and_left_untouched(case, registry_home):
+    registry_home.mkdir(parents=True, exist_ok=True)
+    db = registry_home / "registry.db"
+    make, words = DATABASES[case]
+    before = make(db)
+    r = run_cli("ps")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: ") and str(db) in r.stderr and "move it aside" in r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+    if before is not None:
+        assert db.read_bytes() == before  # never modified
+        assert not db.with_name("registry.db-wal").exists() and not db.with_name("registry.db-journal").exists()
+
+
+def test_a_good_database_still_opens(registry_home):
+    registry_home.mkdir(parents=True, exist_ok=True)
+    _real_db(registry_home / "registry.db")
+    r = run_cli("show", "glm4-chat-1m", "--artifacts", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["artifacts"]) == 40
+
+
+# --- the Python API: wrong types get one ArgumentError naming the argument ---
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda registry: registry.get(None), "family name must be a string, not NoneType"),
+    (lambda registry: registry.get(5), "family name must be a string, not int 5"),
+    (lambda registry: registry.resolve("glm4-chat-1m", "ggufv2", 4), "quant must be a string"),
+    (lambda registry: registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K", size="9"), "size must be a number or None"),
+    (lambda registry: registry.search(None), "search text must be a string"),
+    (lambda registry: registry.families(min_context="x"), "min_context must be a number or None"),
+])
+def test_python_api_given_wrong_types(call, words):
+    import registry
+    from registry.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match=words) as ei:
+        call(registry)
+    assert isinstance(ei.value, TypeError) and isinstance(ei.value, registry.RegistryError)
