@@ -260,3 +260,105 @@ def test_python_api_given_wrong_types(call, words):
     with pytest.raises(ArgumentError, match=words) as ei:
         call(registry)
     assert isinstance(ei.value, TypeError) and isinstance(ei.value, registry.RegistryError)
+
+
+# --- output: a full disk, a read-only filesystem, a file-size limit, /dev/null ---
+
+CONVERT = ("convert", "glm-4-9b-0414", "--to", "ggufv2")
+
+
+def _unshare_ok() -> bool:
+    """A private mount namespace (root, or user namespaces) lets a test mount a small or read-only tmpfs."""
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    return r.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(not _unshare_ok(), reason="cannot mount a tmpfs in a private namespace here")
+
+
+def _on_tmpfs(mnt: Path, opts: str, argv: list[str]):
+    """Run argv with a fresh tmpfs (mount options `opts`) at `mnt`, then list what is left there on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    mnt.mkdir(exist_ok=True)
+    script = 'mount -t tmpfs -o "$1" tmpfs "$2" || exit 99; d="$2"; shift 2; "$@"; rc=$?; echo "LEFT:$(ls -A "$d")"; exit $rc'
+    if argv[0] == "python":
+        argv = [sys.executable, *argv[1:]]
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", opts, str(mnt), *argv], capture_output=True,
+                          text=True, timeout=300, env=os.environ.copy(), cwd=Path(__file__).resolve().parent.parent)
+
+
+def _one_error(r) -> str:
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, r.stderr
+    return errors[0]
+
+
+@needs_mount
+def test_disk_full_in_the_f16_pass_says_so_and_how_much(tiny_checkpoint, tmp_path):
+    mnt = tmp_path / "small"
+    r = _on_tmpfs(mnt, "size=1m", ["python", "-m", "registry", *CONVERT, "--from", str(tiny_checkpoint(ARCH)),
+                                   "--quant", "F16", "--out", str(mnt)])
+    err = _one_error(r)
+    assert "disk full" in err and "needs about" in err and "MiB free" in err and str(mnt) in err, err
+    assert "LEFT:\n" in r.stdout or r.stdout.rstrip().endswith("LEFT:")  # no partial file stays behind
+
+
+@needs_mount
+def test_read_only_output_filesystem(tiny_checkpoint, tmp_path):
+    mnt = tmp_path / "ro"
+    for out in (mnt, mnt / "sub"):  # the directory itself, and one convert has to create
+        r = _on_tmpfs(mnt, "ro", ["python", "-m", "registry", *CONVERT, "--from", str(tiny_checkpoint(ARCH)),
+                                  "--quant", "F16", "--out", str(out)])
+        err = _one_error(r)
+        assert "read-only filesystem" in err and "--out" in err, err
+
+
+@needs_mount
+def test_disk_full_while_quantizing_says_so_and_how_much(tiny_gguf, tmp_path):
+    """issue 17 point 9: ENOSPC in llama.cpp's quantize was 'could not quantize (code 1)'."""
+    f16 = tiny_gguf(ARCH)
+    mnt = tmp_path / "small"
+    code = ("import sys\nfrom pathlib import Path\nfrom converters.gguf.quantize import quantize\n"
+            "from registry.errors import RegistryError\n"
+            f"try:\n    quantize(Path({str(f16)!r}), Path({str(mnt / 'm.Q8_0.gguf')!r}), 'Q8_0')\n"
+            "except RegistryError as e:\n    print('error:', e, file=sys.stderr); sys.exit(1)\n")
+    r = _on_tmpfs(mnt, "size=256k", ["python", "-c", code])
+    err = _one_error(r)
+    assert "disk full" in err and "Q8_0 needs about" in err and "could not quantize" not in err, err
+    assert r.stdout.rstrip().endswith("LEFT:")  # the partial output was removed
+
+
+def test_file_size_limit_in_the_f16_pass(tiny_checkpoint, tmp_path):
+    """RLIMIT_FSIZE (ulimit -f): writes past it fail with EFBIG (Python ignores SIGXFSZ)."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    r = subprocess.run([sys.executable, "-m", "registry", *CONVERT, "--from", str(tiny_checkpoint(ARCH)), "--quant", "F16",
+                        "--out", str(out)], capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                       env=os.environ.copy(), cwd=Path(__file__).resolve().parent.parent)
+    err = _one_error(r)
+    assert "file-size limit" in err and "needs about" in err, err
+    assert list(out.iterdir()) == []
+
+
+def test_out_dev_null(tiny_checkpoint):
+    r = run_cli(*CONVERT, "--from", str(tiny_checkpoint(ARCH)), "--quant", "Q8_0", "--out", "/dev/null")
+    err = _one_error(r)
+    assert "--out /dev/null is not a directory" in err
