@@ -362,3 +362,29 @@ def test_out_dev_null(tiny_checkpoint):
     r = run_cli(*CONVERT, "--from", str(tiny_checkpoint(ARCH)), "--quant", "Q8_0", "--out", "/dev/null")
     err = _one_error(r)
     assert "--out /dev/null is not a directory" in err
+
+
+# --- messages that pointed the wrong way ---
+
+
+def test_verify_of_a_converted_build_suggests_the_convert_command(tmp_path, registry_home):
+    """issue 17 point 9: verify said `registry pull` for a build converted here (its source is local)."""
+    import hashlib
+
+    from registry.catalog import load
+    from registry.hub import IntegrityError, verify
+    from registry.store import Store
+
+    build = tmp_path / "glm4-chat-1m.Q4_K.gguf"
+    build.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    src = tmp_path / "checkpoint"
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", path=str(build),
+                         sha256=hashlib.sha256(build.read_bytes()).hexdigest(), size_bytes=build.stat().st_size,
+                         parent=str(tmp_path / "glm4-chat-1m.F16.gguf"),
+                         recipe={"tool": "glm-registry", "converter": "gguf", "source": str(src), "quant": "Q4_K"})
+    build.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)  # same size, other bytes
+    with pytest.raises(IntegrityError) as ei:
+        verify(load(include_user=False).resolve("glm4-chat-1m", "ggufv2", "Q4_K"))
+    msg = str(ei.value)
+    assert f"registry convert glm4-chat-1m --from {src} --to ggufv2 --quant Q4_K" in msg, msg
+    assert "registry pull" not in msg
