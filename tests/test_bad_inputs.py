@@ -1,18 +1,24 @@
 """Bad inputs other than spec files: each gives one clear line (exit 1, no traceback) and changes nothing.
 
-Kinds covered here (count kept up to date for issue 17): 28
-  checkpoints that contradict their config.json (8): a tensor missing from a shard and the index, a
-    tensor missing from the index only, num_hidden_layers over and under the tensors (1 layer dropped
-    as MTP before), hidden_size, num_attention_heads and head_dim that contradict the tensors, a
-    transposed gate_up_proj;
-  malformed converter inputs (10): safetensors header a JSON list, string data_offsets, a negative
-    shape, weight_map a list, weight_map with an int shard, tokenizer.json {"model": 5}, a string
-    hidden_size, a string rms_norm_eps, num_hidden_layers -1, max_position_embeddings 1e30;
-  output and disk (3): --out /dev/null, a read-only output directory, the file-size limit hit (EFBIG)
-    during the F16 pass;
-  state databases (5): garbage bytes, a truncated SQLite file, a zero-filled SQLite header, a SQLite
-    database of another program (foreign schema), a directory in the database's place;
-  the Python API (2): registry.get() given None and given a number.
+Kinds covered here (count kept up to date for issue 17): 40
+  checkpoints that contradict their config.json (12; each converted with exit 0 before, to a GGUF
+    llama.cpp refuses): a tensor missing from a shard and the index, a tensor missing from the index
+    only, num_hidden_layers over and under the tensors (layer 1 was dropped as MTP), hidden_size,
+    num_attention_heads and head_dim that contradict the tensors, a transposed gate_up_proj; per
+    architecture: glm's num_key_value_heads, chatglm's multi_query_group_num, glm4moe's
+    moe_intermediate_size, glm-dsa's num_hidden_layers against its MTP layer;
+  malformed converter inputs (10; each a traceback before): safetensors header a JSON list, string
+    data_offsets, a negative shape, weight_map a list, weight_map with an int shard, tokenizer.json
+    {"model": 5}, a string hidden_size, a string rms_norm_eps, num_hidden_layers -1,
+    max_position_embeddings 1e30;
+  output and disk (5): --out /dev/null, a read-only output filesystem, the file-size limit (EFBIG)
+    and a full disk (ENOSPC) in the F16 pass, a full disk while llama.cpp quantizes;
+  state databases (6): garbage bytes, a truncated SQLite file, a zero-filled SQLite header, another
+    program's database, a table named artifact with other columns, a directory in the file's place;
+  the Python API (6): registry.get(None), get(5), resolve with an int quant or a string size,
+    search(None), families(min_context="x");
+  messages (1): verify of a build converted here suggests the convert command, not pull.
+Hangs (hub, --timeout, --host) are in tests/test_hangs.py; spec files in tests/test_bad_specs.py.
 """
 
 from __future__ import annotations
@@ -388,3 +394,33 @@ def test_verify_of_a_converted_build_suggests_the_convert_command(tmp_path, regi
     msg = str(ei.value)
     assert f"registry convert glm4-chat-1m --from {src} --to ggufv2 --quant Q4_K" in msg, msg
     assert "registry pull" not in msg
+
+
+# --- every architecture: its own tiny checkpoint passes the tensor check, a contradicting config does not ---
+
+CONTRADICTIONS = {
+    # arch: (config change, words the error must contain)
+    "glm": ({"num_key_value_heads": 4}, ["k_proj.weight", "num_key_value_heads 4"]),
+    "chatglm": ({"multi_query_group_num": 4}, ["query_key_value.weight", "multi_query_group_num 4"]),
+    "glm4moe": ({"moe_intermediate_size": 128}, ["experts.0.gate_proj.weight", "moe_intermediate_size 128"]),
+    # MTP at layer 3: with 2 layers, layer 2 would be taken for the NextN block and layer 3 dropped
+    "glm-dsa": ({"num_hidden_layers": 2}, ["model.layers.2.eh_proj.weight", "missing"]),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(CONTRADICTIONS))
+def test_each_architecture_checks_its_tensors(arch, tiny_checkpoint, tmp_path):
+    from converters.gguf.core import arch_for
+    from converters.gguf.reader import Checkpoint, CheckpointError
+
+    good = tiny_checkpoint(arch)
+    arch_for(Checkpoint(good)).check_tensors()  # the real layout passes
+    arch_for(Checkpoint(good), keep_mtp=True).check_tensors()
+    src = tmp_path / "src"
+    shutil.copytree(good, src)
+    change, words = CONTRADICTIONS[arch]
+    _edit_config(src, **change)
+    with pytest.raises(CheckpointError) as ei:
+        arch_for(Checkpoint(src)).plan()
+    for w in words:
+        assert w in str(ei.value), str(ei.value)

@@ -2,8 +2,9 @@
 stalls, and launch timeouts that are not a positive number. Spec files that are devices or FIFOs, and
 alias bombs, are in tests/test_bad_specs.py.
 
-Kinds covered: 5 (hub listing never answers, file download never answers, --timeout nan, 0, -5,
-REGISTRY_HUB_TIMEOUT not a positive number).
+Kinds covered: 7 (a hub listing that never answers, a file download that never answers,
+REGISTRY_HUB_TIMEOUT not a positive number (0, -1, nan, inf, a word), --timeout nan, inf, 0 or
+negative, --host an unresolvable name, an address of another machine, a malformed IP).
 """
 
 from __future__ import annotations
