@@ -135,3 +135,63 @@ def nextn(e: Expect, p: str) -> None:
         e.norm(f"{p}{n}.weight", H, f"hidden_size {H}")
     e.add(f"{p}embed_tokens.weight", (V, H), f"vocab_size {V} x hidden_size {H}", required=False)
     e.add(f"{p}shared_head.head.weight", (V, H), f"vocab_size {V} x hidden_size {H}", required=False)
+
+
+def mla_dsa_attention(e: Expect, a: str) -> None:
+    """GLM-5's MLA projections (q and kv LoRA) and the DSA lightning indexer; a = 'model.layers.N.self_attn.'."""
+    ck = e.ck
+    H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
+    rope, nope, v = ck.cfg_int("qk_rope_head_dim"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+    qr, kvr = ck.cfg_int("q_lora_rank"), ck.cfg_int("kv_lora_rank")
+    ih, ihd = ck.cfg_int("index_n_heads"), ck.cfg_int("index_head_dim")
+    e.add(f"{a}q_a_proj.weight", (qr, H), f"q_lora_rank {qr}, hidden_size {H}")
+    e.norm(f"{a}q_a_layernorm.weight", qr, f"q_lora_rank {qr}")
+    e.add(f"{a}q_b_proj.weight", (nh * (nope + rope), qr),
+          f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + qk_rope_head_dim {rope}), q_lora_rank {qr}")
+    e.add(f"{a}kv_a_proj_with_mqa.weight", (kvr + rope, H),
+          f"kv_lora_rank {kvr} + qk_rope_head_dim {rope}, hidden_size {H}")
+    e.norm(f"{a}kv_a_layernorm.weight", kvr, f"kv_lora_rank {kvr}")
+    e.add(f"{a}kv_b_proj.weight", (nh * (nope + v), kvr),
+          f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + v_head_dim {v}), kv_lora_rank {kvr}")
+    e.add(f"{a}o_proj.weight", (H, nh * v), f"hidden_size {H}, num_attention_heads {nh} x v_head_dim {v}")
+    e.add(f"{a}indexer.wq_b.weight", (ih * ihd, qr), f"index_n_heads {ih} x index_head_dim {ihd}, q_lora_rank {qr}")
+    e.add(f"{a}indexer.wk.weight", (ihd, H), f"index_head_dim {ihd}, hidden_size {H}")
+    e.norm(f"{a}indexer.k_norm.weight", ihd, f"index_head_dim {ihd}")
+    e.norm(f"{a}indexer.k_norm.bias", ihd, f"index_head_dim {ihd}", required=False)
+    e.add(f"{a}indexer.weights_proj.weight", (ih, H), f"index_n_heads {ih}, hidden_size {H}")
+
+
+def hf_dense(e: Expect, n_layers: int, norms: tuple[str, ...]) -> None:
+    """A dense HF GLM checkpoint (GlmForCausalLM, Glm4ForCausalLM): GQA attention, fused gate_up, `norms` per layer."""
+    H = e.ck.cfg_int("hidden_size")
+    hf_head(e, first=True)
+    for b in range(n_layers):
+        p = f"model.layers.{b}."
+        for n in norms:
+            e.norm(f"{p}{n}.weight", H, f"hidden_size {H}")
+        gqa_attention(e, p)
+        dense_mlp(e, p, fused=True)
+    hf_head(e, first=False)
+
+
+def chatglm_hub(e: Expect, n_layers: int, nkv: int) -> None:
+    """THUDM/glm-4-9b-chat's own layout (ChatGLMModel): fused query_key_value and dense_h_to_4h."""
+    ck = e.ck
+    H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
+    hd = ck.cfg_int("kv_channels", default=H // nh)
+    V, ff = ck.cfg_int("padded_vocab_size", "vocab_size"), ck.cfg_int("ffn_hidden_size")
+    t = "transformer."
+    e.add(f"{t}embedding.word_embeddings.weight", (V, H), f"padded_vocab_size {V} x hidden_size {H}")
+    qkv = f"(num_attention_heads {nh} + 2 x multi_query_group_num {nkv}) x kv_channels {hd}"
+    for b in range(n_layers):
+        p = f"{t}encoder.layers.{b}."
+        e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
+        e.add(f"{p}self_attention.query_key_value.weight", ((nh + 2 * nkv) * hd, H), f"{qkv}, hidden_size {H}")
+        e.norm(f"{p}self_attention.query_key_value.bias", (nh + 2 * nkv) * hd, qkv,
+               required=ck.cfg("add_qkv_bias", default=False) is True)
+        e.add(f"{p}self_attention.dense.weight", (H, nh * hd), f"hidden_size {H}, num_attention_heads {nh} x kv_channels {hd}")
+        e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
+        e.add(f"{p}mlp.dense_h_to_4h.weight", (2 * ff, H), f"2 x ffn_hidden_size {ff}, hidden_size {H}")
+        e.add(f"{p}mlp.dense_4h_to_h.weight", (H, ff), f"hidden_size {H}, ffn_hidden_size {ff}")
+    e.norm(f"{t}encoder.final_layernorm.weight", H, f"hidden_size {H}")
+    e.add(f"{t}output_layer.weight", (V, H), f"padded_vocab_size {V} x hidden_size {H}")

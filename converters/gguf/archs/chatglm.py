@@ -47,36 +47,10 @@ class ChatGLM(GlmArch):
         return ck.cfg_int("num_key_value_heads", default=ck.cfg_int("num_attention_heads"))
 
     def expected(self, e) -> None:
-        if not self.hub_layout:  # GlmForCausalLM: the HF names, fused gate_up
-            H = self.ck.cfg_int("hidden_size")
-            expect.hf_head(e, first=True)
-            for b in range(self.n_layers):
-                p = f"model.layers.{b}."
-                e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
-                e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
-                expect.gqa_attention(e, p)
-                expect.dense_mlp(e, p, fused=True)
-            expect.hf_head(e, first=False)
-            return
-        ck = self.ck
-        H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
-        hd, nkv = ck.cfg_int("kv_channels", default=H // nh), self.n_kv()
-        V, ff = ck.cfg_int("padded_vocab_size", "vocab_size"), ck.cfg_int("ffn_hidden_size")
-        t = "transformer."
-        e.add(f"{t}embedding.word_embeddings.weight", (V, H), f"padded_vocab_size {V} x hidden_size {H}")
-        qkv = f"(num_attention_heads {nh} + 2 x multi_query_group_num {nkv}) x kv_channels {hd}"
-        for b in range(self.n_layers):
-            p = f"{t}encoder.layers.{b}."
-            e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
-            e.add(f"{p}self_attention.query_key_value.weight", ((nh + 2 * nkv) * hd, H), f"{qkv}, hidden_size {H}")
-            e.norm(f"{p}self_attention.query_key_value.bias", (nh + 2 * nkv) * hd, qkv,
-                   required=ck.cfg("add_qkv_bias", default=False) is True)
-            e.add(f"{p}self_attention.dense.weight", (H, nh * hd), f"hidden_size {H}, num_attention_heads {nh} x kv_channels {hd}")
-            e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
-            e.add(f"{p}mlp.dense_h_to_4h.weight", (2 * ff, H), f"2 x ffn_hidden_size {ff}, hidden_size {H}")
-            e.add(f"{p}mlp.dense_4h_to_h.weight", (H, ff), f"hidden_size {H}, ffn_hidden_size {ff}")
-        e.norm(f"{t}encoder.final_layernorm.weight", H, f"hidden_size {H}")
-        e.add(f"{t}output_layer.weight", (V, H), f"padded_vocab_size {V} x hidden_size {H}")
+        if self.hub_layout:
+            expect.chatglm_hub(e, self.n_layers, self.n_kv())
+        else:  # GlmForCausalLM: the HF names, fused gate_up
+            expect.hf_dense(e, self.n_layers, ("input_layernorm", "post_attention_layernorm"))
 
     @property
     def pre_tokenizer(self) -> str:

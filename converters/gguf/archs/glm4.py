@@ -27,15 +27,8 @@ class Glm4(GlmArch):
         write_gqa_hparams(self, w)
 
     def expected(self, e) -> None:
-        H = self.ck.cfg_int("hidden_size")
-        expect.hf_head(e, first=True)
-        for b in range(self.n_layers):
-            p = f"model.layers.{b}."
-            for n in ("input_layernorm", "post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"):
-                e.norm(f"{p}{n}.weight", H, f"hidden_size {H}")
-            expect.gqa_attention(e, p)
-            expect.dense_mlp(e, p, fused=True)
-        expect.hf_head(e, first=False)
+        expect.hf_dense(e, self.n_layers, ("input_layernorm", "post_self_attn_layernorm", "post_attention_layernorm",
+                                           "post_mlp_layernorm"))
 
 
 def write_gqa_hparams(arch: GlmArch, w) -> None:

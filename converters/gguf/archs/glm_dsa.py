@@ -59,28 +59,10 @@ class GlmDsa(Glm4Moe):
 
     def expected_layer(self, e, b: int) -> None:
         """MLA attention with the DSA indexer, then glm4moe's dense or MoE FFN (and NextN at MTP layers)."""
-        ck = self.ck
-        H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
-        rope, nope, v = ck.cfg_int("qk_rope_head_dim"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
-        qr, kvr = ck.cfg_int("q_lora_rank"), ck.cfg_int("kv_lora_rank")
-        ih, ihd = ck.cfg_int("index_n_heads"), ck.cfg_int("index_head_dim")
-        p, a = f"model.layers.{b}.", f"model.layers.{b}.self_attn."
+        H = self.ck.cfg_int("hidden_size")
+        p = f"model.layers.{b}."
         e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
-        e.add(f"{a}q_a_proj.weight", (qr, H), f"q_lora_rank {qr}, hidden_size {H}")
-        e.norm(f"{a}q_a_layernorm.weight", qr, f"q_lora_rank {qr}")
-        e.add(f"{a}q_b_proj.weight", (nh * (nope + rope), qr),
-              f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + qk_rope_head_dim {rope}), q_lora_rank {qr}")
-        e.add(f"{a}kv_a_proj_with_mqa.weight", (kvr + rope, H),
-              f"kv_lora_rank {kvr} + qk_rope_head_dim {rope}, hidden_size {H}")
-        e.norm(f"{a}kv_a_layernorm.weight", kvr, f"kv_lora_rank {kvr}")
-        e.add(f"{a}kv_b_proj.weight", (nh * (nope + v), kvr),
-              f"num_attention_heads {nh} x (qk_nope_head_dim {nope} + v_head_dim {v}), kv_lora_rank {kvr}")
-        e.add(f"{a}o_proj.weight", (H, nh * v), f"hidden_size {H}, num_attention_heads {nh} x v_head_dim {v}")
-        e.add(f"{a}indexer.wq_b.weight", (ih * ihd, qr), f"index_n_heads {ih} x index_head_dim {ihd}, q_lora_rank {qr}")
-        e.add(f"{a}indexer.wk.weight", (ihd, H), f"index_head_dim {ihd}, hidden_size {H}")
-        e.norm(f"{a}indexer.k_norm.weight", ihd, f"index_head_dim {ihd}")
-        e.norm(f"{a}indexer.k_norm.bias", ihd, f"index_head_dim {ihd}", required=False)
-        e.add(f"{a}indexer.weights_proj.weight", (ih, H), f"index_n_heads {ih}, hidden_size {H}")
+        expect.mla_dsa_attention(e, f"{p}self_attn.")
         e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
         expect.moe_or_dense(e, p, b)
         if b >= self.n_layers:
