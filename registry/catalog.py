@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
-from .errors import NotFoundError, RegistryError, SpecError, not_found
+from .errors import NotFoundError, RegistryError, SpecError, not_found, want
 from .loader import format_validation_error, read_spec_file
 from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
@@ -140,6 +140,7 @@ class Catalog:
         return sorted(self._all())
 
     def entry(self, name: str) -> Entry:
+        want(str, "family name", name)
         name = split_uploader(name)[1]  # bartowski/glm-4-9b-0414: the family glm-4-9b-0414
         if name in self._entries:
             return self._entries[name]
@@ -159,6 +160,9 @@ class Catalog:
         ability: str | None = None,
         min_context: int | None = None,
     ) -> list[Family]:
+        for label, v in (("format", format), ("quant", quant), ("engine", engine), ("ability", ability)):
+            want(str, label, v, optional=True)
+        want((int, float), "min_context", min_context, optional=True)
         if format and format not in QUANTS_BY_FORMAT:
             raise not_found("format", format, QUANTS_BY_FORMAT)
         if engine and engine not in ENGINES:
@@ -181,7 +185,7 @@ class Catalog:
         return out
 
     def search(self, text: str) -> list[Family]:
-        words = text.lower().split()
+        words = want(str, "search text", text).lower().split()
         out = []
         for name in self.names():
             fam = self._entries[name].family
@@ -199,7 +203,7 @@ class Catalog:
     def search_builds(self, text: str) -> list[BuildHit]:
         """Builds (specs, narrowed to the quantizations named) whose family, format, uploader, hub repository,
         quantization or engine mention every word: `unsloth`, `mlx 4bit`, `glm-4.7 awq`."""
-        words = text.lower().split()
+        words = want(str, "search text", text).lower().split()
         hits = []
         for name in self.names():
             fam = self._all()[name].family
@@ -223,6 +227,11 @@ class Catalog:
 
         Where several uploaders publish the format in one size, `uploader` (or a name such as
         bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers."""
+        want(str, "family name", name)
+        want(str, "format", format)
+        want(str, "quant", quant)
+        want((int, float), "size", size, optional=True)
+        want(str, "uploader", uploader, optional=True)
         named, name = split_uploader(name)
         if named and uploader and named.lower() != uploader.lower():
             raise RegistryError(f"{named}/{name} names uploader {named!r} but --from says {uploader!r}; give one")

@@ -22,6 +22,22 @@ class StoreError(RegistryError):
     """The state database refused an operation (duplicate, missing row, bad URL)."""
 
 
+class ArgumentError(RegistryError, TypeError):
+    """A Python API call given a value of the wrong type (registry.get(None))."""
+
+
+def want(kind: type | tuple[type, ...], label: str, value, optional: bool = False):
+    """`value` if it is of `kind` (bool is no number here), else one ArgumentError naming the argument."""
+    if value is None and optional:
+        return value
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join("a string" if k is str else "a number" if k in (int, float) else k.__name__ for k in kinds)
+        names = "a number" if set(kinds) <= {int, float} else names
+        raise ArgumentError(f"{label} must be {names}{' or None' if optional else ''}, not {type(value).__name__} {value!r}")
+    return value
+
+
 def nearest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The closest names to `word`, for 'did you mean' hints."""
     choices = list(choices)

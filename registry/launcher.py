@@ -126,6 +126,8 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
 
     if engine is not None and engine not in engines.MODULES:
         raise not_found("engine", engine, engines.MODULES)
+    if host is not None:
+        check_host(host)
     for label, v in (("--context", context), ("--gpus", gpus), ("--nodes", nodes)):
         if v is not None and v < 1:
             raise RegistryError(f"{label} must be at least 1, not {v}")
@@ -197,6 +199,35 @@ def running_build(family: str, format: str, quantization: str, engine: str | Non
 # --- ports ---------------------------------------------------------------------------------------
 
 
+def check_timeout(timeout) -> float:
+    """Seconds to wait for a server: a positive finite number (nan compares false with everything: it never ends)."""
+    import math
+
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise RegistryError(f"--timeout {timeout!r}: give the seconds to wait for the server, a positive number (default 300)")
+    return float(timeout)
+
+
+def check_host(host: str) -> None:
+    """An address this machine can bind: otherwise every port looks 'in use'."""
+    import errno
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        msg = getattr(e, "strerror", None) or str(e)
+        raise RegistryError(f"--host {host!r} is not a valid address ({msg}); give an IP address of this machine, "
+                            "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+    fam, _, _, _, addr = infos[0]
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((addr[0], 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise RegistryError(f"--host {host!r} is not an address of this machine; give one of its own, "
+                                    "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         try:
@@ -253,6 +284,7 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True, p
     prestarted: a registry.prestart.Prestarted interpreter to run the command in, if it matches (it is
     used or cancelled, never left waiting)."""
     try:
+        timeout = check_timeout(timeout)
         return _launch(p, timeout, say, spinner, prestarted)
     finally:
         if prestarted is not None:

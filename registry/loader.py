@@ -12,6 +12,8 @@ from .errors import SpecError
 from .schema import Family
 
 MAX_SPEC_BYTES = 512 * 1024  # a family is a few KB; anything this big is a mistake, not a spec
+# Nodes after expanding aliases: a family is a few hundred; a "billion laughs" file is billions.
+MAX_SPEC_NODES = 100_000
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -25,6 +27,11 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, str):  # every key of a spec is a name; 1, true or a list is a typo
+            shown = repr(key) if isinstance(key, (int, float, bool)) or key is None else "a " + type(key).__name__
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {shown} is not a string; keys are names (quote it)", key_node.start_mark
+            )
         if key in out:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
@@ -59,11 +66,62 @@ def format_validation_error(err: ValidationError, where: str, family: str) -> st
     return text
 
 
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """Nodes `node` stands for once aliases are expanded (memoised per node, so it costs the file's size).
+
+    A node reached again while it is being counted is a recursive alias: counted as over the limit.
+    """
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        k = id(n)
+        if k in sizes:
+            return sizes[k]
+        if k in busy:
+            return limit + 1
+        busy.add(k)
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(a) + size(b) for a, b in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c) for c in n.value)
+        else:
+            total = 1
+        busy.discard(k)
+        sizes[k] = total = min(total, limit + 1)
+        return total
+
+    return size(node)
+
+
+def _load(text: str, where: str) -> Any:
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_SPEC_NODES) > MAX_SPEC_NODES:
+            raise SpecError(
+                f"{where}: its aliases (*name) expand to over {MAX_SPEC_NODES} values (or refer to themselves); "
+                "a family spec is a few hundred: write the values out instead of nesting aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_text(text: str, where: str) -> dict[str, Any]:
     if not text.strip():
         raise SpecError(f"{where}: file is empty; a spec file holds one family mapping (see `registry schema`)")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = _load(text, where)
+    except SpecError:
+        raise
+    except ValueError as e:  # Python's int() refuses over 4300 digits; the YAML constructor lets that through
+        what = "an integer has over 4300 digits" if "digits" in str(e) else f"a value cannot be read ({e})"
+        raise SpecError(f"{where}: {what}; no field of a spec needs a number that long") from None
+    except RecursionError:
+        raise SpecError(f"{where}: nested too deeply to read; a family spec is a few levels deep") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -89,20 +147,31 @@ def validate_data(data: dict[str, Any], where: str) -> Family:
 
 def read_spec_file(path: str | Path) -> Family:
     """Load and validate one spec file; SpecError names the file, family, field and problem."""
+    import stat
+
     path = Path(path)
     where = str(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise SpecError(f"{where}: no such file") from None
-    if path.is_dir():
+    except OSError as e:
+        raise SpecError(f"{where}: cannot read: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise SpecError(f"{where}: is a directory, not a spec file")
-    if size > MAX_SPEC_BYTES:
-        raise SpecError(
-            f"{where}: file is {size} bytes, over the {MAX_SPEC_BYTES}-byte limit for a spec; "
-            "a family spec is a few KB"
-        )
-    raw = path.read_bytes()
+    if not stat.S_ISREG(st.st_mode):
+        # /dev/zero never ends and a FIFO blocks until someone writes: read only regular files
+        raise SpecError(f"{where}: is not a regular file (a device, FIFO or socket); give a .yaml file")
+    too_big = (f"{where}: file is over the {MAX_SPEC_BYTES}-byte limit for a spec; a family spec is a few KB")
+    if st.st_size > MAX_SPEC_BYTES:
+        raise SpecError(too_big.replace("file is over", f"file is {st.st_size} bytes, over"))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since stat
+    except OSError as e:
+        raise SpecError(f"{where}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(too_big)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -64,7 +64,8 @@ GS_RE = re.compile(r"_GS(\d+)$")
 class Strict(BaseModel):
     """Unknown keys are errors: a typo in a spec must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # strict: `true` is not 1, "8" is not 8; allow_inf_nan: .inf and .nan are no sizes (JSON has no Infinity)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True, allow_inf_nan=False)
 
 
 # --- family-level facts ---------------------------------------------------------------------

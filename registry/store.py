@@ -94,6 +94,12 @@ def get_engine(url: str | None = None) -> Engine:
     with _lock:
         if url in _engines:
             return _engines[url]
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            from pathlib import Path
+
+            from .dbcheck import check_sqlite
+
+            check_sqlite(Path(url[len("sqlite:///"):]))  # a damaged or foreign file: one line, left untouched
         if url.startswith("postgresql://"):
             url_driver = "postgresql+psycopg://" + url[len("postgresql://"):]
         else:

@@ -1,5 +1,11 @@
 """Every way a spec file can be wrong gives one error naming file, family, field and problem,
-and leaves the store untouched."""
+and leaves the store untouched.
+
+Kinds covered (count kept for issue 17): 53 = the 50 entries of CASES (issue 17 added 10:
+alias bomb, recursive alias, an integer over 4300 digits, an int key, a list key, .inf, .nan,
+`true` and "8192" for an integer, -.inf) + non-UTF-8 + over the size limit + not a regular file
+(/dev/zero, a FIFO: one kind, two cases).
+"""
 
 from __future__ import annotations
 
@@ -194,6 +200,27 @@ CASES = {
     "empty-file": ("", ["empty"]),
     "only-comments": ("# nothing here\n", ["no data"]),
     "file-is-a-list": (yaml.safe_dump([BASE]), ["top level must be a mapping", "list"]),
+    # issue 17: memory bombs, unreadable numbers, non-string keys, non-finite floats, loose ints
+    "alias-bomb": (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)),
+        ["aliases", "expand to over"],
+    ),
+    "recursive-alias": ("name: &a [*a]\n", ["aliases", "refer to themselves"]),
+    "integer-over-4300-digits": (
+        mutate(_set(["context_length"], 1)).replace("context_length: 1", "context_length: " + "9" * 5000),
+        ["an integer has over 4300 digits"],
+    ),
+    "int-key": (mutate(lambda d: None) + "1: x\n", ["key 1 is not a string", "line"]),
+    "list-key": (mutate(lambda d: None) + "? [a, b]\n: 1\n", ["key a list is not a string"]),
+    "infinite-size": (mutate(_set(["specs", 0, "size_in_billions"], float("inf"))),
+                      ["my-glm", "specs[0].size_in_billions", "finite number"]),
+    "minus-infinite-size": (mutate(_set(["specs", 0, "size_in_billions"], float("-inf"))),
+                            ["my-glm", "specs[0].size_in_billions", "finite number"]),
+    "nan-size": (mutate(_set(["specs", 0, "size_in_billions"], float("nan"))),
+                 ["my-glm", "specs[0].size_in_billions", "finite number"]),
+    "bool-context": (mutate(_set(["context_length"], True)), ["my-glm", "context_length", "valid integer", "True"]),
+    "string-context": (mutate(_set(["context_length"], "8192")), ["my-glm", "context_length", "valid integer", "'8192'"]),
 }
 
 
@@ -226,6 +253,27 @@ def test_huge_file(tmp_path):
     path = _write(tmp_path, "huge", "# " + "x" * (MAX_SPEC_BYTES + 10) + "\n")
     with pytest.raises(SpecError, match="over the .*-byte limit"):
         read_spec_file(path)
+
+
+def test_not_a_regular_file(tmp_path):
+    """/dev/zero never ends and a FIFO blocks on open: both refused before reading."""
+    import os
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(SpecError, match="not a regular file"):
+            read_spec_file(path)
+
+
+def test_cli_validate_dev_zero_and_a_fifo_end_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    r = run_cli("validate", "/dev/zero", str(fifo))  # run_cli's timeout (120 s) fails a hang
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("not a regular file") == 2
 
 
 def test_duplicate_family_names_in_one_validate_call(tmp_path):

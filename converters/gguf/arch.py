@@ -69,8 +69,8 @@ class GlmArch:
     def __init__(self, ck: Checkpoint, keep_mtp: bool = False):
         self.ck = ck
         self.keep_mtp = keep_mtp
-        self.n_layers = int(ck.cfg("num_hidden_layers", "num_layers"))
-        self.n_mtp = int(ck.cfg("num_nextn_predict_layers", default=0) or 0)
+        self.n_layers = ck.cfg_int("num_hidden_layers", "num_layers")
+        self.n_mtp = ck.cfg_int("num_nextn_predict_layers", default=0, low=0)
         self.block_count = self.n_layers + (self.n_mtp if keep_mtp else 0)
         self._rx = [(re.compile(p + r"\.(weight|bias)$"), t) for p, t in self.renames]
         self._skip = [re.compile(p) for p in self.skip]
@@ -108,11 +108,25 @@ class GlmArch:
         """Tensors that are not a plain rename (merges, splits). None: not special; []: consumed."""
         return None
 
+    def expected(self, e) -> None:
+        """Add every HF tensor config.json implies, with its shape, to `e` (an expect.Expect)."""
+        raise NotImplementedError
+
+    def check_tensors(self) -> None:
+        """Every expected tensor present with its shape, and no other: llama.cpp refuses anything else."""
+        from . import expect
+
+        e = expect.Expect(self.ck)
+        self.expected(e)
+        expect.check(e, n_blocks=self.n_layers + self.n_mtp, n_layers=self.n_layers, n_mtp=self.n_mtp,
+                     skip=self._skip, layer_of=layer_of)
+
     def is_mtp(self, hf_name: str) -> bool:
         b = layer_of(hf_name)
         return b is not None and b >= self.n_layers
 
     def plan(self) -> list[OutTensor]:
+        self.check_tensors()
         names = sorted(self.ck.tensors, key=lambda n: (layer_of(n) if layer_of(n) is not None else -1, n))
         out: list[OutTensor] = []
         for name in names:

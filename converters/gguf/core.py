@@ -27,6 +27,13 @@ def arch_for(ck: Checkpoint, keep_mtp: bool = False) -> GlmArch:
     )
 
 
+class _Discard:
+    """A writer that drops what it is given: write_hparams run against it validates config.json first."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
 def prepare_out(out: Path) -> Path:
     out = Path(out)
     if out.exists():
@@ -56,6 +63,7 @@ def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
     arch = arch_for(ck, keep_mtp)
     out = prepare_out(out)
     tensors = arch.plan()  # resolves every source tensor before anything is written
+    arch.write_hparams(_Discard())  # and reads (so checks) every hyper-parameter
     from .vocab import load_vocab
 
     vocab = load_vocab(ck)  # read once, and fail on a bad tokenizer before writing

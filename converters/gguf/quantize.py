@@ -9,6 +9,7 @@ the build's metadata records quantize.imatrix.* like llama-quantize writes.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from registry.errors import RegistryError
@@ -101,6 +102,38 @@ def _imatrix_params(params, im, im_path: Path | None):
     return keep
 
 
+def _free(d: Path) -> int | None:
+    try:
+        return shutil.disk_usage(d).free
+    except OSError:
+        return None
+
+
+def _disk_full(src: Path, out: Path, q: str, free_before: int | None) -> RegistryError | None:
+    """llama.cpp reports a failed write as code 1: say 'disk full' (and how much) when that is what happened.
+
+    The need is estimated from the source size and the type's bits per weight; the disk counts as full
+    when that exceeded what was free, or when almost nothing is left with the partial output still there.
+    """
+    from registry.formats import bits_per_weight
+    from registry.hub.integrity import split_parts
+
+    from .writer import _mib
+
+    src_bytes = sum(p.stat().st_size for p in split_parts(src))
+    bpw = bits_per_weight("ggufv2", q) or 16.0
+    need = int(src_bytes * bpw / 16)
+    free_now = _free(out.parent)
+    if free_before is None or free_now is None:
+        return None
+    if need <= free_before and free_now > (1 << 20):
+        return None
+    return RegistryError(
+        f"disk full: quantizing to {q} needs about {_mib(need)} in {out.parent}, which had {_mib(free_before)} free; "
+        "free space or choose another --out"
+    )
+
+
 def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None, imatrix=None,
                    imatrix_path: Path | None = None) -> list[Path]:
     """Quantize `src_gguf` to `out`, written under temp names and renamed when complete.
@@ -136,6 +169,7 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     prefix = out.parent / f".{out.stem}.partial-{os.getpid()}"
     tmp_target = prefix if n_split > 1 else prefix.with_name(prefix.name + ".gguf")
     produced = final_names(prefix.with_name(prefix.name + ".gguf"), n_split)
+    free_before = _free(out.parent)
     log = logging.getLogger("llama-cpp-python")  # llama.cpp's per-tensor log: errors only
     level = log.level
     log.setLevel(logging.ERROR)
@@ -144,7 +178,8 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
         if rc != 0 or not all(p.is_file() for p in produced):
             hint = "; the imatrix may not cover every weight of this model (collect it from this F16 build)" \
                 if imatrix is not None else ""
-            raise RegistryError(f"llama.cpp could not quantize {src} to {q} (code {rc}){hint}")
+            full = _disk_full(src, out, q, free_before)
+            raise full or RegistryError(f"llama.cpp could not quantize {src} to {q} (code {rc}){hint}")
         finals = final_names(out, n_split)
         for a, b in zip(produced, finals):
             os.replace(a, b)

@@ -56,6 +56,9 @@ def _read_header(path: Path) -> dict[str, TensorRef]:
         raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
     except (ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{path}: corrupt safetensors header (not JSON); download it again") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (a JSON {type(meta).__name__}, not an object); "
+                              "download it again")
     base = 8 + n
     out: dict[str, TensorRef] = {}
     for name, info in meta.items():
@@ -65,6 +68,12 @@ def _read_header(path: Path) -> dict[str, TensorRef]:
             dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: corrupt safetensors header entry for {name!r}") from None
+        # JSON gives any types: offsets and dims must be non-negative integers (bool is an int in Python)
+        if not all(_nat(x) for x in (begin, end, *shape)) or begin > end or not isinstance(dtype, str):
+            raise CheckpointError(
+                f"{path}: corrupt safetensors header entry for {name!r} (dtype {dtype!r}, shape {list(shape)}, "
+                f"data_offsets {[begin, end]}: need non-negative integers); download it again"
+            )
         if dtype not in _DTYPES:
             raise CheckpointError(
                 f"{path}: tensor {name!r} has dtype {dtype}; the GGUF converter reads F32, F16 and BF16 checkpoints"
@@ -78,6 +87,13 @@ def _read_header(path: Path) -> dict[str, TensorRef]:
             )
         out[name] = ref
     return out
+
+
+_ABSENT = object()
+
+
+def _nat(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 class Checkpoint:
@@ -95,13 +111,23 @@ class Checkpoint:
             self.config: dict = json.loads(cfg_path.read_text())
         except ValueError as e:
             raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
+        if not isinstance(self.config, dict):
+            raise CheckpointError(f"{cfg_path}: expected a JSON object, got a {type(self.config).__name__}")
         self.tensors: dict[str, TensorRef] = {}
         index = src / "model.safetensors.index.json"
         if index.is_file():
             try:
                 weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 raise CheckpointError(f"{index} is not a safetensors index (no weight_map)") from None
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index}: weight_map is a {type(weight_map).__name__}; it must map "
+                                      "tensor names to shard file names")
+            bad = next(((k, v) for k, v in weight_map.items() if not isinstance(v, str) or not v.endswith(".safetensors")
+                        or Path(v).name != v), None)
+            if bad:
+                raise CheckpointError(f"{index}: weight_map puts {bad[0]!r} in {bad[1]!r}, which is not a shard file name "
+                                      "(model-0000i-of-0000N.safetensors beside the index)")
             headers: dict[str, dict[str, TensorRef]] = {}
             for shard in sorted(set(weight_map.values())):
                 p = src / shard
@@ -131,6 +157,34 @@ class Checkpoint:
         if default is ...:
             raise CheckpointError(f"{self.dir / 'config.json'} is missing {' or '.join(keys)}")
         return default
+
+    def cfg_int(self, *keys: str, default=..., low: int = 1, high: int = 2**32 - 1) -> int:
+        """An integer hyper-parameter: JSON may hold a string, a float or a bool there; GGUF wants a uint32."""
+        v = self.cfg(*keys, default=_ABSENT)
+        if v is _ABSENT:
+            return self.cfg(*keys, default=default)  # the default, or the 'missing' error
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise CheckpointError(
+                f"{self.dir / 'config.json'}: {self._key(keys)} is {v!r}; it must be an integer from {low} to {high}: "
+                "use the config.json that came with the checkpoint"
+            )
+        return v
+
+    def cfg_float(self, *keys: str, default=..., positive: bool = False) -> float:
+        import math
+
+        v = self.cfg(*keys, default=_ABSENT)
+        if v is _ABSENT:
+            return self.cfg(*keys, default=default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+            raise CheckpointError(
+                f"{self.dir / 'config.json'}: {self._key(keys)} is {v!r}; it must be a finite{' positive' if positive else ''} "
+                "number: use the config.json that came with the checkpoint"
+            )
+        return float(v)
+
+    def _key(self, keys: tuple[str, ...]) -> str:
+        return next((k for k in keys if self.config.get(k) is not None), keys[0])
 
     def ref(self, name: str) -> TensorRef:
         try:

@@ -56,7 +56,15 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
         if len(quants) > 1 or (quants[0] != first):
             raise RegistryError(f"--out {out} names one file; for this build (F16 pass + {', '.join(quants)}) give a directory")
         return out, {quants[0]: out}
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():  # e.g. --out /dev/null
+        raise RegistryError(f"--out {out} is not a directory; give a directory for the builds, or a .gguf file name "
+                            "for a single one")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from .writer import write_error
+
+        raise write_error(e, out / "x", None) from None
     return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}
 
 

@@ -68,9 +68,12 @@ def _json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except ValueError as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got a {type(data).__name__}; copy the tokenizer files again")
+    return data
 
 
 def load_vocab(ck: Checkpoint) -> dict:
@@ -78,24 +81,35 @@ def load_vocab(ck: Checkpoint) -> dict:
     d = ck.dir
     tcfg = _json(d / "tokenizer_config.json")
     added: dict[str, tuple[int, bool]] = {}
-    for tid, info in (tcfg.get("added_tokens_decoder") or {}).items():
-        added[info["content"]] = (int(tid), bool(info.get("special", True)))
+    try:
+        for tid, info in (tcfg.get("added_tokens_decoder") or {}).items():
+            added[info["content"]] = (int(tid), bool(info.get("special", True)))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{d / 'tokenizer_config.json'}: malformed added_tokens_decoder; "
+                              "copy the tokenizer files again") from None
     if (d / "tokenizer.json").is_file():
         tj = _json(d / "tokenizer.json")
         model = tj.get("model") or {}
+        if not isinstance(model, dict):
+            raise CheckpointError(f"{d / 'tokenizer.json'}: 'model' is {model!r}, not a tokenizer model object; "
+                                  "copy the tokenizer files again")
         if model.get("type") != "BPE":
             raise CheckpointError(f"{d / 'tokenizer.json'}: expected a BPE tokenizer, found {model.get('type')!r}")
-        vocab = dict(model["vocab"])
-        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-        for a in tj.get("added_tokens", []):
-            added[a["content"]] = (int(a["id"]), bool(a.get("special", False)))
+        try:  # JSON of any shape: the vocab a {token: id} map, merges strings or pairs, added tokens objects
+            vocab = {str(t): int(i) for t, i in dict(model["vocab"]).items()}
+            merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+            for a in tj.get("added_tokens", []):
+                added[a["content"]] = (int(a["id"]), bool(a.get("special", False)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{d / 'tokenizer.json'}: malformed BPE tokenizer ({type(e).__name__}: {e}); "
+                                  "copy the tokenizer files again") from None
     elif (d / "tokenizer.model").is_file():
         vocab, merges = _from_tiktoken(d / "tokenizer.model")
         if not added:
             added = {s: (len(vocab) + i, True) for i, s in enumerate(CHATGLM_SPECIALS)}
     else:
         raise CheckpointError(f"{d} has neither tokenizer.json nor tokenizer.model; copy the tokenizer files too")
-    n_vocab = int(ck.cfg("padded_vocab_size", "vocab_size"))
+    n_vocab = ck.cfg_int("padded_vocab_size", "vocab_size")
     ids = {i: t for t, i in vocab.items()}
     for t, (i, _) in added.items():
         ids[i] = t

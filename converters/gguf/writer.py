@@ -209,44 +209,96 @@ def final_names(out: Path, n_shards: int) -> list[Path]:
     return [out.with_name(gguf.SHARD_NAME_FORMAT.format(out.stem, i + 1, n_shards)) for i in range(n_shards)]
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def write_error(e: OSError, out: Path, need: int | None) -> RegistryError:
+    """A failed write as one line: disk full (how much is needed), read-only, file-size limit, no permission."""
+    import errno
+
+    d = Path(out).parent
+    try:
+        free = shutil.disk_usage(d).free
+    except OSError:
+        free = None
+    needs = f"; the build needs about {_mib(need)}" if need else ""
+    has = f", {_mib(free)} free there" if free is not None else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RegistryError(f"disk full writing {out} in {d}{needs}{has}; free space or choose another --out")
+    if e.errno == errno.EFBIG:
+        return RegistryError(f"writing {out} hit the file-size limit (ulimit -f){needs}; raise the limit or split the "
+                             "build (--split-max-size)")
+    if e.errno == errno.EROFS:
+        return RegistryError(f"cannot write {out}: {d} is on a read-only filesystem; choose a writable --out")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return RegistryError(f"cannot write in {d}: {e.strerror}; choose a writable --out")
+    return RegistryError(f"cannot write {out}: {e.strerror or e}; choose another --out")
+
+
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
                split_max_size: int | None, progress) -> list[Path]:
     """Write the GGUF (one file, or shards above split_max_size); return the final paths."""
+    out = Path(out)
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".partial", dir=out.parent))
+    except OSError as e:
+        raise write_error(e, out, None) from None
+    try:
+        return _write(out, tmpdir, arch_name, meta, tensors, outtype, split_max_size, progress)
+    except OSError as e:
+        total = sum(_nbytes(t.shape, _qtype(t, outtype)) for t in tensors)
+        raise write_error(e, out, total) from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
+           split_max_size: int | None, progress) -> list[Path]:
+    import gguf
+
+    w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
+    try:
+        return _write_all(w, out, tmpdir, meta, tensors, outtype, progress)
+    except BaseException:
+        for f in w.fout or []:  # close now: a buffered file flushed at exit would fail (disk full) a second time
+            try:
+                f.close()
+            except OSError:
+                pass
+        raise
+
+
+def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str, progress) -> list[Path]:
     import gguf
     import numpy as np
 
-    out = Path(out)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".partial", dir=out.parent))
-    try:
-        w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
-        meta(w)
-        plan = []
-        for t in tensors:
-            q = _qtype(t, outtype)
-            nb = _nbytes(t.shape, q)
-            if q in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-                w.add_tensor_info(t.name, t.shape, np.dtype(np.float32 if q == gguf.GGMLQuantizationType.F32 else np.float16), nb)
-            else:
-                bshape = (*t.shape[:-1], t.shape[-1] // gguf.GGML_QUANT_SIZES[q][0] * gguf.GGML_QUANT_SIZES[q][1])
-                w.add_tensor_info(t.name, bshape, np.dtype(np.uint8), nb, raw_dtype=q)
-            plan.append((t, q, nb))
-        total = sum(nb for _, _, nb in plan)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        n_shards = len(w.fout)
-        progress.start(len(plan), total)
-        for i, (t, q, nb) in enumerate(plan, 1):
-            progress.tensor(i, t.name)
-            w.write_tensor_data(_Stream(t, q, nb, progress.advance))
-        w.close()
-        tmp_files = final_names(tmpdir / out.name, n_shards)
-        finals = final_names(out, n_shards)
-        for src, dst in zip(tmp_files, finals):
-            os.replace(src, dst)
-        return finals
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    meta(w)
+    plan = []
+    for t in tensors:
+        q = _qtype(t, outtype)
+        nb = _nbytes(t.shape, q)
+        if q in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            w.add_tensor_info(t.name, t.shape, np.dtype(np.float32 if q == gguf.GGMLQuantizationType.F32 else np.float16), nb)
+        else:
+            bshape = (*t.shape[:-1], t.shape[-1] // gguf.GGML_QUANT_SIZES[q][0] * gguf.GGML_QUANT_SIZES[q][1])
+            w.add_tensor_info(t.name, bshape, np.dtype(np.uint8), nb, raw_dtype=q)
+        plan.append((t, q, nb))
+    total = sum(nb for _, _, nb in plan)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    n_shards = len(w.fout)
+    progress.start(len(plan), total)
+    for i, (t, q, nb) in enumerate(plan, 1):
+        progress.tensor(i, t.name)
+        w.write_tensor_data(_Stream(t, q, nb, progress.advance))
+    w.close()
+    tmp_files = final_names(tmpdir / out.name, n_shards)
+    finals = final_names(out, n_shards)
+    for src, dst in zip(tmp_files, finals):
+        os.replace(src, dst)
+    return finals
 
 
 def sha256_of(paths: list[Path]) -> str:

@@ -44,6 +44,7 @@ def launch(
     """Start the best engine for a build and wait until it answers (or print the plan with --dry-run)."""
     from .. import launcher
 
+    launcher.check_timeout(timeout)  # before planning: nan would wait for ever, 0 or less not at all
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
                       nodes=nodes, port=port, host=host, profile=profile, size=size)
     if dry_run:

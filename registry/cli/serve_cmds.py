@@ -23,8 +23,10 @@ def serve(
     json_: bool = JsonOpt,
 ) -> None:
     """One OpenAI base URL for every deployment, a REST API (/api, /docs) and a web page (/)."""
+    from .. import launcher as _launcher
     from .. import serve as srv
 
+    _launcher.check_host(host)  # an address this machine lacks is not 'port in use'
     if foreground:
         from .. import launcher
 

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from . import hfcache
 from .errors import HubError, IntegrityError, OfflineError, one_line
 from .integrity import HashingWriter, git_blob_sha1, quarantine
+from .timeouts import install as install_timeout
 from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_relative_name
 
 
@@ -84,6 +85,13 @@ def translate(exc: BaseException, repo_id: str, revision: str, filename: str | N
         )
     if isinstance(exc, RemoteEntryNotFoundError):
         return HubError(f"{repo_id}@{revision} has no file {filename!r}")
+    if isinstance(exc, httpx.TimeoutException):
+        from .timeouts import hub_timeout
+
+        return HubError(
+            f"{ep} did not answer within {hub_timeout():g} s ({type(exc).__name__}); check the network or HF_ENDPOINT, "
+            "set REGISTRY_HUB_TIMEOUT to wait longer, or pass --offline to use what is cached"
+        )
     if isinstance(exc, (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError)):
         return HubError(
             f"cannot reach {ep} ({one_line(exc)}); check the network, set HF_ENDPOINT to a mirror, "
@@ -99,6 +107,7 @@ def _branches_hint(repo_id: str) -> str:
     try:
         from huggingface_hub import HfApi
 
+        install_timeout()
         refs = HfApi(endpoint=endpoint()).list_repo_refs(repo_id)
         names = [b.name for b in refs.branches] + [t.name for t in refs.tags]
         return f"; it has: {', '.join(names)}" if names else ""
@@ -110,8 +119,9 @@ def list_repo(repo_id: str, revision: str) -> Listing:
     """The repo's files at `revision`, with sizes and checksums (model_info with files_metadata)."""
     from huggingface_hub import HfApi
 
+    t = install_timeout()
     try:
-        info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, files_metadata=True)
+        info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, files_metadata=True, timeout=t)
     except Exception as e:
         raise translate(e, repo_id, revision) from None
     if not info.sha:
@@ -184,7 +194,7 @@ def _download_one(listing: Listing, rf: RemoteFile, folder: Path, pointer: Path,
     repo_id, commit = listing.repo_id, listing.commit
     url = hf_hub_url(repo_id, rf.name, revision=commit, endpoint=endpoint())
     try:
-        meta = get_hf_file_metadata(url, endpoint=endpoint())  # HEAD: etag (blob name), size, location
+        meta = get_hf_file_metadata(url, endpoint=endpoint(), timeout=install_timeout())  # HEAD: etag (blob name), size, location
     except Exception as e:
         raise translate(e, repo_id, listing.revision, rf.name) from None
     if not meta.etag:
@@ -244,6 +254,7 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
     if have:
         say(f"resuming {rf.name} at {have:,} of {size:,} bytes" if size else f"resuming {rf.name} at {have:,} bytes")
     task = bars.add(rf.name, size, have)
+    install_timeout()  # http_get reads the download timeout from huggingface_hub's constants
     try:
         with open(partial, "a+b") as fh:
             w = HashingWriter(fh, task)

@@ -97,6 +97,19 @@ def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
             parts.append(f"{r['path']}: {'; '.join(r['problems'])}{where}")
         raise IntegrityError(
             f"{label}: {len(bad)} bad file{'s' if len(bad) != 1 else ''}: " + " | ".join(parts)
-            + f"; run `{_pull_cmd(resolved)}` to fetch it again"
+            + _redo(resolved, targets, bad)
         )
     return results
+
+
+def _redo(resolved, targets, bad: list[dict]) -> str:
+    """How to get a good copy back: a build converted here (its row has a recipe) is rebuilt with the
+    command that made it; a pulled one is fetched again."""
+    bad_paths = [Path(r["path"]) for r in bad]
+    for path, row in targets:
+        hit = any(b == path or path in b.parents for b in bad_paths)
+        if hit and row is not None and isinstance(row.recipe, dict) and row.recipe:
+            src = row.recipe.get("source") or row.parent
+            return (f"; it was converted here: rebuild it with `registry convert {row.family} --from {src} "
+                    f"--to {row.format} --quant {row.quantization}`")
+    return f"; run `{_pull_cmd(resolved)}` to fetch it again"

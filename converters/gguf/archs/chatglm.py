@@ -8,6 +8,7 @@ is llama.cpp's NORM rope), rope base = 10000 * rope_ratio.
 
 from __future__ import annotations
 
+from .. import expect
 from ..arch import HF_COMMON, GlmArch, register
 
 
@@ -38,6 +39,19 @@ class ChatGLM(GlmArch):
         )
         super().__init__(ck, keep_mtp)
 
+    def n_kv(self) -> int:
+        ck = self.ck
+        if self.hub_layout:
+            mqa = ck.cfg("multi_query_attention", default=True) is not False
+            return ck.cfg_int("multi_query_group_num") if mqa else ck.cfg_int("num_attention_heads")
+        return ck.cfg_int("num_key_value_heads", default=ck.cfg_int("num_attention_heads"))
+
+    def expected(self, e) -> None:
+        if self.hub_layout:
+            expect.chatglm_hub(e, self.n_layers, self.n_kv())
+        else:  # GlmForCausalLM: the HF names, fused gate_up
+            expect.hf_dense(e, self.n_layers, ("input_layernorm", "post_attention_layernorm"))
+
     @property
     def pre_tokenizer(self) -> str:
         # llama.cpp's names: chatglm-bpe for the tiktoken-file hub release, glm4 for HF tokenizer.json.
@@ -45,23 +59,23 @@ class ChatGLM(GlmArch):
 
     def write_hparams(self, w) -> None:
         ck = self.ck
-        n_embd = ck.cfg("hidden_size")
-        n_head = ck.cfg("num_attention_heads")
-        head_dim = ck.cfg("kv_channels", "head_dim", default=n_embd // n_head)
+        n_embd = ck.cfg_int("hidden_size")
+        n_head = ck.cfg_int("num_attention_heads")
+        head_dim = ck.cfg_int("kv_channels", "head_dim", default=n_embd // n_head)
         if self.hub_layout:
-            ctx = ck.cfg("seq_length")
-            n_ff = ck.cfg("ffn_hidden_size")
-            n_kv = ck.cfg("multi_query_group_num") if ck.cfg("multi_query_attention", default=True) else n_head
-            eps = ck.cfg("layernorm_epsilon", default=1e-5)
-            base = 10000.0 * float(ck.cfg("rope_ratio", default=1.0))
+            ctx = ck.cfg_int("seq_length")
+            n_ff = ck.cfg_int("ffn_hidden_size")
+            n_kv = self.n_kv()
+            eps = ck.cfg_float("layernorm_epsilon", default=1e-5, positive=True)
+            base = 10000.0 * ck.cfg_float("rope_ratio", default=1.0, positive=True)
             partial = 0.5
         else:
-            ctx = ck.cfg("max_position_embeddings")
-            n_ff = ck.cfg("intermediate_size")
-            n_kv = ck.cfg("num_key_value_heads", default=n_head)
-            eps = ck.cfg("rms_norm_eps", default=1e-5)
-            base = float(ck.cfg("rope_theta", default=10000.0))
-            partial = float(ck.cfg("partial_rotary_factor", default=0.5))
+            ctx = ck.cfg_int("max_position_embeddings")
+            n_ff = ck.cfg_int("intermediate_size")
+            n_kv = self.n_kv()
+            eps = ck.cfg_float("rms_norm_eps", default=1e-5, positive=True)
+            base = ck.cfg_float("rope_theta", default=10000.0, positive=True)
+            partial = ck.cfg_float("partial_rotary_factor", default=0.5, positive=True)
         self.write_common(w, ctx=ctx, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_kv, eps=eps)
         w.add_key_length(int(head_dim))
         w.add_value_length(int(head_dim))

@@ -9,6 +9,7 @@ num_hidden_layers (eh_proj, enorm, hnorm, shared_head) and is written only on re
 
 from __future__ import annotations
 
+from .. import expect
 from ..arch import HF_COMMON, GlmArch, exp_probs_b, register, stack_experts
 from .glm4 import write_gqa_hparams
 
@@ -32,17 +33,17 @@ def write_moe(arch: GlmArch, w) -> None:
     import gguf
 
     ck = arch.ck
-    w.add_expert_count(int(ck.cfg("n_routed_experts")))
-    w.add_expert_used_count(int(ck.cfg("num_experts_per_tok")))
-    w.add_expert_feed_forward_length(int(ck.cfg("moe_intermediate_size")))
-    w.add_expert_shared_count(int(ck.cfg("n_shared_experts", default=0)))
-    w.add_leading_dense_block_count(int(ck.cfg("first_k_dense_replace", default=0)))
+    w.add_expert_count(ck.cfg_int("n_routed_experts"))
+    w.add_expert_used_count(ck.cfg_int("num_experts_per_tok"))
+    w.add_expert_feed_forward_length(ck.cfg_int("moe_intermediate_size"))
+    w.add_expert_shared_count(ck.cfg_int("n_shared_experts", default=0, low=0))
+    w.add_leading_dense_block_count(ck.cfg_int("first_k_dense_replace", default=0, low=0))
     w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
-    w.add_expert_weights_scale(float(ck.cfg("routed_scaling_factor", default=1.0)))
+    w.add_expert_weights_scale(ck.cfg_float("routed_scaling_factor", default=1.0, positive=True))
     w.add_expert_weights_norm(bool(ck.cfg("norm_topk_prob", default=False)))
-    if (g := ck.cfg("n_group", default=None)) and g > 1:
+    if (g := ck.cfg_int("n_group", default=None)) and g > 1:
         w.add_expert_group_count(int(g))
-        w.add_expert_group_used_count(int(ck.cfg("topk_group")))
+        w.add_expert_group_used_count(ck.cfg_int("topk_group"))
 
 
 @register("Glm4MoeForCausalLM")
@@ -60,10 +61,31 @@ class Glm4Moe(GlmArch):
         write_gqa_hparams(self, w)
         write_moe(self, w)
 
+    def expected(self, e) -> None:
+        expect.hf_head(e, first=True)
+        for b in range(self.n_layers + self.n_mtp):
+            self.expected_layer(e, b)
+        expect.hf_head(e, first=False)
+
+    def expected_layer(self, e, b: int) -> None:
+        ck = self.ck
+        H, nh = ck.cfg_int("hidden_size"), ck.cfg_int("num_attention_heads")
+        hd = ck.cfg_int("head_dim", default=H // nh)
+        p = f"model.layers.{b}."
+        e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
+        e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
+        expect.gqa_attention(e, p)
+        qk_norm = ck.cfg("use_qk_norm", default=False) is True
+        for n in ("q_norm", "k_norm"):
+            e.norm(f"{p}self_attn.{n}.weight", hd, f"head_dim {hd}", required=qk_norm)
+        expect.moe_or_dense(e, p, b)
+        if b >= self.n_layers:
+            expect.nextn(e, p)
+
     def special(self, name):
         if name.endswith("mlp.gate.e_score_correction_bias"):
             return [exp_probs_b(self, name)]
-        return stack_experts(self, name, int(self.ck.cfg("n_routed_experts")))
+        return stack_experts(self, name, self.ck.cfg_int("n_routed_experts"))
 
     def plain(self, hf_name, gguf_name):
         t = super().plain(hf_name, gguf_name)

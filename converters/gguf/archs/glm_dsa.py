@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .. import expect
 from ..arch import HF_COMMON, OutTensor, register
 from ..reader import CheckpointError
 from .glm4moe import MOE_RENAMES, Glm4Moe, write_moe
@@ -36,25 +37,36 @@ class GlmDsa(Glm4Moe):
 
     def write_hparams(self, w) -> None:
         ck = self.ck
-        rope, nope, v = ck.cfg("qk_rope_head_dim"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
-        kv_rank = ck.cfg("kv_lora_rank")
+        rope, nope, v = ck.cfg_int("qk_rope_head_dim"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+        kv_rank = ck.cfg_int("kv_lora_rank")
         # MLA runs as multi-query attention over the compressed KV: one KV head in llama.cpp's terms.
-        self.write_common(w, ctx=ck.cfg("max_position_embeddings"), n_embd=ck.cfg("hidden_size"),
-                          n_ff=ck.cfg("intermediate_size"), n_head=ck.cfg("num_attention_heads"), n_head_kv=1,
-                          eps=ck.cfg("rms_norm_eps", default=1e-5))
-        w.add_vocab_size(int(ck.cfg("vocab_size")))
-        w.add_q_lora_rank(int(ck.cfg("q_lora_rank")))
+        self.write_common(w, ctx=ck.cfg_int("max_position_embeddings"), n_embd=ck.cfg_int("hidden_size"),
+                          n_ff=ck.cfg_int("intermediate_size"), n_head=ck.cfg_int("num_attention_heads"), n_head_kv=1,
+                          eps=ck.cfg_float("rms_norm_eps", default=1e-5, positive=True))
+        w.add_vocab_size(ck.cfg_int("vocab_size"))
+        w.add_q_lora_rank(ck.cfg_int("q_lora_rank"))
         w.add_kv_lora_rank(int(kv_rank))
         w.add_key_length(int(kv_rank + rope))
         w.add_value_length(int(kv_rank))
         w.add_key_length_mla(int(nope + rope))
         w.add_value_length_mla(int(v))
         w.add_rope_dimension_count(int(rope))
-        w.add_rope_freq_base(float(ck.cfg("rope_theta", default=10000.0)))
-        w.add_indexer_head_count(int(ck.cfg("index_n_heads")))
-        w.add_indexer_key_length(int(ck.cfg("index_head_dim")))
-        w.add_indexer_top_k(int(ck.cfg("index_topk")))
+        w.add_rope_freq_base(ck.cfg_float("rope_theta", default=10000.0, positive=True))
+        w.add_indexer_head_count(ck.cfg_int("index_n_heads"))
+        w.add_indexer_key_length(ck.cfg_int("index_head_dim"))
+        w.add_indexer_top_k(ck.cfg_int("index_topk"))
         write_moe(self, w)
+
+    def expected_layer(self, e, b: int) -> None:
+        """MLA attention with the DSA indexer, then glm4moe's dense or MoE FFN (and NextN at MTP layers)."""
+        H = self.ck.cfg_int("hidden_size")
+        p = f"model.layers.{b}."
+        e.norm(f"{p}input_layernorm.weight", H, f"hidden_size {H}")
+        expect.mla_dsa_attention(e, f"{p}self_attn.")
+        e.norm(f"{p}post_attention_layernorm.weight", H, f"hidden_size {H}")
+        expect.moe_or_dense(e, p, b)
+        if b >= self.n_layers:
+            expect.nextn(e, p)
 
     def special(self, name):
         m = re.match(r"model\.layers\.(\d+)\.self_attn\.kv_b_proj\.weight$", name)
@@ -70,8 +82,8 @@ class GlmDsa(Glm4Moe):
     def split_kv_b(self, bid: int, name: str) -> list[OutTensor]:
         """kv_b_proj rows are per head [k_nope (nope rows); v (v rows)] x kv_lora_rank columns."""
         ck = self.ck
-        n_head, nope, v = ck.cfg("num_attention_heads"), ck.cfg("qk_nope_head_dim"), ck.cfg("v_head_dim")
-        rank = ck.cfg("kv_lora_rank")
+        n_head, nope, v = ck.cfg_int("num_attention_heads"), ck.cfg_int("qk_nope_head_dim"), ck.cfg_int("v_head_dim")
+        rank = ck.cfg_int("kv_lora_rank")
         want = (n_head * (nope + v), rank)
         if ck.ref(name).shape != want:
             raise CheckpointError(
