@@ -87,6 +87,8 @@ def recipe_summary(recipe: dict[str, Any] | None) -> str:
     if isinstance(im, dict):
         parts.append(f"imatrix {Path(str(im.get('path'))).name} ({im.get('tokens')} tokens from "
                      f"{Path(str(im.get('dataset'))).name})")
+    if recipe.get("demo"):
+        parts.insert(0, "registry demo's random-weight toy")
     if recipe.get("drop_mtp"):
         parts.append("MTP dropped")
     return "; ".join(p for p in parts if p)
@@ -99,7 +101,14 @@ def artifact_view(a: Any) -> dict[str, Any]:
         "size_bytes": a.size_bytes, "sha256": a.sha256, "parent": a.parent,
         "created": a.created.isoformat() if a.created else None,
         "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,
+        "demo": _is_demo(a),  # `registry demo`'s random-weight toy: never picked for a real build
     }
+
+
+def _is_demo(a: Any) -> bool:
+    from .hub.local import is_demo
+
+    return is_demo(a)
 
 
 def deployment_view(dep) -> dict[str, Any]:

@@ -28,11 +28,25 @@ def family_rows(family: str) -> list:
     return found
 
 
+def is_demo(row) -> bool:
+    """A build `registry demo` made: marked in its recipe, or (recorded by an older demo in the real store)
+    a file under the demo's folder. Look-up never takes one for a real build."""
+    if isinstance(row.recipe, dict) and row.recipe.get("demo"):
+        return True
+    try:
+        return Path(row.path).resolve().is_relative_to(paths.demo_home().resolve())
+    except (OSError, ValueError):
+        return False
+
+
 def rows(resolved, recorded: list | None = None) -> list:
-    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read."""
+    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read.
+    The demo's toys only while the demo runs (in its own home)."""
     found = family_rows(resolved.family.name) if recorded is None else recorded
     names = quant_names(resolved)
-    return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names]
+    demo = paths.in_demo()
+    return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names
+            and (demo or not is_demo(r))]
 
 
 def _local_size(p: Path) -> int | None:
