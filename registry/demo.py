@@ -125,7 +125,11 @@ def run(say: Callable[[str], None] = print, progress: bool = False) -> dict[str,
         say(f"demo: its state lives apart in {home} (REGISTRY_HOME={home} registry ps --all shows it); "
             "the real store is not touched")
         ckpt = build_step(home, say)
-        out["builds"] = [r.to_dict() for r in convert_step(ckpt, home, say, progress)]
+        from .catalog import load
+        from .views import with_quant_names
+
+        fam = load().get(FAMILY)
+        out["builds"] = [with_quant_names(r.to_dict(), fam) for r in convert_step(ckpt, home, say, progress)]
         out["launch"] = launch_step(say, spinner=progress)
     out["home"] = str(home)
     return out

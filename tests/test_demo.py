@@ -17,8 +17,8 @@ def test_demo_runs_the_whole_path(registry_home):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)
     assert {s["family"] for s in out["seed_systems"]} >= {"glm4-chat-1m", "glm-4.7", "glm-5"}
-    builds = {b["quantization"]: b for b in out["builds"]}
-    assert set(builds) == {"F16", "Q4_K_M"}
+    builds = {b["gguf_type"]: b for b in out["builds"]}  # the catalog's names beside llama.cpp's
+    assert set(builds) == {"F16", "Q4_K_M"} and {b["quantization"] for b in out["builds"]} == {"FP16", "Q4_K"}
     assert builds["Q4_K_M"]["size_bytes"] < builds["F16"]["size_bytes"]
     rep = builds["Q4_K_M"]["report"]
     assert rep["reference"] == "F16" and 0 < rep["kl_divergence"] and 0 <= rep["top1_agreement"] <= 1
@@ -44,7 +44,7 @@ def test_demo_runs_the_whole_path(registry_home):
     assert not noise, noise
     arts = json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--json",
                               env={"REGISTRY_HOME": str(demo_home)}).stdout)["artifacts"]
-    assert sorted(a["quantization"] for a in arts) == ["F16", "Q4_K_M"]
+    assert sorted(a["gguf_type"] for a in arts) == ["F16", "Q4_K_M"]
     assert all(a["demo"] and a["recipe"]["demo"] for a in arts)
     # the real store never sees the toy: no artifact, no deployment; pull/launch/fit look at the hub
     env = {"REGISTRY_HOME": str(registry_home), "HF_HUB_CACHE": str(registry_home / "hf")}

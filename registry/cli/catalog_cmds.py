@@ -18,21 +18,32 @@ def list_(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only families with a spec in this format."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Only families offering this quantization."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
-    ability: Optional[str] = typer.Option(None, "--ability", "-a", help="chat, tools, reasoning, vision ..."),
+    ability: Optional[str] = typer.Option(None, "--ability", help="chat, tools, reasoning, vision ..."),
     min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
     json_: bool = JsonOpt,
 ) -> None:
     """List model families."""
     from ..views import family_row
 
+    from ..errors import not_found
+    from ..formats import FORMATS
+    from ..naming import known_quant
+
+    if quant and not known_quant(quant):
+        raise not_found("quantization", quant, {q for d in FORMATS.values() for q in d["quantizations"]})
     cat = _catalog()
-    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability, min_context=min_context)
+    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability and ability.lower(),
+                        min_context=min_context)
     rows = [{**family_row(f), "origin": cat.entry(f.name).origin} for f in fams]
     if json_:
         _print_json(rows)
-        return
-    if not rows:
-        _console().print("no family matches these filters")
+    if not rows:  # like grep: finding nothing is not success
+        given = {"--format": format, "--quant": quant, "--engine": engine, "--ability": ability,
+                 "--min-context": min_context}
+        print("error: no family matches " + " ".join(f"{k} {v}" for k, v in given.items() if v is not None),
+              file=sys.stderr)
+        raise typer.Exit(1)
+    if json_:
         return
     _table(
         None,
@@ -54,8 +65,8 @@ def list_(
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    artifacts: bool = typer.Option(False, "--artifacts", "-a", help="Also list the recorded builds with their recipes and quality reports."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K."),
+    artifacts: bool = typer.Option(False, "--artifacts", help="Also list the recorded builds with their recipes and quality reports."),
     json_: bool = JsonOpt,
 ) -> None:
     """Show a family and every spec (--artifacts: and its recorded builds)."""
@@ -65,13 +76,21 @@ def show(
     cat = _catalog()
     entry = cat.entry(name)
     view = family_view(entry.family, entry.origin)
+    if ":" in name:  # a tag: the build it names, too
+        view["build"] = cat.resolve(name).to_dict()
     # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
     if artifacts:
-        view["artifacts"] = _artifacts(entry.family.name)
+        view["artifacts"] = _artifacts(entry.family)
     if json_:
         _print_json(view)
         return
     _show_table(view)
+    if view.get("build"):
+        b = view["build"]
+        _console().print(f"build {name}: {b['format']} {b['quantization']}"
+                         + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
+                         + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
+                                            for h, x in b["hubs"].items()), markup=False, highlight=False)
     if not artifacts and paths.has_database():
         _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
@@ -139,7 +158,7 @@ def _show_table(v: dict[str, Any]) -> None:
         con.print(a)
 
 
-def _artifacts(family: str) -> list[dict[str, Any]]:
+def _artifacts(family) -> list[dict[str, Any]]:
     """Recorded builds of a family; none (and no database import) when no store exists yet."""
     from .. import paths
 
@@ -148,7 +167,7 @@ def _artifacts(family: str) -> list[dict[str, Any]]:
     from ..store import Store
     from ..views import artifact_view
 
-    return [artifact_view(a) for a in Store().artifacts(family=family)]
+    return [artifact_view(a, family) for a in Store().artifacts(family=family.name)]
 
 
 @app.command()
@@ -171,9 +190,9 @@ def search(words: list[str] = typer.Argument(..., help="Words to look for: an up
 
 @app.command()
 def resolve(
-    name: str,
-    format: str = typer.Option(..., "--format", "-f"),
-    quant: str = typer.Option(..., "--quant", "-q"),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -184,7 +203,7 @@ def resolve(
         _print_json(d)
         return
     rows = [[h, x["model_id"], x["revision"], "\n".join(x["files"]) or "(snapshot)"] for h, x in d["hubs"].items()]
-    _table(f"{name} {format} {r.quantization} -> {r.canonical}; engines: {', '.join(r.engines)}",
+    _table(f"{r.family.name} {r.spec.format} {r.quantization} -> {r.canonical}; engines: {', '.join(r.engines)}",
            ["hub", "model id", "revision", "files"], rows)
 
 

@@ -22,9 +22,11 @@ def _say(msg: str) -> None:
 
 @app.command()
 def launch(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    format: str = typer.Option(..., "--format", "-f", help="Spec format: ggufv2, pytorch, compressed-tensors ..."),
-    quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K, FP8_DYNAMIC, AWQ."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
+                                         "compressed-tensors ... (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization in any case, e.g. Q4_K, "
+                                        "q4_k_m, FP8_DYNAMIC, AWQ (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
@@ -57,7 +59,7 @@ def launch(
 
     r = p.resolved
     same = [] if new or port is not None else launcher.running_build(r.family.name, r.spec.format, r.quantization,
-                                                                     engine)
+                                                                     p.engine if engine else None)
     if context is not None:  # a different context is a different server
         same = [d for d in same if str(context) in d.argv]
     if same:
@@ -118,7 +120,7 @@ def _show_plan(p) -> None:
 
 @app.command()
 def fit(
-    name: str = typer.Argument(..., help="Family name."),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
@@ -141,7 +143,7 @@ def fit(
                      (_gb(b["per_gpu_bytes"]) + " /GPU" + (f" + {_gb(b['host_bytes'])} host" if b.get("host_bytes") else ""))
                      if b["gpus"] else _gb(b["total_bytes"]) + " host",
                      "yes" if b["fits"] else f"no [{len(why)}]"])
-    _table(f"{name} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
+    _table(f"{res['family']} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
     if res.get("auto"):
@@ -186,7 +188,7 @@ def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
 
 @app.command()
 def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
-         all_: bool = typer.Option(False, "--all", help="Stop every running deployment.")) -> None:
+         all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
     """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
     from .. import launcher
     from ..errors import RegistryError
