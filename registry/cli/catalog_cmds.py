@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from .app import JsonOpt, _catalog, _console, _print_json, _table, app
+from .app import JsonOpt, _catalog, _console, _kv, _print_json, _table, app
 
 # --- read commands -------------------------------------------------------------------------
 
@@ -96,18 +96,13 @@ def show(
 
 
 def _show_table(v: dict[str, Any]) -> None:
-    from rich.table import Table
-
     con = _console()
     arch = v["architecture"]
     lic = v["licence"]
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
     params = f"{arch['total_params_b']:g}B" + (
         f", {arch['active_params_b']:g}B active" if arch.get("active_params_b") else ""
     )
-    for k, val in [
+    head = [
         ("Family", v["name"]),
         ("Context Length", f"{v['context_length']}"),
         ("Languages", ", ".join(v["languages"])),
@@ -119,16 +114,13 @@ def _show_table(v: dict[str, Any]) -> None:
          + (f", {arch['experts']} experts ({arch['experts_per_token']} active)" if arch.get("experts") else "")),
         ("Licence", lic["name"] + (f" ({lic['url']})" if lic.get("url") else "")
          + (f"; commercial use: {lic['commercial_use']}" if lic.get("commercial_use") else "")),
-    ]:
-        head.add_row(k, val)
+    ]
     if lic.get("attribution"):
-        head.add_row("Attribution", lic["attribution"])
+        head.append(("Attribution", lic["attribution"]))
     if lic.get("naming"):
-        head.add_row("Naming", lic["naming"])
-    con.print(head)
-    t = Table(header_style="bold", show_lines=True)
-    for c in ["#", "format", "size", "quantizations", "engines", "model id (revision)"]:
-        t.add_column(c, overflow="fold")
+        head.append(("Naming", lic["naming"]))
+    _kv(head)
+    rows = []
     for s in v["specs"]:
         quants = ", ".join(
             q + (f" (= {s['quantization_aliases'][q]})" if q in s["quantization_aliases"] else "")
@@ -142,20 +134,18 @@ def _show_table(v: dict[str, Any]) -> None:
             + (f"\n  files: {h['file_template']}" if h.get("file_template") else "")
             for h in s["hubs"].values()
         ) or "(built locally from its recipe)"
-        t.add_row(str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs)
-    con.print(t)
+        rows.append([str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs])
+    _table(None, ["#", "format", "size", "quantizations", "engines", "model id (revision)"], rows, lines=True)
     if any(s["quantization_aliases"] for s in v["specs"]):
         con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
     if v.get("artifacts"):
-        a = Table(title="Built artifacts", header_style="bold", show_lines=True, title_justify="left")
-        for c in ["id", "format", "quant", "path", "recipe", "quality"]:
-            a.add_column(c, overflow="fold")
+        arows = []
         for r in v["artifacts"]:
             rep = r.get("report") or {}
             quality = (f"KL {rep['kl_divergence']:.6f}, top-1 {rep['top1_agreement']:.1%} vs {rep.get('reference')}"
                        if rep.get("kl_divergence") is not None else "")
-            a.add_row(str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality)
-        con.print(a)
+            arows.append([str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality])
+        _table("Built artifacts", ["id", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
 
 
 def _artifacts(family) -> list[dict[str, Any]]:

@@ -142,8 +142,17 @@ def fit(
                      _gb(b["kv_cache_bytes"]),
                      (_gb(b["per_gpu_bytes"]) + " /GPU" + (f" + {_gb(b['host_bytes'])} host" if b.get("host_bytes") else ""))
                      if b["gpus"] else _gb(b["total_bytes"]) + " host",
-                     "yes" if b["fits"] else f"no [{len(why)}]"])
-    _table(f"{res['family']} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
+                     ("yes", "bold green") if b["fits"] else (f"no [{len(why)}]", "bold red")])
+    # "need" is what each GPU must hold (or the host, without GPUs), at the context the estimate assumed
+    ctxs = sorted({b["context"] for b in res["builds"] if b.get("context")})
+    at = f" at {ctxs[0]:,} tokens" if len(ctxs) == 1 else ""
+    need = ("need per GPU" if res["hardware"].get("gpus") else "need (host)") + at
+    cols = ["format", "quant", "engine", "weights", "KV" + at, need, "fits"]
+    if len(ctxs) > 1:  # builds planned at different contexts: each row says its own
+        cols.insert(5, "context")
+        for r, b in zip(rows, res["builds"]):
+            r.insert(5, f"{b['context']:,}" if b.get("context") else "-")
+    _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
     if res.get("auto"):
