@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,50 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+COMPLETE_VAR = "_REGISTRY_COMPLETE"  # set by the script `registry completion SHELL` prints
+
+
+def completion_classes() -> None:
+    """Typer's completion classes (its scripts and its handler agree on `complete_bash`); the app is built with
+    add_completion=False, so that no --install-completion options clutter every command."""
+    from typer._completion_classes import completion_init
+
+    completion_init()
+
+
+if os.environ.get(COMPLETE_VAR):
+    completion_classes()
+
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"registry (glm-registry) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """A typed, multi-format model registry for the GLM family."""
+
+
+def complete_name(ctx, param, incomplete: str) -> list:
+    """Shell completion of a family name, and after FAMILY: of its build tags (`registry completion`)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        cat = _catalog()
+        fam, sep, _ = incomplete.partition(":")
+        if sep:
+            return [CompletionItem(f"{fam}:{q}") for q in cat.get(fam).quantizations()
+                    if f"{fam}:{q}".lower().startswith(incomplete.lower())]
+        return [CompletionItem(n) for n in cat.names() if n.startswith(incomplete)]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
 
 
 def _print_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from .app import JsonOpt, _catalog, _console, _kv, _print_json, _table, app
+from .app import JsonOpt, complete_name, _catalog, _console, _kv, _print_json, _table, app
 
 # --- read commands -------------------------------------------------------------------------
 
@@ -65,7 +65,8 @@ def list_(
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
+                      shell_complete=complete_name),
     artifacts: bool = typer.Option(False, "--artifacts", help="Also list the recorded builds with their recipes and quality reports."),
     json_: bool = JsonOpt,
 ) -> None:

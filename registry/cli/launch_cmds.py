@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, _console, _print_json, _table, app
+from .app import JsonOpt, complete_name, _console, _print_json, _table, app
 
 GB = 1e9
 
@@ -22,7 +22,8 @@ def _say(msg: str) -> None:
 
 @app.command()
 def launch(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
+                      shell_complete=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
                                          "compressed-tensors ... (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization in any case, e.g. Q4_K, "
@@ -57,11 +58,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    r = p.resolved
-    same = [] if new or port is not None else launcher.running_build(r.family.name, r.spec.format, r.quantization,
-                                                                     p.engine if engine else None)
-    if context is not None:  # a different context is a different server
-        same = [d for d in same if str(context) in d.argv]
+    same = [] if new or port is not None else running_same(p, engine, context)
     if same:
         dep = same[0]
         if json_:
@@ -76,6 +73,17 @@ def launch(
         _print_json({**deployment_view(dep), "reused": False})
         return
     _answers_at(dep)
+
+
+def running_same(p, engine: str | None, context: int | None) -> list:
+    """Running deployments of the planned build (newest first), which `launch` and `run` reuse."""
+    from .. import launcher
+
+    r = p.resolved
+    same = launcher.running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
+    if context is not None:  # a different context is a different server
+        same = [d for d in same if str(context) in d.argv]
+    return same
 
 
 def _answers_at(dep) -> None:
@@ -120,7 +128,8 @@ def _show_plan(p) -> None:
 
 @app.command()
 def fit(
-    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT."),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT.",
+                      shell_complete=complete_name),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
@@ -187,12 +196,43 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
 
 @app.command()
 def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
-         lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines.")) -> None:
+         lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what the server writes, until it "
+                                     "exits (or Ctrl-C).")) -> None:
     """The log of a deployment (the newest one of that family)."""
     from .. import launcher
 
     dep = launcher.find(name, active_only=True)[0]
     sys.stdout.write(launcher.log_text(dep, lines))
+    if follow:
+        _follow(dep)
+
+
+def _follow(dep, poll: float = 0.2) -> None:
+    """`tail -f` until the server's process is gone: what is appended to its log, as it comes."""
+    import time
+    from pathlib import Path
+
+    from .. import launcher
+
+    sys.stdout.flush()
+    with open(Path(dep.log_path), "rb") as f:
+        f.seek(0, 2)
+        alive_at = 0.0
+        while True:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                continue
+            if time.monotonic() - alive_at > 1.0:  # the process check reads /proc: once a second
+                if dep.status not in ("starting", "running") or not launcher._alive(dep.pid, dep.argv):
+                    sys.stdout.buffer.write(f.read())
+                    sys.stdout.flush()
+                    print(f"(deployment {dep.id} is no longer running)", file=sys.stderr)
+                    return
+                alive_at = time.monotonic()
+            time.sleep(poll)
 
 
 @app.command()
