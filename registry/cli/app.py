@@ -50,17 +50,15 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """A typed, multi-format model registry for the GLM family."""
 
 
-def complete_name(ctx, param, incomplete: str) -> list:
+def complete_name(incomplete: str) -> list[str]:
     """Shell completion of a family name, and after FAMILY: of its build tags (`registry completion`)."""
-    from click.shell_completion import CompletionItem
-
     try:
         cat = _catalog()
         fam, sep, _ = incomplete.partition(":")
         if sep:
-            return [CompletionItem(f"{fam}:{q}") for q in cat.get(fam).quantizations()
+            return [f"{fam}:{q}" for q in cat.get(fam).quantizations()
                     if f"{fam}:{q}".lower().startswith(incomplete.lower())]
-        return [CompletionItem(n) for n in cat.names() if n.startswith(incomplete)]
+        return [n for n in cat.names() if n.startswith(incomplete)]
     except Exception:  # completion must never print a traceback into the shell
         return []
 

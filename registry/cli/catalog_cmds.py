@@ -66,7 +66,7 @@ def list_(
 @app.command()
 def show(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
-                      shell_complete=complete_name),
+                      autocompletion=complete_name),
     artifacts: bool = typer.Option(False, "--artifacts", help="Also list the recorded builds with their recipes and quality reports."),
     json_: bool = JsonOpt,
 ) -> None:

@@ -13,7 +13,7 @@ from .app import JsonOpt, complete_name, _catalog, _print_json, _table, app
 @app.command()
 def pull(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
-                      shell_complete=complete_name),
+                      autocompletion=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),

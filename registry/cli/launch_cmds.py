@@ -23,7 +23,7 @@ def _say(msg: str) -> None:
 @app.command()
 def launch(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
-                      shell_complete=complete_name),
+                      autocompletion=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
                                          "compressed-tensors ... (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization in any case, e.g. Q4_K, "
@@ -129,7 +129,7 @@ def _show_plan(p) -> None:
 @app.command()
 def fit(
     name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT.",
-                      shell_complete=complete_name),
+                      autocompletion=complete_name),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),

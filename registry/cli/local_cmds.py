@@ -26,7 +26,7 @@ def _size(n: int) -> str:
 @app.command()
 def rm(
     name: str = typer.Argument(..., help="A build tag FAMILY:QUANT (or FAMILY with --quant), or an artifact id "
-                               "from `registry show FAMILY --artifacts`.", shell_complete=complete_name),
+                               "from `registry show FAMILY --artifacts`.", autocompletion=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
@@ -71,7 +71,7 @@ def rm(
 @app.command()
 def run(
     name: str = typer.Argument(..., help="A build tag FAMILY:QUANT (FAMILY alone: the best build that fits here).",
-                               shell_complete=complete_name),
+                               autocompletion=complete_name),
     prompt: Optional[str] = typer.Argument(None, help="Ask this once and exit, instead of a chat."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
