@@ -87,3 +87,17 @@ def test_dash_a_means_all():
     for cmd in (["list", "-a", "chat"], ["show", "glm4-chat-1m", "-a"]):
         r = run_cli(*cmd)
         assert r.returncode == 2 and "-a" in r.stderr, cmd
+
+
+def test_prestart_guesses_a_gguf_launch_from_the_names_people_type(monkeypatch):
+    # `registry launch` starts llama.cpp's interpreter before planning (registry/prestart.py): a tag, `gguf`, a
+    # GGUF quantization without --format or `-e LLAMA.CPP` is a GGUF launch too; vLLM and AWQ are not
+    from registry.prestart import LLAMA_CPP_SERVER, guess
+
+    monkeypatch.delenv("REGISTRY_NO_PRESTART", raising=False)
+    for line in ("launch glm4-chat-1m:Q4_K", "launch glm4-chat-1m -q q4_k_m", "launch glm4-chat-1m -f gguf -q Q4_K",
+                 "launch glm4-chat-1m -q Q4_K -e LLAMA.CPP", "launch glm4-chat-1m --format ggufv2 --quant FP16"):
+        assert guess(["registry", *line.split()]) == LLAMA_CPP_SERVER, line
+    for line in ("launch glm-4.6:AWQ", "launch glm4-chat-1m -q Q4_K -e vLLM", "launch glm-4.7 -q W4A16_GS64",
+                 "launch glm4-chat-1m:Q4_K --dry-run"):
+        assert guess(["registry", *line.split()]) is None, line
