@@ -97,6 +97,8 @@ def launch_step(say: Callable[[str], None], spinner: bool) -> dict:
     # the first reason per engine; `registry launch ... --dry-run` shows them all
     rejected = "; ".join(f"{x['engine']}: {x['reasons'][0]}" for x in plan.rejected if x["reasons"])
     say(f"launch: {plan.engine} chosen" + (f" (not: {rejected})" if rejected else ""))
+    if plan.artifact.get("demo"):
+        say(f"launch: {plan.artifact['path']} is the demo's random-weight toy, not the real {FAMILY}")
     dep = launcher.launch(plan, timeout=120, say=say, spinner=spinner)
     url = launcher.address(dep)
     say(f"launch: {FAMILY} answers at {url} (pid {dep.pid}, log {dep.log_path})")

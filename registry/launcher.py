@@ -81,7 +81,10 @@ def _artifact(resolved, recorded: list | None = None) -> dict:
     hit = local.find(resolved, files, recorded)
     if hit is not None:
         path, rows = hit
-        return {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+        art = {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+        if local.is_demo(rows[0]):  # only inside `registry demo`'s own home
+            art["demo"] = True
+        return art
     return hub_artifact(resolved)
 
 
@@ -170,6 +173,8 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
     mod = engines.get(chosen)
     cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
+    if art.get("demo"):
+        notes.append("the artifact is registry demo's random-weight toy, not the real model")
     if art["source"] == "hub" and chosen == "llama.cpp":
         notes.append("the GGUF file is fetched at launch (offline-first: store, Hugging Face cache, download)")
     if nodes and nodes > 1:

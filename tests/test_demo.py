@@ -39,7 +39,7 @@ def test_demo_runs_the_whole_path(registry_home):
     # new rows; it prints the registry's lines only, no llama.cpp log noise
     r = run_cli("demo", env={"REGISTRY_HOME": str(registry_home)})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "chat:" in r.stdout
+    assert "chat:" in r.stdout and "is the demo's random-weight toy, not the real glm4-chat-1m" in r.stdout
     noise = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith(("llama_", "ggml_", "load", "print_info"))]
     assert not noise, noise
     arts = json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--json",
