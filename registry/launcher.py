@@ -373,7 +373,7 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
     if spinner:
         from rich.console import Console
 
-        status = Console(stderr=True).status(what)
+        status = Console(stderr=True, highlight=False).status(what)  # no colour inside names
     deadline = time.monotonic() + timeout
     with status:
         while True:
