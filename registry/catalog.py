@@ -10,7 +10,8 @@ from pathlib import Path
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
 from .loader import format_validation_error, read_spec_file
-from .schema import ENGINES, GGUF_ALIASES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
+from .naming import engine_name, format_name, gguf_type, quant_key, split_tag
+from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Resolved:
             "size_in_billions": self.spec.size_in_billions,
             "quantization": self.quantization,
             "canonical_quantization": self.canonical,
+            "gguf_type": gguf_type(self.spec.format, self.quantization),
             "engines": self.engines,
             "hubs": {
                 k: {"model_id": h.model_id, "revision": h.revision, "files": h.files, "url": h.url}
@@ -141,6 +143,7 @@ class Catalog:
 
     def entry(self, name: str) -> Entry:
         want(str, "family name", name)
+        name = split_tag(name)[0]  # `show glm4-chat-1m:Q4_K` is that family
         name = split_uploader(name)[1]  # bartowski/glm-4-9b-0414: the family glm-4-9b-0414
         if name in self._entries:
             return self._entries[name]
@@ -163,6 +166,7 @@ class Catalog:
         for label, v in (("format", format), ("quant", quant), ("engine", engine), ("ability", ability)):
             want(str, label, v, optional=True)
         want((int, float), "min_context", min_context, optional=True)
+        format, engine = format_name(format), engine_name(engine)
         if format and format not in QUANTS_BY_FORMAT:
             raise not_found("format", format, QUANTS_BY_FORMAT)
         if engine and engine not in ENGINES:
@@ -221,22 +225,38 @@ class Catalog:
                     hits.append(BuildHit(fam, spec, quants))
         return hits
 
-    def resolve(self, name: str, format: str, quant: str, size: float | None = None,
-                uploader: str | None = None) -> Resolved:
+    def resolve(self, name: str, format: str | None = None, quant: str | None = None,
+                size: float | None = None, uploader: str | None = None) -> Resolved:
         """Pin (family, format, quant) to one spec; an unknown format or quantization names the nearest.
+        `name` may be a tag FAMILY:QUANT; without a format, the one format of the family that has the
+        quantization (several: an error naming them).
 
         Where several uploaders publish the format in one size, `uploader` (or a name such as
         bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers."""
         want(str, "family name", name)
-        want(str, "format", format)
-        want(str, "quant", quant)
+        want(str, "format", format, optional=True)
+        want(str, "quant", quant, optional=True)
         want((int, float), "size", size, optional=True)
         want(str, "uploader", uploader, optional=True)
+        name, quant = split_tag(name, quant)
         named, name = split_uploader(name)
         if named and uploader and named.lower() != uploader.lower():
             raise RegistryError(f"{named}/{name} names uploader {named!r} but --from says {uploader!r}; give one")
         uploader = uploader or named
         fam = self.get(name)
+        format = format_name(format)
+        if quant is None:
+            raise RegistryError(f"give a quantization: {name}:QUANT or --quant; {name} has: "
+                                f"{', '.join(fam.quantizations())}")
+        if format is None:
+            having = list(dict.fromkeys(s.format for s in fam.specs if spec_quant(s, quant) is not None))
+            if not having:
+                raise not_found("quantization", quant, fam.quantizations(),
+                                f"{name} has: {', '.join(fam.quantizations())}")
+            if len(having) > 1:
+                raise RegistryError(f"{name} has {quant} in formats {', '.join(having)}; pass --format "
+                                    f"(e.g. --format {having[0]})")
+            format = having[0]
         specs = [s for s in fam.specs if s.format == format]
         if not specs:
             raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
@@ -284,14 +304,11 @@ def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:
 
 
 def spec_quant(spec: Spec, quant: str) -> str | None:
-    """The spec's own name for `quant`, accepting either side of the GGUF aliases (Q4_K / Q4_K_M)."""
+    """The spec's own name for `quant`, in any case and either side of the GGUF aliases (q4_k_m / Q4_K)."""
     if quant in spec.quantizations:
         return quant
-    if spec.format == "ggufv2":
-        for q in spec.quantizations:
-            if GGUF_ALIASES.get(q) == quant or GGUF_ALIASES.get(quant) == q:
-                return q
-    return None
+    key = quant_key(quant, spec.format)
+    return next((q for q in spec.quantizations if quant_key(q, spec.format) == key), None)
 
 
 def load(include_user: bool = True) -> Catalog:

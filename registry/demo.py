@@ -4,21 +4,26 @@
 2. build a tiny random GLM-4 checkpoint (ChatGLMModel, the architecture of glm4-chat-1m) in the
    hub's file layout;
 3. convert it to GGUF Q4_K (one F16 pass, then llama.cpp's quantizer), with the KL / top-1 report,
-   and record both builds in the store;
+   and record both builds, marked as the demo's, in the demo's own store;
 4. launch glm4-chat-1m ggufv2 Q4_K: the launcher finds the recorded build and starts llama.cpp's
    server on 127.0.0.1;
 5. ask it one chat question over HTTP (through the GLM chat template), print the answer;
 6. stop the server.
 
 The checkpoint has random weights, so the answer is noise; the point is that every part is real.
+Everything the demo makes lives in its own home (`demo/` under the registry home: database,
+builds, logs), and its builds are marked as the demo's: `registry pull`, `launch` and `fit` in the
+real home never see them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 SEED_SYSTEMS = [
@@ -64,13 +69,18 @@ def convert_step(ckpt: Path, work: Path, say: Callable[[str], None], progress: b
     from converters.gguf import run_convert
     from converters.options import ConvertRequest
 
+    from converters.options import record
+
     out = work / "builds"
     for old in out.glob("*.gguf"):  # a rerun rebuilds (and re-records) the same paths
         old.unlink()
     out.mkdir(parents=True, exist_ok=True)
     req = ConvertRequest(family=FAMILY, source=ckpt, to=FORMAT, quant=QUANT, out=out, report=True,
-                         progress=progress, say=say)
+                         progress=progress, say=say, record=False)
     results = run_convert(req)
+    for r in results:  # recorded as the demo's toys: look-up outside the demo never takes them
+        r.recipe = {**(r.recipe or {}), "demo": True, "weights": "random"}
+    record(results)
     for r in results:
         rep = r.report or {}
         extra = (f", KL {rep['kl_divergence']:.4f}, top-1 {rep['top1_agreement']:.0%} vs {rep['reference']}"
@@ -87,6 +97,8 @@ def launch_step(say: Callable[[str], None], spinner: bool) -> dict:
     # the first reason per engine; `registry launch ... --dry-run` shows them all
     rejected = "; ".join(f"{x['engine']}: {x['reasons'][0]}" for x in plan.rejected if x["reasons"])
     say(f"launch: {plan.engine} chosen" + (f" (not: {rejected})" if rejected else ""))
+    if plan.artifact.get("demo"):
+        say(f"launch: {plan.artifact['path']} is the demo's random-weight toy, not the real {FAMILY}")
     dep = launcher.launch(plan, timeout=120, say=say, spinner=spinner)
     url = launcher.address(dep)
     say(f"launch: {FAMILY} answers at {url} (pid {dep.pid}, log {dep.log_path})")
@@ -110,9 +122,38 @@ def run(say: Callable[[str], None] = print, progress: bool = False) -> dict[str,
     from . import paths
 
     out: dict[str, object] = catalog_step(say)
-    work = paths.home() / "demo"
-    work.mkdir(parents=True, exist_ok=True)
-    ckpt = build_step(work, say)
-    out["builds"] = [r.to_dict() for r in convert_step(ckpt, work, say, progress)]
-    out["launch"] = launch_step(say, spinner=progress)
+    home = paths.demo_home()
+    with demo_env(home):
+        say(f"demo: its state lives apart in {home} (REGISTRY_HOME={home} registry ps --all shows it); "
+            "the real store is not touched")
+        ckpt = build_step(home, say)
+        from .catalog import load
+        from .views import with_quant_names
+
+        fam = load().get(FAMILY)
+        out["builds"] = [with_quant_names(r.to_dict(), fam) for r in convert_step(ckpt, home, say, progress)]
+        out["launch"] = launch_step(say, spinner=progress)
+    out["home"] = str(home)
     return out
+
+
+@contextmanager
+def demo_env(home: Path):
+    """The demo's own home while it runs: its SQLite database (even where REGISTRY_DATABASE_URL names a
+    shared server), builds and logs; REGISTRY_DEMO lets look-up take its marked toys."""
+    from . import paths
+
+    keys = ("REGISTRY_HOME", "REGISTRY_DATABASE_URL", paths.DEMO_ENV)
+    saved = {k: os.environ.get(k) for k in keys}
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["REGISTRY_HOME"] = str(home)
+    os.environ.pop("REGISTRY_DATABASE_URL", None)
+    os.environ[paths.DEMO_ENV] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import engines, paths
 from .errors import NotFoundError, RegistryError, not_found
+from .naming import gguf_type
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -52,6 +53,7 @@ class Plan:
         est = self.estimate.to_dict() if self.estimate else None
         d = {
             "family": r.family.name, "format": r.spec.format, "quantization": r.quantization,
+            "gguf_type": gguf_type(r.spec.format, r.quantization),
             "engine": self.engine, "profile": self.profile,
             "argv": self.main.argv, "env": self.main.env, "host": self.main.host, "port": self.main.port,
             "health_url": self.main.health_url,
@@ -79,7 +81,10 @@ def _artifact(resolved, recorded: list | None = None) -> dict:
     hit = local.find(resolved, files, recorded)
     if hit is not None:
         path, rows = hit
-        return {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+        art = {"source": "store", "path": str(path), "artifact_id": rows[0].id}
+        if local.is_demo(rows[0]):  # only inside `registry demo`'s own home
+            art["demo"] = True
+        return art
     return hub_artifact(resolved)
 
 
@@ -119,11 +124,15 @@ def main_command(commands: list):
     return next((c for c in commands if c.health_url), commands[0])
 
 
-def plan(name: str, format: str, quant: str, engine: str | None = None, hardware: str | None = None,
-         context: int | None = None, gpus: int | None = None, nodes: int | None = None, port: int | None = None,
-         host: str | None = None, profile: str | None = None, size: float | None = None) -> Plan:
+def plan(name: str, format: str | None = None, quant: str | None = None, engine: str | None = None,
+         hardware: str | None = None, context: int | None = None, gpus: int | None = None, nodes: int | None = None,
+         port: int | None = None, host: str | None = None, profile: str | None = None,
+         size: float | None = None) -> Plan:
+    """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization."""
     from . import hardware as hw_mod
+    from .naming import engine_name
 
+    engine = engine_name(engine)
     if engine is not None and engine not in engines.MODULES:
         raise not_found("engine", engine, engines.MODULES)
     if host is not None:
@@ -155,7 +164,7 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
     if engine is None:  # the engines the spec does not list at all are noise in the rejection list
         listed = set(resolved.spec.engines)
         rejected = [r for r in rejected if r["engine"] in listed] or rejected
-    label = f"{name} {format} {resolved.quantization} on {hw.name}"
+    label = f"{resolved.family.name} {resolved.spec.format} {resolved.quantization} on {hw.name}"
     if not ok:
         why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected)
         if engine:
@@ -166,6 +175,8 @@ def plan(name: str, format: str, quant: str, engine: str | None = None, hardware
     mod = engines.get(chosen)
     cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
+    if art.get("demo"):
+        notes.append("the artifact is registry demo's random-weight toy, not the real model")
     if art["source"] == "hub" and chosen == "llama.cpp":
         notes.append("the GGUF file is fetched at launch (offline-first: store, Hugging Face cache, download)")
     if nodes and nodes > 1:
@@ -394,7 +405,7 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
     if spinner:
         from rich.console import Console
 
-        status = Console(stderr=True).status(what)
+        status = Console(stderr=True, highlight=False).status(what)  # no colour inside names
     deadline = time.monotonic() + timeout
     with status:
         while True:
@@ -549,7 +560,10 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     from .catalog import load, resolved_build, spec_quant
     from .estimate import bits_per_weight
     from .hub import local
+    from .naming import format_name, split_tag
 
+    name, quant = split_tag(name, quant)
+    format = format_name(format)
     fam = load().get(name)
     if format and format not in fam.formats():
         raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
@@ -579,6 +593,7 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
             e = est.to_dict() if est else {}
             builds.append({
                 "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
+                "gguf_type": gguf_type(spec.format, q),
                 "engine": good[0].engine if good else None,
                 "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
                 "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
@@ -635,7 +650,8 @@ def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
         cmd += f" --context {context}"
     if not hw.local:
         cmd += f" --hardware {hw.name}"
-    return {"format": best["format"], "quantization": best["quantization"], "engine": best["engine"],
+    return {"format": best["format"], "quantization": best["quantization"], "gguf_type": best["gguf_type"],
+            "engine": best["engine"],
             "context": best["context"], "decode_tok_s_bound": best["decode_tok_s_bound"],
             "usable_tok_s": round(floor, 1), "host_bandwidth_bytes_s": host_bw, "bandwidth_source": how,
             "command": cmd}

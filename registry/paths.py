@@ -44,6 +44,21 @@ def artifacts_dir() -> Path:
     return p
 
 
+# `registry demo` keeps everything it makes (a random-weight toy recorded as glm4-chat-1m builds, its
+# deployments and logs) in a home of its own, so that nothing it makes can pass for a real build.
+DEMO_ENV = "REGISTRY_DEMO"
+
+
+def demo_home() -> Path:
+    """Where `registry demo` keeps its state: `demo/` under the registry home."""
+    return home() / "demo"
+
+
+def in_demo() -> bool:
+    """True while `registry demo` runs (its own home is then the registry home)."""
+    return os.environ.get(DEMO_ENV) == "1"
+
+
 def logs_dir() -> Path:
     p = home() / "logs"
     p.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,20 @@ def _option(argv: list[str], *names: str) -> str | None:
     return None
 
 
+def _gguf(argv: list[str]) -> bool:
+    """The command line names a GGUF build: --format ggufv2 (or gguf), or, without a format, a GGUF
+    quantization name (--quant or a FAMILY:QUANT tag), as the catalog would infer the format."""
+    from .formats import GGUF_QUANTS
+    from .naming import format_name, quant_key
+
+    fmt = _option(argv, "--format", "-f")
+    if fmt is not None:
+        return format_name(fmt) == "ggufv2"
+    words = [w for w in argv[2:] if not w.startswith("-")]
+    quant = _option(argv, "--quant", "-q") or (words[0].partition(":")[2] if words else "")
+    return bool(quant) and quant_key(quant) in {quant_key(q) for q in GGUF_QUANTS}
+
+
 def guess(argv: list[str]) -> str | None:
     """The server module a `registry launch ...` command line will most likely run, or None.
 
@@ -69,8 +83,10 @@ def guess(argv: list[str]) -> str | None:
         return None
     if (_option(argv, "--nodes") or "1") != "1":
         return None
-    engine = _option(argv, "--engine", "-e")
-    if engine not in (None, "llama.cpp") or (engine is None and _option(argv, "--format", "-f") != "ggufv2"):
+    from .naming import engine_name, format_name
+
+    engine = engine_name(_option(argv, "--engine", "-e"))
+    if engine not in (None, "llama.cpp") or (engine is None and not _gguf(argv)):
         return None
     import importlib.util
 

@@ -200,6 +200,19 @@ class Store:
             s.delete(row)
             s.commit()
 
+    def remove_artifacts(self, ids: list[int]) -> None:
+        """Delete these rows in one transaction; deployments that served them keep their history, unlinked."""
+        with self.session() as s:
+            for d in s.exec(select(Deployment).where(Deployment.artifact_id.in_(ids))):  # type: ignore[union-attr]
+                d.artifact_id = None
+                s.add(d)
+            s.flush()
+            for i in ids:
+                row = s.get(Artifact, i)
+                if row is not None:
+                    s.delete(row)
+            s.commit()
+
     # -- deployments --
 
     def add_deployment(self, **fields: Any) -> Deployment:

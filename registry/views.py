@@ -88,23 +88,49 @@ def recipe_summary(recipe: dict[str, Any] | None) -> str:
     if isinstance(im, dict):
         parts.append(f"imatrix {Path(str(im.get('path'))).name} ({im.get('tokens')} tokens from "
                      f"{Path(str(im.get('dataset'))).name})")
+    if recipe.get("demo"):
+        parts.insert(0, "registry demo's random-weight toy")
     if recipe.get("drop_mtp"):
         parts.append("MTP dropped")
     return "; ".join(p for p in parts if p)
 
 
-def artifact_view(a: Any) -> dict[str, Any]:
-    """A recorded build (registry.store.Artifact) as plain data, recipe and report included."""
+def artifact_view(a: Any, fam: Family | None = None) -> dict[str, Any]:
+    """A recorded build (registry.store.Artifact) as plain data, recipe and report included; with its family,
+    the quantization in the catalog's spelling (a converter records llama.cpp's) beside llama.cpp's."""
     return {
-        "id": a.id, "format": a.format, "quantization": a.quantization, "path": a.path,
+        "id": a.id, "format": a.format, **_quant_names(fam, a.format, a.quantization), "path": a.path,
         "size_bytes": a.size_bytes, "sha256": a.sha256, "parent": a.parent,
         "created": a.created.isoformat() if a.created else None,
         "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,
+        "demo": _is_demo(a),  # `registry demo`'s random-weight toy: never picked for a real build
     }
+
+
+def _quant_names(fam: Family | None, fmt: str, quant: str) -> dict[str, Any]:
+    from .catalog import spec_quant
+    from .naming import quant_fields
+
+    spec = next((s for s in fam.specs if s.format == fmt and spec_quant(s, quant)), None) if fam else None
+    return quant_fields(fmt, quant, spec)
+
+
+def with_quant_names(d: dict[str, Any], fam: Family | None) -> dict[str, Any]:
+    """A build's JSON (a converter's result) with `quantization` in the catalog's spelling and llama.cpp's beside it
+    (`gguf_type`): one spelling in every JSON output, whichever name a tool recorded."""
+    return {**d, **_quant_names(fam, d["format"], d["quantization"])}
+
+
+def _is_demo(a: Any) -> bool:
+    from .hub.local import is_demo
+
+    return is_demo(a)
 
 
 def deployment_view(dep) -> dict[str, Any]:
     """One deployment as `registry ps --json`, `launch --json` and the REST API give it."""
     from .launcher import address
 
-    return {**dep.model_dump(mode="json"), "address": address(dep)}
+    from .naming import gguf_type
+
+    return {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}

@@ -105,8 +105,10 @@ def test_resolve_errors_list_what_exists():
     with pytest.raises(NotFoundError, match=r"unknown quantization 'Q4_K_X'; nearest: Q4_K_S, Q4_K.*"
                                             r"\(glm4-chat-1m ggufv2 has: Q2_K, IQ3_XS"):
         registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K_X")
-    with pytest.raises(NotFoundError, match=r"unknown format 'gguf'.*ggufv2"):
-        registry.resolve("glm4-chat-1m", "gguf", "Q4_K")
+    with pytest.raises(NotFoundError, match=r"unknown format 'onnx'.*ggufv2"):
+        registry.resolve("glm4-chat-1m", "onnx", "Q4_K")
+    # `gguf` is people's name for ggufv2 (issue 16)
+    assert registry.resolve("glm4-chat-1m", "gguf", "Q4_K").spec.format == "ggufv2"
 
 
 def test_gguf_aliases_resolve_both_ways():

@@ -280,9 +280,10 @@ def test_cli_convert_records_artifact(tiny_checkpoint, tmp_path):
                 "--quant", "Q4_K", "--out", str(out), "--report", "--json")
     assert r.returncode == 0, r.stderr
     assert "differs in size" in r.stderr  # a tiny checkpoint is a warning, not an error
-    results = {x["quantization"]: x for x in json.loads(r.stdout)}
+    results = {x["gguf_type"]: x for x in json.loads(r.stdout)}
     assert set(results) == {"Q4_K_M", "F16"}
     q4 = results["Q4_K_M"]
+    assert (q4["quantization"], results["F16"]["quantization"]) == ("Q4_K", "FP16")  # the catalog's names
     assert Path(q4["path"]).is_file() and q4["parent"] == results["F16"]["path"]
     assert 0 <= q4["report"]["kl_divergence"] and 0 <= q4["report"]["top1_agreement"] <= 1
     from registry.store import Store

@@ -307,7 +307,7 @@ def test_imatrix_builds_beat_plain_q2_k_on_a_skewed_model(skewed_chatglm, tmp_pa
                 "--calibration", str(CALIB), "--chunk-size", str(CHUNK), "--out", str(out), "--report", "--json")
     assert r.returncode == 0, r.stderr
     res = {x["format"] + ":" + x["quantization"]: x for x in json.loads(r.stdout)}
-    assert set(res) == {"ggufv2:Q2_K", "ggufv2:F16", "imatrix:F16"}
+    assert set(res) == {"ggufv2:Q2_K", "ggufv2:FP16", "imatrix:F16"}  # the catalog spells F16 FP16
     imf = res["imatrix:F16"]["path"]
     q2 = res["ggufv2:Q2_K"]
     assert q2["recipe"]["imatrix"]["path"] == imf and q2["recipe"]["imatrix"]["artifact_id"] is not None

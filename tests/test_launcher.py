@@ -272,7 +272,7 @@ def test_fit_auto_picks_the_best_quant_that_fits(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["glm4-chat", "--format", "ggufv2", "--quant", "Q4_K"], ["unknown family 'glm4-chat'", "glm4-chat-1m"]),
-    (["glm4-chat-1m", "--format", "gguf", "--quant", "Q4_K"], ["unknown format 'gguf'", "ggufv2"]),
+    (["glm4-chat-1m", "--format", "onnx", "--quant", "Q4_K"], ["unknown format 'onnx'", "ggufv2"]),
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_KM"], ["unknown quantization 'Q4_KM'", "Q4_K"]),
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--engine", "vlm"], ["unknown engine 'vlm'", "vllm"]),
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--hardware", "4xH1000"], ["unknown hardware '4xH1000'", "1xRTX-4090"]),

@@ -19,6 +19,7 @@ def _app():
     from . import docs_cmds  # noqa: F401
     from . import launch_cmds  # noqa: F401
     from . import serve_cmds  # noqa: F401
+    from . import local_cmds  # noqa: F401
     from .app import app
 
     # Importing the submodule registry.cli.app set the package's `app` attribute to that module;
@@ -33,6 +34,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'registry.cli' has no attribute {name!r}")
 
 
+def error_label() -> str:
+    """'error:', in red where stderr is a terminal (NO_COLOR turns colour off, FORCE_COLOR on)."""
+    import os
+
+    colour = "NO_COLOR" not in os.environ and (bool(os.environ.get("FORCE_COLOR")) or sys.stderr.isatty())
+    return "\033[1;31merror:\033[0m" if colour else "error:"
+
+
 def main() -> None:
     from .. import prestart
 
@@ -42,7 +51,7 @@ def main() -> None:
     try:
         _app()()
     except RegistryError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{error_label()} {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from .app import JsonOpt, _catalog, _console, _print_json, _table, app
+from .app import JsonOpt, complete_name, _catalog, _console, _kv, _print_json, _table, app
 
 # --- read commands -------------------------------------------------------------------------
 
@@ -18,21 +18,32 @@ def list_(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only families with a spec in this format."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Only families offering this quantization."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
-    ability: Optional[str] = typer.Option(None, "--ability", "-a", help="chat, tools, reasoning, vision ..."),
+    ability: Optional[str] = typer.Option(None, "--ability", help="chat, tools, reasoning, vision ..."),
     min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
     json_: bool = JsonOpt,
 ) -> None:
     """List model families."""
     from ..views import family_row
 
+    from ..errors import not_found
+    from ..formats import FORMATS
+    from ..naming import known_quant
+
+    if quant and not known_quant(quant):
+        raise not_found("quantization", quant, {q for d in FORMATS.values() for q in d["quantizations"]})
     cat = _catalog()
-    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability, min_context=min_context)
+    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability and ability.lower(),
+                        min_context=min_context)
     rows = [{**family_row(f), "origin": cat.entry(f.name).origin} for f in fams]
     if json_:
         _print_json(rows)
-        return
-    if not rows:
-        _console().print("no family matches these filters")
+    if not rows:  # like grep: finding nothing is not success
+        given = {"--format": format, "--quant": quant, "--engine": engine, "--ability": ability,
+                 "--min-context": min_context}
+        print("error: no family matches " + " ".join(f"{k} {v}" for k, v in given.items() if v is not None),
+              file=sys.stderr)
+        raise typer.Exit(1)
+    if json_:
         return
     _table(
         None,
@@ -54,8 +65,9 @@ def list_(
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    artifacts: bool = typer.Option(False, "--artifacts", "-a", help="Also list the recorded builds with their recipes and quality reports."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
+                      autocompletion=complete_name),
+    artifacts: bool = typer.Option(False, "--artifacts", help="Also list the recorded builds with their recipes and quality reports."),
     json_: bool = JsonOpt,
 ) -> None:
     """Show a family and every spec (--artifacts: and its recorded builds)."""
@@ -65,30 +77,33 @@ def show(
     cat = _catalog()
     entry = cat.entry(name)
     view = family_view(entry.family, entry.origin)
+    if ":" in name:  # a tag: the build it names, too
+        view["build"] = cat.resolve(name).to_dict()
     # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
     if artifacts:
-        view["artifacts"] = _artifacts(entry.family.name)
+        view["artifacts"] = _artifacts(entry.family)
     if json_:
         _print_json(view)
         return
     _show_table(view)
+    if view.get("build"):
+        b = view["build"]
+        _console().print(f"build {name}: {b['format']} {b['quantization']}"
+                         + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
+                         + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
+                                            for h, x in b["hubs"].items()), markup=False, highlight=False)
     if not artifacts and paths.has_database():
         _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
 
 def _show_table(v: dict[str, Any]) -> None:
-    from rich.table import Table
-
     con = _console()
     arch = v["architecture"]
     lic = v["licence"]
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
     params = f"{arch['total_params_b']:g}B" + (
         f", {arch['active_params_b']:g}B active" if arch.get("active_params_b") else ""
     )
-    for k, val in [
+    head = [
         ("Family", v["name"]),
         ("Context Length", f"{v['context_length']}"),
         ("Languages", ", ".join(v["languages"])),
@@ -100,16 +115,13 @@ def _show_table(v: dict[str, Any]) -> None:
          + (f", {arch['experts']} experts ({arch['experts_per_token']} active)" if arch.get("experts") else "")),
         ("Licence", lic["name"] + (f" ({lic['url']})" if lic.get("url") else "")
          + (f"; commercial use: {lic['commercial_use']}" if lic.get("commercial_use") else "")),
-    ]:
-        head.add_row(k, val)
+    ]
     if lic.get("attribution"):
-        head.add_row("Attribution", lic["attribution"])
+        head.append(("Attribution", lic["attribution"]))
     if lic.get("naming"):
-        head.add_row("Naming", lic["naming"])
-    con.print(head)
-    t = Table(header_style="bold", show_lines=True)
-    for c in ["#", "format", "size", "quantizations", "engines", "model id (revision)"]:
-        t.add_column(c, overflow="fold")
+        head.append(("Naming", lic["naming"]))
+    _kv(head)
+    rows = []
     for s in v["specs"]:
         quants = ", ".join(
             q + (f" (= {s['quantization_aliases'][q]})" if q in s["quantization_aliases"] else "")
@@ -123,23 +135,21 @@ def _show_table(v: dict[str, Any]) -> None:
             + (f"\n  files: {h['file_template']}" if h.get("file_template") else "")
             for h in s["hubs"].values()
         ) or "(built locally from its recipe)"
-        t.add_row(str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs)
-    con.print(t)
+        rows.append([str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs])
+    _table(None, ["#", "format", "size", "quantizations", "engines", "model id (revision)"], rows, lines=True)
     if any(s["quantization_aliases"] for s in v["specs"]):
         con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
     if v.get("artifacts"):
-        a = Table(title="Built artifacts", header_style="bold", show_lines=True, title_justify="left")
-        for c in ["id", "format", "quant", "path", "recipe", "quality"]:
-            a.add_column(c, overflow="fold")
+        arows = []
         for r in v["artifacts"]:
             rep = r.get("report") or {}
             quality = (f"KL {rep['kl_divergence']:.6f}, top-1 {rep['top1_agreement']:.1%} vs {rep.get('reference')}"
                        if rep.get("kl_divergence") is not None else "")
-            a.add_row(str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality)
-        con.print(a)
+            arows.append([str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality])
+        _table("Built artifacts", ["id", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
 
 
-def _artifacts(family: str) -> list[dict[str, Any]]:
+def _artifacts(family) -> list[dict[str, Any]]:
     """Recorded builds of a family; none (and no database import) when no store exists yet."""
     from .. import paths
 
@@ -148,7 +158,7 @@ def _artifacts(family: str) -> list[dict[str, Any]]:
     from ..store import Store
     from ..views import artifact_view
 
-    return [artifact_view(a) for a in Store().artifacts(family=family)]
+    return [artifact_view(a, family) for a in Store().artifacts(family=family.name)]
 
 
 @app.command()
@@ -171,9 +181,9 @@ def search(words: list[str] = typer.Argument(..., help="Words to look for: an up
 
 @app.command()
 def resolve(
-    name: str,
-    format: str = typer.Option(..., "--format", "-f"),
-    quant: str = typer.Option(..., "--quant", "-q"),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
                                            "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
@@ -186,7 +196,8 @@ def resolve(
         _print_json(d)
         return
     rows = [[h, x["model_id"], x["revision"], "\n".join(x["files"]) or "(snapshot)"] for h, x in d["hubs"].items()]
-    _table(f"{name} {format} {r.quantization} -> {r.canonical} from {r.spec.publisher}; engines: {', '.join(r.engines)}",
+    _table(f"{r.family.name} {r.spec.format} {r.quantization} -> {r.canonical} from {r.spec.publisher}; "
+           f"engines: {', '.join(r.engines)}",
            ["hub", "model id", "revision", "files"], rows)
 
 

@@ -20,10 +20,13 @@ _TARGETS = {"ggufv2": "gguf", "gguf": "gguf", "compressed-tensors": "compressed_
 
 @app.command()
 def convert(
-    name: str = typer.Argument(..., help="Family name the checkpoint belongs to, e.g. glm-4.7."),
+    name: str = typer.Argument(..., help="Family name the checkpoint belongs to, e.g. glm-4.7, or a build tag "
+                               "FAMILY:QUANT, e.g. glm4-chat-1m:Q4_K."),
     source: Path = typer.Option(..., "--from", help="Hugging Face checkpoint directory."),
-    to: str = typer.Option(..., "--to", help="ggufv2 or compressed-tensors."),
-    quant: str = typer.Option(..., "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for the GGUF ladder."),
+    to: Optional[str] = typer.Option(None, "--to", help="ggufv2 (or gguf) or compressed-tensors (default: the format "
+                                     "that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for "
+                                        "the GGUF ladder (or the tag's)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file or directory (default: the registry's artifacts dir)."),
     report: bool = typer.Option(False, "--report", help="Measure KL divergence and top-1 agreement against the source."),
     outtype: Optional[str] = typer.Option(None, "--outtype", help="GGUF: F16 or BF16 for the first pass."),
@@ -57,6 +60,18 @@ def convert(
 
     from converters.options import ConvertRequest
 
+    from ..naming import format_name, split_tag
+
+    name, quant = split_tag(name, quant)
+    if quant is None:
+        raise RegistryError(f"give a quantization: --quant QUANT (or 'all') or {name}:QUANT")
+    if to is None:
+        if quant.lower() == "all":
+            raise RegistryError("--quant all needs --to ggufv2")
+        from .app import _catalog
+
+        to = _catalog().resolve(name, None, quant).spec.format
+    to = format_name(to)
     target = _TARGETS.get(to)
     if target is None:
         raise RegistryError(f"--to {to!r} is not a format the converters write; use one of: ggufv2, compressed-tensors")
@@ -88,7 +103,11 @@ def convert(
         return
     results = import_module(f"converters.{target}").run_convert(req)
     if json_:
-        _print_json([r.to_dict() for r in results])
+        from ..views import with_quant_names
+        from .app import _catalog
+
+        fam = _catalog().get(name)
+        _print_json([with_quant_names(r.to_dict(), fam) for r in results])
         return
     cols = ["quant", "path", "size", "sha256"]
     with_report = any(r.report for r in results)

@@ -7,14 +7,15 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, _catalog, _print_json, _table, app
+from .app import JsonOpt, complete_name, _catalog, _print_json, _table, app
 
 
 @app.command()
 def pull(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    format: str = typer.Option(..., "--format", "-f"),
-    quant: str = typer.Option(..., "--quant", "-q"),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
+                      autocompletion=complete_name),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
                                            "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
@@ -40,9 +41,9 @@ def pull(
 
 @app.command()
 def verify(
-    name: str = typer.Argument(..., help="Family name."),
-    format: str = typer.Option(..., "--format", "-f"),
-    quant: str = typer.Option(..., "--quant", "-q"),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size"),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
                                            "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
@@ -59,5 +60,5 @@ def verify(
             raise typer.Exit(1)
         return
     results = do_verify(r)
-    _table(f"{name} {format} {r.quantization}: {len(results)} file{'s' if len(results) != 1 else ''} ok",
+    _table(f"{r.family.name} {r.spec.format} {r.quantization}: {len(results)} file{'s' if len(results) != 1 else ''} ok",
            ["file", "sha256"], [[x["path"], x["sha256"] or ""] for x in results])

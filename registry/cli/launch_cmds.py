@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, _console, _print_json, _table, app
+from .app import JsonOpt, complete_name, _console, _print_json, _table, app
 
 GB = 1e9
 
@@ -22,9 +22,12 @@ def _say(msg: str) -> None:
 
 @app.command()
 def launch(
-    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    format: str = typer.Option(..., "--format", "-f", help="Spec format: ggufv2, pytorch, compressed-tensors ..."),
-    quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K, FP8_DYNAMIC, AWQ."),
+    name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
+                      autocompletion=complete_name),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
+                                         "compressed-tensors ... (default: the one that has the quant)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization in any case, e.g. Q4_K, "
+                                        "q4_k_m, FP8_DYNAMIC, AWQ (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
@@ -56,11 +59,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    r = p.resolved
-    same = [] if new or port is not None else launcher.running_build(r.family.name, r.spec.format, r.quantization,
-                                                                     engine)
-    if context is not None:  # a different context is a different server
-        same = [d for d in same if str(context) in d.argv]
+    same = [] if new or port is not None else running_same(p, engine, context)
     if same:
         dep = same[0]
         if json_:
@@ -75,6 +74,17 @@ def launch(
         _print_json({**deployment_view(dep), "reused": False})
         return
     _answers_at(dep)
+
+
+def running_same(p, engine: str | None, context: int | None) -> list:
+    """Running deployments of the planned build (newest first), which `launch` and `run` reuse."""
+    from .. import launcher
+
+    r = p.resolved
+    same = launcher.running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
+    if context is not None:  # a different context is a different server
+        same = [d for d in same if str(context) in d.argv]
+    return same
 
 
 def _answers_at(dep) -> None:
@@ -119,7 +129,8 @@ def _show_plan(p) -> None:
 
 @app.command()
 def fit(
-    name: str = typer.Argument(..., help="Family name."),
+    name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT.",
+                      autocompletion=complete_name),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
@@ -141,8 +152,17 @@ def fit(
                      _gb(b["kv_cache_bytes"]),
                      (_gb(b["per_gpu_bytes"]) + " /GPU" + (f" + {_gb(b['host_bytes'])} host" if b.get("host_bytes") else ""))
                      if b["gpus"] else _gb(b["total_bytes"]) + " host",
-                     "yes" if b["fits"] else f"no [{len(why)}]"])
-    _table(f"{name} on {res['hardware']['name']}", ["format", "quant", "engine", "weights", "KV", "need", "fits"], rows)
+                     ("yes", "bold green") if b["fits"] else (f"no [{len(why)}]", "bold red")])
+    # "need" is what each GPU must hold (or the host, without GPUs), at the context the estimate assumed
+    ctxs = sorted({b["context"] for b in res["builds"] if b.get("context")})
+    at = f" at {ctxs[0]:,} tokens" if len(ctxs) == 1 else ""
+    need = ("need per GPU" if res["hardware"].get("gpus") else "need (host)") + at
+    cols = ["format", "quant", "engine", "weights", "KV" + at, need, "fits"]
+    if len(ctxs) > 1:  # builds planned at different contexts: each row says its own
+        cols.insert(5, "context")
+        for r, b in zip(rows, res["builds"]):
+            r.insert(5, f"{b['context']:,}" if b.get("context") else "-")
+    _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
     if res.get("auto"):
@@ -177,17 +197,48 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
 
 @app.command()
 def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
-         lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines.")) -> None:
+         lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what the server writes, until it "
+                                     "exits (or Ctrl-C).")) -> None:
     """The log of a deployment (the newest one of that family)."""
     from .. import launcher
 
     dep = launcher.find(name, active_only=True)[0]
     sys.stdout.write(launcher.log_text(dep, lines))
+    if follow:
+        _follow(dep)
+
+
+def _follow(dep, poll: float = 0.2) -> None:
+    """`tail -f` until the server's process is gone: what is appended to its log, as it comes."""
+    import time
+    from pathlib import Path
+
+    from .. import launcher
+
+    sys.stdout.flush()
+    with open(Path(dep.log_path), "rb") as f:
+        f.seek(0, 2)
+        alive_at = 0.0
+        while True:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                continue
+            if time.monotonic() - alive_at > 1.0:  # the process check reads /proc: once a second
+                if dep.status not in ("starting", "running") or not launcher._alive(dep.pid, dep.argv):
+                    sys.stdout.buffer.write(f.read())
+                    sys.stdout.flush()
+                    print(f"(deployment {dep.id} is no longer running)", file=sys.stderr)
+                    return
+                alive_at = time.monotonic()
+            time.sleep(poll)
 
 
 @app.command()
 def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
-         all_: bool = typer.Option(False, "--all", help="Stop every running deployment.")) -> None:
+         all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
     """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
     from .. import launcher
     from ..errors import RegistryError

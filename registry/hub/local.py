@@ -37,13 +37,26 @@ def _other_uploaders_repos(resolved) -> set[str]:
             for h in s.hubs.values() for m in h.all_model_ids()} - own
 
 
+def is_demo(row) -> bool:
+    """A build `registry demo` made: marked in its recipe, or (recorded by an older demo in the real store)
+    a file under the demo's folder. Look-up never takes one for a real build."""
+    if isinstance(row.recipe, dict) and row.recipe.get("demo"):
+        return True
+    try:
+        return Path(row.path).resolve().is_relative_to(paths.demo_home().resolve())
+    except (OSError, ValueError):
+        return False
+
+
 def rows(resolved, recorded: list | None = None) -> list:
-    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read."""
+    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read.
+    The demo's toys only while the demo runs (in its own home)."""
     found = family_rows(resolved.family.name) if recorded is None else recorded
     names = quant_names(resolved)
     others = _other_uploaders_repos(resolved)
+    demo = paths.in_demo()
     return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names
-            and (r.parent or "").split("@")[0] not in others]
+            and (r.parent or "").split("@")[0] not in others and (demo or not is_demo(r))]
 
 
 def _local_size(p: Path) -> int | None:

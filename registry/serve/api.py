@@ -102,9 +102,13 @@ def hardware(profile: Optional[str] = None) -> dict:
 def _artifacts(family: Optional[str] = None) -> list[dict]:
     if not paths.has_database():
         return []
+    from ..catalog import load
     from ..store import Store
 
-    return [{"family": a.family, **artifact_view(a)} for a in Store().artifacts(family=family)]
+    cat = load()  # the catalog's spelling of each row's quantization, where its family is known
+    names = set(cat.names())
+    return [{"family": a.family, **artifact_view(a, cat.get(a.family) if a.family in names else None)}
+            for a in Store().artifacts(family=family)]
 
 
 @api.get("/artifacts", summary="recorded builds (registry show NAME --artifacts --json)")

@@ -18,15 +18,10 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .. import launcher
-from ..schema import GGUF_ALIASES
+from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
 
 SELF = "registry"  # the engine name of `registry serve`'s own deployment row
 ROUTES = ("chat/completions", "completions", "embeddings")
-
-
-def _norm(q: str) -> str:
-    q = q.upper()
-    return GGUF_ALIASES.get(q, q)
 
 
 def served_names(dep) -> list[str]:
@@ -201,11 +196,10 @@ def _catalog_build(fam: str, quant: str) -> tuple[str, str] | None:
         return None
     if not quant:
         return None
-    for spec in family.specs:
-        for q in (quant, quant.upper()):
-            hit = spec_quant(spec, q)
-            if hit is not None:
-                return spec.format, hit
+    for spec in family.specs:  # spec_quant reads any case and either GGUF spelling
+        hit = spec_quant(spec, quant)
+        if hit is not None:
+            return spec.format, hit
     return None
 
 
