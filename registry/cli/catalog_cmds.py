@@ -201,7 +201,7 @@ def schema() -> None:
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."), json_: bool = JsonOpt) -> None:
-    """Check spec files; exit 1 if any is invalid."""
+    """Check spec files, printing every problem on its own line with its field path; exit 1 if any is invalid."""
     from ..errors import SpecError
     from ..loader import read_spec_file
 
@@ -215,7 +215,8 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
             names[fam.name] = str(f)
             results.append({"file": str(f), "ok": True, "family": fam.name})
         except SpecError as e:
-            results.append({"file": str(f), "ok": False, "error": str(e)})
+            lines = e.lines or [str(e)]
+            results.append({"file": str(f), "ok": False, "error": str(e), "errors": lines})
     if json_:
         _print_json(results)
     else:
@@ -223,13 +224,17 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
             if r["ok"]:
                 print(f"ok: {r['file']} ({r['family']})")
             else:
-                print(f"error: {r['error']}", file=sys.stderr)
+                for line in r["errors"]:
+                    print(f"error: {line}", file=sys.stderr)
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
 
 
 @app.command()
-def register(file: Path = typer.Argument(..., help="A spec file of your own family.")) -> None:
+def register(
+    file: Path = typer.Argument(..., help="A spec file of your own family (`registry init NAME` writes one)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the family of that name if it is registered."),
+) -> None:
     """Add a user family to the store (it cannot shadow a shipped name)."""
     from ..catalog import shipped
     from ..errors import SpecError
@@ -240,8 +245,12 @@ def register(file: Path = typer.Argument(..., help="A spec file of your own fami
     shipped_names = {e.family.name for e in shipped()}
     if fam.name in shipped_names:
         raise SpecError(f"{file}: family {fam.name!r}: field name: a shipped family has this name; choose another")
-    Store().register_family(fam.name, fam.model_dump(mode="json", exclude_none=True), str(file.resolve()))
-    print(f"registered {fam.name} ({len(fam.specs)} spec{'s' if len(fam.specs) != 1 else ''})")
+    store = Store()
+    replaced = replace and any(r.name == fam.name for r in store.user_families())
+    store.register_family(fam.name, fam.model_dump(mode="json", exclude_none=True), str(file.resolve()),
+                          replace=replace)
+    verb = "replaced" if replaced else "registered"
+    print(f"{verb} {fam.name} ({len(fam.specs)} spec{'s' if len(fam.specs) != 1 else ''})")
 
 
 @app.command()
