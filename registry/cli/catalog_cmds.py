@@ -18,7 +18,7 @@ def list_(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only families with a spec in this format."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Only families offering this quantization."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
-    ability: Optional[str] = typer.Option(None, "--ability", "-a", help="chat, tools, reasoning, vision ..."),
+    ability: Optional[str] = typer.Option(None, "--ability", "-a", help="Only families with this ability: chat, generate, tools, reasoning or vision."),
     min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -152,7 +152,7 @@ def _artifacts(family: str) -> list[dict[str, Any]]:
 
 
 @app.command()
-def search(words: list[str] = typer.Argument(..., help="Words to look for: an uploader, a format, a quantization ..."),
+def search(words: list[str] = typer.Argument(..., help="Words to look for: a family, an uploader, a hub repository, a format, a quantization or an engine."),
            json_: bool = JsonOpt) -> None:
     """Find builds by family, uploader, hub repository, format, quantization or engine (every word must match),
     e.g. `registry search unsloth`, `registry search mlx 4bit`."""

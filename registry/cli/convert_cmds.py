@@ -23,7 +23,7 @@ def convert(
     name: str = typer.Argument(..., help="Family name the checkpoint belongs to, e.g. glm-4.7."),
     source: Path = typer.Option(..., "--from", help="Hugging Face checkpoint directory."),
     to: str = typer.Option(..., "--to", help="ggufv2 or compressed-tensors."),
-    quant: str = typer.Option(..., "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for the GGUF ladder."),
+    quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K or W4A16_GS64; 'all' for the GGUF ladder."),
     out: Optional[Path] = typer.Option(None, "--out", help="A directory, or FILE.gguf for one quantization (default: the registry's artifacts dir)."),
     keep_f16: bool = typer.Option(
         False, "--keep-f16",

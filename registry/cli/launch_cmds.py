@@ -23,7 +23,7 @@ def _say(msg: str) -> None:
 @app.command()
 def launch(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m."),
-    format: str = typer.Option(..., "--format", "-f", help="Spec format: ggufv2, pytorch, compressed-tensors ..."),
+    format: str = typer.Option(..., "--format", "-f", help="Spec format, e.g. ggufv2, pytorch or compressed-tensors (`registry show NAME` lists them)."),
     quant: str = typer.Option(..., "--quant", "-q", help="Quantization, e.g. Q4_K, FP8_DYNAMIC, AWQ."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
@@ -33,7 +33,7 @@ def launch(
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Plan for another machine: 8xB200, "
-                                           "4xH100-80G, 2xH200, cpu ... or a JSON file."),
+                                           "4xH100-80G, 2xH200, 24GB (one GPU of that memory), cpu-64GB, or a JSON file."),
     profile: Optional[str] = typer.Option(None, "--profile", help="A named launch profile of the spec, "
                                           "e.g. expert-parallel."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the server to answer."),
