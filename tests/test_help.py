@@ -70,3 +70,15 @@ def test_output_names_sources_not_seed_numbers(argv, says):
     assert r.returncode == 0, r.stderr
     assert not re.search(r"\bseeds? \d{3}\b", r.stdout), re.findall(r".{40}\bseeds? \d{3}\b.{20}", r.stdout)
     assert says in r.stdout
+
+
+def test_readme_points_at_no_file_outside_the_repo():
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    assert "../" not in text and "shared folder" not in text
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        if not target.startswith(("http://", "https://", "#")):
+            assert (ROOT / target).is_file(), target
+    for name in re.findall(r"\b([A-Z]+\.md)\b", text):  # DESIGN.md and the like: the file is in the repo
+        assert list(ROOT.rglob(name)), name
