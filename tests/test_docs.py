@@ -48,6 +48,11 @@ def seed_facts(text: str) -> list[tuple[str, object]]:
             want = {"name": args.pop("--model-name")}
             want.update({LAUNCH_FLAGS[k]: v for k, v in args.items() if LAUNCH_FLAGS[k]})
             facts.append(("launch", want))
+        elif "${quantization}" in line:
+            # the seed's "remember to replace ${quantization}": the page names a real one instead
+            facts.append(("intro", "Execute the following command to launch the model with quantization "))
+        elif line == "chosen quantization method from the options listed above::":
+            continue  # the rest of that sentence
         else:
             facts.append(("line", line))
     return facts
@@ -58,7 +63,12 @@ def launch_matches(line: str, want: dict) -> bool:
     if words[:2] != ["registry", "launch"] or len(words) < 3 or words[2] != want["name"]:
         return False
     args = dict(zip(words[3::2], words[4::2]))
-    return all(args.get(k) == v for k, v in want.items() if k != "name")
+
+    def ok(k, v):  # the seed's ${engine} / ${quantization}: the page writes a real one there
+        got = args.get(k)
+        return got is not None and not got.startswith("$") if v.startswith("${") else got == v
+
+    return all(ok(k, v) for k, v in want.items() if k != "name")
 
 
 def missing_facts(facts, page: str) -> list[str]:
@@ -67,7 +77,8 @@ def missing_facts(facts, page: str) -> list[str]:
     pos, missing = 0, []
     for kind, fact in facts:
         for i in range(pos, len(lines)):
-            hit = lines[i] == fact if kind == "line" else launch_matches(lines[i].strip(), fact)
+            hit = (lines[i] == fact if kind == "line" else lines[i].startswith(fact) if kind == "intro"
+                   else launch_matches(lines[i].strip(), fact))
             if hit:
                 pos = i + 1
                 break
@@ -85,6 +96,23 @@ def test_seed_facts_parse():
         {"name": "glm4-chat-1m", "--engine": "${engine}", "--size": "9", "--format": fmt, "--quant": "${quantization}"}
         for fmt in ("pytorch", "ggufv2")
     ]
+    assert [k for k, _ in facts].count("intro") == 2
+
+
+def test_launch_lines_name_real_quantizations(generated):
+    """The seed's placeholders are filled in: every launch line on every page names a real quantization and engine."""
+    from registry.catalog import load
+
+    cat = load()
+    for name, page in generated.items():
+        assert "${quantization}" not in page and "${engine}" not in page, name
+        if name == "index.rst":
+            continue
+        fam = cat.get(name.removesuffix(".rst"))
+        for m in re.finditer(r"^\s+(?:``)?(registry launch \S+ .*?)(?:``)?$", page, re.M):
+            args = dict(zip(m.group(1).split()[3::2], m.group(1).split()[4::2]))
+            assert args["--quant"] in fam.quantizations(), (name, m.group(1))
+            assert args.get("--engine", "llama.cpp") in fam.engines(), (name, m.group(1))
 
 
 def test_every_seed_004_fact_in_order_on_the_generated_page(generated):
@@ -105,26 +133,30 @@ def test_fact_check_fails_on_reordered_or_changed_pages(generated):
     # a changed fact: engine rule dropped
     assert missing_facts(facts, page.replace(" (vLLM only available for quantization none)", ""))
     # a launch command with another format
-    assert missing_facts(facts, page.replace("--format ggufv2 --quant ${quantization}\n", "--format pytorch --quant ${quantization}\n"))
+    assert missing_facts(facts, page.replace("--format ggufv2 --quant BF16\n", "--format pytorch --quant BF16\n"))
+    # a placeholder left on the page is not a launch line the seed's facts accept
+    assert missing_facts(facts, page.replace("--format ggufv2 --quant BF16\n", "--format ggufv2 --quant ${quantization}\n"))
 
 
 def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands(generated):
     page = generated["glm4-chat-1m.rst"]
     assert "- **Architecture:** ChatGLMModel (chatglm); dense; 9B parameters; 40 layers" in page
     assert "**Attribution:** Built with glm-4" in page and "**Commercial use:** allowed after registration" in page
-    # Expected cells worked out by hand, not by estimate(): 9B x 4.89 bits (llama.cpp's Q4_K_M) = 5.1 GiB
+    # Expected cells worked out by hand, not by estimate(): 9B x 4.89 bits (llama.cpp's Q4_K_M) = 5.5 GB
     # of weights, plus the f16 KV cache of the full 1M-token context (2 x 40 layers x 4 KV groups x 128
-    # x 2 bytes per token = 80 GiB).
+    # x 2 bytes per token = 85.9 GB); in decimal GB, as `registry fit` prints them.
     weights = 9e9 * 4.89 / 8
-    assert f"   * - Q4_K\n     - 4.89\n     - {weights / 2**30:,.1f} GiB\n" in page
-    assert f"     - {(weights + 2 * 40 * 4 * 128 * 2 * 1048576) / 2**30:,.1f} GiB" in page
+    assert f"   * - Q4_K\n     - 4.89\n     - {weights / 1e9:,.1f} GB\n" in page
+    assert f"     - {(weights + 2 * 40 * 4 * 128 * 2 * 1048576) / 1e9:,.1f} GB" in page
+    assert "GiB" not in page
     assert "Q3_K, Q4_K and Q5_K mean llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M (the _M variants)" in page
     assert "registry launch glm4-chat-1m --engine vllm --size 9 --format pytorch --quant none" in page
-    assert "registry launch glm4-chat-1m --engine llama.cpp --size 9 --format ggufv2 --quant ${quantization}" in page
-    assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant ${quantization}" in page
+    assert "registry launch glm4-chat-1m --engine llama.cpp --size 9 --format ggufv2 --quant BF16" in page
+    assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant all" in page
     # the engines' own commands come from the launcher's engine modules, planned for a named profile
     assert "planned for hardware profile ``8xH100-80G`` (add ``--hardware 8xH100-80G --dry-run`` to print the plan)::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
-    assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.${quantization}.gguf" in page
+    assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.BF16.gguf" in page
+    assert "Q8_0, BF16, FP16; shown for BF16)" in page  # one entry for the quantizations that share a command
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
     assert str(ROOT) not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
@@ -167,17 +199,18 @@ def test_page_commands_are_what_registry_launch_plans(family):
     blocks = _ENGINE_BLOCK.findall(page)
     assert len(blocks) >= 3
     for line, hardware, server in blocks:
-        concrete = line.replace("${quantization}", "Q4_K")
+        concrete = line
         r = run_cli(*concrete.split()[1:], "--hardware", hardware, "--dry-run", "--json")
         assert r.returncode == 0, (line, r.stderr)
         plan = json.loads(r.stdout)
         argv = [Path(plan["argv"][0]).name, *plan["argv"][1:]]
         argv[0] = "python3" if argv[0].startswith("python") else argv[0]
-        shown = server.replace("${quantization}", "Q4_K").split()
+        shown = server.split()
         env = [f"{k}={v}" for k, v in plan["env"].items()]
         if plan["engine"] == "llama.cpp":  # the file is fetched at launch: the page names it, the plan its source
             i = argv.index("--model") + 1
-            assert shown[len(env) + i] == "/path/to/glm-4-9b-chat-1m.Q4_K.gguf"
+            quant = concrete.split("--quant ")[1].split()[0]
+            assert shown[len(env) + i] == f"/path/to/glm-4-9b-chat-1m.{quant}.gguf"
             argv[i] = shown[len(env) + i]
         assert shown == env + argv, line
 

@@ -56,8 +56,10 @@ def _env():
     return env
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB"
+def _gib(n: int) -> str:  # the CLI's unit (decimal GB), so a page and `registry fit` print one figure
+    from .fit import gb
+
+    return gb(n)
 
 
 def _num(x: float) -> str:
@@ -282,7 +284,8 @@ def _command_heading(c) -> str:
     h = c.title
     if c.profile:
         h += f", profile {c.profile}"
-    h += " (quantization" + ("s " if len(c.quantizations) > 1 else " ") + ", ".join(c.quantizations) + ")"
+    h += " (quantization" + ("s " if len(c.quantizations) > 1 else " ") + ", ".join(c.quantizations)
+    h += (f"; shown for {c.shown}" if len(c.quantizations) > 1 else "") + ")"
     if c.description:
         h += f": {c.description.rstrip('.')}"
     if c.source:
@@ -291,10 +294,14 @@ def _command_heading(c) -> str:
 
 
 def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
+    from .fit import MACHINES, fit_rows, suggested
+
     view = spec_view(spec, index)
     title = view["title"]
     short = min(SHORT_CONTEXT, fam.context_length)
     kv_dtype = _kv_dtype(spec)
+    fit = fit_rows(fam, spec)
+    quant, engine = suggested(fam, spec, fit)
     return {
         "index": index,
         "title": title,
@@ -306,11 +313,14 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
         "model_id": view["model_id"],
         "hub_links": [f"`{h['title']} <{h['url']}>`__" for h in view["hubs"].values()],
         "extra_bullets": _extra_bullets(spec),
-        "launch": registry_launch(fam, spec),
+        "launch": registry_launch(fam, spec, engine, quant),
+        "launch_quant": quant,
+        "machines": [{"title": t, "hardware": h} for t, h in MACHINES],
+        "fit": fit,
         "alias_note": _alias_note(spec),
         "commands": [{"heading": _command_heading(c), "registry": c.registry, "server": c.server,
                       "hardware": c.hardware, "unavailable": rst_text(c.unavailable) if c.unavailable else None}
-                     for c in engine_commands(fam, spec)],
+                     for c in engine_commands(fam, spec, prefer=quant)],
         "short_context_label": f"{short:,}",
         "full_context_label": f"{fam.context_length:,}",
         "kv_dtype": kv_dtype,
