@@ -23,6 +23,11 @@ LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "-
                 "--quantization": "--quant"}
 
 
+def joined(page: str) -> str:
+    """A page with its wrapped commands (` \\` continuations) back on one line each."""
+    return re.sub(r" \\\n +", " ", page)
+
+
 @pytest.fixture(scope="module")
 def generated() -> dict[str, str]:
     """Every page as the specs generate it now, rendered once for the tests that read them."""
@@ -73,7 +78,7 @@ def launch_matches(line: str, want: dict) -> bool:
 
 def missing_facts(facts, page: str) -> list[str]:
     """Facts not found on the page after the previous fact (so order matters)."""
-    lines = [ln.rstrip() for ln in page.splitlines()]
+    lines = [ln.rstrip() for ln in joined(page).splitlines()]
     pos, missing = 0, []
     for kind, fact in facts:
         for i in range(pos, len(lines)):
@@ -109,7 +114,7 @@ def test_launch_lines_name_real_quantizations(generated):
         if name == "index.rst":
             continue
         fam = cat.get(name.removesuffix(".rst"))
-        for m in re.finditer(r"^\s+(?:``)?(registry launch \S+ .*?)(?:``)?$", page, re.M):
+        for m in re.finditer(r"^\s+(?:``)?(registry launch \S+ .*?)(?:``)?$", joined(page), re.M):
             args = dict(zip(m.group(1).split()[3::2], m.group(1).split()[4::2]))
             assert args["--quant"] in fam.quantizations(), (name, m.group(1))
             assert args.get("--engine", "llama.cpp") in fam.engines(), (name, m.group(1))
@@ -139,7 +144,7 @@ def test_fact_check_fails_on_reordered_or_changed_pages(generated):
 
 
 def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands(generated):
-    page = generated["glm4-chat-1m.rst"]
+    page = joined(generated["glm4-chat-1m.rst"])
     assert "- **Architecture:** ChatGLMModel (chatglm); dense; 9B parameters; 40 layers" in page
     assert "**Attribution:** Built with glm-4" in page and "**Commercial use:** allowed after registration" in page
     # Expected cells worked out by hand, not by estimate(): 9B x 4.89 bits (llama.cpp's Q4_K_M) = 5.5 GB
@@ -160,11 +165,11 @@ def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands(ge
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
     assert str(ROOT) not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
-    chat = generated["glm-4-9b-chat.rst"]
+    chat = joined(generated["glm-4-9b-chat.rst"])
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
     assert "KV cache in fp8)" in chat  # the memory table follows the launch profile's KV cache type
     # seed 003's environment and SGLang command
-    g5 = generated["glm-5.rst"]
+    g5 = joined(generated["glm-5.rst"])
     assert "Not on hardware profile ``8xB200``: not enough GPU memory" in g5  # BF16 GLM-5 needs more than a node
     assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model lukealonso/GLM-5-NVFP4" in g5
 
@@ -195,7 +200,7 @@ def test_page_commands_are_what_registry_launch_plans(family):
     profile, plans exactly the server command the page shows."""
     import json
 
-    page = (MODELS / f"{family}.rst").read_text()
+    page = joined((MODELS / f"{family}.rst").read_text())
     blocks = _ENGINE_BLOCK.findall(page)
     assert len(blocks) >= 3
     for line, hardware, server in blocks:
@@ -226,7 +231,7 @@ def test_every_registry_command_on_the_pages_uses_real_options():
             for name in ("launch", "convert")}
     seen = 0
     for page in MODELS.glob("*.rst"):
-        for m in re.finditer(r"^\s+registry (launch|convert) (.+)$", page.read_text(), re.M):
+        for m in re.finditer(r"^\s+registry (launch|convert) (.+)$", joined(page.read_text()), re.M):
             flags = {w for w in m.group(2).split() if w.startswith("--")}
             assert flags <= opts[m.group(1)], (page.name, m.group(0), flags - opts[m.group(1)])
             seen += 1
@@ -444,3 +449,67 @@ def test_chromium_renders_the_specs_table(site, tmp_path):
         fact = {k.rstrip(":"): v.strip() for k, v in re.findall(r"^- \*\*([^*]+)\*\*:? ?(.*)$", text, re.M)}
         assert row == [str(i), fact["Model Format"], fact["Model Size (in billions)"], fact["Quantizations"],
                        fact["Engines"], fact["Model ID"]]
+
+
+def test_long_commands_wrap_as_a_shell_reads_them(generated):
+    """No line of a literal block runs past the text column; each wrapped piece ends in ` \\` and the
+    pieces joined are the command."""
+    from registry.docs.generate import WRAP
+
+    wrapped = 0
+    for name, page in generated.items():
+        for line in page.splitlines():
+            if line.startswith("   ") and not line.lstrip().startswith(("* -", "- ", ":")):
+                assert len(line) <= WRAP, (name, line)
+        wrapped += page.count(" \\\n")
+    assert wrapped > 20
+    g46 = joined(generated["glm-4.6.rst"])
+    assert "     registry launch glm-4.6 --engine vllm --size 355 --format compressed-tensors --quant AWQ " \
+           "--profile expert-parallel\n" in g46
+
+
+def test_fit_table_is_what_registry_fit_says(generated):
+    """The page's cells for the AWQ build of glm-4.6 against `registry fit --hardware H --json`: same verdict,
+    same engine, same figures in the same unit; the weights read as the CLI prints them (185.5 GB)."""
+    import json
+
+    from registry.docs.fit import MACHINES
+
+    page = generated["glm-4.6.rst"]
+    table = page[page.index(".. list-table:: glm-4.6 compressed-tensors builds on common hardware"):]
+    table = table[: table.index("\n\n", table.index("   * - AWQ"))]
+    row = table[table.index("   * - AWQ"):].split("\n     - ")
+    cells = dict(zip([h for _, h in MACHINES], row[2:6]))
+    assert row[1] == "185.5 GB" and row[6] == "``registry launch glm-4.6 --format compressed-tensors --quant AWQ``"
+    for _, hardware in MACHINES:
+        r = run_cli("fit", "glm-4.6", "--hardware", hardware, "--format", "compressed-tensors", "--quant", "AWQ", "--json")
+        assert r.returncode == 0, r.stderr
+        (b,) = json.loads(r.stdout)["builds"]
+        assert f"{b['weights_bytes'] / 1e9:,.1f} GB" == row[1]
+        if b["fits"]:
+            assert cells[hardware] == (f"yes: vLLM, {b['per_gpu_bytes'] / 1e9:,.1f} GB /GPU at context {b['context']:,}")
+        else:
+            assert cells[hardware].startswith("no: ")
+            assert any(cells[hardware][4:] in reason for reason in b["reasons"]), (cells[hardware], b["reasons"])
+    assert cells["8xH100-80G"].startswith("yes") and cells["cpu-64GB"].startswith("no")
+
+
+def test_show_carries_the_pages_memory_figures_and_launch_profiles(generated):
+    import json
+
+    r = run_cli("show", "glm-4.6", "--json")
+    assert r.returncode == 0, r.stderr
+    awq = next(s for s in json.loads(r.stdout)["specs"] if s["format"] == "compressed-tensors")
+    assert [(p["engine"], p["name"]) for p in awq["launch"]] == [("vllm", "expert-parallel"), ("vllm", "default")]
+    assert awq["launch"][0]["source"] == 'the bullpoint/GLM-4.6-AWQ model card, "Recommended Configuration"'
+    (m,) = awq["memory"]["builds"]
+    page = generated["glm-4.6.rst"]
+    cells = [f"{m['bits_per_weight']:.2f}"] + [f"{m[k] / 1e9:,.1f} GB" for k in
+                                               ("weights_bytes", "kv_cache_short_bytes", "kv_cache_full_bytes",
+                                                "total_full_bytes")]
+    assert "   * - AWQ\n" + "".join(f"     - {c}\n" for c in cells) in page  # the page's memory row, figure for figure
+    assert cells[1] == "185.5 GB"
+    table = run_cli("show", "glm-4.6", env={"COLUMNS": "200"})
+    assert table.returncode == 0
+    assert "185.5 GB" in table.stdout and "GiB" not in table.stdout
+    assert "registry launch glm-4.6 --format compressed-tensors --quant AWQ --profile expert-parallel" in table.stdout

@@ -72,6 +72,7 @@ def show(
         _print_json(view)
         return
     _show_table(view)
+    _show_memory_and_launch(view)
     if not artifacts and paths.has_database():
         _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
@@ -137,6 +138,34 @@ def _show_table(v: dict[str, Any]) -> None:
                        if rep.get("kl_divergence") is not None else "")
             a.add_row(str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality)
         con.print(a)
+
+
+def _show_memory_and_launch(v: dict[str, Any]) -> None:
+    """What the family's docs page adds: each spec's memory figures and its launch profiles (the model
+    cards' commands), in the units `registry fit` prints."""
+    from rich.table import Table
+
+    con = _console()
+    gb = lambda n: "n/a" if n is None else f"{n / 1e9:,.1f} GB"  # noqa: E731
+    for s in v["specs"]:
+        m = s["memory"]
+        t = Table(title=f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}",
+                  header_style="bold", title_justify="left")
+        for c in ["quant", "bits/weight", "weights", f"KV {m['short_context']:,} tokens",
+                  f"KV {m['full_context']:,} tokens", "total at full context"]:
+            t.add_column(c, overflow="fold")
+        for b in m["builds"]:
+            t.add_row(b["quantization"], "n/a" if b["bits_per_weight"] is None else f"{b['bits_per_weight']:.2f}",
+                      gb(b["weights_bytes"]), gb(b["kv_cache_short_bytes"]), gb(b["kv_cache_full_bytes"]),
+                      gb(b["total_full_bytes"]))
+        con.print(t)
+        for p in s["launch"]:
+            line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
+                f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")
+            con.print(f"Launch profile {p['engine']} {p.get('name', 'default')}"
+                      + (": " + p["description"].rstrip(".") if p.get("description") else "")
+                      + (f" (from {p['source']})" if p.get("source") else "") + f"\n  {line}",
+                      markup=False, highlight=False)
 
 
 def _artifacts(family: str) -> list[dict[str, Any]]:
