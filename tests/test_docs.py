@@ -513,3 +513,49 @@ def test_show_carries_the_pages_memory_figures_and_launch_profiles(generated):
     assert table.returncode == 0
     assert "185.5 GB" in table.stdout and "GiB" not in table.stdout
     assert "registry launch glm-4.6 --format compressed-tensors --quant AWQ --profile expert-parallel" in table.stdout
+
+
+_LAYOUT_JS = """() => {
+  const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+  const body = document.querySelector('div.body');
+  const cells = t => [...t.querySelectorAll('tr')].map(tr => [...tr.querySelectorAll('th, td')].map(c => c.innerText.replace(/\\s+/g, ' ').trim()));
+  return {
+    sidebar: box(document.querySelector('div.sphinxsidebar')), body: box(body),
+    page_width: document.documentElement.scrollWidth,
+    scrolled: [...body.querySelectorAll('pre, table')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 80)),
+    past_body: [...body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > box(body).right + 1).length,
+    fit_tables: [...document.querySelectorAll('table.fit-table')].map(cells),
+  };
+}"""
+
+
+@pytest.mark.parametrize("family", ["glm-4.6", "glm4-chat-1m"])
+def test_chromium_shows_the_fit_table_beside_the_sidebar_at_1280px(site, family, generated):
+    """The built page at 1280 x 900 in headless Chromium: the sidebar beside the text (not pushed under it),
+    nothing wider than the text column, and the fit table with the page's cells."""
+    sync = pytest.importorskip("playwright.sync_api")
+    exe = _chromium()
+    with sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((site / "models" / f"{family}.html").as_uri())
+            got = page.evaluate(_LAYOUT_JS)
+        finally:
+            browser.close()
+    sb, body = got["sidebar"], got["body"]
+    assert sb["right"] <= body["left"] + 1 and sb["top"] < body["top"] + 50, got  # side by side, both at the top
+    assert got["page_width"] <= 1280 and got["past_body"] == 0 and got["scrolled"] == [], got
+    from registry.catalog import load
+    from registry.docs.fit import MACHINES
+
+    fam = load().get(family)
+    assert len(got["fit_tables"]) == len(fam.specs)
+    header, *rows = got["fit_tables"][0]
+    assert header == ["Quantization", "Weights", *(f"{t} (--hardware {h})" for t, h in MACHINES), "Launch it with"]
+    assert [r[0] for r in rows] == list(fam.specs[0].quantizations)
+    # each rendered row is the generated page's row, and the launch line reads whole
+    rst = generated[f"{family}.rst"]
+    for r in rows:
+        assert r[-1] == f"registry launch {family} --format {fam.specs[0].format} --quant {r[0]}"
+        assert f"   * - {r[0]}\n" + "".join(f"     - {c}\n" for c in r[1:-1]) in rst, r
