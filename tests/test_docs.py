@@ -129,7 +129,7 @@ def test_every_seed_004_fact_in_order_on_the_generated_page(generated):
 
 
 def test_fact_check_fails_on_reordered_or_changed_pages(generated):
-    page = generated["glm4-chat-1m.rst"]
+    page = joined(generated["glm4-chat-1m.rst"])
     facts = seed_facts(SEED_004.read_text())
     # spec sections swapped: order broken
     s1, s2 = page.index("Model Spec 1 ("), page.index("Model Spec 2 (")
