@@ -30,6 +30,7 @@ class ConvertRequest:
     imatrix: Path | None = None  # importance matrix (llama.cpp imatrix GGUF or .dat) to quantize with
     chunks: int | None = None  # --calibration on GGUF: at most this many chunks for the imatrix
     chunk_size: int | None = None  # --calibration on GGUF: tokens per chunk (default 512)
+    keep_first_pass: bool = False  # --out FILE.gguf of one quantization: keep the F16 pass beside it (and record it)
     # compressed-tensors options
     method: str | None = None  # awq | rtn (W4A16 scheme); None: the recipe's default
     calibration: str | None = None  # hub dataset name or local JSONL of chat messages (GGUF: text or JSONL file)

@@ -27,14 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SEED_SYSTEMS = [
-    ("seed 000", "glm-4-9b-chat", "compressed-tensors", "FP8_DYNAMIC"),
-    ("seed 001", "glm-4.7", "compressed-tensors", "W4A16_GS32"),
-    ("seed 001", "glm-4.7", "compressed-tensors", "W4A16_GS64"),
-    ("seed 001", "glm-4.7", "compressed-tensors", "W4A16_GS128"),
-    ("seed 002", "glm-4.6", "compressed-tensors", "AWQ"),
-    ("seed 003", "glm-5", "modelopt", "NVFP4"),
-    ("seed 004", "glm4-chat-1m", "pytorch", "none"),
-    ("seed 004", "glm4-chat-1m", "ggufv2", "Q4_K"),
+    ("the FP8 build of the GizzmoShifu/glm-4-9b-chat-hf-fp8 card", "glm-4-9b-chat", "compressed-tensors", "FP8_DYNAMIC"),
+    ("a GLM-4.7 W4A16 branch of TheHouseOfTheDude's card", "glm-4.7", "compressed-tensors", "W4A16_GS32"),
+    ("a GLM-4.7 W4A16 branch of TheHouseOfTheDude's card", "glm-4.7", "compressed-tensors", "W4A16_GS64"),
+    ("a GLM-4.7 W4A16 branch of TheHouseOfTheDude's card", "glm-4.7", "compressed-tensors", "W4A16_GS128"),
+    ("the bullpoint/GLM-4.6-AWQ card", "glm-4.6", "compressed-tensors", "AWQ"),
+    ("the lukealonso/GLM-5-NVFP4 card", "glm-5", "modelopt", "NVFP4"),
+    ("Model Spec 1 of the glm4-chat-1m docs page", "glm4-chat-1m", "pytorch", "none"),
+    ("Model Spec 2 of the glm4-chat-1m docs page", "glm4-chat-1m", "ggufv2", "Q4_K"),
 ]
 
 FAMILY, FORMAT, QUANT = "glm4-chat-1m", "ggufv2", "Q4_K"

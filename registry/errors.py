@@ -15,7 +15,10 @@ class NotFoundError(RegistryError, LookupError):
 
 
 class SpecError(RegistryError, ValueError):
-    """A spec file or document that does not validate."""
+    """A spec file or document that does not validate. `lines`: every problem, one per line, where
+    there are several (the message itself names the first and counts the rest)."""
+
+    lines: list[str] | None = None
 
 
 class StoreError(RegistryError):

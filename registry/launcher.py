@@ -558,7 +558,6 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     (closest to the full model), ties to the smaller build."""
     from . import hardware as hw_mod
     from .catalog import load, resolved_build, spec_quant
-    from .estimate import bits_per_weight
     from .hub import local
     from .naming import format_name, split_tag
 
@@ -585,32 +584,41 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
             quants = [q]
         for q in quants:
             resolved = resolved_build(fam, spec, q)
-            req = request(resolved, hw, _artifact(resolved, recorded), context)
-            verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
-            good = [v for v in verdicts if v.ok]
-            v = good[0] if good else (verdicts[0] if verdicts else None)
-            est = v.estimate if v and v.estimate else None
-            e = est.to_dict() if est else {}
-            builds.append({
-                "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
-                "gguf_type": gguf_type(spec.format, q),
-                "engine": good[0].engine if good else None,
-                "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
-                "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
-                "per_gpu_bytes": e.get("per_gpu_bytes"), "host_bytes": e.get("host_bytes", 0), "gpus": e.get("gpus", 0),
-                "context": e.get("context"),
-                "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
-                "fits": bool(good),
-                "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or
-                ["no engine listed for this quantization"],
-                "notes": good[0].notes if good else [],
-            })
+            builds.append(build_fit(resolved, hw, _artifact(resolved, recorded), context))
     if quant and not auto and not builds:
         raise not_found("quantization", quant, fam.quantizations(), f"{name} has: {', '.join(fam.quantizations())}")
     out = {"family": name, "hardware": hw.to_dict(), "context": context, "builds": builds}
     if auto:
         out["auto"] = _auto(fam, hw, builds, context)
     return out
+
+
+def build_fit(resolved, hw, art: dict, context: int | None = None) -> dict:
+    """One build on one machine: the engine that would serve it (the best by RANK that can), its memory
+    estimate, and whether it fits (else every engine's reasons). The docs' fit tables ask this too."""
+    from .estimate import bits_per_weight
+
+    spec, q = resolved.spec, resolved.quantization
+    req = request(resolved, hw, art, context)
+    verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
+    good = [v for v in verdicts if v.ok]
+    v = good[0] if good else (verdicts[0] if verdicts else None)
+    est = v.estimate if v and v.estimate else None
+    e = est.to_dict() if est else {}
+    return {
+        "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
+        "gguf_type": gguf_type(spec.format, q),
+        "engine": good[0].engine if good else None,
+        "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
+        "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
+        "per_gpu_bytes": e.get("per_gpu_bytes"), "host_bytes": e.get("host_bytes", 0), "gpus": e.get("gpus", 0),
+        "context": e.get("context"),
+        "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
+        "fits": bool(good),
+        "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or
+        ["no engine listed for this quantization"],
+        "notes": good[0].notes if good else [],
+    }
 
 
 USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matters more than bits

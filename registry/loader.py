@@ -51,18 +51,27 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(err: ValidationError, where: str, family: str) -> str:
-    first = err.errors()[0]
-    msg = first["msg"].removeprefix("Value error, ")
-    field = _loc(tuple(first["loc"]))
-    text = f"{where}: family {family!r}: field {field}: {msg}"
-    bad = first.get("input")
-    if first["type"] not in ("missing",) and not isinstance(bad, dict) and bad is not None:
+def _error_line(e: dict[str, Any], where: str, family: str) -> str:
+    msg = e["msg"].removeprefix("Value error, ")
+    text = f"{where}: family {family!r}: field {_loc(tuple(e['loc']))}: {msg}"
+    bad = e.get("input")
+    if e["type"] not in ("missing",) and not isinstance(bad, dict) and bad is not None:
         shown = repr(bad)
         text += f" (got {shown[:80] + '...' if len(shown) > 80 else shown})"
+    return text
+
+
+def validation_error_lines(err: ValidationError, where: str, family: str) -> list[str]:
+    """Every error of one validation, one line each with its field path (what `registry validate` prints)."""
+    return [_error_line(e, where, family) for e in err.errors()]
+
+
+def format_validation_error(err: ValidationError, where: str, family: str) -> str:
+    """The first error on one line, saying how many more there are and where to see them."""
+    text = _error_line(err.errors()[0], where, family)
     more = err.error_count() - 1
     if more:
-        text += f" [and {more} more error{'s' if more > 1 else ''}]"
+        text += f" [and {more} more error{'s' if more > 1 else ''}; `registry validate` on the file lists them all]"
     return text
 
 
@@ -110,6 +119,12 @@ def _load(text: str, where: str) -> Any:
         loader.dispose()
 
 
+def spec_error(err: ValidationError, where: str, family: str) -> SpecError:
+    e = SpecError(format_validation_error(err, where, family))
+    e.lines = validation_error_lines(err, where, family)
+    return e
+
+
 def parse_text(text: str, where: str) -> dict[str, Any]:
     if not text.strip():
         raise SpecError(f"{where}: file is empty; a spec file holds one family mapping (see `registry schema`)")
@@ -142,7 +157,7 @@ def validate_data(data: dict[str, Any], where: str) -> Family:
     try:
         return Family.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(e, where, name)) from None
+        raise spec_error(e, where, name) from None
 
 
 def read_spec_file(path: str | Path) -> Family:

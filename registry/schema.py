@@ -195,7 +195,7 @@ class HubSource(Strict):
     model_ids: dict[str, HubId] = Field(
         {}, description="A repository per quantization where an uploader publishes one per build (MLX, AWQ, GPTQ).")
     revision: str = "main"
-    revisions: dict[str, str] = Field({}, description="Hub branch per quantization (seed 001).")
+    revisions: dict[str, str] = Field({}, description="Hub branch per quantization, where an uploader publishes each build on its own branch.")
     file_template: str | None = Field(None, description="GGUF file name, with {quantization}.")
     file_templates: dict[str, str] = Field(
         {}, description="A file name per quantization where one differs from file_template (GLM-Edge's F16).")
@@ -264,7 +264,7 @@ class LaunchProfile(Strict):
     )
     env: dict[str, str] = {}
     port: PositiveInt | None = None
-    source: str | None = Field(None, description="Where the command comes from, e.g. 'seed 000'.")
+    source: str | None = Field(None, description="Where the command comes from, e.g. 'the bullpoint/GLM-4.6-AWQ model card'.")
 
     @field_validator("args")
     @classmethod
@@ -288,7 +288,7 @@ class Calibration(Strict):
     max_seq_length: PositiveInt | None = None
     seed: int | None = None
     length_mix: list[LengthBucket] = []
-    all_experts: bool = Field(False, description="Every expert sees every token while calibrating (seed 001).")
+    all_experts: bool = Field(False, description="Every expert sees every token while calibrating (MoE-aware calibration).")
     passes: list[str] = []
     chat_template: bool = True
 
@@ -327,7 +327,7 @@ class Imatrix(Strict):
 
 
 class Spec(Strict):
-    """One published or buildable artifact set of a family (seed 004's "Model Spec N")."""
+    """One published or buildable artifact set of a family (a docs page's "Model Spec N")."""
 
     format: FormatName
     size_in_billions: PositiveFloat

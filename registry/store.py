@@ -135,12 +135,20 @@ class Store:
 
     # -- user families --
 
-    def register_family(self, name: str, body: dict[str, Any], source_path: str | None = None) -> UserFamily:
+    def register_family(self, name: str, body: dict[str, Any], source_path: str | None = None,
+                        replace: bool = False) -> UserFamily:
         row = UserFamily(name=name, body=body, source_path=source_path)
         with self.session() as s:
-            if s.exec(select(UserFamily).where(UserFamily.name == name)).first():
+            old = s.exec(select(UserFamily).where(UserFamily.name == name)).first()
+            if old is not None and replace:  # in one transaction: no moment without the family
+                old.body, old.source_path, old.registered_at = body, source_path, utcnow()
+                s.add(old)
+                s.commit()
+                s.refresh(old)
+                return old
+            if old is not None:
                 raise StoreError(
-                    f"family {name!r} is already registered; `registry unregister {name}` first to replace it"
+                    f"family {name!r} is already registered; `registry register --replace FILE` replaces it"
                 )
             s.add(row)
             try:

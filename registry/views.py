@@ -36,16 +36,60 @@ def spec_view(spec: Spec, index: int) -> dict[str, Any]:
     return out
 
 
+SHORT_CONTEXT = 32768  # the memory figures' shorter context (the pages' "KV cache, 32,768 tokens")
+
+
+def kv_dtype(spec: Spec) -> str:
+    """The KV cache type the spec's launch profiles ask for (some cards' commands use fp8), else f16."""
+    from .estimate import KV_BYTES
+
+    for p in spec.launch:
+        dtype = p.args.get("--kv-cache-dtype")
+        if isinstance(dtype, str) and dtype in KV_BYTES:
+            return dtype
+    return "f16"
+
+
+def memory_view(fam: Family, spec: Spec) -> dict[str, Any]:
+    """The memory figures of a spec's builds, as its docs page has them: weights at the quantization's bits
+    per weight, the KV cache at 32,768 tokens and at the full context, the total at full context (bytes)."""
+    from .errors import RegistryError
+    from .estimate import bits_per_weight, estimate
+
+    dtype = kv_dtype(spec)
+    short = min(SHORT_CONTEXT, fam.context_length)
+    rows = []
+    for q in spec.quantizations:
+        try:
+            full = estimate(fam, spec, q, kv_dtype=dtype)
+            part = estimate(fam, spec, q, context=short, kv_dtype=dtype)
+            bpw: float | None = bits_per_weight(spec.format, q)
+        except RegistryError:  # no bits-per-weight figure for this name
+            rows.append({"quantization": q, "bits_per_weight": None, "weights_bytes": None,
+                         "kv_cache_short_bytes": None, "kv_cache_full_bytes": None, "total_full_bytes": None})
+            continue
+        rows.append({"quantization": q, "bits_per_weight": bpw, "weights_bytes": full.weights,
+                     "kv_cache_short_bytes": part.kv_cache, "kv_cache_full_bytes": full.kv_cache,
+                     "total_full_bytes": full.total})
+    return {"kv_cache_dtype": dtype, "short_context": short, "full_context": fam.context_length, "builds": rows}
+
+
 def family_view(fam: Family, origin: str = "shipped") -> dict[str, Any]:
     d = fam.model_dump(mode="json", exclude_none=True)
     d.pop("specs")
+    specs = []
+    for i, s in enumerate(fam.specs, 1):
+        v = spec_view(s, i)
+        v["launch"] = v.get("launch", [])  # the launch profiles (the model cards' commands), [] where none
+        v["memory"] = memory_view(fam, s)
+        specs.append(v)
     return {
         "name": fam.name,
         "model_name": fam.name,
         "origin": origin,
         **{k: v for k, v in d.items() if k != "name"},
         "formats": fam.formats(),
-        "specs": [spec_view(s, i) for i, s in enumerate(fam.specs, 1)],
+        "specs": specs,
     }
 
 

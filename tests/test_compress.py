@@ -201,7 +201,7 @@ def test_fp8_dynamic_layout(builds, tiny_checkpoint):
             assert t[name[: -len("weight")] + "weight_scale"][1] == [shape[0], 1]
     assert t["lm_head.weight"][0] == "BF16" and t["model.embed_tokens.weight"][0] == "BF16"
     assert res.recipe["method"] == "data-free" and "calibration" not in res.recipe
-    assert res.recipe["spec_source"] == "seed 000"
+    assert res.recipe["spec_source"] == "the GizzmoShifu/glm-4-9b-chat-hf-fp8 model card"
     assert res.recipe["calibration_spec"]["length_mix"][0]["fraction"] == 0.9
     _check_side_files(out, tiny_checkpoint("glm"))
 
@@ -472,7 +472,7 @@ def test_glm5_nvfp4_follows_seed_003(tiny_checkpoint, tmp_path, registry_home):
     """GLM-5's NVFP4 recipe comes from its modelopt spec (seed 003): routed experts only, MLA attention untouched."""
     (res,) = convert("glm-5", tiny_checkpoint("glm-dsa"), "NVFP4", tmp_path / "g5", samples=2, max_seq_len=16,
                      report=False)
-    assert res.recipe["spec_source"] == "seed 003" and res.recipe["spec_tool"] == "modelopt"
+    assert res.recipe["spec_source"] == "the lukealonso/GLM-5-NVFP4 model card" and res.recipe["spec_tool"] == "modelopt"
     t = tensors(res.path)
     packed = {k for k in t if k.endswith("weight_packed")}
     assert packed and all(".mlp.experts." in k for k in packed)

@@ -23,6 +23,11 @@ LAUNCH_FLAGS = {"--model-engine": "--engine", "--size-in-billions": "--size", "-
                 "--quantization": "--quant"}
 
 
+def joined(page: str) -> str:
+    """A page with its wrapped commands (` \\` continuations) back on one line each."""
+    return re.sub(r" \\\n +", " ", page)
+
+
 @pytest.fixture(scope="module")
 def generated() -> dict[str, str]:
     """Every page as the specs generate it now, rendered once for the tests that read them."""
@@ -48,6 +53,11 @@ def seed_facts(text: str) -> list[tuple[str, object]]:
             want = {"name": args.pop("--model-name")}
             want.update({LAUNCH_FLAGS[k]: v for k, v in args.items() if LAUNCH_FLAGS[k]})
             facts.append(("launch", want))
+        elif "${quantization}" in line:
+            # the seed's "remember to replace ${quantization}": the page names a real one instead
+            facts.append(("intro", "Execute the following command to launch the model with quantization "))
+        elif line == "chosen quantization method from the options listed above::":
+            continue  # the rest of that sentence
         else:
             facts.append(("line", line))
     return facts
@@ -58,16 +68,22 @@ def launch_matches(line: str, want: dict) -> bool:
     if words[:2] != ["registry", "launch"] or len(words) < 3 or words[2] != want["name"]:
         return False
     args = dict(zip(words[3::2], words[4::2]))
-    return all(args.get(k) == v for k, v in want.items() if k != "name")
+
+    def ok(k, v):  # the seed's ${engine} / ${quantization}: the page writes a real one there
+        got = args.get(k)
+        return got is not None and not got.startswith("$") if v.startswith("${") else got == v
+
+    return all(ok(k, v) for k, v in want.items() if k != "name")
 
 
 def missing_facts(facts, page: str) -> list[str]:
     """Facts not found on the page after the previous fact (so order matters)."""
-    lines = [ln.rstrip() for ln in page.splitlines()]
+    lines = [ln.rstrip() for ln in joined(page).splitlines()]
     pos, missing = 0, []
     for kind, fact in facts:
         for i in range(pos, len(lines)):
-            hit = lines[i] == fact if kind == "line" else launch_matches(lines[i].strip(), fact)
+            hit = (lines[i] == fact if kind == "line" else lines[i].startswith(fact) if kind == "intro"
+                   else launch_matches(lines[i].strip(), fact))
             if hit:
                 pos = i + 1
                 break
@@ -85,6 +101,23 @@ def test_seed_facts_parse():
         {"name": "glm4-chat-1m", "--engine": "${engine}", "--size": "9", "--format": fmt, "--quant": "${quantization}"}
         for fmt in ("pytorch", "ggufv2")
     ]
+    assert [k for k, _ in facts].count("intro") == 2
+
+
+def test_launch_lines_name_real_quantizations(generated):
+    """The seed's placeholders are filled in: every launch line on every page names a real quantization and engine."""
+    from registry.catalog import load
+
+    cat = load()
+    for name, page in generated.items():
+        assert "${quantization}" not in page and "${engine}" not in page, name
+        if name == "index.rst":
+            continue
+        fam = cat.get(name.removesuffix(".rst"))
+        for m in re.finditer(r"^\s+(?:``)?(registry launch \S+ .*?)(?:``)?$", joined(page), re.M):
+            args = dict(zip(m.group(1).split()[3::2], m.group(1).split()[4::2]))
+            assert args["--quant"] in fam.quantizations(), (name, m.group(1))
+            assert args.get("--engine", "llama.cpp") in fam.engines(), (name, m.group(1))
 
 
 def test_every_seed_004_fact_in_order_on_the_generated_page(generated):
@@ -96,7 +129,7 @@ def test_every_seed_004_fact_in_order_on_the_generated_page(generated):
 
 
 def test_fact_check_fails_on_reordered_or_changed_pages(generated):
-    page = generated["glm4-chat-1m.rst"]
+    page = joined(generated["glm4-chat-1m.rst"])
     facts = seed_facts(SEED_004.read_text())
     # spec sections swapped: order broken
     s1, s2 = page.index("Model Spec 1 ("), page.index("Model Spec 2 (")
@@ -105,34 +138,38 @@ def test_fact_check_fails_on_reordered_or_changed_pages(generated):
     # a changed fact: engine rule dropped
     assert missing_facts(facts, page.replace(" (vLLM only available for quantization none)", ""))
     # a launch command with another format
-    assert missing_facts(facts, page.replace("--format ggufv2 --quant ${quantization}\n", "--format pytorch --quant ${quantization}\n"))
+    assert missing_facts(facts, page.replace("--format ggufv2 --quant BF16\n", "--format pytorch --quant BF16\n"))
+    # a placeholder left on the page is not a launch line the seed's facts accept
+    assert missing_facts(facts, page.replace("--format ggufv2 --quant BF16\n", "--format ggufv2 --quant ${quantization}\n"))
 
 
 def test_page_adds_architecture_licence_memory_recipe_and_per_engine_commands(generated):
-    page = generated["glm4-chat-1m.rst"]
+    page = joined(generated["glm4-chat-1m.rst"])
     assert "- **Architecture:** ChatGLMModel (chatglm); dense; 9B parameters; 40 layers" in page
     assert "**Attribution:** Built with glm-4" in page and "**Commercial use:** allowed after registration" in page
-    # Expected cells worked out by hand, not by estimate(): 9B x 4.89 bits (llama.cpp's Q4_K_M) = 5.1 GiB
+    # Expected cells worked out by hand, not by estimate(): 9B x 4.89 bits (llama.cpp's Q4_K_M) = 5.5 GB
     # of weights, plus the f16 KV cache of the full 1M-token context (2 x 40 layers x 4 KV groups x 128
-    # x 2 bytes per token = 80 GiB).
+    # x 2 bytes per token = 85.9 GB); in decimal GB, as `registry fit` prints them.
     weights = 9e9 * 4.89 / 8
-    assert f"   * - Q4_K\n     - 4.89\n     - {weights / 2**30:,.1f} GiB\n" in page
-    assert f"     - {(weights + 2 * 40 * 4 * 128 * 2 * 1048576) / 2**30:,.1f} GiB" in page
+    assert f"   * - Q4_K\n     - 4.89\n     - {weights / 1e9:,.1f} GB\n" in page
+    assert f"     - {(weights + 2 * 40 * 4 * 128 * 2 * 1048576) / 1e9:,.1f} GB" in page
+    assert "GiB" not in page
     assert "Q3_K, Q4_K and Q5_K mean llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M (the _M variants)" in page
     assert "registry launch glm4-chat-1m --engine vllm --size 9 --format pytorch --quant none" in page
-    assert "registry launch glm4-chat-1m --engine llama.cpp --size 9 --format ggufv2 --quant ${quantization}" in page
-    assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant ${quantization}" in page
+    assert "registry launch glm4-chat-1m --engine llama.cpp --size 9 --format ggufv2 --quant BF16" in page
+    assert "registry convert glm4-chat-1m --from /path/to/glm-4-9b-chat-1m --to ggufv2 --quant all" in page
     # the engines' own commands come from the launcher's engine modules, planned for a named profile
     assert "planned for hardware profile ``8xH100-80G`` (add ``--hardware 8xH100-80G --dry-run`` to print the plan)::\n\n     vllm serve THUDM/glm-4-9b-chat-1m " in page
-    assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.${quantization}.gguf" in page
+    assert "python3 -m llama_cpp.server --model /path/to/glm-4-9b-chat-1m.BF16.gguf" in page
+    assert "Q8_0, BF16, FP16; shown for BF16)" in page  # one entry for the quantizations that share a command
     assert "--quantization bnb-4bit" in page  # Transformers' 4-bit build has its own command
     assert str(ROOT) not in page and sys.executable not in page  # nothing of this machine
     # seed 000's vLLM command, from the launch profile
-    chat = generated["glm-4-9b-chat.rst"]
+    chat = joined(generated["glm-4-9b-chat.rst"])
     assert "vllm serve" in chat and "--kv-cache-dtype fp8" in chat and "--max-model-len 32768" in chat
     assert "KV cache in fp8)" in chat  # the memory table follows the launch profile's KV cache type
     # seed 003's environment and SGLang command
-    g5 = generated["glm-5.rst"]
+    g5 = joined(generated["glm-5.rst"])
     assert "Not on hardware profile ``8xB200``: not enough GPU memory" in g5  # BF16 GLM-5 needs more than a node
     assert "NCCL_P2P_LEVEL=PHB" in g5 and "python3 -m sglang.launch_server --model lukealonso/GLM-5-NVFP4" in g5
 
@@ -163,21 +200,22 @@ def test_page_commands_are_what_registry_launch_plans(family):
     profile, plans exactly the server command the page shows."""
     import json
 
-    page = (MODELS / f"{family}.rst").read_text()
+    page = joined((MODELS / f"{family}.rst").read_text())
     blocks = _ENGINE_BLOCK.findall(page)
     assert len(blocks) >= 3
     for line, hardware, server in blocks:
-        concrete = line.replace("${quantization}", "Q4_K")
+        concrete = line
         r = run_cli(*concrete.split()[1:], "--hardware", hardware, "--dry-run", "--json")
         assert r.returncode == 0, (line, r.stderr)
         plan = json.loads(r.stdout)
         argv = [Path(plan["argv"][0]).name, *plan["argv"][1:]]
         argv[0] = "python3" if argv[0].startswith("python") else argv[0]
-        shown = server.replace("${quantization}", "Q4_K").split()
+        shown = server.split()
         env = [f"{k}={v}" for k, v in plan["env"].items()]
         if plan["engine"] == "llama.cpp":  # the file is fetched at launch: the page names it, the plan its source
             i = argv.index("--model") + 1
-            assert shown[len(env) + i] == "/path/to/glm-4-9b-chat-1m.Q4_K.gguf"
+            quant = concrete.split("--quant ")[1].split()[0]
+            assert shown[len(env) + i] == f"/path/to/glm-4-9b-chat-1m.{quant}.gguf"
             argv[i] = shown[len(env) + i]
         assert shown == env + argv, line
 
@@ -193,7 +231,7 @@ def test_every_registry_command_on_the_pages_uses_real_options():
             for name in ("launch", "convert")}
     seen = 0
     for page in MODELS.glob("*.rst"):
-        for m in re.finditer(r"^\s+registry (launch|convert) (.+)$", page.read_text(), re.M):
+        for m in re.finditer(r"^\s+registry (launch|convert) (.+)$", joined(page.read_text()), re.M):
             flags = {w for w in m.group(2).split() if w.startswith("--")}
             assert flags <= opts[m.group(1)], (page.name, m.group(0), flags - opts[m.group(1)])
             seen += 1
@@ -424,3 +462,113 @@ def test_pages_say_which_builds_used_an_importance_matrix(generated):
     assert "IQ3_XS" in line and "--calibration FILE" in line and "--imatrix FILE" in line
     assert "IQ4_XS" not in line  # IQ4_XS builds without one (llama.cpp's own list)
     assert "Importance matrix" not in generated["glm-4.5-air.rst"]
+
+
+def test_long_commands_wrap_as_a_shell_reads_them(generated):
+    """No line of a literal block runs past the text column; each wrapped piece ends in ` \\` and the
+    pieces joined are the command."""
+    from registry.docs.generate import WRAP
+
+    wrapped = 0
+    for name, page in generated.items():
+        for line in page.splitlines():
+            if line.startswith("   ") and not line.lstrip().startswith(("* -", "- ", ":")):
+                assert len(line) <= WRAP, (name, line)
+        wrapped += page.count(" \\\n")
+    assert wrapped > 20
+    g46 = joined(generated["glm-4.6.rst"])
+    assert "     registry launch glm-4.6 --engine vllm --size 355 --format compressed-tensors --quant AWQ " \
+           "--profile expert-parallel\n" in g46
+
+
+def test_fit_table_is_what_registry_fit_says(generated):
+    """The page's cells for the AWQ build of glm-4.6 against `registry fit --hardware H --json`: same verdict,
+    same engine, same figures in the same unit; the weights read as the CLI prints them (185.5 GB)."""
+    import json
+
+    from registry.docs.fit import MACHINES
+
+    page = generated["glm-4.6.rst"]
+    table = page[page.index(".. list-table:: glm-4.6 compressed-tensors builds on common hardware"):]
+    table = table[: table.index("\n\n", table.index("   * - AWQ"))]
+    row = table[table.index("   * - AWQ"):].split("\n     - ")
+    cells = dict(zip([h for _, h in MACHINES], row[2:6]))
+    assert row[1] == "185.5 GB" and row[6] == "``registry launch glm-4.6 --format compressed-tensors --quant AWQ``"
+    for _, hardware in MACHINES:
+        r = run_cli("fit", "glm-4.6", "--hardware", hardware, "--format", "compressed-tensors", "--quant", "AWQ", "--json")
+        assert r.returncode == 0, r.stderr
+        (b,) = json.loads(r.stdout)["builds"]
+        assert f"{b['weights_bytes'] / 1e9:,.1f} GB" == row[1]
+        if b["fits"]:
+            assert cells[hardware] == (f"yes: vLLM, {b['per_gpu_bytes'] / 1e9:,.1f} GB /GPU at context {b['context']:,}")
+        else:
+            assert cells[hardware].startswith("no: ")
+            assert any(cells[hardware][4:] in reason for reason in b["reasons"]), (cells[hardware], b["reasons"])
+    assert cells["8xH100-80G"].startswith("yes") and cells["cpu-64GB"].startswith("no")
+
+
+def test_show_carries_the_pages_memory_figures_and_launch_profiles(generated):
+    import json
+
+    r = run_cli("show", "glm-4.6", "--json")
+    assert r.returncode == 0, r.stderr
+    awq = next(s for s in json.loads(r.stdout)["specs"] if s["format"] == "compressed-tensors")
+    assert [(p["engine"], p["name"]) for p in awq["launch"]] == [("vllm", "expert-parallel"), ("vllm", "default")]
+    assert awq["launch"][0]["source"] == 'the bullpoint/GLM-4.6-AWQ model card, "Recommended Configuration"'
+    (m,) = awq["memory"]["builds"]
+    page = generated["glm-4.6.rst"]
+    cells = [f"{m['bits_per_weight']:.2f}"] + [f"{m[k] / 1e9:,.1f} GB" for k in
+                                               ("weights_bytes", "kv_cache_short_bytes", "kv_cache_full_bytes",
+                                                "total_full_bytes")]
+    assert "   * - AWQ\n" + "".join(f"     - {c}\n" for c in cells) in page  # the page's memory row, figure for figure
+    assert cells[1] == "185.5 GB"
+    table = run_cli("show", "glm-4.6", env={"COLUMNS": "200"})
+    assert table.returncode == 0
+    assert "185.5 GB" in table.stdout and "GiB" not in table.stdout
+    assert "registry launch glm-4.6 --format compressed-tensors --quant AWQ --profile expert-parallel" in table.stdout
+
+
+_LAYOUT_JS = """() => {
+  const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+  const body = document.querySelector('div.body');
+  const cells = t => [...t.querySelectorAll('tr')].map(tr => [...tr.querySelectorAll('th, td')].map(c => c.innerText.replace(/\\s+/g, ' ').trim()));
+  return {
+    sidebar: box(document.querySelector('div.sphinxsidebar')), body: box(body),
+    page_width: document.documentElement.scrollWidth,
+    scrolled: [...body.querySelectorAll('pre, table')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 80)),
+    past_body: [...body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > box(body).right + 1).length,
+    fit_tables: [...document.querySelectorAll('table.fit-table')].map(cells),
+  };
+}"""
+
+
+@pytest.mark.parametrize("family", ["glm-4.6", "glm4-chat-1m"])
+def test_chromium_shows_the_fit_table_beside_the_sidebar_at_1280px(site, family, generated):
+    """The built page at 1280 x 900 in headless Chromium: the sidebar beside the text (not pushed under it),
+    nothing wider than the text column, and the fit table with the page's cells."""
+    sync = pytest.importorskip("playwright.sync_api")
+    exe = _chromium()
+    with sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((site / "models" / f"{family}.html").as_uri())
+            got = page.evaluate(_LAYOUT_JS)
+        finally:
+            browser.close()
+    sb, body = got["sidebar"], got["body"]
+    assert sb["right"] <= body["left"] + 1 and sb["top"] < body["top"] + 50, got  # side by side, both at the top
+    assert got["page_width"] <= 1280 and got["past_body"] == 0 and got["scrolled"] == [], got
+    from registry.catalog import load
+    from registry.docs.fit import MACHINES
+
+    fam = load().get(family)
+    assert len(got["fit_tables"]) == len(fam.specs)
+    header, *rows = got["fit_tables"][0]
+    assert header == ["Quantization", "Weights", *(f"{t} (--hardware {h})" for t, h in MACHINES), "Launch it with"]
+    assert [r[0] for r in rows] == list(fam.specs[0].quantizations)
+    # each rendered row is the generated page's row, and the launch line reads whole
+    rst = generated[f"{family}.rst"]
+    for r in rows:
+        assert r[-1] == f"registry launch {family} --format {fam.specs[0].format} --quant {r[0]}"
+        assert f"   * - {r[0]}\n" + "".join(f"     - {c}\n" for c in r[1:-1]) in rst, r

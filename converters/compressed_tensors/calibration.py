@@ -10,6 +10,7 @@ Seed 000's length mix (e.g. 90% 256-1024 tokens, 10% 1024-2048) picks a target l
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,39 @@ def read_jsonl(path: Path) -> list[list[dict]]:
     return out
 
 
-def read_hub_dataset(name: str, split: str) -> list[list[dict]]:
+_FILE_HINT = "pass --calibration FILE (a JSONL file, one {\"messages\": [...]} conversation per line)"
+
+
+def _offline() -> bool:
+    from registry.hub import is_offline
+
+    return is_offline() or os.environ.get("HF_DATASETS_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub (HF_ENDPOINT, or the HTTPS proxy in front of it) cannot be reached, or None if a TCP
+    connection opens. datasets would otherwise retry each request five times, seconds apart, before failing."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+    via = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or endpoint
+    u = urlsplit(via if "://" in via else f"http://{via}")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname or "", port), timeout=timeout).close()
+    except OSError as e:
+        return f"cannot reach {endpoint}" + (f" through {via}" if via != endpoint else "") + f" ({e.strerror or e})"
+    return None
+
+
+def read_hub_dataset(name: str, split: str, *, local: bool = False) -> list[list[dict]]:
+    offline = not local and _offline()
+    if not local and not offline:
+        why = hub_unreachable()
+        if why:
+            raise RegistryError(f"calibration dataset {name!r} is on the hub, which is out of reach: {why}; "
+                                f"{_FILE_HINT}, or set HF_HUB_OFFLINE=1 to use a copy already in the cache")
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - the compress extra brings it
@@ -85,6 +118,9 @@ def read_hub_dataset(name: str, split: str) -> list[list[dict]]:
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # datasets raises many types (network, missing split, bad name)
+        if offline:
+            raise RegistryError(f"calibration dataset {name!r} is not in the local cache and the hub is off "
+                                f"(HF_HUB_OFFLINE); {_FILE_HINT}") from None
         raise RegistryError(f"cannot load calibration dataset {name!r} split {split!r}: {e}") from e
     if "messages" not in ds.column_names:
         raise RegistryError(f"dataset {name!r} has no 'messages' column (columns: {', '.join(ds.column_names)})")
@@ -94,7 +130,7 @@ def read_hub_dataset(name: str, split: str) -> list[list[dict]]:
 def read_conversations(source: str, split: str) -> list[list[dict]]:
     p = Path(source).expanduser()
     if p.is_dir():  # a dataset saved as files (e.g. a hub snapshot): datasets reads it like a hub name
-        return read_hub_dataset(str(p), split)
+        return read_hub_dataset(str(p), split, local=True)
     if p.exists() or source.endswith((".jsonl", ".json")):
         if not p.is_file():
             raise RegistryError(f"calibration file {p} not found")

@@ -98,8 +98,8 @@ def awq_gs128(r: Recipe | None, method: str) -> dict:
     """Seed 002: AWQ W4A16 GS128 with the spec's explicit ignore list and target patterns."""
     if r is None or not r.ignore or not r.targets:
         raise RegistryError(
-            "the AWQ build reproduces a spec recipe with an explicit ignore list and targets (seed 002, "
-            "glm-4.6); this family's specs have none: use --quant W4A16_GS128 instead"
+            "the AWQ build reproduces a spec recipe with an explicit ignore list and targets (as glm-4.6's, "
+            "from the bullpoint/GLM-4.6-AWQ model card); this family's specs have none: use --quant W4A16_GS128 instead"
         )
     return w4a16("AWQ", r.group_size or 128, method, r)
 

@@ -48,14 +48,28 @@ def _targets(req: ConvertRequest) -> list[str]:
     return [llama_quant_name(req.quant)]
 
 
-def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tuple[Path, dict[str, Path]]:
+def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tuple[Path, dict[str, Path], bool]:
+    """The first pass's path, each build's, and whether the first pass is a scratch file removed at the end.
+
+    --out FILE.gguf of one quantization: the build is written under that name; its F16 pass lies beside it as
+    NAME.F16.gguf (kept and recorded with --keep-f16, or when it was already there), else under a hidden
+    name in the same folder, removed once the build is written or has failed.
+    """
+    import os
+
     from registry import paths
 
     out = Path(req.out) if req.out else paths.artifacts_dir() / req.family
     if out.suffix == ".gguf":
-        if len(quants) > 1 or (quants[0] != first):
-            raise RegistryError(f"--out {out} names one file; for this build (F16 pass + {', '.join(quants)}) give a directory")
-        return out, {quants[0]: out}
+        if len(quants) > 1:
+            raise RegistryError(f"--out {out} names one file, and --quant {req.quant} makes {len(quants)} builds "
+                                f"({', '.join(quants)}); give a directory, or one quantization")
+        if quants[0] == first:
+            return out, {first: out}, False
+        beside = out.with_name(f"{base}.{first}.gguf")
+        if req.keep_first_pass or beside.exists():
+            return beside, {quants[0]: out}, False
+        return out.with_name(f".{out.stem}.{first}-pass-{os.getpid()}.gguf"), {quants[0]: out}, True
     if out.exists() and not out.is_dir():  # e.g. --out /dev/null
         raise RegistryError(f"--out {out} is not a directory; give a directory for the builds, or a .gguf file name "
                             "for a single one")
@@ -65,7 +79,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
         from .writer import write_error
 
         raise write_error(e, out / "x", None) from None
-    return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}
+    return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}, False
 
 
 def _check_imatrix_options(req: ConvertRequest, quants: list[str]):
@@ -96,9 +110,7 @@ def _file_ref(path: Path, im) -> dict:
 
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
-    from .core import convert_files, prepare_out
-    from .quantize import quantize_files
-    from .writer import sha256_of
+    from .core import prepare_out
 
     fam = check_family(req)
     first = (req.outtype or "F16").upper()
@@ -107,19 +119,36 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
     quants = _targets(req)
     im = _check_imatrix_options(req, quants)
     base = fam.name
-    first_path, outs = _paths(req, base, quants, first)
+    first_path, outs, scratch = _paths(req, base, quants, first)
+    if not first_path.parent.is_dir():
+        raise RegistryError(f"output directory {first_path.parent} does not exist; create it first")
     for q, p in outs.items():
         if q != first:
             prepare_out(p)  # before the first pass: an existing build (or split part) of any level stops the run
+    first_files: list[Path] = []
+    try:
+        return _build(req, fam, first, quants, im, first_path, outs, scratch, first_files)
+    finally:
+        if scratch:  # the F16 pass of a single --out FILE.gguf, done with (or failed)
+            for f in first_files:
+                f.unlink(missing_ok=True)
+
+
+def _build(req, fam, first, quants, im, first_path, outs, scratch, first_files) -> list[ConvertResult]:
+    from .core import convert_files
+    from .quantize import quantize_files
+    from .writer import sha256_of
+
+    base = fam.name
     recipe = {"tool": "glm-registry", "converter": "gguf", "first_pass": first, "keep_mtp": req.keep_mtp,
               "split_max_size": req.split_max_size, "source": str(req.source)}
     results: list[ConvertResult] = []
     if first_path.exists() and first not in quants:
         req.say(f"reusing {first_path} as the {first} parent build")
-        first_files = [first_path]
+        first_files.append(first_path)
     else:
-        first_files = convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
-                                    split_max_size=req.split_max_size, progress=req.progress)
+        first_files.extend(convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
+                                         split_max_size=req.split_max_size, progress=req.progress))
     results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], sha256_of(first_files),
                                  sum(f.stat().st_size for f in first_files), parent=str(req.source),
                                  recipe={**recipe, "quant": first}))
@@ -155,7 +184,11 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
             r.report = reps.get(r.quantization)
             if r.report is not None and im is not None:
                 r.report = {**r.report, "imatrix": True, "without_imatrix": plain.get(r.quantization)}
-    if first not in quants:
+    if scratch:  # the F16 pass is removed: not a build of its own, and no parent on disk to point at
+        results = [r for r in results if r.quantization in quants]
+        for r in results:
+            r.parent = str(req.source)
+    elif first not in quants:
         results = [r for r in results if r.quantization in quants] + [results[0]]
     if im_result is not None:
         results.append(im_result)

@@ -20,6 +20,7 @@ def _app():
     from . import launch_cmds  # noqa: F401
     from . import serve_cmds  # noqa: F401
     from . import local_cmds  # noqa: F401
+    from . import spec_cmds  # noqa: F401
     from .app import app
 
     # Importing the submodule registry.cli.app set the package's `app` attribute to that module;

@@ -18,7 +18,7 @@ def list_(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only families with a spec in this format."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Only families offering this quantization."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
-    ability: Optional[str] = typer.Option(None, "--ability", help="chat, tools, reasoning, vision ..."),
+    ability: Optional[str] = typer.Option(None, "--ability", help="Only families with this ability: chat, generate, tools, reasoning or vision."),
     min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -92,6 +92,7 @@ def show(
                          + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
                          + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
                                             for h, x in b["hubs"].items()), markup=False, highlight=False)
+    _show_memory_and_launch(view)
     if not artifacts and paths.has_database():
         _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
 
@@ -149,7 +150,29 @@ def _show_table(v: dict[str, Any]) -> None:
         _table("Built artifacts", ["id", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
 
 
-def _artifacts(family) -> list[dict[str, Any]]:
+def _show_memory_and_launch(v: dict[str, Any]) -> None:
+    """What the family's docs page adds: each spec's memory figures and its launch profiles (the model
+    cards' commands), in the units `registry fit` prints."""
+    con = _console()
+    gb = lambda n: "n/a" if n is None else f"{n / 1e9:,.1f} GB"  # noqa: E731
+    for s in v["specs"]:
+        m = s["memory"]
+        rows = [[b["quantization"], "n/a" if b["bits_per_weight"] is None else f"{b['bits_per_weight']:.2f}",
+                 gb(b["weights_bytes"]), gb(b["kv_cache_short_bytes"]), gb(b["kv_cache_full_bytes"]),
+                 gb(b["total_full_bytes"])] for b in m["builds"]]
+        _table(f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}",
+               ["quant", "bits/weight", "weights", f"KV {m['short_context']:,} tokens",
+                f"KV {m['full_context']:,} tokens", "total at full context"], rows)
+        for p in s["launch"]:
+            line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
+                f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")
+            con.print(f"Launch profile {p['engine']} {p.get('name', 'default')}"
+                      + (": " + p["description"].rstrip(".") if p.get("description") else "")
+                      + (f" (from {p['source']})" if p.get("source") else "") + f"\n  {line}",
+                      markup=False, highlight=False)
+
+
+def _artifacts(family: str) -> list[dict[str, Any]]:
     """Recorded builds of a family; none (and no database import) when no store exists yet."""
     from .. import paths
 
@@ -162,7 +185,7 @@ def _artifacts(family) -> list[dict[str, Any]]:
 
 
 @app.command()
-def search(words: list[str] = typer.Argument(..., help="Words to look for: an uploader, a format, a quantization ..."),
+def search(words: list[str] = typer.Argument(..., help="Words to look for: a family, an uploader, a hub repository, a format, a quantization or an engine."),
            json_: bool = JsonOpt) -> None:
     """Find builds by family, uploader, hub repository, format, quantization or engine (every word must match),
     e.g. `registry search unsloth`, `registry search mlx 4bit`."""
@@ -214,7 +237,7 @@ def schema() -> None:
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."), json_: bool = JsonOpt) -> None:
-    """Check spec files; exit 1 if any is invalid."""
+    """Check spec files, printing every problem on its own line with its field path; exit 1 if any is invalid."""
     from ..errors import SpecError
     from ..loader import read_spec_file
 
@@ -228,7 +251,8 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
             names[fam.name] = str(f)
             results.append({"file": str(f), "ok": True, "family": fam.name})
         except SpecError as e:
-            results.append({"file": str(f), "ok": False, "error": str(e)})
+            lines = e.lines or [str(e)]
+            results.append({"file": str(f), "ok": False, "error": str(e), "errors": lines})
     if json_:
         _print_json(results)
     else:
@@ -236,13 +260,17 @@ def validate(files: list[Path] = typer.Argument(..., help="Spec files to check."
             if r["ok"]:
                 print(f"ok: {r['file']} ({r['family']})")
             else:
-                print(f"error: {r['error']}", file=sys.stderr)
+                for line in r["errors"]:
+                    print(f"error: {line}", file=sys.stderr)
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
 
 
 @app.command()
-def register(file: Path = typer.Argument(..., help="A spec file of your own family.")) -> None:
+def register(
+    file: Path = typer.Argument(..., help="A spec file of your own family (`registry init NAME` writes one)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the family of that name if it is registered."),
+) -> None:
     """Add a user family to the store (it cannot shadow a shipped name)."""
     from ..catalog import shipped
     from ..errors import SpecError
@@ -253,8 +281,12 @@ def register(file: Path = typer.Argument(..., help="A spec file of your own fami
     shipped_names = {e.family.name for e in shipped()}
     if fam.name in shipped_names:
         raise SpecError(f"{file}: family {fam.name!r}: field name: a shipped family has this name; choose another")
-    Store().register_family(fam.name, fam.model_dump(mode="json", exclude_none=True), str(file.resolve()))
-    print(f"registered {fam.name} ({len(fam.specs)} spec{'s' if len(fam.specs) != 1 else ''})")
+    store = Store()
+    replaced = replace and any(r.name == fam.name for r in store.user_families())
+    store.register_family(fam.name, fam.model_dump(mode="json", exclude_none=True), str(file.resolve()),
+                          replace=replace)
+    verb = "replaced" if replaced else "registered"
+    print(f"{verb} {fam.name} ({len(fam.specs)} spec{'s' if len(fam.specs) != 1 else ''})")
 
 
 @app.command()

@@ -27,7 +27,11 @@ def convert(
                                      "that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for "
                                         "the GGUF ladder (or the tag's)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output file or directory (default: the registry's artifacts dir)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="A directory, or FILE.gguf for one quantization (default: the registry's artifacts dir)."),
+    keep_f16: bool = typer.Option(
+        False, "--keep-f16",
+        help="GGUF, --out FILE.gguf: keep the F16 (or BF16) first pass beside it as NAME.F16.gguf, recorded too "
+             "(default: removed once FILE is written)."),
     report: bool = typer.Option(False, "--report", help="Measure KL divergence and top-1 agreement against the source."),
     outtype: Optional[str] = typer.Option(None, "--outtype", help="GGUF: F16 or BF16 for the first pass."),
     keep_mtp: bool = typer.Option(False, "--keep-mtp", help="GGUF: keep MTP/NextN layers (dropped by default)."),
@@ -79,7 +83,7 @@ def convert(
         family=name, source=source, to="ggufv2" if target == "gguf" else to, quant=quant, out=out,
         report=report, record=not no_record, progress=not json_ and sys.stderr.isatty(),
         outtype=outtype, keep_mtp=keep_mtp, split_max_size=_parse_size(split_max_size),
-        imatrix=imatrix, chunks=chunks, chunk_size=chunk_size,
+        imatrix=imatrix, chunks=chunks, chunk_size=chunk_size, keep_first_pass=keep_f16,
         method=method, calibration=calibration, samples=samples, max_seq_len=max_seq_len,
         seed=seed, all_experts=all_experts, device=device, offload_dir=offload_dir, dry_run=dry_run,
         say=lambda m: print(m, file=sys.stderr),

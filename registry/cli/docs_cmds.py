@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .app import JsonOpt, _print_json, app
+from .app import App, JsonOpt, _print_json, app
 
-docs_app = typer.Typer(help="Generate and check the RST model pages (docs/models).", no_args_is_help=True)
+docs_app = App(help="Generate and check the RST model pages (docs/models).", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 
 OutOpt = typer.Option(Path("docs/models"), "--out", help="Directory of the generated pages.")

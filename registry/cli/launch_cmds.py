@@ -36,7 +36,7 @@ def launch(
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Plan for another machine: 8xB200, "
-                                           "4xH100-80G, 2xH200, cpu ... or a JSON file."),
+                                           "4xH100-80G, 2xH200, 24GB (one GPU of that memory), cpu-64GB, or a JSON file."),
     profile: Optional[str] = typer.Option(None, "--profile", help="A named launch profile of the spec, "
                                           "e.g. expert-parallel."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the server to answer."),

@@ -31,6 +31,7 @@ class EngineCommand:
     server: str | None  # the engine's own command line, as the launcher plans it
     hardware: str | None  # the hardware profile the server command was planned for
     unavailable: str | None = None  # why the launcher would refuse it on that hardware
+    shown: str | None = None  # the quantization the lines are written for (one of `quantizations`)
 
 
 def reference_hardware(spec: Spec) -> list[str]:
@@ -99,11 +100,11 @@ def _page_model(model: str, art: dict) -> str:
     return f"/path/to/{art['files'][0]}" if art.get("files") else "/path/to/local-build"
 
 
-def engine_commands(fam: Family, spec: Spec) -> list[EngineCommand]:
+def engine_commands(fam: Family, spec: Spec, prefer: str | None = None) -> list[EngineCommand]:
     """Per engine (and launch profile): the `registry launch` line and the server command it runs.
 
     Quantizations whose server commands are the same (the quantization only in the file name)
-    share one entry with ${quantization} in place of the name."""
+    share one entry, written out for one real quantization of them (`prefer` where it is one)."""
     out = []
     profiles_hw = reference_hardware(spec)
     for engine, rule in spec.engines.items():
@@ -122,12 +123,12 @@ def engine_commands(fam: Family, spec: Spec) -> list[EngineCommand]:
                     cmd = _PATH.sub(lambda m: m.group(0).replace(q, QUANT), cmd)
                 groups.setdefault((cmd, why, hardware), []).append(q)
             for (cmd, why, hardware), qs in groups.items():
-                q = qs[0] if len(qs) == 1 else QUANT
+                q = prefer if prefer in qs else qs[0]
                 server = cmd.replace(QUANT, q) if cmd else None
                 out.append(EngineCommand(
                     engine, ENGINE_TITLES[engine], shown, p.description if p else None, p.source if p else None,
                     qs, registry_launch(fam, spec, engine, q, shown), server,
-                    hardware if (server or why) else None, why))
+                    hardware if (server or why) else None, why, q))
     return out
 
 
@@ -139,9 +140,9 @@ def convert_command(fam: Family, spec: Spec) -> str | None:
         return None
     parent = "/path/to/" + (r.parent.split("/")[-1] if r.parent else "parent-checkpoint")
     if spec.format == "ggufv2":
-        parts = ["registry", "convert", fam.name, "--from", parent, "--to", "ggufv2", "--quant", "${quantization}"]
+        parts = ["registry", "convert", fam.name, "--from", parent, "--to", "ggufv2", "--quant", "all"]  # F16 + the ladder
     elif spec.format == "compressed-tensors" and r.tool == "llmcompressor":
-        quant = spec.quantizations[0] if len(spec.quantizations) == 1 else "${quantization}"
+        quant = spec.quantizations[0] if len(spec.quantizations) == 1 else "all"  # every quantization of the spec
         parts = ["registry", "convert", fam.name, "--from", parent, "--to", "compressed-tensors", "--quant", quant]
         if r.method in ("awq", "gptq", "rtn"):
             parts += ["--method", r.method]
