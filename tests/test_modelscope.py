@@ -67,6 +67,8 @@ def test_pull_downloads_through_modelscope_records_and_verifies(ms_server, gguf_
     # the spec's 'main' means ModelScope's default branch; only the spec's file was fetched
     assert [(r["params"]["Revision"], r["params"]["FilePath"]) for r in ms_server.downloads()] == [("master", GGUF_FILE)]
     assert [r["params"]["Revision"] for r in ms_server.listings()] == ["master"]
+    assert {r["path"] for r in ms_server.requests} == {  # and nothing else was asked
+        f"/api/v1/models/{GGUF_REPO}/repo/files", f"/api/v1/models/{GGUF_REPO}/repo", "/api/v1/repos/internalAccelerationInfo"}
     (row,) = _artifacts()
     assert row.sha256 == hashlib.sha256(gguf_bytes).hexdigest() and row.path == str(got)
     assert row.parent == f"{GGUF_REPO}@main" and row.size_bytes == len(gguf_bytes)
