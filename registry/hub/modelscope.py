@@ -1,14 +1,16 @@
 """ModelScope downloads through the optional `modelscope` package (extra: glm-registry[modelscope]).
 
 ModelScope keeps its own cache (MODELSCOPE_CACHE) and checks each file's sha256 against its
-hub's listing while downloading (modelscope.hub.utils.utils.file_integrity_validation).
+hub's listing while downloading (modelscope 1.40 delegates to modelscope_hub: _download.py,
+DownloadManager.download_file, which retries and then leaves nothing at the target path).
+MODELSCOPE_ENDPOINT chooses the hub (tests point it at tests/fixtures/msserver.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import HubError, OfflineError, one_line
+from .errors import HubError, IntegrityError, OfflineError, one_line
 from .names import SNAPSHOT_ALLOW, SNAPSHOT_IGNORE
 
 
@@ -32,6 +34,12 @@ def download(model_id: str, revision: str, files: list[str], offline: bool) -> P
             local_files_only=offline,
         )
     except Exception as e:  # modelscope raises several unrelated types; name the repo and the cause
+        bad = _checksum_failures(e)
+        if bad:
+            raise IntegrityError(
+                f"ModelScope served {', '.join(bad)} of {model_id}@{revision} with a sha256 other than its own listing's "
+                f"(retried, then refused; nothing was kept): {one_line(e)}; pull again later or pass --hub huggingface"
+            ) from None
         if offline:
             raise OfflineError(f"offline, and {model_id}@{revision} is not in the ModelScope cache ({one_line(e)})") from None
         raise HubError(f"ModelScope download of {model_id}@{revision} failed: {one_line(e)}") from None
@@ -41,3 +49,17 @@ def download(model_id: str, revision: str, files: list[str], offline: bool) -> P
         have = sorted(p.name for p in root.glob("*.gguf*"))
         raise HubError(f"{model_id}@{revision} on ModelScope has no file {', '.join(missing)}; it has: {', '.join(have) or '(none)'}")
     return root / files[0] if files else root
+
+
+def _checksum_failures(e: BaseException) -> list[str]:
+    """Files modelscope refused because their bytes contradict the listing's sha256 or size.
+
+    modelscope 1.40 (modelscope_hub 0.5) raises FileDownloadError with `failed_files` mapping each
+    path to its error, a FileIntegrityError (errors.py) for a hash or size mismatch.
+    """
+    try:
+        from modelscope_hub.errors import FileIntegrityError  # FileSizeMismatchError is one
+    except ImportError:  # an older modelscope: its own message says what failed
+        return []
+    failed = getattr(e, "failed_files", None) or {}
+    return sorted(p for p, err in failed.items() if isinstance(err, FileIntegrityError))
