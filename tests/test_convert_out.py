@@ -39,7 +39,8 @@ def test_out_file_of_one_quantization_writes_that_file(tiny_checkpoint, outdir):
                 "--out", str(out), "--report", "--json")
     assert r.returncode == 0, r.stderr
     (res,) = json.loads(r.stdout)  # the one build asked for; the F16 pass was scratch
-    assert res["path"] == str(out) and res["quantization"] == "Q4_K_M" and res["parent"] == str(src)
+    assert res["path"] == str(out) and (res["quantization"], res["gguf_type"]) == ("Q4_K", "Q4_K_M")
+    assert res["parent"] == str(src)
     assert res["report"]["reference"] == "F16" and 0 <= res["report"]["top1_agreement"] <= 1
     assert [p.name for p in outdir.iterdir()] == ["mine.gguf"]  # no F16 file, no partial left
     assert gguf_header.read(out).metadata["general.file_type"] == Q4_K_M
@@ -60,7 +61,7 @@ def test_keep_f16_leaves_the_first_pass_beside_it(tiny_checkpoint, outdir):
     r = run_cli("convert", "glm4-chat-1m", "--from", str(tiny_checkpoint("chatglm")), "--to", "ggufv2",
                 "--quant", "q8_0", "--out", str(out), "--keep-f16", "--json")
     assert r.returncode == 0, r.stderr
-    got = {x["quantization"]: x for x in json.loads(r.stdout)}
+    got = {x["gguf_type"]: x for x in json.loads(r.stdout)}  # llama.cpp's names (the catalog's: Q8_0, FP16)
     f16 = outdir / "glm4-chat-1m.F16.gguf"
     assert set(got) == {"Q8_0", "F16"} and got["Q8_0"]["path"] == str(out) and got["F16"]["path"] == str(f16)
     assert got["Q8_0"]["parent"] == str(f16)

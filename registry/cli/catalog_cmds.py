@@ -209,7 +209,7 @@ def resolve(
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
-                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
+                                           "one size: bartowski, unsloth or local; or name it: bartowski/FAMILY."),
     json_: bool = JsonOpt,
 ) -> None:
     """Pin a family/format/quant to its hub repo, revision and files."""

@@ -25,7 +25,7 @@ def convert(
     source: Path = typer.Option(..., "--from", help="Hugging Face checkpoint directory."),
     to: Optional[str] = typer.Option(None, "--to", help="ggufv2 (or gguf) or compressed-tensors (default: the format "
                                      "that has the quant)."),
-    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization (Q4_K, W4A16_GS64, ...); 'all' for "
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, e.g. Q4_K or W4A16_GS64; 'all' for "
                                         "the GGUF ladder (or the tag's)."),
     out: Optional[Path] = typer.Option(None, "--out", help="A directory, or FILE.gguf for one quantization (default: the registry's artifacts dir)."),
     keep_f16: bool = typer.Option(

@@ -18,7 +18,7 @@ def pull(
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
-                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
+                                           "one size: bartowski, unsloth or local; or name it: bartowski/FAMILY."),
     hub: Optional[str] = typer.Option(None, "--hub", help="huggingface or modelscope (default: REGISTRY_HUB, else huggingface)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (as HF_HUB_OFFLINE=1)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Pin a commit (or branch, tag) instead of the spec's revision."),
@@ -46,7 +46,7 @@ def verify(
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size"),
     uploader: Optional[str] = typer.Option(None, "--from", help="Uploader, where several publish the format in "
-                                           "one size (bartowski, unsloth, local ...); or name it: bartowski/FAMILY."),
+                                           "one size: bartowski, unsloth or local; or name it: bartowski/FAMILY."),
     json_: bool = JsonOpt,
 ) -> None:
     """Re-hash the local copy of a build; a bad file is moved aside (exit 1) and the error says where."""

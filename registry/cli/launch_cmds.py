@@ -25,7 +25,7 @@ def launch(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
                       autocompletion=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
-                                         "compressed-tensors ... (default: the one that has the quant)."),
+                                         "or compressed-tensors (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization in any case, e.g. Q4_K, "
                                         "q4_k_m, FP8_DYNAMIC, AWQ (or the tag's)."),
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
