@@ -155,3 +155,160 @@ def test_a_poisoned_ref_file_is_not_followed_out_of_snapshots(hub_server, tmp_pa
     assert hfcache.snapshot_dir("o/r", "main") is None
     with pytest.raises(HubError, match="refusing revision"):
         hfcache.commit_for("o/r", "../x")
+
+
+# --- 2. artifact rows that lie -------------------------------------------------------------------
+
+
+def _convert(src, out, quant="Q8_0", **kw):
+    from converters.gguf import run_convert
+    from converters.options import ConvertRequest
+
+    said = Said()
+    req = ConvertRequest(family="glm4-chat-1m", source=src, to="ggufv2", quant=quant, out=out, progress=False,
+                         say=said, **kw)
+    return run_convert(req), said
+
+
+def _rows():
+    from registry import paths
+    from registry.store import Store
+
+    return {a.path: a for a in Store().artifacts()} if paths.has_database() else {}
+
+
+def _sha(p: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def test_an_output_claimed_by_a_live_convert_is_refused(tiny_checkpoint, tmp_path):
+    """Another convert (a real live process) holds the claim on the F16 output: this one must not write it."""
+    import json
+    import subprocess
+    import sys
+
+    from registry import procs
+    from registry.errors import RegistryError
+
+    out = tmp_path / "builds"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = out / ".glm4-chat-1m.F16.gguf.claim"
+        claim.write_text(json.dumps({"pid": other.pid, "start": procs.start_time(other.pid)}))
+        with pytest.raises(RegistryError, match=rf"glm4-chat-1m\.F16\.gguf is being written by another convert "
+                                                rf"\(pid {other.pid}\)"):
+            _convert(tiny_checkpoint("chatglm"), out)
+        assert sorted(p.name for p in out.iterdir()) == [claim.name]  # nothing written, the claim is theirs
+        assert _rows() == {}
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone: its claim is stale, and the run goes ahead (and leaves no claim behind)
+    results, _ = _convert(tiny_checkpoint("chatglm"), out)
+    assert not claim.exists() and {r.quantization for r in results} == {"Q8_0", "F16"}
+
+
+def test_two_converts_into_one_output_at_once_leave_a_true_row(tiny_checkpoint, tmp_path):
+    """Two real `registry convert` processes from different checkpoints into the same --out: whatever
+    happens, each row's sha256 is its file's and its parent is the checkpoint the file came from."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "builds"
+    srcs = [tiny_checkpoint("chatglm"), tiny_checkpoint("chatglm", seed=1)]
+    procs_ = [subprocess.Popen([sys.executable, "-m", "registry", "convert", "glm4-chat-1m", "--from", str(s),
+                                "--to", "ggufv2", "--quant", "Q8_0", "--out", str(out)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in srcs]
+    done = [(p.wait(timeout=300), p.stderr.read()) for p in procs_]
+    assert any(rc == 0 for rc, _ in done), done
+    for rc, err in done:
+        if rc != 0:
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "Traceback" not in err, err
+            assert "already exists" in errors[0] or "being written by another convert" in errors[0], err
+    rows = _rows()
+    assert rows
+    for path, row in rows.items():
+        assert _sha(path) == row.sha256, path
+    f16 = rows[str(out / "glm4-chat-1m.F16.gguf")]
+    q8 = rows[str(out / "glm4-chat-1m.Q8_0.gguf")]
+    assert q8.parent == f16.path and f16.recipe["source_identity"] == q8.recipe["source_identity"]
+    assert not list(out.glob(".*claim")) and not list(out.glob(".*partial*"))
+
+
+def test_an_f16_from_another_checkpoint_is_not_reused(tiny_checkpoint, tmp_path):
+    from registry.errors import RegistryError
+
+    out = tmp_path / "builds"
+    a, b = tiny_checkpoint("chatglm"), tiny_checkpoint("chatglm", seed=1)
+    _convert(a, out)
+    f16 = out / "glm4-chat-1m.F16.gguf"
+    before = _rows()[str(f16)]
+    with pytest.raises(RegistryError, match=rf"glm4-chat-1m\.F16\.gguf was built from {a} and cannot be reused "
+                                            rf"for --from {b} \(.* differs in size or modification time\)"):
+        _convert(b, out, quant="Q4_K")
+    after = _rows()
+    assert after[str(f16)].parent == str(a) == before.parent and str(out / "glm4-chat-1m.Q4_K_M.gguf") not in after
+    assert not (out / "glm4-chat-1m.Q4_K_M.gguf").exists()
+    # the same checkpoint still reuses it
+    results, said = _convert(a, out, quant="Q4_K")
+    assert any("reusing" in m for m in said) and _rows()[str(f16)].parent == str(a)
+
+
+def test_an_unrecorded_f16_is_not_reused(tiny_checkpoint, tmp_path):
+    from registry.errors import RegistryError
+
+    out = tmp_path / "builds"
+    _convert(tiny_checkpoint("chatglm"), out, record=False)
+    with pytest.raises(RegistryError, match="exists but no artifact row says what it was built from"):
+        _convert(tiny_checkpoint("chatglm"), out, quant="Q4_K")
+
+
+def test_verify_of_a_temporarily_missing_file_keeps_its_row(tiny_checkpoint, tmp_path):
+    from registry.hub import IntegrityError, verify
+
+    out = tmp_path / "builds"
+    _convert(tiny_checkpoint("chatglm"), out)
+    q8 = out / "glm4-chat-1m.Q8_0.gguf"
+    row = _rows()[str(q8)]
+    aside = tmp_path / "aside.gguf"
+    q8.rename(aside)  # an unmounted disk, a file being copied back
+    r = _resolve(quant="Q8_0")
+    with pytest.raises(IntegrityError, match="missing; its row is kept, marked missing"):
+        verify(r)
+    kept = _rows()[str(q8)]
+    assert kept.missing_since is not None and (kept.id, kept.recipe, kept.parent) == (row.id, row.recipe, row.parent)
+    aside.rename(q8)
+    assert all(x["ok"] for x in verify(r))
+    assert _rows()[str(q8)].missing_since is None
+
+
+def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
+    """missing_since (artifacts) and process (deployments) are added to a database an earlier version wrote."""
+    import sqlite3
+
+    from registry.store import Store
+
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE artifact (id INTEGER PRIMARY KEY, family VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            quantization VARCHAR NOT NULL, path TEXT NOT NULL UNIQUE, sha256 VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL, parent VARCHAR, recipe JSON, report JSON, created DATETIME NOT NULL);
+        INSERT INTO artifact VALUES (1, 'glm4-chat-1m', 'ggufv2', 'Q8_0', '/x.gguf', 'ab', 3, NULL, '{"a": 1}', NULL,
+            '2026-01-01 00:00:00');
+        CREATE TABLE deployment (id INTEGER PRIMARY KEY, family VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            quantization VARCHAR NOT NULL, engine VARCHAR NOT NULL, argv JSON NOT NULL, env JSON NOT NULL,
+            host VARCHAR NOT NULL, port INTEGER NOT NULL, pid INTEGER, status VARCHAR NOT NULL, log_path VARCHAR,
+            artifact_id INTEGER, started DATETIME NOT NULL, stopped DATETIME);
+    """)
+    con.close()
+    store = Store(f"sqlite:///{db}")
+    (row,) = store.artifacts()
+    assert row.recipe == {"a": 1} and row.missing_since is None
+    assert store.mark_artifact_missing(row.id).missing_since is not None

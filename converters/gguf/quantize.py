@@ -121,7 +121,9 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     params.nthread = nthread or os.cpu_count() or 1
     params.keep_split = n_split > 1
     keep = _imatrix_params(params, imatrix, imatrix_path) if imatrix is not None else None  # noqa: F841
-    prefix = out.parent / f".{out.stem}.partial-{os.getpid()}"
+    from ..claims import partial_tag
+
+    prefix = out.parent / f".{out.stem}.{partial_tag()}"
     tmp_target = prefix if n_split > 1 else prefix.with_name(prefix.name + ".gguf")
     produced = final_names(prefix.with_name(prefix.name + ".gguf"), n_split)
     log = logging.getLogger("llama-cpp-python")  # llama.cpp's per-tensor log: errors only

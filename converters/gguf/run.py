@@ -88,9 +88,7 @@ def _file_ref(path: Path, im) -> dict:
 
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
-    from .core import convert_files, prepare_out
-    from .quantize import quantize_files
-    from .writer import sha256_of
+    from ..claims import Claims, sweep_partials
 
     fam = check_family(req)
     first = (req.outtype or "F16").upper()
@@ -98,23 +96,68 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
         raise RegistryError(f"--outtype {req.outtype!r}: the first pass writes F16 or BF16")
     quants = _targets(req)
     im = _check_imatrix_options(req, quants)
-    base = fam.name
-    first_path, outs = _paths(req, base, quants, first)
+    first_path, outs = _paths(req, fam.name, quants, first)
+    sweep_partials(first_path.parent, req.say)  # temporaries of runs that were killed
+    with Claims(req.say) as claims:
+        return _run(req, fam.name, first, quants, im, first_path, outs, claims)
+
+
+def _reusable(first_path: Path, req: ConvertRequest, first: str) -> tuple[str | None, dict | None, str]:
+    """An existing first-pass build is reused only if its row says it came from this very checkpoint
+    (the files' sizes and mtimes) with the same options; returns its recorded parent and recipe."""
+    from registry import paths
+
+    from ..source import identity_difference, source_identity
+
+    row = None
+    if paths.has_database():
+        from registry.store import Store
+
+        row = Store().artifact_at(str(first_path))
+    if row is None:
+        raise RegistryError(f"{first_path} exists but no artifact row says what it was built from; remove it, "
+                            "or choose another --out")
+    rec = row.recipe or {}
+    why = identity_difference(rec.get("source_identity"), source_identity(Path(req.source)))
+    if why is None and bool(rec.get("keep_mtp")) != bool(req.keep_mtp):
+        why = f"it was built with keep_mtp={bool(rec.get('keep_mtp'))}"
+    if why is not None:
+        raise RegistryError(f"{first_path} was built from {row.parent} and cannot be reused for --from {req.source} "
+                            f"({why}); remove it, or choose another --out")
+    return row.parent, row.recipe, row.sha256
+
+
+def _run(req, base, first, quants, im, first_path, outs, claims) -> list[ConvertResult]:
+    from ..source import source_identity
+    from .core import convert_files, prepare_out
+    from .quantize import quantize_files
+    from .writer import sha256_of
+
+    reuse = first_path.exists() and first not in quants
     for q, p in outs.items():
+        claims.claim(p)
         if q != first:
             prepare_out(p)  # before the first pass: an existing build (or split part) of any level stops the run
     recipe = {"tool": "glm-registry", "converter": "gguf", "first_pass": first, "keep_mtp": req.keep_mtp,
-              "split_max_size": req.split_max_size, "source": str(req.source)}
+              "split_max_size": req.split_max_size, "source": str(req.source),
+              "source_identity": source_identity(Path(req.source))}
     results: list[ConvertResult] = []
-    if first_path.exists() and first not in quants:
+    parent, first_recipe, want_sha = str(req.source), {**recipe, "quant": first}, None
+    if reuse:
+        parent, first_recipe, want_sha = _reusable(first_path, req, first)
         req.say(f"reusing {first_path} as the {first} parent build")
         first_files = [first_path]
     else:
+        claims.claim(first_path)
         first_files = convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
                                     split_max_size=req.split_max_size, progress=req.progress)
-    results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], sha256_of(first_files),
-                                 sum(f.stat().st_size for f in first_files), parent=str(req.source),
-                                 recipe={**recipe, "quant": first}))
+        claims.placed_files(first_files)
+    first_sha = sha256_of(first_files)
+    if want_sha is not None and first_sha != want_sha:
+        raise RegistryError(f"{first_path} changed since it was recorded (sha256 {first_sha}, the row says {want_sha}); "
+                            "remove it, or choose another --out")
+    results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], first_sha,
+                                 sum(f.stat().st_size for f in first_files), parent=parent, recipe=first_recipe))
     im_ref, im_path, im_result = None, None, None
     if req.calibration:
         from .imatrix_run import build_imatrix, imatrix_ref
@@ -133,6 +176,7 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
             continue
         req.say(f"quantizing {first_path.name} -> {q}" + (f" with {im_path.name}" if im is not None else ""))
         files = quantize_files(first_files[0], outs[q], q, imatrix=im, imatrix_path=im_path)
+        claims.placed_files(files)
         rec = {**recipe, "quant": q, **({"imatrix": im_ref} if im_ref else {})}
         results.append(ConvertResult(req.family, "ggufv2", q, files[0], sha256_of(files), sum(f.stat().st_size for f in files),
                                      parent=str(first_files[0]), recipe=rec))
@@ -153,6 +197,7 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
         results.append(im_result)
     if req.record:
         record([r for r in results if r is not im_result])  # the imatrix was recorded when it was written
+    claims.recorded()
     return results
 
 

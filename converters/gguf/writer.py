@@ -216,7 +216,10 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
     import numpy as np
 
     out = Path(out)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".partial", dir=out.parent))
+    from ..claims import partial_tag
+
+    # whose it is in its name: a later run removes it once that process is gone (converters/claims.py)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.{partial_tag()}-", dir=out.parent))
     try:
         w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
         meta(w)
