@@ -312,3 +312,290 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
     (row,) = store.artifacts()
     assert row.recipe == {"a": 1} and row.missing_since is None
     assert store.mark_artifact_missing(row.id).missing_since is not None
+
+
+# --- 5. a reused pid is not our server --------------------------------------------------------------
+
+
+@pytest.fixture
+def stranger():
+    """An unrelated `python3 -m http.server`, as the adversarial run found behind a reused pid."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    yield p
+    p.kill()
+    p.wait()
+
+
+def _server_argv():
+    import sys
+
+    return [sys.executable, "-m", "llama_cpp.server", "--model", "/m/glm.gguf", "--host", "127.0.0.1", "--port", "8080"]
+
+
+def _deployment(pid, **kw):
+    from registry.store import Store
+
+    return Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
+                                  argv=_server_argv(), env={}, port=8080, pid=pid, status="running", **kw)
+
+
+@pytest.mark.parametrize("recorded", ["legacy-row", "other-start-time"])
+def test_stop_does_not_signal_a_stranger_behind_a_reused_pid(stranger, recorded):
+    from registry import launcher, procs
+
+    kw = {}
+    if recorded == "other-start-time":  # the row's process started at another time than the one now at this pid
+        kw["process"] = {"pid": stranger.pid, "start": procs.start_time(stranger.pid) - 100, "cmdline": _server_argv()}
+    dep = _deployment(stranger.pid, **kw)
+    assert launcher.ps() == []  # not shown as running
+    assert launcher.stop(dep) == "was not running"
+    assert stranger.poll() is None  # never signalled
+
+
+def test_the_recorded_process_is_recognised_and_stopped():
+    import subprocess
+    import sys
+
+    from registry import launcher, procs
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = procs.identity(p.pid)
+        dep = _deployment(p.pid, process=me)
+        assert [d.id for d in launcher.ps()] == [dep.id]
+        assert launcher.stop(dep, grace=5) == "stopped"  # SIGTERM was enough ("killed" after the grace)
+        p.wait(timeout=5)
+        assert not procs.alive(p.pid, me["start"])
+    finally:
+        p.kill()
+        p.wait()
+
+
+# --- 7. launches on odd addresses, and at once ------------------------------------------------------
+
+
+def test_client_host_reaches_the_family_bound():
+    from registry.engines.base import client_host
+
+    assert client_host("::") == "[::1]" and client_host("0.0.0.0") == "127.0.0.1"
+    assert client_host("::1") == "[::1]" and client_host("127.0.0.2") == "127.0.0.2"
+
+
+def _record_tiny(gguf: Path) -> None:
+    from registry.store import Store
+
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(gguf),
+                         sha256="0" * 64, size_bytes=gguf.stat().st_size)
+
+
+LAUNCH = ("launch", "glm4-chat-1m", "-f", "ggufv2", "-q", "FP16", "--context", "256", "--timeout", "120", "--new",
+          "--json")
+
+
+@pytest.mark.slow
+def test_launch_on_ipv6_wildcard_is_probed_on_ipv6_loopback(tiny_gguf):
+    import json
+    import urllib.request
+
+    _record_tiny(tiny_gguf("chatglm", "F16"))
+    try:
+        r = run_cli(*LAUNCH, "--host", "::", env={"REGISTRY_NO_PRESTART": "1"})
+        assert r.returncode == 0, r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["host"] == "::" and "[::1]" in dep["address"]
+        with urllib.request.urlopen(dep["address"] + "/models", timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        run_cli("stop", "--all")
+
+
+@pytest.mark.slow
+def test_two_launches_without_port_at_once_both_run(tiny_gguf):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    _record_tiny(tiny_gguf("chatglm", "F16"))
+    try:
+        ps = [subprocess.Popen([sys.executable, "-m", "registry", *LAUNCH], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "REGISTRY_NO_PRESTART": "1"}) for _ in range(2)]
+        outs = [p.communicate(timeout=200) for p in ps]
+        assert [p.returncode for p in ps] == [0, 0], [e for _, e in outs]
+        ports = sorted(json.loads(o)["port"] for o, _ in outs)
+        assert ports[0] != ports[1]
+        assert len(json.loads(run_cli("ps", "--json").stdout)) == 2
+    finally:
+        run_cli("stop", "--all")
+
+
+# --- 4. interrupts --------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _convert_cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.Popen([sys.executable, "-m", "registry", "convert", "glm4-chat-1m", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "REGISTRY_NO_PRESTART": "1"})
+
+
+def _wait_for(cond, timeout=120.0, step=0.005):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture(scope="module")
+def big_checkpoint(tmp_path_factory):
+    """Big enough (~100M parameters) that quantizing it to Q4_K_M takes a while on two cores."""
+    from converters.tiny import build_checkpoint
+
+    return build_checkpoint("chatglm", tmp_path_factory.mktemp("big") / "ck", num_layers=6, ffn_hidden_size=16384)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_quantization_ends_it_with_130(big_checkpoint, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "builds"
+    first = _convert_cli("--from", str(big_checkpoint), "--to", "ggufv2", "--quant", "F16", "--out", str(out))
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    p = _convert_cli("--from", str(big_checkpoint), "--to", "ggufv2", "--quant", "Q4_K", "--out", str(out))
+    _wait_for(lambda: list(out.glob(".glm4-chat-1m.Q4_K_M.partial-*")) or p.poll() is not None)
+    assert p.poll() is None, "quantization was over before it could be interrupted"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=60)
+    took = time.monotonic() - t0
+    assert rc == 130 and took < 5, (rc, took, p.stderr.read())
+    assert sorted(f.name for f in out.iterdir()) == ["glm4-chat-1m.F16.gguf"]  # no build, no temporary, no claim
+    assert str(out / "glm4-chat-1m.Q4_K_M.gguf") not in _rows()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_quant_all_leaves_no_unrecorded_build_and_a_rerun_works(tiny_checkpoint, tmp_path, sig):
+    import signal
+
+    out = tmp_path / "builds"
+    src = str(tiny_checkpoint("chatglm"))
+    p = _convert_cli("--from", src, "--to", "ggufv2", "--quant", "all", "--out", str(out))
+    # the first quantized builds are under their final names, the run goes on with the next ones
+    _wait_for(lambda: len([f for f in out.glob("glm4-chat-1m.*.gguf") if ".F16." not in f.name]) >= 2
+              or p.poll() is not None, step=0.001)
+    assert p.poll() is None, "the run was over before it could be interrupted"
+    p.send_signal(getattr(signal, sig))
+    rc = p.wait(timeout=60)
+    assert rc == (130 if sig == "SIGINT" else -9), p.stderr.read()
+    rows = _rows()
+    if sig == "SIGINT":  # cleaned up at once: no final file without a row, no temporary
+        finals = [f for f in out.iterdir() if not f.name.startswith(".")]
+        assert all(str(f) in rows for f in finals), (finals, list(rows))
+        assert not list(out.glob(".*"))
+    # a rerun goes ahead: what the dead run left unrecorded (and its temporaries) is removed first
+    again = _convert_cli("--from", src, "--to", "ggufv2", "--quant", "all", "--out", str(out))
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    rows = _rows()
+    finals = [f for f in out.iterdir() if not f.name.startswith(".")]
+    assert finals and all(str(f) in rows and rows[str(f)].sha256 == _sha(f) for f in finals)
+    assert not list(out.glob(".*"))
+
+
+def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    from registry import procs
+
+    out = tmp_path / "builds"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_start = procs.start_time(dead.pid)
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = out / f".glm4-chat-1m.F16.partial-{dead.pid}-{dead_start or 0}-abc123"
+        stale.mkdir()
+        (stale / "glm4-chat-1m.F16.gguf").write_bytes(b"\0" * 4096)
+        stale_q = out / f".glm4-chat-1m.Q8_0.partial-{dead.pid}-{dead_start or 0}.gguf"
+        stale_q.write_bytes(b"\0" * 100)
+        busy = out / f".glm4-chat-1m.Q4_K_M.partial-{live.pid}-{procs.start_time(live.pid)}.gguf"
+        busy.write_bytes(b"\0" * 100)
+        _, said = _convert(tiny_checkpoint("chatglm"), out)
+        assert not stale.exists() and not stale_q.exists() and busy.exists()
+        assert any("left by interrupted runs" in m for m in said)
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_launch_killed_right_after_spawning_leaves_no_unknown_server(tiny_gguf, sig):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from registry import procs
+
+    _record_tiny(tiny_gguf("chatglm", "F16"))
+    p = subprocess.Popen([sys.executable, "-m", "registry", *LAUNCH], cwd=ROOT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "REGISTRY_NO_PRESTART": "1"})
+    try:
+        def server():
+            return [c for c in _children(p.pid) if "llama_cpp.server" in (procs.cmdline(c) or [])] or p.poll() is not None
+
+        (child,) = _wait_for(server, step=0.001)
+        assert child, p.stderr.read()
+        who = procs.identity(child)
+        p.send_signal(getattr(signal, sig))
+        rc = p.wait(timeout=30)
+        assert rc == (143 if sig == "SIGTERM" else -9), p.stderr.read()
+        rows = json.loads(run_cli("ps", "--json").stdout)  # the next registry command looks
+        _wait_for(lambda: not procs.alive(child, who["start"]) or any(d["pid"] == child for d in rows), timeout=10,
+                  step=0.05)
+        assert not procs.alive(child, who["start"]) or any(d["pid"] == child for d in rows)
+    finally:
+        run_cli("stop", "--all")

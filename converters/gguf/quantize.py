@@ -130,7 +130,8 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(), ctypes.byref(params))
+        rc = _in_thread(lambda: llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(),
+                                                               ctypes.byref(params)))
         if rc != 0 or not all(p.is_file() for p in produced):
             hint = "; the imatrix may not cover every weight of this model (collect it from this F16 build)" \
                 if imatrix is not None else ""
@@ -143,3 +144,26 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
         log.setLevel(level)
         for p in produced:
             p.unlink(missing_ok=True)
+
+
+def _in_thread(call):
+    """Run a long llama.cpp call off the main thread. In the main thread a Ctrl-C was raised inside
+    llama.cpp's ctypes log callback, where ctypes swallows it: the quantization ran on to the end. Here
+    the main thread waits and takes the signal at once; the worker (a daemon) dies with the process."""
+    import threading
+
+    box: dict = {}
+
+    def work():
+        try:
+            box["rc"] = call()
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="llama-quantize", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(0.05)
+    if "error" in box:
+        raise box["error"]
+    return box["rc"]

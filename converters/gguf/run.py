@@ -133,6 +133,7 @@ def _run(req, base, first, quants, im, first_path, outs, claims) -> list[Convert
     from .quantize import quantize_files
     from .writer import sha256_of
 
+    claims.claim(first_path)  # also when reusing it: a stale claim's unrecorded F16 goes first
     reuse = first_path.exists() and first not in quants
     for q, p in outs.items():
         claims.claim(p)
@@ -148,7 +149,6 @@ def _run(req, base, first, quants, im, first_path, outs, claims) -> list[Convert
         req.say(f"reusing {first_path} as the {first} parent build")
         first_files = [first_path]
     else:
-        claims.claim(first_path)
         first_files = convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
                                     split_max_size=req.split_max_size, progress=req.progress)
         claims.placed_files(first_files)

@@ -33,7 +33,20 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'registry.cli' has no attribute {name!r}")
 
 
+class Interrupted(SystemExit):
+    """SIGINT or SIGTERM, as an exit (130, 143) that click does not turn into 'Aborted!' and exit 1; every
+    `finally` and `except BaseException` on the way up still runs (temporary files, claims, child servers)."""
+
+
+def _on_signal(signum, frame) -> None:
+    raise Interrupted(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # first: a signal during start-up must clean up too
+        signal.signal(sig, _on_signal)
     from .. import prestart
 
     prestart.start(sys.argv)
@@ -44,9 +57,9 @@ def main() -> None:
     except RegistryError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as e:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(e.code if isinstance(e, Interrupted) else 130)
     finally:
         p = prestart.claim()  # not taken by a launch (an error, or another engine chosen): let it go
         if p is not None:
