@@ -1,12 +1,22 @@
 """Hardening (issue 17, points 1, 2, 4, 5, 7): what an adversarial run broke, each kind a test here.
 
-Kinds of bad input tested in this module (the count asked for by issue 17):
+Kinds of bad input tested in this module (the count asked for by issue 17). The test of each kind
+fails on the code before these fixes (c1e1a0b) and passes after; the few tests of good input
+(real revisions, a recorded process is still stopped) pass on both:
 
-  spec revisions (9): '..' components, an absolute path, a backslash, a space/control character,
-     one of ~^:?*[, '@{', an empty component, a '.'-component or '.lock', in `revision` and in `revisions`
-  hub data (3): a branch name that escapes the cache (refs/<revision>) served by a mirror,
-     a `--revision` that escapes it, a poisoned refs/<branch> file whose content is not a commit
-Total: 12 kinds.
+  1. spec revisions (9 kinds, each in `revision` and in `revisions`): '..', an absolute path, a backslash,
+     a space or control character, one of ~^:?*[, '@{', an empty component, a '.'-component,
+     '.lock'; hub data (5): a mirror branch that names a path (refs/<revision>), a --revision that
+     does, a poisoned refs/<branch> file, a mirror's commit id that is a path, a mirror's ETag that is one
+  2. artifact rows (6): an output claimed by a live convert, two converts into one --out at once,
+     an F16 reused for another checkpoint, an F16 no row describes, verify of a temporarily missing
+     file, a database from before the new columns
+  5. reused pids (2): a legacy row and a row of another start time whose pid an unrelated
+     `python -m http.server` now has
+  4. signals (6): SIGINT during quantization, SIGINT and SIGKILL during `--quant all`, temporaries
+     of dead runs, SIGTERM and SIGKILL of `registry launch` right after it spawned the server
+  7. addresses (2): `--host ::`, two launches without --port at once
+Total: 30 kinds.
 """
 
 from __future__ import annotations
@@ -599,3 +609,24 @@ def test_a_launch_killed_right_after_spawning_leaves_no_unknown_server(tiny_gguf
         assert not procs.alive(child, who["start"]) or any(d["pid"] == child for d in rows)
     finally:
         run_cli("stop", "--all")
+
+
+@pytest.mark.parametrize("lie", ["sha", "etag"])
+def test_a_hostile_mirrors_commit_or_etag_cannot_name_a_path_outside_the_cache(hub_server, gguf_bytes, tmp_path, lie):
+    """The listing's `sha` names snapshots/<sha> and the ETag names blobs/<etag>: both come from the mirror."""
+    victim = _victim(tmp_path)
+    r = _resolve()
+    src = r.hubs["huggingface"]
+    hub_server.add(src.model_id, {src.files[0]: gguf_bytes})
+    if lie == "sha":
+        hub_server.lie_sha[src.model_id] = "../../../victim"
+        want = r"answered commit '\.\./\.\./\.\./victim'.*not a 40-hex commit id"
+    else:
+        hub_server.lie_etag[src.files[0]] = "../../../victim/notes.txt"
+        want = r"refusing ETag '\.\./\.\./\.\./victim/notes\.txt' from the hub"
+    cache = tmp_path / "hf-cache"
+    before = _files_outside(tmp_path, cache)
+    with pytest.raises(HubError, match=want):
+        pull(r, say=Said())
+    assert victim.read_text() == "my notes" and sorted(victim.parent.iterdir()) == [victim]
+    assert _files_outside(tmp_path, cache) - before <= set(tmp_path.rglob("registry.db*"))
