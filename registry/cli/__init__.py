@@ -38,8 +38,32 @@ class Interrupted(SystemExit):
     `finally` and `except BaseException` on the way up still runs (temporary files, claims, child servers)."""
 
 
+_signalled: list[int] = []
+CLEANUP_GRACE_S = 15.0  # longer than the launcher's wait for a stopped server (10 s)
+
+
 def _on_signal(signum, frame) -> None:
-    raise Interrupted(128 + signum)
+    """Raise the exit; a second signal, or cleanup that never comes, ends the process at once.
+
+    The exception can be lost: raised while C code calls back into Python (ctypes swallows it), it
+    never reaches the command. So a timer ends the process if it is still here after the grace;
+    what it leaves (claims, temporaries of this pid) the next run removes."""
+    import os
+    import threading
+
+    code = 128 + signum
+    if _signalled:
+        os._exit(_signalled[0])
+    _signalled.append(code)
+
+    def last_resort() -> None:
+        print("interrupted", file=sys.stderr)
+        os._exit(code)
+
+    t = threading.Timer(CLEANUP_GRACE_S, last_resort)
+    t.daemon = True
+    t.start()
+    raise Interrupted(code)
 
 
 def main() -> None:
