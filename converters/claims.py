@@ -62,6 +62,7 @@ class Claims:
         self.say = say
         self.held: list[Path] = []  # claim files
         self.placed: list[Path] = []  # final files written by this run, not yet recorded
+        self.fresh: list[Path] = []  # claimed names that did not exist when claimed: this run makes them
 
     def claim(self, out: Path) -> Path:
         out = Path(out)
@@ -86,6 +87,8 @@ class Claims:
             with os.fdopen(fd, "w") as fh:
                 json.dump(me(), fh)
             self.held.append(c)
+            if not out.exists() and not _split_siblings(out):
+                self.fresh.append(out)
             return out
         raise RegistryError(f"could not claim {out} ({c} keeps coming back); remove {c} and try again")
 
@@ -104,16 +107,22 @@ class Claims:
 
     def recorded(self) -> None:
         self.placed.clear()
+        self.fresh.clear()
 
     def __enter__(self) -> Claims:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            for f in self.placed:  # complete builds without rows must not stay under final names
+            # complete builds without rows must not stay under final names: what this run placed, and
+            # whatever appeared under a name it claimed (an interrupt can land between the move into
+            # place and the bookkeeping) unless a row records it
+            fresh = [f for out in self.fresh for f in [out, *_split_siblings(out)]]
+            for f in dict.fromkeys([*self.placed, *fresh]):
                 try:
-                    shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink(missing_ok=True)
-                except OSError:
+                    if f.exists() and not _recorded(f):
+                        shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+                except Exception:  # cleanup must not hide the interrupt (a database that went away)
                     pass
         for c in self.held:
             c.unlink(missing_ok=True)
