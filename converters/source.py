@@ -39,3 +39,32 @@ def checkpoint_config(source: Path, family: Family) -> tuple[dict, str]:
             f"convert a checkpoint of {family.name}, or name the family this checkpoint belongs to (`registry list`)"
         )
     return cfg, hit
+
+
+def source_identity(source: Path) -> dict[str, list[int]]:
+    """What a build's row records of the checkpoint it came from: each top-level file's size and mtime
+    (ns), symlinks followed (a hub snapshot's files link to blobs). A later run that would reuse the build
+    compares it with its own --from; hashing every shard again would cost as much as converting."""
+    out = {}
+    for p in sorted(Path(source).iterdir()):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out[p.name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def identity_difference(recorded: dict | None, now: dict) -> str | None:
+    """Why a recorded source identity is not this one (the first difference), or None when they match."""
+    if not isinstance(recorded, dict):
+        return "its row does not record what checkpoint it was built from"
+    for name in sorted(set(recorded) | set(now)):
+        if name not in now:
+            return f"{name} was in its checkpoint but is not in this one"
+        if name not in recorded:
+            return f"this checkpoint has {name}, which its checkpoint did not"
+        if list(recorded[name]) != list(now[name]):
+            return f"{name} differs in size or modification time"
+    return None

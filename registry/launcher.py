@@ -248,14 +248,59 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+_reserved: list[Path] = []  # this process's port claims, removed when it exits
+
+
+def _reserve(host: str, port: int) -> bool:
+    """Claim `port` among registry processes until this one exits: two launches without --port both saw
+    8080 free, and the server of one died on bind. A claim whose process is gone is taken over."""
+    import atexit
+    import json
+
+    from . import procs
+
+    d = paths.home() / "ports"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return True  # no place for claims: the bind check alone
+    c = d / f"{host.strip('[]').replace(':', '_')}-{port}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(c.read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if owner.get("pid") == os.getpid() or (owner.get("pid") and procs.alive(owner["pid"], owner.get("start"))):
+                return owner.get("pid") == os.getpid()
+            c.unlink(missing_ok=True)  # its launch is over
+            continue
+        except OSError:
+            return True
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "start": procs.start_time(os.getpid())}, fh)
+        if not _reserved:
+            atexit.register(release_ports)
+        _reserved.append(c)
+        return True
+    return False
+
+
+def release_ports() -> None:
+    while _reserved:
+        _reserved.pop().unlink(missing_ok=True)
+
+
 def choose_port(host: str, port: int, given: bool, say) -> int:
-    if port_free(host, port):
+    if port_free(host, port) and (given or _reserve(host, port)):
         return port
     if given:
         raise RegistryError(f"port {port} on {host} is in use; choose another with --port, or leave --port out "
                             f"to take the next free one")
     for p in range(port + 1, min(port + 200, 65535)):
-        if port_free(host, p):
+        if port_free(host, p) and _reserve(host, p):
             say(f"port {port} is in use; using {p}")
             return p
     raise RegistryError(f"no free port between {port} and {port + 200} on {host}; pass --port")
@@ -298,6 +343,7 @@ def launch(p: Plan, timeout: float = 300.0, say=_stderr, spinner: bool = True, p
         timeout = check_timeout(timeout)
         return _launch(p, timeout, say, spinner, prestarted)
     finally:
+        release_ports()  # the server holds its port now (or failed)
         if prestarted is not None:
             prestarted.cancel()  # nothing if the server runs in it
 
@@ -321,6 +367,7 @@ def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
             art = _artifact(r) if paths.has_database() else {"source": "hub", "path": str(path)}
             art["path"] = str(path)
             cmd.argv = [str(path) if a.startswith("<fetched at launch") else a for a in cmd.argv]
+    stop_orphan_spawns()
     port = choose_port(cmd.host, cmd.port, p.port_given, say)
     if port != cmd.port:
         cmd.argv = _replace_flag(cmd.argv, "--port", str(port))
@@ -339,20 +386,25 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_path = paths.logs_dir() / f"{family}-{quantization}-{engine}-{port}-{stamp}.log"
     proc = _start(cmd, log_path, prestarted)
+    spawn = _note_spawn(proc.pid)
     # Recorded after the start, so that the bookkeeping (SQLAlchemy's import among it) overlaps the
     # server's own start-up; a failure to record stops the server: nothing runs unrecorded.
     try:
         from .store import Store
 
         store = Store()
+        from .procs import identity
+
         dep = store.add_deployment(family=family, format=format, quantization=quantization,
                                    engine=engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
                                    status="starting", log_path=str(log_path), artifact_id=artifact_id,
-                                   pid=proc.pid)
+                                   pid=proc.pid, process=identity(proc.pid))
     except BaseException:
         _kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
+        _forget(spawn)
         raise
+    _forget(spawn)
     try:
         _wait(proc, cmd.health_url, timeout, log_path, spinner, f"starting {engine} for {family} on port {port}")
     except BaseException as e:
@@ -362,12 +414,67 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
         except subprocess.TimeoutExpired:
             pass
         store.update_deployment(dep.id, status="failed", stopped=datetime.now(timezone.utc))
-        if isinstance(e, LaunchError):
-            raise
-        if isinstance(e, KeyboardInterrupt):
-            raise
+        if isinstance(e, LaunchError) or not isinstance(e, Exception):
+            raise  # an interrupt (Ctrl-C, SIGTERM) stays one: exit 130 / 143
         raise LaunchError(f"{engine} failed while starting: {e}") from None
     return store.update_deployment(dep.id, status="running")
+
+
+# A server started but not yet in the store is noted in a file first (stdlib, microseconds after the
+# spawn; the row needs SQLAlchemy, ~0.2 s): if `registry launch` is SIGKILLed in between, the next
+# launch or ps finds the note of a dead registry process and stops the server no row knows about.
+
+
+def _note_spawn(pid: int) -> Path | None:
+    import json
+
+    from . import procs
+
+    note = paths.logs_dir() / f".spawn-{os.getpid()}-{pid}.json"
+    try:
+        note.write_text(json.dumps({"registry": procs.identity(os.getpid()), "child": procs.identity(pid)}))
+    except OSError:
+        return None
+    return note
+
+
+def _forget(note: Path | None) -> None:
+    if note is not None:
+        note.unlink(missing_ok=True)
+
+
+def stop_orphan_spawns() -> list[int]:
+    """Kill servers whose `registry launch` died before recording them; returns their pids."""
+    import json
+
+    from . import procs
+
+    killed = []
+    try:
+        notes = list(paths.logs_dir().glob(".spawn-*-*.json"))
+    except OSError:
+        return killed
+    for note in notes:
+        try:
+            d = json.loads(note.read_text())
+            reg, child = d["registry"], d["child"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if procs.alive(reg.get("pid"), reg.get("start")):
+            continue  # that launch is still at work
+        if procs.alive(child.get("pid"), child.get("start"), child.get("cmdline")) and not _recorded_pid(child["pid"]):
+            _kill_group(child["pid"], signal.SIGKILL)
+            killed.append(child["pid"])
+        note.unlink(missing_ok=True)
+    return killed
+
+
+def _recorded_pid(pid: int) -> bool:
+    if not paths.has_database():
+        return False
+    from .store import Store
+
+    return any(d.pid == pid and d.status in ("starting", "running") for d in Store().deployments())
 
 
 def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
@@ -424,28 +531,25 @@ def _wait(proc, url: str, timeout: float, log_path: Path, spinner: bool, what: s
 # --- deployments -----------------------------------------------------------------------------------
 
 
-def _alive(pid: int | None, argv: list[str] | None = None) -> bool:
-    """The pid runs and is still our server (not a reused pid, not a zombie)."""
+def _alive(pid: int | None, argv: list[str] | None = None, process: dict | None = None) -> bool:
+    """The pid runs and is still our server: the process recorded at spawn (its start time and exact command
+    line, registry/procs.py), not a later process that was given the same pid, and not a zombie."""
+    from . import procs
+
     if not pid:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if process and process.get("pid") == pid and (process.get("start") is not None or process.get("cmdline")):
+        return procs.alive(pid, process.get("start"), process.get("cmdline"))
+    # a row written before the process was recorded: its command line must be the argv launched (or the
+    # prestart interpreter that runs it), word for word
+    if not procs.pid_exists(pid):
         return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            if proc.joinpath("stat").read_text().split(")")[-1].split()[0] == "Z":
-                return False
-            if argv:
-                cmdline = proc.joinpath("cmdline").read_bytes().split(b"\0")
-                if not any(a.encode() in cmdline for a in argv[1:3]):
-                    return False
-        except OSError:
-            return False
-    return True
+    now = procs.cmdline(pid)
+    if now is None or not argv:
+        return now is None  # no /proc: the pid is all there is
+    from .prestart import __name__ as prestart_module
+
+    return now == list(argv) or (len(argv) > 2 and now == [argv[0], "-m", prestart_module, argv[2]])
 
 
 def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
@@ -464,10 +568,11 @@ def ps(all_: bool = False) -> list:
         return []
     from .store import Store
 
+    stop_orphan_spawns()
     store = Store()
     out = []
     for d in store.deployments():
-        if d.status in ("starting", "running") and not _alive(d.pid, d.argv):
+        if d.status in ("starting", "running") and not _alive(d.pid, d.argv, d.process):
             d = store.update_deployment(d.id, status="exited", stopped=datetime.now(timezone.utc))
         if all_ or d.status in ("starting", "running"):
             out.append(d)
@@ -498,12 +603,12 @@ def stop(dep, grace: float = 10.0) -> str:
 
     store = Store()
     what = "stopped"
-    if dep.status in ("starting", "running") and _alive(dep.pid, dep.argv):
+    if dep.status in ("starting", "running") and _alive(dep.pid, dep.argv, dep.process):
         _kill_group(dep.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _alive(dep.pid, dep.argv):
+        while time.monotonic() < deadline and _alive(dep.pid, dep.argv, dep.process):
             time.sleep(0.1)
-        if _alive(dep.pid, dep.argv):
+        if _alive(dep.pid, dep.argv, dep.process):
             _kill_group(dep.pid, signal.SIGKILL)
             what = "killed"
         _reap(dep.pid)

@@ -173,13 +173,12 @@ def start(argv: list[str]) -> None:
 
 def _remove_orphan_logs(log_dir) -> None:
     """Logs of prestarts whose registry process was killed before it could hand over or cancel."""
+    from .procs import pid_exists
+
     for p in log_dir.glob(".prestart-*-*.log"):
-        try:
-            os.kill(int(p.name.split("-")[1]), 0)
-        except ProcessLookupError:
+        pid = p.name.split("-")[1]
+        if pid.isdigit() and not pid_exists(int(pid)):
             p.unlink(missing_ok=True)
-        except (ValueError, PermissionError, OSError):
-            pass
 
 
 def claim() -> Prestarted | None:

@@ -190,6 +190,40 @@ def _check_gguf_template(v: str) -> str:
     return v
 
 
+# A hub revision is a commit id or a git ref name (branch, tag, refs/pr/N): the rules of
+# `git check-ref-format`. huggingface_hub writes a branch's commit to <cache>/refs/<revision>, so a
+# name with '..', a leading '/', a backslash or control characters would name a file outside the cache.
+_REF_RULES = [  # (what is wrong, how to find it)
+    ("it contains '..'", re.compile(r"\.\.")),
+    ("it starts with '/' (an absolute path)", re.compile(r"^/")),
+    ("it contains a backslash", re.compile(r"\\")),
+    ("it contains a space or control character", re.compile(r"[\x00-\x20\x7f]")),
+    ("it contains one of ~ ^ : ? * [", re.compile(r"[~^:?*\[]")),
+    ("it contains '@{'", re.compile(r"@\{|^@$")),
+    ("it has an empty component ('//' or a trailing '/')", re.compile(r"//|/$")),
+    ("a component starts with '.' or ends with '.lock', or it ends with '.'", re.compile(r"(^|/)\.|\.lock(/|$)|\.$")),
+]
+
+
+def revision_problem(rev: object) -> str | None:
+    """Why `rev` is not a hub revision (commit, branch or tag name), or None when it is one."""
+    if not isinstance(rev, str) or not rev:
+        return "it must be a non-empty string (a commit id, branch or tag)"
+    if len(rev) > 255:
+        return "it is longer than 255 characters"
+    for why, pattern in _REF_RULES:
+        if pattern.search(rev):
+            return why
+    return None
+
+
+def _check_revision(rev: str, where: str) -> str:
+    problem = revision_problem(rev)
+    if problem:
+        raise ValueError(f"{where} {rev!r} is not a hub revision (a commit id, branch or tag): {problem}")
+    return rev
+
+
 class HubSource(Strict):
     model_id: HubId
     model_ids: dict[str, HubId] = Field(
@@ -216,6 +250,18 @@ class HubSource(Strict):
     @classmethod
     def _template(cls, v: str | None) -> str | None:
         return None if v is None else _check_gguf_template(v)
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str) -> str:
+        return _check_revision(v, "revision")
+
+    @field_validator("revisions")
+    @classmethod
+    def _revisions(cls, v: dict[str, str]) -> dict[str, str]:
+        for q, rev in v.items():
+            _check_revision(rev, f"revisions[{q}]")
+        return v
 
     def revision_for(self, quant: str) -> str:
         return self.revisions.get(quant, self.revision)

@@ -18,7 +18,7 @@ from typing import Any
 from . import paths
 
 COLUMNS = ("id", "family", "format", "quantization", "path", "sha256", "size_bytes", "parent", "recipe", "report",
-           "created")
+           "created", "missing_since")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ArtifactRow:
     recipe: dict[str, Any] | None
     report: dict[str, Any] | None
     created: datetime
+    missing_since: datetime | None = None
 
 
 def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | None:
@@ -65,7 +66,9 @@ def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | Non
         d = dict(zip(COLUMNS, r))
         for k in ("recipe", "report"):
             d[k] = json.loads(d[k]) if d[k] is not None else None
-        created = datetime.fromisoformat(d["created"])
-        d["created"] = created if created.tzinfo else created.replace(tzinfo=timezone.utc)  # stored as UTC
+        for k in ("created", "missing_since"):
+            if d[k] is not None:
+                t = datetime.fromisoformat(d[k])
+                d[k] = t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # stored as UTC
         out.append(ArtifactRow(**d))
     return out

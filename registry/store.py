@@ -46,6 +46,8 @@ class Artifact(SQLModel, table=True):
     recipe: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created: datetime = Field(default_factory=utcnow)
+    # set by `registry verify` when the file is not there: the row keeps its recipe and provenance
+    missing_since: datetime | None = None
 
 
 class Deployment(SQLModel, table=True):
@@ -65,6 +67,8 @@ class Deployment(SQLModel, table=True):
     artifact_id: int | None = Field(default=None, foreign_key="artifact.id")
     started: datetime = Field(default_factory=utcnow)
     stopped: datetime | None = None
+    # the process as it was at spawn ({"start": /proc start time, "cmdline": [...]}): a reused pid is not ours
+    process: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 _engines: dict[str, Engine] = {}
@@ -118,10 +122,26 @@ def get_engine(url: str | None = None) -> Engine:
                     # Several processes may create the schema at once; serialise them.
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7240931)")
                 SQLModel.metadata.create_all(conn)
+                _add_columns(conn)
         except OperationalError as e:
             raise StoreError(f"cannot open database {url!r}: {e.orig}") from None
         _engines[url] = engine
         return engine
+
+
+# Columns added after their table was first released: create_all makes missing tables only, so a
+# database written by an earlier version gets them here (NULL in old rows).
+_ADDED_COLUMNS = (("artifact", "missing_since", "TIMESTAMP"), ("deployment", "process", "JSON"))
+
+
+def _add_columns(conn: Any) -> None:
+    from sqlalchemy import inspect
+
+    insp = inspect(conn)
+    for table, column, sql_type in _ADDED_COLUMNS:
+        have = {c["name"] for c in insp.get_columns(table)}
+        if column not in have and {"id", "family", "format"} <= have:  # our table, from an earlier version
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 class Store:
@@ -199,6 +219,23 @@ class Store:
             if quantization:
                 q = q.where(Artifact.quantization == quantization)
             return list(s.exec(q.order_by(Artifact.id)))
+
+    def artifact_at(self, path: str) -> Artifact | None:
+        """The row recording the file or folder at `path`, if any."""
+        with self.session() as s:
+            return s.exec(select(Artifact).where(Artifact.path == str(path))).first()
+
+    def mark_artifact_missing(self, artifact_id: int, missing: bool = True) -> Artifact:
+        """Flag (or clear) a row whose file is not there; its recipe and provenance stay."""
+        with self.session() as s:
+            row = s.get(Artifact, artifact_id)
+            if row is None:
+                raise NotFoundError(f"no artifact with id {artifact_id}")
+            row.missing_since = (row.missing_since or utcnow()) if missing else None
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
 
     def remove_artifact(self, artifact_id: int) -> None:
         with self.session() as s:

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.procs import pid_exists
 from registry.hub.integrity import tree_sha256
 from registry.schema import QUANTS_BY_FORMAT, Family
 
@@ -409,18 +410,8 @@ def sweep_stale(out: Path) -> None:
     """Remove temporary siblings of `out` left by builds that were killed (their process is gone)."""
     for p in out.parent.glob(f".{out.name}.tmp-*"):
         pid = p.name.rpartition("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_exists(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

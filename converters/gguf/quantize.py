@@ -166,7 +166,9 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     params.nthread = nthread or os.cpu_count() or 1
     params.keep_split = n_split > 1
     keep = _imatrix_params(params, imatrix, imatrix_path) if imatrix is not None else None  # noqa: F841
-    prefix = out.parent / f".{out.stem}.partial-{os.getpid()}"
+    from ..claims import partial_tag
+
+    prefix = out.parent / f".{out.stem}.{partial_tag()}"
     tmp_target = prefix if n_split > 1 else prefix.with_name(prefix.name + ".gguf")
     produced = final_names(prefix.with_name(prefix.name + ".gguf"), n_split)
     free_before = _free(out.parent)
@@ -174,7 +176,8 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(), ctypes.byref(params))
+        rc = _in_thread(lambda: llama_cpp.llama_model_quantize(str(src).encode(), str(tmp_target).encode(),
+                                                               ctypes.byref(params)))
         if rc != 0 or not all(p.is_file() for p in produced):
             hint = "; the imatrix may not cover every weight of this model (collect it from this F16 build)" \
                 if imatrix is not None else ""
@@ -188,3 +191,26 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
         log.setLevel(level)
         for p in produced:
             p.unlink(missing_ok=True)
+
+
+def _in_thread(call):
+    """Run a long llama.cpp call off the main thread. In the main thread a Ctrl-C was raised inside
+    llama.cpp's ctypes log callback, where ctypes swallows it: the quantization ran on to the end. Here
+    the main thread waits and takes the signal at once; the worker (a daemon) dies with the process."""
+    import threading
+
+    box: dict = {}
+
+    def work():
+        try:
+            box["rc"] = call()
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="llama-quantize", daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(0.05)
+    if "error" in box:
+        raise box["error"]
+    return box["rc"]

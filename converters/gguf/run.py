@@ -55,8 +55,6 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
     NAME.F16.gguf (kept and recorded with --keep-f16, or when it was already there), else under a hidden
     name in the same folder, removed once the build is written or has failed.
     """
-    import os
-
     from registry import paths
 
     out = Path(req.out) if req.out else paths.artifacts_dir() / req.family
@@ -69,7 +67,10 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
         beside = out.with_name(f"{base}.{first}.gguf")
         if req.keep_first_pass or beside.exists():
             return beside, {quants[0]: out}, False
-        return out.with_name(f".{out.stem}.{first}-pass-{os.getpid()}.gguf"), {quants[0]: out}, True
+        from ..claims import partial_tag
+
+        # a scratch name the next run sweeps if this one is killed (claims.sweep_partials)
+        return out.with_name(f".{out.stem}.{first}-pass.{partial_tag()}.gguf"), {quants[0]: out}, True
     if out.exists() and not out.is_dir():  # e.g. --out /dev/null
         raise RegistryError(f"--out {out} is not a directory; give a directory for the builds, or a .gguf file name "
                             "for a single one")
@@ -110,7 +111,7 @@ def _file_ref(path: Path, im) -> dict:
 
 
 def run_convert(req: ConvertRequest) -> list[ConvertResult]:
-    from .core import prepare_out
+    from ..claims import Claims, sweep_partials
 
     fam = check_family(req)
     first = (req.outtype or "F16").upper()
@@ -118,40 +119,82 @@ def run_convert(req: ConvertRequest) -> list[ConvertResult]:
         raise RegistryError(f"--outtype {req.outtype!r}: the first pass writes F16 or BF16")
     quants = _targets(req)
     im = _check_imatrix_options(req, quants)
-    base = fam.name
-    first_path, outs, scratch = _paths(req, base, quants, first)
+    first_path, outs, scratch = _paths(req, fam.name, quants, first)
     if not first_path.parent.is_dir():
         raise RegistryError(f"output directory {first_path.parent} does not exist; create it first")
+    sweep_partials(first_path.parent, req.say)  # temporaries of runs that were killed
+    with Claims(req.say) as claims:
+        return _run(req, fam.name, first, quants, im, first_path, outs, scratch, claims)
+
+
+def _reusable(first_path: Path, req: ConvertRequest, first: str) -> tuple[str | None, dict | None, str]:
+    """An existing first-pass build is reused only if its row says it came from this very checkpoint
+    (the files' sizes and mtimes) with the same options; returns its recorded parent and recipe."""
+    from registry import paths
+
+    from ..source import identity_difference, source_identity
+
+    row = None
+    if paths.has_database():
+        from registry.store import Store
+
+        row = Store().artifact_at(str(first_path))
+    if row is None:
+        raise RegistryError(f"{first_path} exists but no artifact row says what it was built from; remove it, "
+                            "or choose another --out")
+    rec = row.recipe or {}
+    why = identity_difference(rec.get("source_identity"), source_identity(Path(req.source)))
+    if why is None and bool(rec.get("keep_mtp")) != bool(req.keep_mtp):
+        why = f"it was built with keep_mtp={bool(rec.get('keep_mtp'))}"
+    if why is not None:
+        raise RegistryError(f"{first_path} was built from {row.parent} and cannot be reused for --from {req.source} "
+                            f"({why}); remove it, or choose another --out")
+    return row.parent, row.recipe, row.sha256
+
+
+def _run(req, base, first, quants, im, first_path, outs, scratch, claims) -> list[ConvertResult]:
+    from .core import prepare_out
+
+    claims.claim(first_path)  # also when reusing it: a stale claim's unrecorded F16 goes first
+    reuse = first_path.exists() and first not in quants and not scratch
     for q, p in outs.items():
+        claims.claim(p)
         if q != first:
             prepare_out(p)  # before the first pass: an existing build (or split part) of any level stops the run
     first_files: list[Path] = []
     try:
-        return _build(req, fam, first, quants, im, first_path, outs, scratch, first_files)
+        return _build(req, base, first, quants, im, first_path, outs, scratch, first_files, claims, reuse)
     finally:
         if scratch:  # the F16 pass of a single --out FILE.gguf, done with (or failed)
             for f in first_files:
                 f.unlink(missing_ok=True)
 
 
-def _build(req, fam, first, quants, im, first_path, outs, scratch, first_files) -> list[ConvertResult]:
+def _build(req, base, first, quants, im, first_path, outs, scratch, first_files, claims, reuse) -> list[ConvertResult]:
+    from ..source import source_identity
     from .core import convert_files
     from .quantize import quantize_files
     from .writer import sha256_of
 
-    base = fam.name
     recipe = {"tool": "glm-registry", "converter": "gguf", "first_pass": first, "keep_mtp": req.keep_mtp,
-              "split_max_size": req.split_max_size, "source": str(req.source)}
+              "split_max_size": req.split_max_size, "source": str(req.source),
+              "source_identity": source_identity(Path(req.source))}
     results: list[ConvertResult] = []
-    if first_path.exists() and first not in quants:
+    parent, first_recipe, want_sha = str(req.source), {**recipe, "quant": first}, None
+    if reuse:
+        parent, first_recipe, want_sha = _reusable(first_path, req, first)
         req.say(f"reusing {first_path} as the {first} parent build")
         first_files.append(first_path)
     else:
         first_files.extend(convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
                                          split_max_size=req.split_max_size, progress=req.progress))
-    results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], sha256_of(first_files),
-                                 sum(f.stat().st_size for f in first_files), parent=str(req.source),
-                                 recipe={**recipe, "quant": first}))
+        claims.placed_files(first_files)
+    first_sha = sha256_of(first_files)
+    if want_sha is not None and first_sha != want_sha:
+        raise RegistryError(f"{first_path} changed since it was recorded (sha256 {first_sha}, the row says {want_sha}); "
+                            "remove it, or choose another --out")
+    results.append(ConvertResult(req.family, "ggufv2", first, first_files[0], first_sha,
+                                 sum(f.stat().st_size for f in first_files), parent=parent, recipe=first_recipe))
     im_ref, im_path, im_result = None, None, None
     if req.calibration:
         from .imatrix_run import build_imatrix, imatrix_ref
@@ -170,6 +213,7 @@ def _build(req, fam, first, quants, im, first_path, outs, scratch, first_files) 
             continue
         req.say(f"quantizing {first_path.name} -> {q}" + (f" with {im_path.name}" if im is not None else ""))
         files = quantize_files(first_files[0], outs[q], q, imatrix=im, imatrix_path=im_path)
+        claims.placed_files(files)
         rec = {**recipe, "quant": q, **({"imatrix": im_ref} if im_ref else {})}
         results.append(ConvertResult(req.family, "ggufv2", q, files[0], sha256_of(files), sum(f.stat().st_size for f in files),
                                      parent=str(first_files[0]), recipe=rec))
@@ -194,6 +238,7 @@ def _build(req, fam, first, quants, im, first_path, outs, scratch, first_files) 
         results.append(im_result)
     if req.record:
         record([r for r in results if r is not im_result])  # the imatrix was recorded when it was written
+    claims.recorded()
     return results
 
 

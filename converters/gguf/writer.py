@@ -239,9 +239,12 @@ def write_error(e: OSError, out: Path, need: int | None) -> RegistryError:
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
                split_max_size: int | None, progress) -> list[Path]:
     """Write the GGUF (one file, or shards above split_max_size); return the final paths."""
+    from ..claims import partial_tag
+
     out = Path(out)
     try:
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".partial", dir=out.parent))
+        # whose it is in its name: a later run removes it once that process is gone (converters/claims.py)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.{partial_tag()}-", dir=out.parent))
     except OSError as e:
         raise write_error(e, out, None) from None
     try:

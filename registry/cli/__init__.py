@@ -43,7 +43,44 @@ def error_label() -> str:
     return "\033[1;31merror:\033[0m" if colour else "error:"
 
 
+class Interrupted(SystemExit):
+    """SIGINT or SIGTERM, as an exit (130, 143) that click does not turn into 'Aborted!' and exit 1; every
+    `finally` and `except BaseException` on the way up still runs (temporary files, claims, child servers)."""
+
+
+_signalled: list[int] = []
+CLEANUP_GRACE_S = 15.0  # longer than the launcher's wait for a stopped server (10 s)
+
+
+def _on_signal(signum, frame) -> None:
+    """Raise the exit; a second signal, or cleanup that never comes, ends the process at once.
+
+    The exception can be lost: raised while C code calls back into Python (ctypes swallows it), it
+    never reaches the command. So a timer ends the process if it is still here after the grace;
+    what it leaves (claims, temporaries of this pid) the next run removes."""
+    import os
+    import threading
+
+    code = 128 + signum
+    if _signalled:
+        os._exit(_signalled[0])
+    _signalled.append(code)
+
+    def last_resort() -> None:
+        print("interrupted", file=sys.stderr)
+        os._exit(code)
+
+    t = threading.Timer(CLEANUP_GRACE_S, last_resort)
+    t.daemon = True
+    t.start()
+    raise Interrupted(code)
+
+
 def main() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # first: a signal during start-up must clean up too
+        signal.signal(sig, _on_signal)
     from .. import prestart
 
     prestart.start(sys.argv)
@@ -54,9 +91,9 @@ def main() -> None:
     except RegistryError as e:
         print(f"{error_label()} {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as e:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(e.code if isinstance(e, Interrupted) else 130)
     finally:
         p = prestart.claim()  # not taken by a launch (an error, or another engine chosen): let it go
         if p is not None:

@@ -213,5 +213,11 @@ def revision_argv(req: Request) -> list[str]:
 
 
 def client_host(host: str) -> str:
-    """Where a client on this machine reaches a server bound to `host` (a wildcard bind: loopback)."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    """Where a client on this machine reaches a server bound to `host`, as a URL writes it: a wildcard bind
+    is reached on the loopback of its own family (:: on ::1: an IPv6-only socket does not answer
+    127.0.0.1), an IPv6 literal in brackets."""
+    if host == "0.0.0.0":
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubError, IntegrityError, OfflineError
-from .names import choose_hub, licence_notices, safe_relative_name
+from .names import choose_hub, licence_notices, safe_relative_name, safe_revision
 
 __all__ = ["fetch", "pull", "verify", "PullResult", "HubError", "OfflineError", "IntegrityError", "is_offline"]
 
@@ -82,7 +82,8 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
         which = choose_hub(list(resolved.hubs), hub)
         src = resolved.hubs[which]
         if revision:
-            src = dataclasses.replace(src, revision=revision)
+            src = dataclasses.replace(src, revision=safe_revision(revision))
+        safe_revision(src.revision)  # a user spec's revision names refs/<revision> in the cache
         files = [safe_relative_name(f) for f in src.files]
     else:
         which, src, files = None, None, []

@@ -39,13 +39,16 @@ def is_commit(revision: str) -> bool:
 
 def commit_for(repo_id: str, revision: str) -> str | None:
     """The commit a branch/tag pointed at when last downloaded (refs/<revision>), or None."""
+    from .names import safe_revision
+
     if is_commit(revision):
         return revision
-    ref = repo_folder(repo_id) / "refs" / revision
+    ref = repo_folder(repo_id) / "refs" / safe_revision(revision)
     try:
-        return ref.read_text().strip() or None
+        commit = ref.read_text(errors="replace")[:100].strip()
     except OSError:
         return None
+    return commit if is_commit(commit) else None  # anything else would name a folder outside snapshots/
 
 
 def cached_file(repo_id: str, revision: str, filename: str) -> Path | None:

@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 from . import hfcache
 from .errors import HubError, IntegrityError, OfflineError, one_line
 from .integrity import HashingWriter, git_blob_sha1, quarantine
+from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_blob_name, safe_relative_name, safe_revision
 from .timeouts import install as install_timeout
-from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_relative_name
 
 
 def endpoint() -> str:
@@ -119,6 +119,7 @@ def list_repo(repo_id: str, revision: str) -> Listing:
     """The repo's files at `revision`, with sizes and checksums (model_info with files_metadata)."""
     from huggingface_hub import HfApi
 
+    safe_revision(revision)
     t = install_timeout()
     try:
         info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, files_metadata=True, timeout=t)
@@ -126,6 +127,9 @@ def list_repo(repo_id: str, revision: str) -> Listing:
         raise translate(e, repo_id, revision) from None
     if not info.sha:
         raise HubError(f"{endpoint()} did not say which commit {repo_id}@{revision} is; is HF_ENDPOINT a Hub mirror?")
+    if not hfcache.is_commit(info.sha):  # it names snapshots/<commit> and is written to refs/<revision>
+        raise HubError(f"{endpoint()} answered commit {info.sha!r} for {repo_id}@{revision}, which is not a 40-hex "
+                       "commit id; is HF_ENDPOINT a Hub mirror?")
     files = {
         s.rfilename: RemoteFile(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id)
         for s in info.siblings or []
@@ -205,7 +209,7 @@ def _download_one(listing: Listing, rf: RemoteFile, folder: Path, pointer: Path,
             f"the file's X-Linked-Etag says {meta.etag}; try again later"
         )
     size = meta.size if meta.size is not None else rf.size
-    blob = folder / "blobs" / meta.etag
+    blob = folder / "blobs" / safe_blob_name(meta.etag, "ETag")
     lock = hfcache.cache_dir() / ".locks" / folder.name / f"{meta.etag}.lock"
     blob.parent.mkdir(parents=True, exist_ok=True)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +301,10 @@ def _link(blob: Path, pointer: Path) -> None:
 def _write_ref(folder: Path, revision: str, commit: str) -> None:
     if revision == commit:
         return
+    safe_revision(revision)
     ref = folder / "refs" / revision
+    if not _inside(ref, folder / "refs") or not _inside(os.path.realpath(ref.parent), os.path.realpath(folder)):
+        raise HubError(f"refusing revision {revision!r}: its ref file {ref} would be outside {folder / 'refs'}")
     ref.parent.mkdir(parents=True, exist_ok=True)
     tmp = ref.with_name(ref.name + f".{os.getpid()}.tmp")
     tmp.write_text(commit)

@@ -45,6 +45,23 @@ def safe_relative_name(name: str) -> str:
     return name
 
 
+def safe_revision(revision: str) -> str:
+    """A commit, branch or tag name that names no file outside the cache's refs/ folder."""
+    from ..schema import revision_problem
+
+    problem = revision_problem(revision)
+    if problem:
+        raise HubError(f"refusing revision {revision!r}: {problem}; give a commit id, branch or tag name")
+    return revision
+
+
+def safe_blob_name(name: str, what: str) -> str:
+    """A name the hub sent (an ETag, a commit id) that becomes one file name in the cache."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00") or len(name) > 255:
+        raise HubError(f"refusing {what} {name!r} from the hub: it is not a plain file name; is HF_ENDPOINT a Hub mirror?")
+    return name
+
+
 def licence_notices(family, hub: str, model_id: str, url: str) -> list[str]:
     """What a user must know before downloading (seed 000: registration for commercial use)."""
     lic = family.licence

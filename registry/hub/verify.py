@@ -29,13 +29,15 @@ def _targets(resolved) -> list[tuple[Path, object | None]]:
 def _check_file(path: Path, row) -> dict:
     res = {"path": str(path), "ok": True, "sha256": None, "problems": []}
     if not path.is_file():
-        res.update(ok=False, problems=["missing" + (" (its cache blob was moved aside or deleted)" if path.is_symlink() else "")])
+        res.update(ok=False, missing=True,
+                   problems=["missing" + (" (its cache blob was moved aside or deleted)" if path.is_symlink() else "")])
         return res
     parts = split_parts(path)
     if row is not None and len(parts) > 1 and row.size_bytes != path.stat().st_size:
         # a local split build is recorded as one artifact: the digest of all its parts in order
         if not all(q.is_file() for q in parts):
-            res.update(ok=False, problems=[f"missing part(s): {', '.join(q.name for q in parts if not q.is_file())}"])
+            res.update(ok=False, missing=True,
+                       problems=[f"missing part(s): {', '.join(q.name for q in parts if not q.is_file())}"])
             return res
         actual = sha256_files(parts)
     else:
@@ -58,8 +60,8 @@ def _check_dir(path: Path, row) -> list[dict]:
     files = tree_files(path)
     dangling = [p for p in path.rglob("*") if p.is_symlink() and not p.exists()]
     results = [_check_file(p, None) for p in files if content_address(p) is not None]
-    results += [{"path": str(p), "ok": False, "sha256": None, "problems": ["missing (its cache blob was moved aside or deleted)"]}
-                for p in dangling]
+    results += [{"path": str(p), "ok": False, "sha256": None, "missing": True,
+                 "problems": ["missing (its cache blob was moved aside or deleted)"]} for p in dangling]
     if not results and row is not None:  # a folder outside the cache: its manifest digest
         digest, _ = tree_sha256(path)
         ok = digest == row.sha256
@@ -75,26 +77,39 @@ def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
     if not targets:
         raise NotFoundError(f"no local copy of {label} to verify; run `{_pull_cmd(resolved)}` first")
     results: list[dict] = []
-    bad_rows = set()
+    bad_rows, missing_rows, good_rows = set(), set(), set()
     for path, row in targets:
         checked = _check_dir(path, row) if path.is_dir() else [_check_file(path, row)]
         for r in checked:
+            missing = r.pop("missing", False)
             if r.pop("corrupt", False):
                 r["moved_to"] = str(quarantine(Path(r["path"])))  # never deleted: moved beside itself
             if not r["ok"] and row is not None:
-                bad_rows.add(row.id)
+                (missing_rows if missing else bad_rows).add(row.id)
+                r["row_kept"] = missing
+        if row is not None and all(r["ok"] for r in checked) and getattr(row, "missing_since", None):
+            good_rows.add(row.id)
         results += checked
-    if bad_rows:
+    if bad_rows or missing_rows or good_rows:
         from ..store import Store
 
-        for rid in bad_rows:  # the row no longer describes a file that is there
-            Store().remove_artifact(rid)
+        store = Store()
+        for rid in bad_rows:  # the file there is not the one recorded (it was moved aside)
+            store.remove_artifact(rid)
+        # A file that is only absent (an unmounted disk, a blob being re-fetched) keeps its row, recipe and
+        # provenance; the row is marked missing, and cleared once the file checks out again.
+        for rid in missing_rows - bad_rows:
+            store.mark_artifact_missing(rid)
+        for rid in good_rows:
+            store.mark_artifact_missing(rid, missing=False)
+
     bad = [r for r in results if not r["ok"]]
     if bad and raise_on_error:
         parts = []
         for r in bad:
             where = f"; moved to {r['moved_to']}" if r.get("moved_to") else ""
-            parts.append(f"{r['path']}: {'; '.join(r['problems'])}{where}")
+            kept = "; its row is kept, marked missing" if r.get("row_kept") and not where else ""
+            parts.append(f"{r['path']}: {'; '.join(r['problems'])}{where}{kept}")
         raise IntegrityError(
             f"{label}: {len(bad)} bad file{'s' if len(bad) != 1 else ''}: " + " | ".join(parts)
             + _redo(resolved, targets, bad)
