@@ -83,7 +83,7 @@ def guess(argv: list[str]) -> str | None:
         return None
     if (_option(argv, "--nodes") or "1") != "1":
         return None
-    from .naming import engine_name, format_name
+    from .naming import engine_name
 
     engine = engine_name(_option(argv, "--engine", "-e"))
     if engine not in (None, "llama.cpp") or (engine is None and not _gguf(argv)):

@@ -171,6 +171,6 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
 
 def verify(resolved, *, raise_on_error: bool = True) -> list[dict]:
     """Re-check local copies of a build; a bad file is moved aside and its row removed."""
-    from .verify import verify_build
+    from .verification import verify_build
 
     return verify_build(resolved, raise_on_error=raise_on_error)
