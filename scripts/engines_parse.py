@@ -5,11 +5,13 @@ Run by tests/test_engine_parsers.py, never imported by the registry: it reads a 
 {"ok": bool, "error": str, "deprecated": [...]}, then a last line {"versions": {...}}.
 
 The parsers are the engines' own code, built the way their entry points build them:
-  vllm serve          vllm.entrypoints.common.cli_args.make_arg_parser on a FlexibleArgumentParser,
-                      then validate_parsed_serve_args (what `vllm serve` checks before loading a model);
+  vllm serve          vllm.entrypoints.common.cli_args.make_arg_parser on a FlexibleArgumentParser
+                      (also without prefix abbreviations), validate_parsed_serve_args and
+                      validate_api_server_args (what `vllm serve` checks before loading a model), the
+                      tool-parser registry and quantization methods, AsyncEngineArgs.from_cli_args;
   sglang.launch_server  argparse + ServerArgs.add_cli_args (sglang.srt.server_args.prepare_server_args'
                       parser), parsed twice: as SGLang does, and without prefix abbreviations, so that a
-                      plan only passes with exact flag names;
+                      plan only passes with exact flag names; then ServerArgs.from_cli_args;
   ray start           ray.scripts.scripts.start, the click command, parsed with make_context (no run).
 Only the parsers run: nothing is started, no GPU is needed.
 """
@@ -68,26 +70,33 @@ def vllm_parser():
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.common.cli_args import (make_arg_parser, validate_api_server_args,
                                                   validate_parsed_serve_args)
-    from vllm.model_executor.layers.quantization import DEPRECATED_QUANTIZATION_METHODS, get_quantization_config
+    from vllm.model_executor.layers.quantization import DEPRECATED_QUANTIZATION_METHODS, QUANTIZATION_METHODS
     from vllm.tool_parsers import ToolParserManager
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+    exact = make_arg_parser(FlexibleArgumentParser(prog="vllm serve", allow_abbrev=False))
     dep = _Deprecations()
     logging.getLogger("vllm").addHandler(dep)
     tool_parsers = ToolParserManager.list_registered()
 
     def parse(args):
         dep.seen.clear()
-        ns = _argparse(parser, args)
+        ns = _argparse(parser, args)  # what `vllm serve` accepts
+        try:
+            _argparse(exact, args)
+        except ValueError as e:
+            raise ValueError(f"only as an abbreviation: {e}") from None
         validate_parsed_serve_args(ns)  # `vllm serve`'s checks before loading
         validate_api_server_args(ns)  # the API server's: tool (with auto choice) and reasoning parser names
         # --tool-call-parser is free text to argparse; the server looks it up in this registry
         if ns.tool_call_parser and ns.tool_call_parser not in tool_parsers:
             raise KeyError(f"invalid tool call parser: {ns.tool_call_parser} (choose from {', '.join(tool_parsers)})")
-        # --quantization too: the engine resolves it with get_quantization_config
+        # --quantization too: the engine's get_quantization_config first checks this list (the rest of it
+        # imports the method's kernels)
         if ns.quantization:
-            get_quantization_config(ns.quantization)
+            if ns.quantization not in QUANTIZATION_METHODS:
+                raise ValueError(f"Invalid quantization method: {ns.quantization} (vLLM's: {', '.join(QUANTIZATION_METHODS)})")
             if ns.quantization in DEPRECATED_QUANTIZATION_METHODS:
                 dep.seen.append(f"quantization method {ns.quantization} is deprecated")
         AsyncEngineArgs.from_cli_args(ns)  # the engine's arguments dataclass takes them
@@ -126,11 +135,12 @@ def sglang_parser():
     ServerArgs.add_cli_args(exact)
 
     def parse(args):
-        _argparse(loose, args)  # what SGLang itself accepts
+        ns = _argparse(loose, args)  # what SGLang itself accepts
         try:
             _argparse(exact, args)
         except ValueError as e:
             raise ValueError(f"only as an abbreviation: {e}") from None
+        ServerArgs.from_cli_args(ns)  # the record prepare_server_args makes of them (its __post_init__ checks)
         return []
 
     return parse
