@@ -50,7 +50,8 @@ if ! .venv/bin/python -m converters.gguf.llama_check; then
 fi
 # CI: the engines' environment for the test that parses every launch plan with vLLM's, SGLang's and
 # ray's own parsers (tests/test_engine_parsers.py; locally it skips, naming this command, until run).
-if [ -n "${CI:-}" ]; then
-  bash scripts/engines-env.sh
-fi
+case "${CI:-}" in
+  ""|0|false|no) ;;
+  *) bash scripts/engines-env.sh ;;
+esac
 echo "setup: ready (.venv/bin/registry)"

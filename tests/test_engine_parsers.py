@@ -30,13 +30,19 @@ HARDWARE = ("8xB200", "4xH100-80G", "8xH100-80G", "2xH200", "4xA100-80G", "4xRTX
             "8xH200", "1xH100-80G", "1xRTX-4090", "2xL40S", "4xA100-40G", "1xL4", "2xRTX-5090", "24GB", "2x80GB")
 # Multi-node plans: GPUs per node on these, over 2 and 4 nodes.
 MULTI_NODE = ("8xH200", "8xB200", "4xH100-80G", "4xA100-40G")
+# The flags a user adds: a context (--max-model-len / --context-length), a GPU count, a wildcard host, a port.
+OPTIONS = ({"context": 4096}, {"gpus": 8}, {"host": "0.0.0.0", "port": 9000}, {"context": 32768, "nodes": 2})
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def _python() -> Path:
     py = VENV / "bin" / "python"
     if not py.exists():
         msg = f"{VENV} is missing: `{CREATE}` creates it (vLLM, SGLang and ray without GPU dependencies)"
-        if os.environ.get("CI"):
+        if _in_ci():
             pytest.fail(f"in CI the engines' environment must exist ({msg}; scripts/setup.sh runs it when CI is set)")
         pytest.skip(msg)
     return py
@@ -64,18 +70,19 @@ def _plans():
     argvs: dict[tuple, tuple[str, str]] = {}
     counts = {"plans": 0, "refused": 0, "nodes": set(), "builds": set()}
     for name, fmt, q, engine, prof in _builds():
-        cases = [(hw, 1) for hw in HARDWARE] + [(hw, n) for hw in MULTI_NODE for n in (2, 4)]
-        for hw, nodes in cases:
+        cases = ([(hw, {"nodes": 1}) for hw in HARDWARE] + [(hw, {"nodes": n}) for hw in MULTI_NODE for n in (2, 4)]
+                 + [(hw, {"nodes": 1, **o}) for hw in ("8xH200", "8xB200") for o in OPTIONS])
+        for hw, opts in cases:
             try:
-                p = launcher.plan(name, fmt, q, engine=engine, hardware=hw, nodes=nodes, profile=prof)
+                p = launcher.plan(name, fmt, q, engine=engine, hardware=hw, profile=prof, **opts)
             except RegistryError:  # does not fit or cannot run there: the reasons are other tests' business
                 counts["refused"] += 1
                 continue
             counts["plans"] += 1
-            counts["nodes"].add(nodes)
+            counts["nodes"].add(opts["nodes"])
             counts["builds"].add((name, fmt, q, engine))
-            where = f"registry launch {name} -f {fmt} -q {q} --engine {engine} --hardware {hw} --nodes {nodes}" + (
-                f" --profile {prof}" if prof else "")
+            where = f"registry launch {name} -f {fmt} -q {q} --engine {engine} --hardware {hw}" + "".join(
+                f" --{k} {v}" for k, v in opts.items()) + (f" --profile {prof}" if prof else "")
             for c in p.commands:
                 kind = "ray" if c.argv[0] == "ray" else engine
                 argvs.setdefault(tuple(c.argv), (kind, where))
@@ -101,6 +108,8 @@ def _parse(py: Path, items: list[dict]) -> list[dict]:
 def test_every_plan_parses_with_the_engines_own_parsers():
     py = _python()
     argvs, counts = _plans()
+    # every build an engine's rule lists is planned somewhere (else its flags would go unchecked)
+    assert counts["builds"] == {b[:4] for b in _builds()}, sorted({b[:4] for b in _builds()} - counts["builds"])
     by_kind = {k: sum(1 for kind, _ in argvs.values() if kind == k) for k in ("vllm", "sglang", "ray")}
     # the sweep reaches what it claims: both engines, multi-node ray commands, 1, 2 and 4 nodes
     assert counts["nodes"] == {1, 2, 4} and all(by_kind[k] > 0 for k in by_kind), (counts, by_kind)
