@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import sys
 
 # The prefix of each engine's argv in a plan, dropped before parsing (the rest is the parser's input).
@@ -47,19 +46,6 @@ def _argparse(parser, args: list[str]) -> argparse.Namespace:
         raise ValueError(msg[-1]) from None
 
 
-class _Deprecations(logging.Handler):
-    """vLLM logs "argument 'x' is deprecated" (Python < 3.13); collected as a finding."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: list[str] = []
-
-    def emit(self, record):
-        text = record.getMessage()
-        if "deprecated" in text:
-            self.seen.append(text)
-
-
 def vllm_parser():
     import os
 
@@ -76,13 +62,14 @@ def vllm_parser():
 
     parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
     exact = make_arg_parser(FlexibleArgumentParser(prog="vllm serve", allow_abbrev=False))
-    dep = _Deprecations()
-    logging.getLogger("vllm").addHandler(dep)
     tool_parsers = ToolParserManager.list_registered()
 
     def parse(args):
-        dep.seen.clear()
         ns = _argparse(parser, args)  # what `vllm serve` accepts
+        # the flags vLLM registered as deprecated (FlexibleArgumentParser._deprecated, which it warns about
+        # once per process) that this argv sets
+        deprecated = [f"{'/'.join(a.option_strings)} is deprecated" for a in parser._deprecated
+                      if getattr(ns, a.dest, a.default) != a.default]
         try:
             _argparse(exact, args)
         except ValueError as e:
@@ -98,9 +85,9 @@ def vllm_parser():
             if ns.quantization not in QUANTIZATION_METHODS:
                 raise ValueError(f"Invalid quantization method: {ns.quantization} (vLLM's: {', '.join(QUANTIZATION_METHODS)})")
             if ns.quantization in DEPRECATED_QUANTIZATION_METHODS:
-                dep.seen.append(f"quantization method {ns.quantization} is deprecated")
+                deprecated.append(f"quantization method {ns.quantization} is deprecated")
         AsyncEngineArgs.from_cli_args(ns)  # the engine's arguments dataclass takes them
-        return list(dep.seen)
+        return deprecated
 
     return parse
 
