@@ -4,11 +4,14 @@ The plans come from the launcher (registry.launcher.plan) for every family, form
 engine serves, every launch profile, on named profiles and hardware strings, on 1, 2 and 4 nodes; their
 argvs (the server and the `ray start` head/worker commands) go to scripts/engines_parse.py in
 .venv-engines (scripts/engines-env.sh: vLLM 0.33.0, SGLang 0.5.23, ray 2.60.0 without GPU
-dependencies), one subprocess reading all of them. A flag or value the engines do not know fails here.
+dependencies), one subprocess per engine reading all of them. A flag or value the engines do not know
+fails here. llama.cpp plans go through llama-cpp-python's server parser, in this environment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -147,3 +150,50 @@ def test_the_parsers_reject_what_the_engines_do_not_know():
     assert [x["ok"] for x in res] == [False] * 8 + [True] * 3, res
     assert "--no-such-flag" in res[0]["error"] and "glm99" in res[1]["error"] and "awq9" in res[2]["error"]
     assert "abbreviation" in res[4]["error"] and "glm99" in res[5]["error"] and "abbreviation" in res[7]["error"]
+
+
+def test_every_llamacpp_plan_parses_with_its_server_parser():
+    """llama.cpp plans (GGUF builds on GPUs, partial offload, CPU machines) through llama-cpp-python's own
+    server parser, built as `python -m llama_cpp.server` builds it, and its settings models."""
+    pytest.importorskip("llama_cpp.server.settings")
+    import argparse
+
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
+
+    from registry import launcher
+    from registry.catalog import load
+    from registry.errors import RegistryError
+    from registry.prestart import LLAMA_CPP_SERVER
+
+    parser = argparse.ArgumentParser(prog="llama_cpp.server", allow_abbrev=False)  # exact flag names
+    add_args_from_model(parser, Settings)
+    parser.add_argument("--config_file", type=str)  # as llama_cpp/server/__main__.py adds it
+    cat = load(include_user=False)
+    seen, bad = set(), []
+    for name in cat.names():
+        for spec in cat.get(name).specs:
+            for q in spec.quantizations:
+                if "llama.cpp" not in spec.engines_for(q):
+                    continue
+                for hw, ctx in (("1xRTX-4090", None), ("1xL4", 200000), ("2xL40S", None), ("cpu-64GB", None),
+                                ("M3-Ultra-96G", None), ("8xH200", 32768)):
+                    try:
+                        p = launcher.plan(name, spec.format, q, engine="llama.cpp", hardware=hw,
+                                          context=min(ctx, cat.get(name).context_length) if ctx else None)
+                    except RegistryError:
+                        continue
+                    argv = p.main.argv
+                    assert argv[:3] == ["python3", "-m", LLAMA_CPP_SERVER], argv
+                    seen.add(tuple(argv))
+                    err = io.StringIO()
+                    try:
+                        with contextlib.redirect_stderr(err):
+                            args = parser.parse_args(argv[3:])
+                        parse_model_from_args(ServerSettings, args)
+                        parse_model_from_args(ModelSettings, args)
+                    except (SystemExit, ValueError) as e:
+                        bad.append(f"{name} {spec.format} {q} on {hw}: {err.getvalue().strip() or e}\n  {' '.join(argv)}")
+    print(f"parsed {len(seen)} distinct llama.cpp argvs", file=sys.stderr)
+    assert len(seen) > 10 and any("--n_gpu_layers" in a for a in seen), len(seen)
+    assert not bad, "\n".join(bad[:20])
