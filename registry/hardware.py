@@ -7,6 +7,7 @@ or a JSON file, so a plan can answer "would this run there?" from a laptop.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -167,10 +168,17 @@ def detect() -> Hardware:
 # --- other machines ----------------------------------------------------------------------------
 
 
-def _profiles() -> dict:
+@functools.lru_cache(maxsize=None)
+def _data(path: Path) -> dict:
+    """A shipped data file, parsed once per process (PyYAML's pure-Python parser took ~0.2 s a file, on
+    every hardware string a plan resolved). Read-only: callers copy what they change."""
     import yaml
 
-    return yaml.safe_load(DATA.read_text())["profiles"]
+    return yaml.safe_load(path.read_text())
+
+
+def _profiles() -> dict:
+    return _data(DATA)["profiles"]
 
 
 def profile_names() -> list[str]:
@@ -219,9 +227,7 @@ def _key(s: str) -> str:
 
 
 def _gpu_table() -> tuple[dict, dict]:
-    import yaml
-
-    data = yaml.safe_load(GPUS.read_text())
+    data = _data(GPUS)
     table = {}
     for key, g in data["gpus"].items():
         for k in [key, *g.get("aliases", [])]:
@@ -230,9 +236,7 @@ def _gpu_table() -> tuple[dict, dict]:
 
 
 def gpu_names() -> list[str]:
-    import yaml
-
-    return list(yaml.safe_load(GPUS.read_text())["gpus"])
+    return list(_data(GPUS)["gpus"])
 
 
 def from_string(text: str) -> Hardware | None:

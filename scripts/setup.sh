@@ -48,4 +48,10 @@ if ! .venv/bin/python -m converters.gguf.llama_check; then
     exit 1
   fi
 fi
+# CI: the engines' environment for the test that parses every launch plan with vLLM's, SGLang's and
+# ray's own parsers (tests/test_engine_parsers.py; locally it skips, naming this command, until run).
+case "${CI:-}" in
+  ""|0|false|no) ;;
+  *) bash scripts/engines-env.sh ;;
+esac
 echo "setup: ready (.venv/bin/registry)"

@@ -1,0 +1,199 @@
+"""Every launch plan for vLLM and SGLang parses with the engines' own argument parsers (issue 15, Proof).
+
+The plans come from the launcher (registry.launcher.plan) for every family, format and quantization each
+engine serves, every launch profile, on named profiles and hardware strings, on 1, 2 and 4 nodes; their
+argvs (the server and the `ray start` head/worker commands) go to scripts/engines_parse.py in
+.venv-engines (scripts/engines-env.sh: vLLM 0.33.0, SGLang 0.5.23, ray 2.60.0 without GPU
+dependencies), one subprocess per engine reading all of them. A flag or value the engines do not know
+fails here. llama.cpp plans go through llama-cpp-python's server parser, in this environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("ENGINES_VENV") or ROOT / ".venv-engines")
+PARSE = ROOT / "scripts" / "engines_parse.py"
+CREATE = "bash scripts/engines-env.sh"
+PINNED = {"vllm": "0.33.0", "sglang": "0.5.23", "ray": "2.60.0"}
+
+ENGINES = ("vllm", "sglang")
+# Every named profile with GPUs, and hardware strings people type (issue 15): datacenter, workstation and
+# consumer GPUs, plain memory sizes.
+HARDWARE = ("8xB200", "4xH100-80G", "8xH100-80G", "2xH200", "4xA100-80G", "4xRTX-PRO-6000", "8xRTX-PRO-6000",
+            "8xH200", "1xH100-80G", "1xRTX-4090", "2xL40S", "4xA100-40G", "1xL4", "2xRTX-5090", "24GB", "2x80GB")
+# Multi-node plans: GPUs per node on these, over 2 and 4 nodes.
+MULTI_NODE = ("8xH200", "8xB200", "4xH100-80G", "4xA100-40G")
+# The flags a user adds: a context (--max-model-len / --context-length), a GPU count, a wildcard host, a port.
+OPTIONS = ({"context": 4096}, {"gpus": 8}, {"host": "0.0.0.0", "port": 9000}, {"context": 32768, "nodes": 2})
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _python() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        msg = f"{VENV} is missing: `{CREATE}` creates it (vLLM, SGLang and ray without GPU dependencies)"
+        if _in_ci():
+            pytest.fail(f"in CI the engines' environment must exist ({msg}; scripts/setup.sh runs it when CI is set)")
+        pytest.skip(msg)
+    return py
+
+
+def _builds():
+    """(family, format, quantization, engine, profile) for every build an engine's rule lists, each profile."""
+    from registry.catalog import load
+
+    cat = load(include_user=False)
+    for name in cat.names():
+        for spec in cat.get(name).specs:
+            for q in spec.quantizations:
+                for engine in ENGINES:
+                    if engine in spec.engines_for(q):
+                        for prof in [None, *(p.name for p in spec.profiles(engine))]:
+                            yield name, spec.format, q, engine, prof
+
+
+def _plans():
+    """Every plan the launcher makes for those builds: {argv tuple: (engine, where it came from)}."""
+    from registry import launcher
+    from registry.errors import RegistryError
+
+    argvs: dict[tuple, tuple[str, str]] = {}
+    counts = {"plans": 0, "refused": 0, "nodes": set(), "builds": set()}
+    for name, fmt, q, engine, prof in _builds():
+        cases = ([(hw, {"nodes": 1}) for hw in HARDWARE] + [(hw, {"nodes": n}) for hw in MULTI_NODE for n in (2, 4)]
+                 + [(hw, {"nodes": 1, **o}) for hw in ("8xH200", "8xB200") for o in OPTIONS])
+        for hw, opts in cases:
+            try:
+                p = launcher.plan(name, fmt, q, engine=engine, hardware=hw, profile=prof, **opts)
+            except RegistryError:  # does not fit or cannot run there: the reasons are other tests' business
+                counts["refused"] += 1
+                continue
+            counts["plans"] += 1
+            counts["nodes"].add(opts["nodes"])
+            counts["builds"].add((name, fmt, q, engine))
+            where = f"registry launch {name} -f {fmt} -q {q} --engine {engine} --hardware {hw}" + "".join(
+                f" --{k} {v}" for k, v in opts.items()) + (f" --profile {prof}" if prof else "")
+            for c in p.commands:
+                kind = "ray" if c.argv[0] == "ray" else engine
+                argvs.setdefault(tuple(c.argv), (kind, where))
+    return argvs, counts
+
+
+def _parse(py: Path, items: list[dict]) -> list[dict]:
+    """One subprocess per engine (SGLang's triton stand-in must not reach vLLM's imports); results in order."""
+    out: list[dict | None] = [None] * len(items)
+    for kind in dict.fromkeys(i["engine"] for i in items):
+        idx = [n for n, i in enumerate(items) if i["engine"] == kind]
+        r = subprocess.run([str(py), str(PARSE)], input=json.dumps([items[n] for n in idx]), capture_output=True,
+                           text=True, timeout=600, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+        assert r.returncode == 0 and len(lines) == len(idx) + 1, r.stderr[-3000:]
+        assert lines[-1]["versions"][kind] == PINNED[kind], lines[-1]["versions"]
+        for n, res in zip(idx, lines):
+            out[n] = res
+    return out
+
+
+@pytest.mark.engines
+def test_every_plan_parses_with_the_engines_own_parsers():
+    py = _python()
+    argvs, counts = _plans()
+    # every build an engine's rule lists is planned somewhere (else its flags would go unchecked)
+    assert counts["builds"] == {b[:4] for b in _builds()}, sorted({b[:4] for b in _builds()} - counts["builds"])
+    by_kind = {k: sum(1 for kind, _ in argvs.values() if kind == k) for k in ("vllm", "sglang", "ray")}
+    # the sweep reaches what it claims: both engines, multi-node ray commands, 1, 2 and 4 nodes
+    assert counts["nodes"] == {1, 2, 4} and all(by_kind[k] > 0 for k in by_kind), (counts, by_kind)
+    items = [{"engine": kind, "argv": list(argv)} for argv, (kind, _) in argvs.items()]
+    bad = []
+    for (argv, (kind, where)), res in zip(argvs.items(), _parse(py, items)):
+        if not res["ok"] or res["deprecated"]:
+            bad.append(f"{kind}: {res['error'] or '; '.join(res['deprecated'])}\n  from: {where}\n  argv: "
+                       f"{' '.join(argv)}")
+    print(f"parsed {len(items)} distinct argvs ({by_kind}) from {counts['plans']} plans of "
+          f"{len(counts['builds'])} builds ({counts['refused']} refused)", file=sys.stderr)
+    assert not bad, f"{len(bad)} of {len(items)} argvs rejected by the engines' parsers:\n" + "\n".join(bad[:20])
+
+
+@pytest.mark.engines
+def test_the_parsers_reject_what_the_engines_do_not_know():
+    """The check can fail: made-up flags and values, and SGLang's --tp abbreviation, are refused."""
+    py = _python()
+    items = [
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--no-such-flag", "1"]},
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--tool-call-parser", "glm99"]},
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--quantization", "awq9"]},
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--tensor-parallel-size", "two"]},
+        {"engine": "sglang", "argv": ["python3", "-m", "sglang.launch_server", "--model", "m", "--tp", "8"]},
+        {"engine": "sglang", "argv": ["python3", "-m", "sglang.launch_server", "--model", "m",
+                                      "--reasoning-parser", "glm99"]},
+        {"engine": "ray", "argv": ["ray", "start", "--head", "--port=sixty"]},
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--max-model", "4096"]},
+        {"engine": "vllm", "argv": ["vllm", "serve", "m", "--tensor-parallel-size", "4",
+                                    "--tool-call-parser", "glm45", "--enable-auto-tool-choice"]},
+        {"engine": "sglang", "argv": ["python3", "-m", "sglang.launch_server", "--model", "m", "--tp-size", "8"]},
+        {"engine": "ray", "argv": ["ray", "start", "--address=HEAD_IP:6379", "--block"]},
+    ]
+    res = _parse(py, items)
+    assert [x["ok"] for x in res] == [False] * 8 + [True] * 3, res
+    assert "--no-such-flag" in res[0]["error"] and "glm99" in res[1]["error"] and "awq9" in res[2]["error"]
+    assert "abbreviation" in res[4]["error"] and "glm99" in res[5]["error"] and "abbreviation" in res[7]["error"]
+
+
+def test_every_llamacpp_plan_parses_with_its_server_parser():
+    """llama.cpp plans (GGUF builds on GPUs, partial offload, CPU machines) through llama-cpp-python's own
+    server parser, built as `python -m llama_cpp.server` builds it, and its settings models."""
+    pytest.importorskip("llama_cpp.server.settings")
+    import argparse
+
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
+
+    from registry import launcher
+    from registry.catalog import load
+    from registry.errors import RegistryError
+    from registry.prestart import LLAMA_CPP_SERVER
+
+    parser = argparse.ArgumentParser(prog="llama_cpp.server", allow_abbrev=False)  # exact flag names
+    add_args_from_model(parser, Settings)
+    parser.add_argument("--config_file", type=str)  # as llama_cpp/server/__main__.py adds it
+    cat = load(include_user=False)
+    seen, bad = set(), []
+    for name in cat.names():
+        for spec in cat.get(name).specs:
+            for q in spec.quantizations:
+                if "llama.cpp" not in spec.engines_for(q):
+                    continue
+                for hw, ctx in (("1xRTX-4090", None), ("1xL4", 200000), ("2xL40S", None), ("cpu-64GB", None),
+                                ("M3-Ultra-96G", None), ("8xH200", 32768)):
+                    try:
+                        p = launcher.plan(name, spec.format, q, engine="llama.cpp", hardware=hw,
+                                          context=min(ctx, cat.get(name).context_length) if ctx else None)
+                    except RegistryError:
+                        continue
+                    argv = p.main.argv
+                    assert argv[:3] == ["python3", "-m", LLAMA_CPP_SERVER], argv
+                    seen.add(tuple(argv))
+                    err = io.StringIO()
+                    try:
+                        with contextlib.redirect_stderr(err):
+                            args = parser.parse_args(argv[3:])
+                        parse_model_from_args(ServerSettings, args)
+                        parse_model_from_args(ModelSettings, args)
+                    except (SystemExit, ValueError) as e:
+                        bad.append(f"{name} {spec.format} {q} on {hw}: {err.getvalue().strip() or e}\n  {' '.join(argv)}")
+    print(f"parsed {len(seen)} distinct llama.cpp argvs", file=sys.stderr)
+    assert len(seen) > 10 and any("--n_gpu_layers" in a for a in seen), len(seen)
+    assert not bad, "\n".join(bad[:20])
