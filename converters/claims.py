@@ -82,8 +82,10 @@ class Claims:
                         f"or choose another --out") from None
                 self._clear_stale(out, c, owner)
                 continue
-            except OSError as e:
-                raise RegistryError(f"cannot write in {out.parent}: {e.strerror}; choose a writable --out") from None
+            except OSError as e:  # read-only, disk full, no permission: the writer's one-line words
+                from .gguf.writer import write_error
+
+                raise write_error(e, out, None) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me(), fh)
             self.held.append(c)
