@@ -154,17 +154,19 @@ class Collector:
             n_as = int(src0.ne[2])
             ids = self._array(t.src[2].contents, np.int32)[0, 0]  # [n_tokens, n_used]
             n_used = ids.shape[1]
-            xs = x[0][:, np.arange(n_used) % x.shape[2], :].reshape(-1, cols)  # [n_tokens * n_used, cols]
             e = np.ascontiguousarray(ids).reshape(-1).astype(np.int64)
             if e.size and (e.min() < 0 or e.max() >= n_as):
                 raise RegistryError(f"{name}: expert id out of range in MUL_MAT_ID")
             s, c = self._entry(name, n_as, cols)
+            ne11 = x.shape[2]
+            sq = np.square(x[0])  # [n_tokens, ne11, cols], float32: squared once, not per routed copy
+            # Routed rows grouped by expert: row j is token j // n_used, slot j % n_used (which reads row
+            # slot % ne11: gate/up share the token's one row, down has one per slot). Gathered in float32
+            # and summed in float64; no BLAS, whose threads would fight llama.cpp's inside the callback.
             order = np.argsort(e, kind="stable")
-            es = e[order]
-            experts, starts = np.unique(es, return_index=True)
-            sq = xs[order].astype(np.float64)
-            sq *= sq
-            s[experts] += np.add.reduceat(sq, starts, axis=0)
+            experts, starts = np.unique(e[order], return_index=True)
+            rows = sq[order // n_used, (order % n_used) % ne11]
+            s[experts] += np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
             c += np.bincount(e, minlength=n_as)
             return
         ne02, ne03 = int(src0.ne[2]), int(src0.ne[3])
