@@ -73,7 +73,7 @@ def fp8_dynamic(r: Recipe | None) -> dict:
 
 def fp8_block(r: Recipe | None) -> dict:
     """FP8 weights in 128x128 blocks with dynamic per-group-of-128 activations (compressed-tensors'
-    FP8_BLOCK preset, the layout of DeepSeek-style block FP8 checkpoints); data-free."""
+    FP8_BLOCK preset); data-free."""
     d = _base("FP8_BLOCK", "FP8_BLOCK", "data-free", r, DEFAULT_TARGETS, DEFAULT_IGNORE)
     d.update(modifier="QuantizationModifier", preset="FP8_BLOCK", needs_calibration=False)
     return d
