@@ -385,8 +385,9 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
     port = cmd.port
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_path = paths.logs_dir() / f"{family}-{quantization}-{engine}-{port}-{stamp}.log"
+    spawn = _note_spawn(log_path)  # before the start: a kill right after it still leaves the note
     proc = _start(cmd, log_path, prestarted)
-    spawn = _note_spawn(proc.pid)
+    spawn = _note_spawn(log_path, proc.pid)
     # Recorded after the start, so that the bookkeeping (SQLAlchemy's import among it) overlaps the
     # server's own start-up; a failure to record stops the server: nothing runs unrecorded.
     try:
@@ -425,17 +426,39 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
 # launch or ps finds the note of a dead registry process and stops the server no row knows about.
 
 
-def _note_spawn(pid: int) -> Path | None:
+def _note_spawn(log_path: Path, pid: int | None = None) -> Path | None:
+    """Note the server about to start (its log file, which it holds as stdout) and, once started, its pid."""
     import json
 
     from . import procs
 
-    note = paths.logs_dir() / f".spawn-{os.getpid()}-{pid}.json"
+    note = paths.logs_dir() / f".spawn-{os.getpid()}-{log_path.stem}.json"
+    d = {"registry": procs.identity(os.getpid()), "log": str(log_path)}
+    if pid is not None:
+        d["child"] = procs.identity(pid)
     try:
-        note.write_text(json.dumps({"registry": procs.identity(os.getpid()), "child": procs.identity(pid)}))
+        tmp = note.with_name(note.name + ".tmp")
+        tmp.write_text(json.dumps(d))
+        os.replace(tmp, note)  # whole or absent for the sweep below
     except OSError:
         return None
     return note
+
+
+def _writing_to(log: str | None) -> list[dict]:
+    """Processes whose stdout is `log` (a server started from a note that never got its pid)."""
+    from . import procs
+
+    if not log:
+        return []
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(d / "fd" / "1") == log:
+                found.append(procs.identity(int(d.name)))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _forget(note: Path | None) -> None:
@@ -457,14 +480,17 @@ def stop_orphan_spawns() -> list[int]:
     for note in notes:
         try:
             d = json.loads(note.read_text())
-            reg, child = d["registry"], d["child"]
+            reg = d["registry"]
+            children = [d["child"]] if d.get("child") else _writing_to(d.get("log"))
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if procs.alive(reg.get("pid"), reg.get("start")):
             continue  # that launch is still at work
-        if procs.alive(child.get("pid"), child.get("start"), child.get("cmdline")) and not _recorded_pid(child["pid"]):
-            _kill_group(child["pid"], signal.SIGKILL)
-            killed.append(child["pid"])
+        for child in children:
+            if child and procs.alive(child.get("pid"), child.get("start"), child.get("cmdline")) \
+                    and not _recorded_pid(child["pid"]):
+                _kill_group(child["pid"], signal.SIGKILL)
+                killed.append(child["pid"])
         note.unlink(missing_ok=True)
     return killed
 
