@@ -100,12 +100,12 @@ def hub_artifact(resolved) -> dict:
 
 
 def request(resolved, hw, art: dict, context: int | None = None, gpus: int | None = None, nodes: int = 1,
-            profile: str | None = None) -> engines.Request:
+            profile: str | None = None, threads: int | None = None) -> engines.Request:
     """What the engines are asked about a build and where it is (`art`, from _artifact or hub_artifact)."""
     gguf_path = art["path"] if art.get("path") and resolved.spec.format == "ggufv2" else None
     # a hub model id other than main needs its revision; a local path or a fetched GGUF file does not
     revision = art["revision"] if art["source"] == "hub" and not art.get("path") and art["revision"] != "main" else None
-    return engines.Request(resolved, hw, context, gpus, nodes, profile, gguf_path, revision)
+    return engines.Request(resolved, hw, context, gpus, nodes, profile, gguf_path, revision, threads)
 
 
 def model_arg(art: dict, engine: str) -> str:
@@ -127,7 +127,7 @@ def main_command(commands: list):
 def plan(name: str, format: str | None = None, quant: str | None = None, engine: str | None = None,
          hardware: str | None = None, context: int | None = None, gpus: int | None = None, nodes: int | None = None,
          port: int | None = None, host: str | None = None, profile: str | None = None,
-         size: float | None = None) -> Plan:
+         size: float | None = None, threads: int | None = None) -> Plan:
     """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization."""
     from . import hardware as hw_mod
     from .naming import engine_name
@@ -137,7 +137,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
         raise not_found("engine", engine, engines.MODULES)
     if host is not None:
         check_host(host)
-    for label, v in (("--context", context), ("--gpus", gpus), ("--nodes", nodes)):
+    for label, v in (("--context", context), ("--gpus", gpus), ("--nodes", nodes), ("--threads", threads)):
         if v is not None and v < 1:
             raise RegistryError(f"{label} must be at least 1, not {v}")
     if port is not None and not 0 < port < 65536:
@@ -148,7 +148,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
     check_context(resolved.family, context)
     hw = hw_mod.get(hardware)
     art = _artifact(resolved)
-    req = request(resolved, hw, art, context, gpus, nodes or 1, profile)
+    req = request(resolved, hw, art, context, gpus, nodes or 1, profile, threads)
 
     order = [engine] if engine else list(engines.RANK)
     verdicts = {}
@@ -171,6 +171,9 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
             raise RegistryError(f"{engine} cannot serve {label}: {why}")
         raise RegistryError(f"no engine can serve {label}: {why}")
     chosen = ok[0]
+    if threads is not None and chosen != "llama.cpp":  # the others size their CPU pools themselves
+        raise RegistryError(f"--threads sets llama.cpp's CPU threads; {label} runs on {chosen}, which takes "
+                            "no thread count: leave --threads out (or add --engine llama.cpp for a GGUF build)")
     v = verdicts[chosen]
     mod = engines.get(chosen)
     cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)

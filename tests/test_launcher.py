@@ -570,3 +570,17 @@ def test_launch_size_picks_the_spec_as_seed_004_does():
     r = run_cli("launch", "glm4-chat-1m", "--size", "32", "--format", "ggufv2", "--quant", "Q4_K",
                 "--dry-run", "--hardware", "cpu")
     assert r.returncode == 1 and "no ggufv2 spec of 32B" in r.stderr and "sizes: 9" in r.stderr
+
+
+def test_threads_reach_llamacpp_and_only_llamacpp():
+    # A hub GGUF planned for a 64 GB CPU machine: one thread per physical core unless --threads says less.
+    base = ("glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--hardware", "cpu-64GB")
+    default = flags(dry(*base)["argv"])
+    two = flags(dry(*base, "--threads", "2")["argv"])
+    assert two.pop("--n_threads") == "2"
+    assert {k: v for k, v in default.items() if k != "--n_threads"} == two
+    r = run_cli("launch", *base, "--threads", "0", "--dry-run")
+    assert r.returncode == 1 and "--threads must be at least 1" in r.stderr
+    r = run_cli("launch", "glm-4-9b-chat", "--format", "compressed-tensors", "--quant", "FP8_DYNAMIC",
+                "--hardware", "4xH100-80G", "--threads", "4", "--dry-run")
+    assert r.returncode == 1 and "--threads sets llama.cpp's CPU threads" in r.stderr and "vllm" in r.stderr

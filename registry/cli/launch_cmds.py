@@ -39,6 +39,8 @@ def launch(
                                            "4xH100-80G, 2xH200, 24GB (one GPU of that memory), cpu-64GB, or a JSON file."),
     profile: Optional[str] = typer.Option(None, "--profile", help="A named launch profile of the spec, "
                                           "e.g. expert-parallel."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="llama.cpp's CPU threads (default: one "
+                                          "per physical core; fewer leaves cores to other programs)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for the server to answer."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, start nothing."),
     new: bool = typer.Option(False, "--new", help="Start another server even if this build already runs."),
@@ -49,7 +51,7 @@ def launch(
 
     launcher.check_timeout(timeout)  # before planning: nan would wait for ever, 0 or less not at all
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
-                      nodes=nodes, port=port, host=host, profile=profile, size=size)
+                      nodes=nodes, port=port, host=host, profile=profile, size=size, threads=threads)
     if dry_run:
         if json_:
             _print_json(p.to_dict())
@@ -59,7 +61,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    same = [] if new or port is not None else running_same(p, engine, context)
+    same = [] if new or port is not None else running_same(p, engine, context, threads)
     if same:
         dep = same[0]
         if json_:
@@ -76,7 +78,7 @@ def launch(
     _answers_at(dep)
 
 
-def running_same(p, engine: str | None, context: int | None) -> list:
+def running_same(p, engine: str | None, context: int | None, threads: int | None = None) -> list:
     """Running deployments of the planned build (newest first), which `launch` and `run` reuse."""
     from .. import launcher
 
@@ -84,7 +86,13 @@ def running_same(p, engine: str | None, context: int | None) -> list:
     same = launcher.running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
     if context is not None:  # a different context is a different server
         same = [d for d in same if str(context) in d.argv]
+    if threads is not None:  # so is another thread count
+        same = [d for d in same if _flag(d.argv, "--n_threads") == str(threads)]
     return same
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return next((argv[i + 1] for i in range(len(argv) - 1) if argv[i] == name), None)
 
 
 def _answers_at(dep) -> None:

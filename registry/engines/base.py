@@ -66,6 +66,7 @@ class Request:
     profile: str | None = None  # launch profile name
     gguf_path: str | None = None  # a local GGUF: exact weights from its header
     revision: str | None = None  # the hub revision to pass with a hub model id (None: main, or a local path)
+    threads: int | None = None  # CPU threads asked for (None: one per physical core)
 
     @property
     def family(self):

@@ -109,8 +109,9 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
             # the server's default stops a running stream whenever another request arrives: with
             # several clients (or `registry serve`), every stream but the newest would be cut short
             "--interrupt_requests", "False"]
-    if req.hardware.threads:
-        argv += ["--n_threads", str(req.hardware.threads)]
+    threads = req.threads or req.hardware.threads
+    if threads:
+        argv += ["--n_threads", str(threads)]
     est = verdict.estimate
     if req.hardware.gpus and est is not None and est.gpus:
         k = layers_on_gpu(req, est)
