@@ -2,6 +2,7 @@
 sent directly to the llama.cpp deployment, same run, all on loopback. Goal: at most 1.1x at p50/p99.
 
     PYTHONPATH=$PWD python bench/serve.py [--gguf PATH] [--streams 64] [--rounds 2] [--max-tokens 16]
+                                          [--engine-threads N]
 
 Without --gguf a tiny Q4_K_M GGUF is built (converters/gguf/llama_check.py). It is launched by the
 registry in a throwaway REGISTRY_HOME, `registry serve` runs as its own process, and rounds alternate
@@ -9,7 +10,9 @@ direct / router so that drift on the machine hits both sides. Per request: time 
 token and to the end of the stream. Every stream must end with a finish reason and [DONE] (else
 "dropped"), and its text must equal the direct answer to the same prompt (temperature 0; else
 "mixed"). llama-cpp-python's server decodes one request at a time, so 64 concurrent streams queue
-there: both sides see the same queue, and the ratio is what the router adds.
+there: both sides see the same queue, and the ratio is what the router adds. By default llama.cpp takes
+a thread per core, so on a small machine every millisecond of router CPU is taken from the engine;
+--engine-threads 1 on a 2-core machine leaves the router a core, as a machine with cores to spare does.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--engine-threads", type=int, help="llama.cpp's threads (default: one per core)")
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     env = {**os.environ, "REGISTRY_HOME": str(home)}
@@ -96,7 +100,8 @@ def main() -> None:
 
     Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", path=str(gguf),
                          sha256="0" * 64, size_bytes=gguf.stat().st_size)
-    dep = _cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--context", "2048", env=env)
+    threads = ["--threads", str(a.engine_threads)] if a.engine_threads else []
+    dep = _cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--context", "2048", *threads, env=env)
     serve = None
     try:
         serve = _cli("serve", env=env)
@@ -114,7 +119,8 @@ def main() -> None:
                 sides[side] += asyncio.run(_round(url, model, prompts, a.max_tokens))
                 wall[side] += time.perf_counter() - t
         print(f"{a.streams} concurrent streamed chats x {a.rounds} rounds, {a.max_tokens} tokens each, "
-              f"{gguf.name} ({gguf.stat().st_size / 2**20:.1f} MiB) on llama.cpp")
+              f"{gguf.name} ({gguf.stat().st_size / 2**20:.1f} MiB) on llama.cpp, "
+              f"{a.engine_threads or 'a thread per core'} thread(s), {os.cpu_count()} CPUs")
         print(f"{'':16}{'direct':>10}{'router':>10}{'ratio':>8}")
         for key, label in (("ttft", "first token"), ("total", "total")):
             for q in (0.5, 0.99):

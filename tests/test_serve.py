@@ -322,11 +322,16 @@ def test_a_client_disconnect_reaches_the_engine(tmp_path):
     argv = [sys.executable, "-c", STANDIN, str(port), str(mark)]
     proc = subprocess.Popen(argv)
     try:
+        deadline = time.monotonic() + 30  # the stand-in listens once its interpreter is up (slow on a busy machine)
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "the engine stand-in did not start"
+            time.sleep(0.05)
         Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
                                argv=argv, env={}, host="127.0.0.1", port=port, status="running", pid=proc.pid)
         with InProcess() as s, httpx.Client(timeout=30) as c:
             with c.stream("POST", s.url + "/v1/chat/completions",
                           json={"model": "glm4-chat-1m:Q4_K_M", "stream": True, "messages": []}) as r:
+                assert r.status_code == 200, r.read()
                 got = [line for line, _ in zip(r.iter_lines(), range(6)) if line.startswith("data:")]
                 assert len(got) >= 2
                 gone = time.time()
@@ -434,3 +439,92 @@ def test_page_in_chromium_launch_chat_stop(tiny_gguf):
         assert [d for d in json.loads(run_cli("ps", "--json").stdout) if d["family"] == "glm4-chat-1m"] == []
     finally:
         run_cli("stop", "--all")
+
+
+def test_concurrent_requests_share_one_store_read(monkeypatch):
+    import asyncio
+
+    from registry import launcher
+    from registry.serve.router import Router
+
+    reads, real = [], launcher.ps
+
+    def counted(*a, **kw):
+        reads.append(time.monotonic())
+        time.sleep(0.05)  # a read long enough for every request to arrive while it runs
+        return real(*a, **kw)
+
+    monkeypatch.setattr(launcher, "ps", counted)
+
+    async def go():
+        r = Router()
+        await asyncio.gather(*(r.running() for _ in range(64)))
+        assert len(reads) == 1
+        await asyncio.gather(*(r.running() for _ in range(64)))  # within the second: the cached list
+        assert len(reads) == 1
+        # fresh: every asker gets a read that began after it asked, and they share at most two
+        await asyncio.gather(*(r.running(fresh=True) for _ in range(8)))
+        assert 2 <= len(reads) <= 3
+
+    asyncio.run(go())
+
+
+def test_upstream_pool_keeps_connections_and_retries_one_the_engine_closed():
+    import asyncio
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from registry.serve.upstream import Pool, UpstreamError
+
+    conns, served = [], []
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def setup(self):
+            super().setup()
+            conns.append(self.client_address)
+
+        def do_GET(self):
+            served.append(self.path)
+            body = self.path.encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            if self.path == "/close-after":  # an engine that drops the connection once its answer is sent
+                self.close_connection = True
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+
+    async def get(pool, path):
+        conn = await pool.send("127.0.0.1", port, "GET", path)
+        while not conn.done and conn.error is None:
+            await conn.wait()
+        pool.release("127.0.0.1", port, conn)
+        return conn.status, conn.take()
+
+    async def go():
+        pool = Pool()
+        assert await get(pool, "/a") == (200, b"/a")
+        assert await get(pool, "/b") == (200, b"/b")
+        assert len(conns) == 1  # kept alive and reused
+        assert await get(pool, "/close-after") == (200, b"/close-after")
+        await asyncio.sleep(0.2)  # the engine's close reaches the pooled connection
+        assert await get(pool, "/c") == (200, b"/c")  # a fresh connection, the request sent once
+        assert len(conns) == 2 and served.count("/c") == 1
+        pool.close()
+        srv.shutdown()
+        srv.server_close()
+        try:
+            await pool.send("127.0.0.1", port, "GET", "/")
+        except UpstreamError as e:
+            assert f"127.0.0.1:{port}" in str(e)
+        else:
+            raise AssertionError("a request to a closed port must fail with UpstreamError")
+
+    asyncio.run(go())

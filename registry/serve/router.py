@@ -13,12 +13,12 @@ import asyncio
 import json
 import time
 
-import aiohttp
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse, Response
 
 from .. import launcher
 from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
+from .upstream import Pool, UpstreamError
 
 SELF = "registry"  # the engine name of `registry serve`'s own deployment row
 ROUTES = ("chat/completions", "completions", "embeddings")
@@ -39,36 +39,40 @@ class Router:
     def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
         self.say = say or (lambda msg: None)
-        self._session: aiohttp.ClientSession | None = None
+        self.pool = Pool()
         self._deps: tuple[float, list] = (0.0, [])
+        self._reading: tuple[float, asyncio.Future] | None = None  # the store read in flight, and when it began
         self._upstream: dict[int, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        # aiohttp, not httpx: httpcore's pool rescans every connection on every event, which cost the
-        # router ~25 ms of CPU per stream at 64 concurrent streams (bench/serve.py). No read timeout: a
-        # long generation may pause between tokens; connecting must be quick. Made on the running loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=False),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.pool.close()
 
     # --- which deployment -------------------------------------------------------------------------
 
     async def running(self, fresh: bool = False) -> list:
-        """Running deployments, newest first; read from the store at most once a second."""
+        """Running deployments, newest first; read from the store at most once a second, and by one
+        reader at a time: 64 requests that find the list stale share one read (each with its own
+        thread and database connection cost the router more than relaying their streams)."""
+        asked = time.monotonic()
         at, deps = self._deps
-        if fresh or time.monotonic() - at > 1.0:
+        if not fresh and asked - at <= 1.0:
+            return deps
+        while True:
+            if self._reading is None:
+                self._reading = (time.monotonic(), asyncio.ensure_future(self._read()))
+            began, reading = self._reading
+            await asyncio.shield(reading)
+            if not fresh or began >= asked:  # fresh: a read that began before the question may miss a new start
+                return self._deps[1]
+
+    async def _read(self) -> None:
+        try:
             rows = await asyncio.to_thread(launcher.ps)
             deps = [d for d in reversed(rows) if d.status == "running" and d.engine != SELF]
             self._deps = (time.monotonic(), deps)
-        return deps
+        finally:
+            self._reading = None
 
     async def models(self) -> dict:
         data = []
@@ -117,20 +121,41 @@ class Router:
         """What the engine calls its model (llama.cpp: its alias; vLLM: the model path or served name)."""
         name = self._upstream.get(dep.id)
         if name is None:
+            host, port = _where(dep)
             try:
-                async with self.session.get(launcher.address(dep) + "/models",
-                                            timeout=aiohttp.ClientTimeout(total=10)) as r:
-                    name = (await r.json(content_type=None))["data"][0]["id"]
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, IndexError, TypeError):
+                conn = await asyncio.wait_for(self.pool.send(host, port, "GET", "/v1/models"), 10)
+                while not conn.done and conn.error is None:
+                    await asyncio.wait_for(conn.wait(), 10)
+                self.pool.release(host, port, conn)
+                name = json.loads(conn.take())["data"][0]["id"]
+            except (UpstreamError, asyncio.TimeoutError, ValueError, KeyError, IndexError, TypeError):
                 name = dep.family
             self._upstream[dep.id] = name
         return name
 
     # --- forwarding -------------------------------------------------------------------------------
 
-    async def forward(self, request: Request, route: str) -> Response:
+    async def asgi(self, scope, receive, send, route: str) -> None:
+        """The hot path (registry/serve/app.py sends /v1 POSTs here before FastAPI's routing): the same
+        answers as the FastAPI routes, without their per-request routing and per-chunk wrappers."""
+        chunks = []
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body"):
+                break
+        accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
         try:
-            payload = json.loads(await request.body() or b"null")
+            relay = await self.forward(b"".join(chunks), accept, route)
+        except HTTPException as e:
+            return await _send_error(send, e.status_code, e.detail)
+        await relay(scope, receive, send)
+
+    async def forward(self, body: bytes, accept: str | None, route: str) -> Response:
+        try:
+            payload = json.loads(body or b"null")
         except ValueError:
             raise HTTPException(400, "the request body is not JSON") from None
         if not isinstance(payload, dict):
@@ -138,51 +163,75 @@ class Router:
         dep = await self.target(payload.get("model"))
         payload["model"] = await self.upstream_name(dep)
         headers = {"content-type": "application/json"}
-        if request.headers.get("accept"):
-            headers["accept"] = request.headers["accept"]
+        if accept:
+            headers["accept"] = accept
+        host, port = _where(dep)
         try:
-            resp = await self.session.post(f"{launcher.address(dep)}/{route}", data=json.dumps(payload).encode(),
-                                           headers=headers)
-        except (aiohttp.ClientError, OSError) as e:
+            conn = await self.pool.send(host, port, "POST", f"/v1/{route}", json.dumps(payload).encode(), headers)
+        except UpstreamError as e:
             self._deps = (0.0, [])
             raise HTTPException(502, f"deployment {dep.id} ({dep.family}) did not answer: {e}; "
                                 f"see `registry logs {dep.id}`") from None
-        kind = resp.headers.get("content-type", "application/json")
-        if not kind.startswith("text/event-stream"):
-            try:
-                data = await resp.read()
-            finally:
-                resp.release()
-            return Response(data, status_code=resp.status, media_type=kind)
-
-        async def relay():
-            async for chunk in resp.content.iter_any():
-                yield chunk
-            resp.release()  # read to the end: the connection may serve the next request
-
-        return _Relay(resp, relay(), status_code=resp.status, media_type=kind,
-                      headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return _Relay(self.pool, host, port, conn)
 
 
-class _Relay(StreamingResponse):
-    """A relayed stream that closes its upstream response however it ends: finished, failed, or the
-    client gone (then the task is cancelled, and only a shielded close still reaches the socket; the
-    engine sees its client go and stops generating)."""
+def _where(dep) -> tuple[str, int]:
+    from ..engines.base import client_host
 
-    def __init__(self, upstream, *args, **kw):
-        super().__init__(*args, **kw)
-        self.upstream = upstream
+    return client_host(dep.host).strip("[]"), dep.port
 
-    async def __call__(self, scope, receive, send):
-        import anyio
 
+class _Relay(Response):
+    """The deployment's answer, passed on as it arrives (raw ASGI: no task group, no stream wrappers).
+
+    Streams (text/event-stream) go out chunk by chunk, whatever has arrived since the last write in one
+    piece. A client that goes away closes the upstream connection, so the engine sees its client go and
+    stops generating; an answer read to its end leaves its connection to the next request.
+    """
+
+    def __init__(self, pool: Pool, host: str, port: int, conn) -> None:
+        self.pool, self.host, self.port, self.conn = pool, host, port, conn
+        self.status_code = conn.status
+        self.background = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        conn = self.conn
+        kind = conn.header(b"content-type") or b"application/json"
         try:
-            await super().__call__(scope, receive, send)
+            if not kind.startswith(b"text/event-stream"):
+                while not conn.done and conn.error is None:
+                    await conn.wait()
+                if conn.error is not None:
+                    return await _send_error(send, 502, f"the deployment's answer broke off: {conn.error}")
+                body = conn.take()
+                await send({"type": "http.response.start", "status": conn.status,
+                            "headers": [(b"content-type", kind), (b"content-length", b"%d" % len(body))]})
+                return await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.start", "status": conn.status,
+                        "headers": [(b"content-type", kind), (b"cache-control", b"no-cache"),
+                                    (b"x-accel-buffering", b"no")]})
+            gone = asyncio.ensure_future(receive())  # after the body, receive() returns only on disconnect
+            gone.add_done_callback(lambda _f: conn.wake())
+            try:
+                while True:
+                    if conn.chunks:
+                        await send({"type": "http.response.body", "body": conn.take(), "more_body": True})
+                    elif conn.done or conn.error is not None or gone.done():
+                        break
+                    else:
+                        await conn.wait()
+            finally:
+                gone.cancel()
+            await send({"type": "http.response.body", "body": b""})
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()
-                if not self.upstream.closed:  # ended early: drop the connection, so the engine sees its client go
-                    self.upstream.close()
+            self.pool.release(self.host, self.port, conn)  # closed unless read to its end
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": status}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _catalog_build(fam: str, quant: str) -> tuple[str, str] | None:
