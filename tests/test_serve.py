@@ -528,3 +528,55 @@ def test_upstream_pool_keeps_connections_and_retries_one_the_engine_closed():
             raise AssertionError("a request to a closed port must fail with UpstreamError")
 
     asyncio.run(go())
+
+
+# An engine stand-in whose non-streamed answer is larger than the router holds for a slow client
+# (upstream.HIGH_WATER): the router must pass it on in pieces, not wait for an end it has stopped reading.
+BIG = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "standin"}]}).encode()
+        self.send_response(200); self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_POST(self):
+        n = json.loads(self.rfile.read(int(self.headers["content-length"])))["n"]
+        body = json.dumps({"object": "list", "data": [{"embedding": [i / 7 for i in range(n)]}]}).encode()
+        self.send_response(200); self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body))); self.end_headers()
+        for i in range(0, len(body), 65536):
+            self.wfile.write(body[i:i + 65536])
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_large_answer_passes_whole(tmp_path):
+    import subprocess
+    import sys
+
+    from registry.serve.upstream import HIGH_WATER
+    from registry.store import Store
+
+    port = _free_port()
+    argv = [sys.executable, "-c", BIG, str(port)]
+    proc = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 30
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "the engine stand-in did not start"
+            time.sleep(0.05)
+        Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
+                               argv=argv, env={}, host="127.0.0.1", port=port, status="running", pid=proc.pid)
+        n = 300_000  # about 6 MB of JSON
+        with InProcess() as s, httpx.Client(timeout=60) as c:
+            direct = c.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"n": n, "model": "standin"})
+            got = c.post(s.url + "/v1/embeddings", json={"n": n, "model": "glm4-chat-1m:Q4_K"})
+        assert len(direct.content) > 4 * HIGH_WATER
+        assert got.status_code == 200 and got.content == direct.content
+        assert got.headers["content-length"] == direct.headers["content-length"]
+    finally:
+        proc.kill()
+        proc.wait()

@@ -197,19 +197,19 @@ class _Relay(Response):
     async def __call__(self, scope, receive, send) -> None:
         conn = self.conn
         kind = conn.header(b"content-type") or b"application/json"
+        headers = [(b"content-type", kind)]
+        if kind.startswith(b"text/event-stream"):
+            headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        elif conn.header(b"content-length") is not None and b"chunked" not in (conn.header(b"transfer-encoding") or b""):
+            headers.append((b"content-length", conn.header(b"content-length")))
         try:
-            if not kind.startswith(b"text/event-stream"):
-                while not conn.done and conn.error is None:
-                    await conn.wait()
-                if conn.error is not None:
-                    return await _send_error(send, 502, f"the deployment's answer broke off: {conn.error}")
+            if conn.done and conn.error is None:  # a short answer already whole: one write
                 body = conn.take()
-                await send({"type": "http.response.start", "status": conn.status,
-                            "headers": [(b"content-type", kind), (b"content-length", b"%d" % len(body))]})
+                if not any(k == b"content-length" for k, _ in headers):
+                    headers.append((b"content-length", b"%d" % len(body)))
+                await send({"type": "http.response.start", "status": conn.status, "headers": headers})
                 return await send({"type": "http.response.body", "body": body})
-            await send({"type": "http.response.start", "status": conn.status,
-                        "headers": [(b"content-type", kind), (b"cache-control", b"no-cache"),
-                                    (b"x-accel-buffering", b"no")]})
+            await send({"type": "http.response.start", "status": conn.status, "headers": headers})
             gone = asyncio.ensure_future(receive())  # after the body, receive() returns only on disconnect
             gone.add_done_callback(lambda _f: conn.wake())
             try:
@@ -222,6 +222,8 @@ class _Relay(Response):
                         await conn.wait()
             finally:
                 gone.cancel()
+            # an answer that broke off ends short: its declared length (or the missing end of the
+            # stream) tells the client, and the engine's log says why
             await send({"type": "http.response.body", "body": b""})
         finally:
             self.pool.release(self.host, self.port, conn)  # closed unless read to its end
