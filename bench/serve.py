@@ -111,22 +111,30 @@ def main() -> None:
         want = {r["prompt"]: r["text"] for r in alone}
         asyncio.run(_round(routed, "glm4-chat-1m:Q4_K", prompts[:2], 2))  # the router's first-request imports
         sides: dict[str, list[dict]] = {"direct": [], "router": []}
+        per_round: list[dict[str, list[dict]]] = []  # each round's pair: drift between rounds cancels
         wall = {"direct": 0.0, "router": 0.0}
         cpu0 = _cpu(serve["pid"])
-        for _ in range(a.rounds):
-            for side, url, model in (("direct", direct, "glm4-chat-1m"), ("router", routed, "glm4-chat-1m:Q4_K")):
+        for i in range(a.rounds):
+            pair = {}
+            order = (("direct", direct, "glm4-chat-1m"), ("router", routed, "glm4-chat-1m:Q4_K"))
+            for side, url, model in order if i % 2 == 0 else order[::-1]:  # neither side always goes first
                 t = time.perf_counter()
-                sides[side] += asyncio.run(_round(url, model, prompts, a.max_tokens))
+                pair[side] = asyncio.run(_round(url, model, prompts, a.max_tokens))
+                sides[side] += pair[side]
                 wall[side] += time.perf_counter() - t
+            per_round.append(pair)
         print(f"{a.streams} concurrent streamed chats x {a.rounds} rounds, {a.max_tokens} tokens each, "
               f"{gguf.name} ({gguf.stat().st_size / 2**20:.1f} MiB) on llama.cpp, "
               f"{a.engine_threads or 'a thread per core'} thread(s), {os.cpu_count()} CPUs")
-        print(f"{'':16}{'direct':>10}{'router':>10}{'ratio':>8}")
+        print(f"{'':16}{'direct':>10}{'router':>10}{'ratio':>8}  {'rounds: median (min-max)':>26}")
         for key, label in (("ttft", "first token"), ("total", "total")):
             for q in (0.5, 0.99):
                 d = _pct([r[key] for r in sides["direct"]], q)
                 r = _pct([r[key] for r in sides["router"]], q)
-                print(f"{label + f' p{round(q * 100)}':16}{d:>9.3f}s{r:>9.3f}s{r / d:>7.2f}x")
+                each = sorted(_pct([x[key] for x in p["router"]], q) / _pct([x[key] for x in p["direct"]], q)
+                              for p in per_round)
+                print(f"{label + f' p{round(q * 100)}':16}{d:>9.3f}s{r:>9.3f}s{r / d:>7.2f}x  "
+                      f"{_pct(each, 0.5):>13.2f}x ({each[0]:.2f}-{each[-1]:.2f})")
         cpu = _cpu(serve["pid"]) - cpu0
         print(f"router process CPU: {cpu:.2f} s for {len(sides['router'])} streams "
               f"({cpu / len(sides['router']) * 1e3:.1f} ms a stream)")
