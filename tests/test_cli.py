@@ -62,7 +62,9 @@ def test_search_finds_builds_by_uploader_format_and_quantization():
     assert {r["name"] for r in rows} == {"glm-4.5", "glm-4.5-air", "glm-4.6", "glm-4.7"}
     assert all(r["format"] == "gptq" for r in rows)
     r = run_cli("search", "unsloth", "mlx")
-    assert r.returncode == 0 and "no build matches 'unsloth mlx'" in r.stdout
+    assert r.returncode == 1 and "no build matches 'unsloth mlx'" in r.stderr and not r.stdout
+    r = run_cli("search", "unsloth", "mlx", "--json")  # scripts get an empty list, and the same exit code
+    assert r.returncode == 1 and json.loads(r.stdout) == []
     table = run_cli("search", "legraphista", env={"COLUMNS": "200"}).stdout
     assert "glm4-chat-1m" in table and "legraphista/glm-4-9b-chat-1m-GGUF" in table
 

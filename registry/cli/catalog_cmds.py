@@ -193,9 +193,11 @@ def search(words: list[str] = typer.Argument(..., help="Words to look for: a fam
     rows = [h.to_dict() for h in _catalog().search_builds(text)]
     if json_:
         _print_json(rows)
-        return
-    if not rows:
-        _console().print(f"no build matches {text!r}")
+    if not rows:  # like `list` and grep: finding nothing is not success
+        print(f"error: no build matches {text!r}; `registry list` shows the families, and every word must match "
+              "a family, uploader, hub repository, format, quantization or engine", file=sys.stderr)
+        raise typer.Exit(1)
+    if json_:
         return
     _table(None, ["family", "format", "size", "quantizations", "hub repositories"],
            [[r["name"], r["format"], f"{r['size_in_billions']:g}B", ", ".join(r["quantizations"]),
