@@ -59,6 +59,8 @@ Uploader = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]
 LOCAL_UPLOADER = "local"
 Scalar = str | int | float | bool | None
 GS_RE = re.compile(r"_GS(\d+)$")
+# A release number as engines publish them: 0.23.0, 0.5.13.post1, 4.46 (PEP 440 release + post).
+VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}(\.?post\d+)?$")
 
 
 class Strict(BaseModel):
@@ -520,6 +522,18 @@ class Family(Strict):
     chat: ChatSettings | None = None
     specs: list[Spec] = Field(min_length=1)
     sources: list[str] = Field([], description="Where the facts in this file come from.")
+    engine_floors: dict[EngineName, str] = Field(
+        {}, description="The first release of an engine that serves this family, where the publisher names one "
+        "(GLM-5.2's README: vLLM 0.23.0+, SGLang 0.5.13.post1+); plans and launches say when it is not met.")
+
+    @field_validator("engine_floors")
+    @classmethod
+    def _floors(cls, v: dict[str, str]) -> dict[str, str]:
+        for engine, floor in v.items():
+            if not VERSION_RE.match(floor):
+                raise ValueError(f"engine_floors.{engine} {floor!r} is not a release number (e.g. '0.23.0' or "
+                                 "'0.5.13.post1')")
+        return v
 
     @model_validator(mode="after")
     def _unique_specs(self) -> Family:
