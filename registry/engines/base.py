@@ -237,7 +237,7 @@ def floor_check(req: Request, engine: str, module: str, floors: list[tuple[str, 
 
     if not req.hardware.local:
         own = family_floor(req, module)
-        return [], [f"{what} needs {engine} >= {need} on {req.hardware.name} (the first release its publisher "
+        return [], [f"{what} needs {engine} >= {need} on {req.hardware.name} (the first release its spec "
                     "names)" for what, need in own]
     try:
         have = version(module)
