@@ -102,7 +102,7 @@ class Architecture(Strict):
     # MLA / DSA (GLM-5)
     q_lora_rank: PositiveInt | None = None
     kv_lora_rank: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt | None = None
+    qk_rope_head_dim: NonNegativeInt | None = Field(None, description="0: no rotary part (GLM-5.3-Flash's NoPE MLA).")
     qk_nope_head_dim: PositiveInt | None = None
     v_head_dim: PositiveInt | None = None
     # DSA's lightning indexer (GLM-5)
@@ -116,6 +116,9 @@ class Architecture(Strict):
     moe_intermediate_size: PositiveInt | None = None
     dense_layers: NonNegativeInt | None = Field(None, description="Leading dense layers (first_k_dense_replace).")
     mtp_layers: NonNegativeInt = 0
+    linear_attention_layers: NonNegativeInt = Field(
+        0, description="Of `layers`, those with linear attention (KDA, gated delta-net): a fixed recurrent state per "
+        "sequence and no per-token KV cache; the rest use `attention` (GLM-5.3-Flash: 34 of 45).")
     vocab_size: PositiveInt
 
     @model_validator(mode="after")
@@ -131,6 +134,9 @@ class Architecture(Strict):
                 raise ValueError("a moe architecture needs active_params_b")
         elif self.experts:
             raise ValueError("a dense architecture has no experts; set kind: moe")
+        if self.linear_attention_layers >= self.layers:
+            raise ValueError(f"linear_attention_layers ({self.linear_attention_layers}) must be fewer than layers "
+                             f"({self.layers}): some layers keep the {self.attention} attention")
         if self.active_params_b and self.active_params_b > self.total_params_b:
             raise ValueError("active_params_b exceeds total_params_b")
         if self.attention == "gqa":
