@@ -2,7 +2,8 @@
 
 Weights: parameters x bits per weight. KV cache per token: GQA keeps K and V for every KV head
 (2 x layers x kv_heads x head_dim x bytes); MLA keeps one compressed latent plus the rope key
-(layers x (kv_lora_rank + qk_rope_head_dim) x bytes); DSA adds its indexer's key per token.
+(layers x (kv_lora_rank + qk_rope_head_dim) x bytes); DSA adds its indexer's key per token. Linear-attention
+layers (GLM-5.3-Flash's KDA) keep a fixed state per sequence, not per token: only the other layers count.
 The launcher refines these (exact GGUF sizes from the file header, engine overheads).
 """
 
@@ -31,18 +32,20 @@ def weights_bytes(params_b: float, fmt: str, quant: str) -> int:
 
 
 def kv_bytes_per_token(arch, kv_dtype: str = "f16") -> float:
-    """KV cache bytes per token of context, all layers (the MTP layer keeps no cache here)."""
+    """KV cache bytes per token of context, all cached layers (the MTP layer keeps no cache here, nor do
+    linear-attention layers, whose state does not grow with the context)."""
     b = KV_BYTES.get(kv_dtype)
     if b is None:
         raise RegistryError(f"unknown KV cache dtype {kv_dtype!r}; use one of: {', '.join(KV_BYTES)}")
+    layers = arch.layers - arch.linear_attention_layers
     if arch.attention == "gqa":
         kv_heads = arch.kv_heads or arch.attention_heads
         head_dim = arch.head_dim or arch.hidden_size // arch.attention_heads
-        return 2 * arch.layers * kv_heads * head_dim * b
+        return 2 * layers * kv_heads * head_dim * b
     per_layer = (arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)
     if arch.attention == "dsa":
         per_layer += arch.indexer_head_dim or 0
-    return arch.layers * per_layer * b
+    return layers * per_layer * b
 
 
 @dataclass

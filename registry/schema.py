@@ -59,6 +59,8 @@ Uploader = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]
 LOCAL_UPLOADER = "local"
 Scalar = str | int | float | bool | None
 GS_RE = re.compile(r"_GS(\d+)$")
+# A release number as engines publish them: 0.23.0, 0.5.13.post1, 4.46 (PEP 440 release + post).
+VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}(\.?post\d+)?$")
 
 
 class Strict(BaseModel):
@@ -100,7 +102,7 @@ class Architecture(Strict):
     # MLA / DSA (GLM-5)
     q_lora_rank: PositiveInt | None = None
     kv_lora_rank: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt | None = None
+    qk_rope_head_dim: NonNegativeInt | None = Field(None, description="0: no rotary part (GLM-5.3-Flash's NoPE MLA).")
     qk_nope_head_dim: PositiveInt | None = None
     v_head_dim: PositiveInt | None = None
     # DSA's lightning indexer (GLM-5)
@@ -114,6 +116,9 @@ class Architecture(Strict):
     moe_intermediate_size: PositiveInt | None = None
     dense_layers: NonNegativeInt | None = Field(None, description="Leading dense layers (first_k_dense_replace).")
     mtp_layers: NonNegativeInt = 0
+    linear_attention_layers: NonNegativeInt = Field(
+        0, description="Of `layers`, those with linear attention (KDA, gated delta-net): a fixed recurrent state per "
+        "sequence and no per-token KV cache; the rest use `attention` (GLM-5.3-Flash: 34 of 45).")
     vocab_size: PositiveInt
 
     @model_validator(mode="after")
@@ -129,6 +134,9 @@ class Architecture(Strict):
                 raise ValueError("a moe architecture needs active_params_b")
         elif self.experts:
             raise ValueError("a dense architecture has no experts; set kind: moe")
+        if self.linear_attention_layers >= self.layers:
+            raise ValueError(f"linear_attention_layers ({self.linear_attention_layers}) must be fewer than layers "
+                             f"({self.layers}): some layers keep the {self.attention} attention")
         if self.active_params_b and self.active_params_b > self.total_params_b:
             raise ValueError("active_params_b exceeds total_params_b")
         if self.attention == "gqa":
@@ -520,6 +528,18 @@ class Family(Strict):
     chat: ChatSettings | None = None
     specs: list[Spec] = Field(min_length=1)
     sources: list[str] = Field([], description="Where the facts in this file come from.")
+    engine_floors: dict[EngineName, str] = Field(
+        {}, description="The first release of an engine that serves this family, where the publisher names one "
+        "(GLM-5.2's README: vLLM 0.23.0+, SGLang 0.5.13.post1+); plans and launches say when it is not met.")
+
+    @field_validator("engine_floors")
+    @classmethod
+    def _floors(cls, v: dict[str, str]) -> dict[str, str]:
+        for engine, floor in v.items():
+            if not VERSION_RE.match(floor):
+                raise ValueError(f"engine_floors.{engine} {floor!r} is not a release number (e.g. '0.23.0' or "
+                                 "'0.5.13.post1')")
+        return v
 
     @model_validator(mode="after")
     def _unique_specs(self) -> Family:

@@ -1,7 +1,7 @@
 """Every way a spec file can be wrong gives one error naming file, family, field and problem,
 and leaves the store untouched.
 
-Kinds covered (count kept for issue 17): 53 = the 50 entries of CASES (issue 17 added 10:
+Kinds covered (count kept for issue 17): 55 = the 52 entries of CASES (issue 17 added 10:
 alias bomb, recursive alias, an integer over 4300 digits, an int key, a list key, .inf, .nan,
 `true` and "8192" for an integer, -.inf) + non-UTF-8 + over the size limit + not a regular file
 (/dev/zero, a FIFO: one kind, two cases).
@@ -106,6 +106,14 @@ CASES = {
     "tools-without-parser": (
         mutate(_del(["chat", "tool_call_parsers"])),
         ["my-glm", "abilities lists tools", "tool-call parser for vllm", "tool_call_note"],
+    ),
+    "every-layer-linear-attention": (
+        mutate(_set(["architecture", "linear_attention_layers"], 40)),
+        ["my-glm", "architecture", "linear_attention_layers (40) must be fewer than layers (40)"],
+    ),
+    "engine-floor-not-a-release": (
+        mutate(_set(["engine_floors"], {"vllm": "latest"})),
+        ["my-glm", "engine_floors", "'latest' is not a release number"],
     ),
     "no-parser-without-note": (
         mutate(_del(["chat", "tool_call_note"])),

@@ -148,9 +148,10 @@ def test_filters():
     names = lambda fs: [f.name for f in fs]  # noqa: E731
     assert "glm4-chat-1m" in names(registry.families(format="ggufv2", quant="Q4_K"))
     assert "glm-4.5v" not in names(registry.families(format="ggufv2")) and "glm-5" in names(registry.families(format="ggufv2"))
-    assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5"]
+    assert names(registry.families(engine="sglang", format="modelopt")) == ["glm-5", "glm-5.3", "glm-5.3-flash"]
     assert "glm4-chat-1m" not in names(registry.families(engine="vllm", quant="4-bit"))
-    assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm-5.2", "glm4-chat-1m"]
+    assert names(registry.families(min_context=1_000_000)) == ["glm-4-9b-chat-1m-hf", "glm-5.2", "glm-5.3",
+                                                               "glm-5.3-flash", "glm4-chat-1m"]
     assert "glm-4-9b-chat" not in names(registry.families(ability="reasoning"))
     assert names(registry.search("AWQ glm-4.6")) == ["glm-4.6"]
     with pytest.raises(NotFoundError, match="unknown engine 'vlm'; nearest: vllm"):

@@ -70,8 +70,8 @@ def test_search_finds_builds_by_uploader_format_and_quantization():
 
 
 def test_search_and_resolve():
-    r = run_cli("search", "nvfp4", "--json")  # hub id lukealonso/GLM-5-NVFP4
-    assert [x["name"] for x in json.loads(r.stdout)] == ["glm-5"]
+    r = run_cli("search", "nvfp4", "--json")  # hub ids lukealonso/GLM-5-NVFP4, RadixArk/GLM-5.3(-Flash)-NVFP4
+    assert [x["name"] for x in json.loads(r.stdout)] == ["glm-5", "glm-5.3", "glm-5.3-flash"]
     r = run_cli("resolve", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json")
     d = json.loads(r.stdout)
     assert d["hubs"]["huggingface"]["files"] == ["glm-4-9b-chat-1m.Q4_K.gguf"]

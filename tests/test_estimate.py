@@ -22,9 +22,13 @@ GLM_46 = 2 * 92 * 8 * 128 * 2  # 376,832 B
 # glm-5 (zai-org/GLM-5): MLA caches the 512-wide latent and the 64-wide rope key, one per token and layer;
 # DSA's indexer adds its 128-wide key: 78 layers x (512 + 64 + 128) x 2 B.
 GLM_5 = 78 * (512 + 64 + 128) * 2  # 109,824 B
+# glm-5.3-flash (zai-org/GLM-5.3-Flash): of 45 layers only the 11 DSA layers cache per token (the 34 KDA layers keep
+# a fixed state); their NoPE MLA latent is 512 wide with no rope key, plus the 128-wide indexer key.
+GLM_53_FLASH = 11 * (512 + 0 + 128) * 2  # 14,080 B
 
 
-@pytest.mark.parametrize("name, per_token", [("glm4-chat-1m", GLM4_CHAT_1M), ("glm-4.6", GLM_46), ("glm-5", GLM_5)])
+@pytest.mark.parametrize("name, per_token", [("glm4-chat-1m", GLM4_CHAT_1M), ("glm-4.6", GLM_46), ("glm-5", GLM_5),
+                                            ("glm-5.3-flash", GLM_53_FLASH)])
 def test_kv_bytes_per_token_from_the_published_configs(name, per_token):
     arch = registry.get(name).architecture
     assert kv_bytes_per_token(arch) == per_token

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 GB = 10**9
 
@@ -157,6 +157,45 @@ def test_remote_code_and_version_floors():
     g = _plan("glm-5", "-f", "pytorch", "-q", "none", "--engine", "vllm", "--hardware", "8xB200", "--nodes", "2")
     hint = " ".join(g["notes"])
     assert "vllm>=0.16.0" in hint and "GlmMoeDsa" in hint and "ray" in hint
+
+
+def test_a_family_floor_from_its_spec_is_named_in_plans():
+    # glm-5.2's README asks for vLLM 0.23.0+ and SGLang 0.5.13.post1+ (specs/glm-5.2.yaml engine_floors)
+    v = _plan("glm-5.2", "-f", "fp8", "-q", "FP8", "--engine", "vllm", "--hardware", "8xB200", "--nodes", "2")
+    notes = " ".join(v["notes"])
+    assert "glm-5.2 needs vLLM >= 0.23.0 on 8xB200" in notes and "'vllm>=0.23.0'" in notes
+    s = _plan("glm-5.2", "-f", "fp8", "-q", "FP8", "--engine", "sglang", "--hardware", "8xB200", "--nodes", "2")
+    assert "glm-5.2 needs SGLang >= 0.5.13.post1 on 8xB200" in " ".join(s["notes"])
+    g5 = _plan("glm-5", "-f", "fp8", "-q", "FP8", "--engine", "vllm", "--hardware", "8xB200", "--nodes", "2")
+    assert "vllm>=0.16.0" in " ".join(g5["notes"]) and "0.23.0" not in " ".join(g5["notes"])  # glm-5 names none
+
+
+def _standin_engine(root: Path, module: str, release: str) -> str:
+    """An installed distribution of `module` at `release` (its package and dist-info), for PYTHONPATH."""
+    (root / module).mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    info = root / f"{module}-{release}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {release}\n")
+    return f"{ROOT}{os.pathsep}{root}"
+
+
+@pytest.mark.parametrize("release,below", [("0.5.13", True), ("0.5.13.post1", False), ("0.6.0", False)])
+def test_an_installed_engine_below_the_family_floor_is_a_reason(tmp_path, release, below):
+    path = _standin_engine(tmp_path / "site", "sglang", release)
+    r = run_cli("launch", "glm-5.2", "-f", "fp8", "-q", "FP8", "--engine", "sglang", "--dry-run",
+                env={"PYTHONPATH": path})
+    assert r.returncode == 1 and "Traceback" not in r.stderr  # this machine has no GPU either way
+    reason = f"SGLang {release} is installed; glm-5.2 needs SGLang >= 0.5.13.post1"
+    assert (reason in r.stderr) == below, r.stderr
+
+
+def test_release_order_is_pep440():
+    from registry.engines.base import version_below
+
+    assert version_below("0.5.13", "0.5.13.post1") and version_below("0.9.2", "0.23.0")
+    assert not version_below("0.23.0", "0.23.0") and not version_below("0.23.1", "0.23.0")
+    assert version_below("0.23.0.dev1+cu129", "0.23.0")  # a nightly comes before its release
 
 
 def test_context_above_the_family_maximum():

@@ -101,6 +101,8 @@ def _arch_text(fam: Family) -> str:
     parts = [f"{', '.join(a.hf_classes)}" + (f" ({a.model_type})" if a.model_type else ""),
              "Mixture-of-Experts" if a.kind == "moe" else "dense", params, f"{a.layers} layers",
              f"hidden size {a.hidden_size}"]
+    if a.linear_attention_layers:
+        parts.insert(4, f"{a.linear_attention_layers} of them linear attention")
     attn = {"gqa": "grouped-query attention", "mla": "multi-head latent attention",
             "dsa": "DeepSeek sparse attention"}[a.attention]
     attn += f", {a.attention_heads} heads"

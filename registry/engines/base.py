@@ -208,6 +208,46 @@ def install_reason(req: Request, engine: str, missing: list[str], how: str) -> t
     return [], [f"plan for {req.hardware.name}: {engine} is not installed here and need not be ({how} there)"]
 
 
+def version_below(have: str, need: str) -> bool:
+    """`have` is an older release than `need` (0.5.13 < 0.5.13.post1; PEP 440 order, as pip reads them)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(have) < Version(need)
+    except InvalidVersion:  # a local build's odd version string: compare its leading numbers only
+        import re
+
+        def key(v: str) -> tuple:
+            return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+        return key(have) < key(need)
+
+
+def family_floor(req: Request, engine: str) -> list[tuple[str, str]]:
+    """(what, version) the family's spec says `engine` must be at least (its engine_floors)."""
+    floor = req.family.engine_floors.get(engine)
+    return [(req.family.name, floor)] if floor else []
+
+
+def floor_check(req: Request, engine: str, module: str, floors: list[tuple[str, str]],
+                hint: str) -> tuple[list[str], list[str]]:
+    """(reasons, notes) for release floors: on this machine with `module` installed, a reason for each floor
+    its release is below; a plan for another machine notes the family's own floor (engine_floors)."""
+    if not floors:
+        return [], []
+    from importlib.metadata import PackageNotFoundError, version
+
+    if not req.hardware.local:
+        own = family_floor(req, module)
+        return [], [f"{what} needs {engine} >= {need} on {req.hardware.name} (the first release its spec "
+                    "names)" for what, need in own]
+    try:
+        have = version(module)
+    except PackageNotFoundError:  # not installed: install_reason already says so, with the hint
+        return [], []
+    return [f"{engine} {have} is installed; {what} needs {engine} >= {need}: {hint}"
+            for what, need in floors if version_below(have, need)], []
+
+
 def revision_argv(req: Request) -> list[str]:
     """The flag that pins a hub model id to its revision, for servers that take `--revision`."""
     return ["--revision", req.revision] if req.revision else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import _gpu
-from .base import Command, Request, Verdict, client_host, revision_argv
+from .base import Command, Request, Verdict, client_host, family_floor, floor_check, revision_argv
 
 NAME = "sglang"
 INSTALL = "pip install 'glm-registry[sglang]'"
@@ -13,14 +13,28 @@ TP_FLAGS = ("--tp", "--tp-size", "--tensor-parallel-size")
 DIST_PORT = 5000
 
 
+def install_hint(req: Request) -> str:
+    """The install line, with the release the family's spec asks for (engine_floors.sglang)."""
+    floors = family_floor(req, NAME)
+    if not floors:
+        return INSTALL
+    what, need = floors[0]
+    return f"{INSTALL} 'sglang>={need}' ({what} needs sglang>={need})"
+
+
 def can_serve(req: Request) -> Verdict:
     from .base import module_installed
 
+    missing = module_installed("sglang")
     # SGLang has no Marlin FP8 fallback for pre-Ada GPUs in its FP8 path.
-    return _gpu.gpu_verdict(
-        req, NAME, missing=module_installed("sglang"), install=INSTALL, marlin_fp8=False, tp_flags=TP_FLAGS,
+    v = _gpu.gpu_verdict(
+        req, NAME, missing=missing, install=install_hint(req), marlin_fp8=False, tp_flags=TP_FLAGS,
         gguf_reason="GGUF builds are served by llama.cpp here",
         ctx_flag="--context-length", util_flag="--mem-fraction-static", util_default=0.88)
+    r, n = floor_check(req, "SGLang", "sglang", family_floor(req, NAME), install_hint(req))
+    v.reasons += r
+    v.notes += n
+    return v
 
 
 def command(req: Request, model: str, host: str, port: int | None, verdict: Verdict) -> list[Command]:

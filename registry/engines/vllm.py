@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _gpu
-from .base import Command, Request, Verdict, client_host, revision_argv
+from .base import Command, Request, Verdict, client_host, family_floor, floor_check, revision_argv, version_below
 
 NAME = "vllm"
 INSTALL = "pip install 'glm-registry[vllm]' (vllm>=0.11.0)"
@@ -25,17 +25,13 @@ def floors(req: Request) -> list[tuple[str, str]]:
         out.append(("the glm47 tool-call parser", "0.14.0"))
     if any("GlmMoeDsa" in c for c in req.family.architecture.hf_classes):
         out.append(("GlmMoeDsaForCausalLM (GLM-5)", "0.16.0"))
-    return out
-
-
-def _version_key(v: str) -> tuple:
-    import re
-
-    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+    return out + family_floor(req, NAME)
 
 
 def install_hint(req: Request) -> str:
-    need = max([BASE_FLOOR] + [v for _, v in floors(req)], key=_version_key)
+    need = BASE_FLOOR
+    for _, v in floors(req):
+        need = v if version_below(need, v) else need
     what = "; ".join(f"{w} needs vllm>={v}" for w, v in floors(req))
     ray = " ray" if req.nodes > 1 else ""
     return (f"pip install 'glm-registry[vllm]' 'vllm>={need}'{ray}" + (f" ({what})" if what else "")
@@ -47,12 +43,9 @@ def can_serve(req: Request) -> Verdict:
         req, NAME, missing=_missing(req), install=install_hint(req), marlin_fp8=True, tp_flags=TP_FLAGS,
         gguf_reason="GGUF builds are served by llama.cpp here (vLLM's GGUF loader is experimental)",
         ctx_flag="--max-model-len", util_flag="--gpu-memory-utilization", util_default=0.9)
-    if req.hardware.local and not _missing(req):
-        from importlib.metadata import version
-
-        have = version("vllm")
-        v.reasons += [f"vLLM {have} is installed; {what} needs vLLM >= {need}: {install_hint(req)}"
-                      for what, need in floors(req) if _version_key(have) < _version_key(need)]
+    r, n = floor_check(req, "vLLM", "vllm", floors(req), install_hint(req))
+    v.reasons += r
+    v.notes += n
     return v
 
 
