@@ -3,6 +3,7 @@ llama.cpp deployment (streams, disconnects, concurrency, auto-launch) and the we
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -285,16 +286,21 @@ def test_router_in_front_of_llamacpp(tiny_gguf):
 
 # An engine stand-in that streams forever and notes when its client goes: how a test sees that the
 # router passes a client's disconnect on (a real engine's reaction to it is the engine's business).
-STANDIN = r"""
+# The stand-ins' common part: an OpenAI-style /v1/models, and the server on the port argv[1] gives.
+STANDIN_BASE = r"""
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
+class Base(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
     def do_GET(self):
         body = json.dumps({"object": "list", "data": [{"id": "standin"}]}).encode()
         self.send_response(200); self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+"""
+STANDIN_SERVE = '\nThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()\n'
+STANDIN = STANDIN_BASE + r"""
+class H(Base):
     def do_POST(self):
         self.rfile.read(int(self.headers["content-length"]))
         self.send_response(200); self.send_header("content-type", "text/event-stream")
@@ -308,18 +314,19 @@ class H(BaseHTTPRequestHandler):
                 time.sleep(0.02)
         except OSError:
             open(sys.argv[2], "w").write(str(time.time()))
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+""" + STANDIN_SERVE
 
 
-def test_a_client_disconnect_reaches_the_engine(tmp_path):
+@contextlib.contextmanager
+def standin_deployment(source: str, *args: str):
+    """The stand-in running and recorded as a glm4-chat-1m Q4_K deployment; killed after."""
     import subprocess
     import sys
 
     from registry.store import Store
 
-    port, mark = _free_port(), tmp_path / "disconnected"
-    argv = [sys.executable, "-c", STANDIN, str(port), str(mark)]
+    port = _free_port()
+    argv = [sys.executable, "-c", source, str(port), *args]
     proc = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 30  # the stand-in listens once its interpreter is up (slow on a busy machine)
@@ -328,6 +335,15 @@ def test_a_client_disconnect_reaches_the_engine(tmp_path):
             time.sleep(0.05)
         Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
                                argv=argv, env={}, host="127.0.0.1", port=port, status="running", pid=proc.pid)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_client_disconnect_reaches_the_engine(tmp_path):
+    mark = tmp_path / "disconnected"
+    with standin_deployment(STANDIN, str(mark)):
         with InProcess() as s, httpx.Client(timeout=30) as c:
             with c.stream("POST", s.url + "/v1/chat/completions",
                           json={"model": "glm4-chat-1m:Q4_K_M", "stream": True, "messages": []}) as r:
@@ -340,9 +356,6 @@ def test_a_client_disconnect_reaches_the_engine(tmp_path):
                 assert time.monotonic() < deadline, "the engine still streams 5 s after its client went"
                 time.sleep(0.05)
             assert float(mark.read_text()) - gone < 3
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.slow
@@ -532,16 +545,8 @@ def test_upstream_pool_keeps_connections_and_retries_one_the_engine_closed():
 
 # An engine stand-in whose non-streamed answer is larger than the router holds for a slow client
 # (upstream.HIGH_WATER): the router must pass it on in pieces, not wait for an end it has stopped reading.
-BIG = r"""
-import json, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_GET(self):
-        body = json.dumps({"object": "list", "data": [{"id": "standin"}]}).encode()
-        self.send_response(200); self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+BIG = STANDIN_BASE + r"""
+class H(Base):
     def do_POST(self):
         n = json.loads(self.rfile.read(int(self.headers["content-length"])))["n"]
         body = json.dumps({"object": "list", "data": [{"embedding": [i / 7 for i in range(n)]}]}).encode()
@@ -549,27 +554,13 @@ class H(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body))); self.end_headers()
         for i in range(0, len(body), 65536):
             self.wfile.write(body[i:i + 65536])
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+""" + STANDIN_SERVE
 
 
-def test_a_large_answer_passes_whole(tmp_path):
-    import subprocess
-    import sys
-
+def test_a_large_answer_passes_whole():
     from registry.serve.upstream import HIGH_WATER
-    from registry.store import Store
 
-    port = _free_port()
-    argv = [sys.executable, "-c", BIG, str(port)]
-    proc = subprocess.Popen(argv)
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert time.monotonic() < deadline and proc.poll() is None, "the engine stand-in did not start"
-            time.sleep(0.05)
-        Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
-                               argv=argv, env={}, host="127.0.0.1", port=port, status="running", pid=proc.pid)
+    with standin_deployment(BIG) as port:
         n = 300_000  # about 6 MB of JSON
         with InProcess() as s, httpx.Client(timeout=60) as c:
             direct = c.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"n": n, "model": "standin"})
@@ -577,6 +568,3 @@ def test_a_large_answer_passes_whole(tmp_path):
         assert len(direct.content) > 4 * HIGH_WATER
         assert got.status_code == 200 and got.content == direct.content
         assert got.headers["content-length"] == direct.headers["content-length"]
-    finally:
-        proc.kill()
-        proc.wait()
