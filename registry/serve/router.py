@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import launcher
 from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
+from .security import send_error  # the OpenAI error shape, written straight to ASGI
 from .upstream import Pool, UpstreamError
 
 SELF = "registry"  # the engine name of `registry serve`'s own deployment row
@@ -126,8 +127,9 @@ class Router:
                 conn = await asyncio.wait_for(self.pool.send(host, port, "GET", "/v1/models"), 10)
                 while not conn.done and conn.error is None:
                     await asyncio.wait_for(conn.wait(), 10)
+                data = conn.take()
                 self.pool.release(host, port, conn)
-                name = json.loads(conn.take())["data"][0]["id"]
+                name = json.loads(data)["data"][0]["id"]
             except (UpstreamError, asyncio.TimeoutError, ValueError, KeyError, IndexError, TypeError):
                 name = dep.family
             self._upstream[dep.id] = name
@@ -150,7 +152,7 @@ class Router:
         try:
             relay = await self.forward(b"".join(chunks), accept, route)
         except HTTPException as e:
-            return await _send_error(send, e.status_code, e.detail)
+            return await send_error(send, e.status_code, e.detail)
         await relay(scope, receive, send)
 
     async def forward(self, body: bytes, accept: str | None, route: str) -> Response:
@@ -211,7 +213,7 @@ class _Relay(Response):
                 return await send({"type": "http.response.body", "body": body})
             await send({"type": "http.response.start", "status": conn.status, "headers": headers})
             gone = asyncio.ensure_future(receive())  # after the body, receive() returns only on disconnect
-            gone.add_done_callback(lambda _f: conn.wake())
+            gone.add_done_callback(wake := lambda _f: conn.wake())
             try:
                 while True:
                     if conn.chunks:
@@ -221,19 +223,13 @@ class _Relay(Response):
                     else:
                         await conn.wait()
             finally:
+                gone.remove_done_callback(wake)  # the connection may serve another request next
                 gone.cancel()
             # an answer that broke off ends short: its declared length (or the missing end of the
             # stream) tells the client, and the engine's log says why
             await send({"type": "http.response.body", "body": b""})
         finally:
             self.pool.release(self.host, self.port, conn)  # closed unless read to its end
-
-
-async def _send_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": status}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _catalog_build(fam: str, quant: str) -> tuple[str, str] | None:

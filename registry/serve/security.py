@@ -32,7 +32,7 @@ def _key_of(scope) -> str | None:
     return key.decode("latin-1") if key is not None else None
 
 
-async def _reply(send, status: int, message: str, extra: list | None = None) -> None:
+async def send_error(send, status: int, message: str, extra: list | None = None) -> None:
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": status}}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -52,11 +52,11 @@ class Guard:
         if self.api_key and scope["path"] not in PUBLIC:
             given = _key_of(scope)
             if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
-                return await _reply(send, 401, "missing or wrong API key: send 'Authorization: Bearer KEY' "
+                return await send_error(send, 401, "missing or wrong API key: send 'Authorization: Bearer KEY' "
                                     "(or X-API-Key: KEY)", [(b"www-authenticate", b"Bearer")])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            return await _reply(send, 413, f"request body over {self.max_body} bytes")
+            return await send_error(send, 413, f"request body over {self.max_body} bytes")
         # Read the whole body here, whatever the client declared (chunked uploads declare nothing),
         # then replay it: the app never sees more than max_body bytes.
         chunks, size = [], 0
@@ -67,7 +67,7 @@ class Guard:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                return await _reply(send, 413, f"request body over {self.max_body} bytes")
+                return await send_error(send, 413, f"request body over {self.max_body} bytes")
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
