@@ -47,7 +47,8 @@ def clean_env(unset: frozenset, extra: dict | None = None) -> dict:
     return env
 
 
-def _option(argv: list[str], *names: str) -> str | None:
+def option_value(argv: list[str], *names: str) -> str | None:
+    """The value argv gives an option, as `--name VALUE` or `--name=VALUE` (None when absent)."""
     for i, a in enumerate(argv):
         for n in names:
             if a == n and i + 1 < len(argv):
@@ -63,11 +64,11 @@ def _gguf(argv: list[str]) -> bool:
     from .formats import GGUF_QUANTS
     from .naming import format_name, quant_key
 
-    fmt = _option(argv, "--format", "-f")
+    fmt = option_value(argv, "--format", "-f")
     if fmt is not None:
         return format_name(fmt) == "ggufv2"
     words = [w for w in argv[2:] if not w.startswith("-")]
-    quant = _option(argv, "--quant", "-q") or (words[0].partition(":")[2] if words else "")
+    quant = option_value(argv, "--quant", "-q") or (words[0].partition(":")[2] if words else "")
     return bool(quant) and quant_key(quant) in {quant_key(q) for q in GGUF_QUANTS}
 
 
@@ -81,11 +82,11 @@ def guess(argv: list[str]) -> str | None:
         return None
     if any(a in ("--dry-run", "--help", "-h") or a.startswith("--hardware") for a in argv[2:]):
         return None
-    if (_option(argv, "--nodes") or "1") != "1":
+    if (option_value(argv, "--nodes") or "1") != "1":
         return None
     from .naming import engine_name
 
-    engine = engine_name(_option(argv, "--engine", "-e"))
+    engine = engine_name(option_value(argv, "--engine", "-e"))
     if engine not in (None, "llama.cpp") or (engine is None and not _gguf(argv)):
         return None
     import importlib.util

@@ -87,12 +87,10 @@ def running_same(p, engine: str | None, context: int | None, threads: int | None
     if context is not None:  # a different context is a different server
         same = [d for d in same if str(context) in d.argv]
     if threads is not None:  # so is another thread count
-        same = [d for d in same if _flag(d.argv, "--n_threads") == str(threads)]
+        from ..prestart import option_value
+
+        same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
     return same
-
-
-def _flag(argv: list[str], name: str) -> str | None:
-    return next((argv[i + 1] for i in range(len(argv) - 1) if argv[i] == name), None)
 
 
 def _answers_at(dep) -> None:
