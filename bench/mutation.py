@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPY = ("registry", "converters", "tests", "specs", "docs", "pyproject.toml", "README.md")
+COPY = ("registry", "converters", "tests", "docs", "pyproject.toml", "README.md")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
-from .loader import format_validation_error, read_spec_file
+from .loader import format_validation_error, parse_text, read_spec_file, validate_data
 from .naming import engine_name, format_name, gguf_type, quant_key, split_tag
 from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
@@ -82,12 +82,20 @@ class Resolved:
         }
 
 
+def _read_shipped(item) -> Family:
+    if isinstance(item, Path):
+        return read_spec_file(item)  # a folder on disk: the file checks (size, type) apply
+    where = str(item)  # inside a zip: read through importlib.resources
+    return validate_data(parse_text(item.read_text(encoding="utf-8"), where), where)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_shipped(directory: str) -> tuple[Entry, ...]:
+def _load_shipped(directory) -> tuple[Entry, ...]:
+    """Every spec file of a folder (a Path, or a Traversable inside a zip install), parsed once per process."""
     entries: list[Entry] = []
     seen: dict[str, str] = {}
-    for path in sorted(Path(directory).glob("*.yaml")):
-        fam = read_spec_file(path)
+    for path in sorted((p for p in directory.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
+        fam = _read_shipped(path)
         if fam.name in seen:
             raise SpecError(f"{path}: family {fam.name!r}: field name: duplicate of the family in {seen[fam.name]}")
         seen[fam.name] = str(path)
@@ -98,8 +106,9 @@ def _load_shipped(directory: str) -> tuple[Entry, ...]:
 def shipped() -> tuple[Entry, ...]:
     d = paths.specs_dir()
     if not d.is_dir():
-        raise SpecError(f"{d}: specs directory not found; set REGISTRY_SPECS_DIR or install the project editable")
-    return _load_shipped(str(d))
+        raise SpecError(f"{d}: specs directory not found; set REGISTRY_SPECS_DIR to a folder of spec files, "
+                        "or reinstall glm-registry (its wheel carries registry/specs/)")
+    return _load_shipped(d)
 
 
 def _user_entries() -> list[Entry]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .errors import RegistryError, not_found
 
-DATA = Path(__file__).resolve().parent / "data" / "hardware.yaml"
 GB = 10**9
 
 
@@ -169,16 +168,18 @@ def detect() -> Hardware:
 
 
 @functools.lru_cache(maxsize=None)
-def _data(path: Path) -> dict:
+def _data(name: str) -> dict:
     """A shipped data file, parsed once per process (PyYAML's pure-Python parser took ~0.2 s a file, on
     every hardware string a plan resolved). Read-only: callers copy what they change."""
     import yaml
 
-    return yaml.safe_load(path.read_text())
+    from .paths import resource
+
+    return yaml.safe_load(resource("data", name).read_text(encoding="utf-8"))
 
 
 def _profiles() -> dict:
-    return _data(DATA)["profiles"]
+    return _data("hardware.yaml")["profiles"]
 
 
 def profile_names() -> list[str]:
@@ -216,7 +217,6 @@ def _from_dict(name: str, d: dict, source: str) -> Hardware:
     return hw
 
 
-GPUS = Path(__file__).resolve().parent / "data" / "gpus.yaml"
 
 
 def _key(s: str) -> str:
@@ -227,7 +227,7 @@ def _key(s: str) -> str:
 
 
 def _gpu_table() -> tuple[dict, dict]:
-    data = _data(GPUS)
+    data = _data("gpus.yaml")
     table = {}
     for key, g in data["gpus"].items():
         for k in [key, *g.get("aliases", [])]:
@@ -236,7 +236,7 @@ def _gpu_table() -> tuple[dict, dict]:
 
 
 def gpu_names() -> list[str]:
-    return list(_data(GPUS)["gpus"])
+    return list(_data("gpus.yaml")["gpus"])
 
 
 def from_string(text: str) -> Hardware | None:

@@ -20,10 +20,30 @@ def home() -> Path:
     return p
 
 
-def specs_dir() -> Path:
-    """The shipped specs: REGISTRY_SPECS_DIR, else specs/ beside the package (editable install)."""
+def resource(*parts: str):
+    """A file or folder shipped inside the package (specs, data tables, templates, the page), read
+    through importlib.resources so that a wheel, a zip or an editable install all find it."""
+    from importlib.resources import files
+
+    node = files("registry")
+    for part in parts:
+        node = node / part
+    return node
+
+
+def specs_dir():
+    """The shipped catalog: REGISTRY_SPECS_DIR, else the package's own registry/specs/."""
     env = os.environ.get("REGISTRY_SPECS_DIR")
-    return Path(env) if env else PACKAGE_DIR.parent / "specs"
+    return Path(env) if env else resource("specs")
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (editable install or `python -m` in a clone), else
+    None: an installed wheel has no docs/ to write into."""
+    root = PACKAGE_DIR.parent
+    if (root / "pyproject.toml").is_file() and (root / "docs" / "conf.py").is_file():
+        return root
+    return None
 
 
 def database_url() -> str:

@@ -1,7 +1,7 @@
 """The typed schema of a model family and its specs (pydantic v2).
 
-A spec file in specs/ holds one Family. The vocabulary below (formats, quantization names,
-engines) is the registry's own language; facts about particular models live only in specs/.
+A spec file in registry/specs/ holds one Family. The vocabulary below (formats, quantization names,
+engines) is the registry's own language; facts about particular models live only in registry/specs/.
 """
 
 from __future__ import annotations

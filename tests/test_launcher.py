@@ -16,7 +16,7 @@ import pytest
 
 from conftest import run_cli
 
-# --- the seed commands, copied from the seed documents (not from specs/) ----------------------------
+# --- the seed commands, copied from the seed documents (not from registry/specs/) ----------------------------
 
 SEED_000 = {  # seed 000: python3 -m vllm.entrypoints.openai.api_server --model /mnt/models/glm-4-9b-chat-hf-fp8 ...
     "--served-model-name": "glm-4-9b-chat", "--port": "8080", "--quantization": "compressed-tensors",

@@ -20,7 +20,7 @@ from registry.hub import IntegrityError, pull, verify
 
 pytest.importorskip("modelscope", reason="the dev extra installs modelscope")
 
-GGUF_REPO = "LLM-Research/glm-4-9b-chat-1m-GGUF"  # specs/glm4-chat-1m.yaml, its modelscope id
+GGUF_REPO = "LLM-Research/glm-4-9b-chat-1m-GGUF"  # registry/specs/glm4-chat-1m.yaml, its modelscope id
 GGUF_FILE = "glm-4-9b-chat-1m.Q4_K.gguf"
 PULL = ("pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--hub", "modelscope")
 VERIFY = ("verify", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json")
@@ -123,7 +123,7 @@ def test_a_revision_pin_reaches_modelscope(ms_server, gguf_bytes, tmp_path):
 
 
 def test_a_safetensors_snapshot_from_modelscope(ms_server, tiny_checkpoint, tmp_path):
-    # glm-4-9b-chat's pytorch build on ModelScope (specs/glm-4-9b-chat.yaml): the whole folder,
+    # glm-4-9b-chat's pytorch build on ModelScope (registry/specs/glm-4-9b-chat.yaml): the whole folder,
     # minus what names.SNAPSHOT_IGNORE leaves out.
     ckpt = tiny_checkpoint("glm4")
     files = {str(p.relative_to(ckpt)): p.read_bytes() for p in ckpt.rglob("*") if p.is_file()}

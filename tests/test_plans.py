@@ -160,7 +160,7 @@ def test_remote_code_and_version_floors():
 
 
 def test_a_family_floor_from_its_spec_is_named_in_plans():
-    # glm-5.2's README asks for vLLM 0.23.0+ and SGLang 0.5.13.post1+ (specs/glm-5.2.yaml engine_floors)
+    # glm-5.2's README asks for vLLM 0.23.0+ and SGLang 0.5.13.post1+ (registry/specs/glm-5.2.yaml engine_floors)
     v = _plan("glm-5.2", "-f", "fp8", "-q", "FP8", "--engine", "vllm", "--hardware", "8xB200", "--nodes", "2")
     notes = " ".join(v["notes"])
     assert "glm-5.2 needs vLLM >= 0.23.0 on 8xB200" in notes and "'vllm>=0.23.0'" in notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -11,14 +12,29 @@ from .app import App, JsonOpt, _print_json, app
 docs_app = App(help="Generate and check the RST model pages (docs/models).", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 
-OutOpt = typer.Option(Path("docs/models"), "--out", help="Directory of the generated pages.")
+OutOpt = typer.Option(None, "--out", help="Directory of the generated pages (default: the checkout's docs/models).")
+
+
+def _out(out: Path | None) -> Path:
+    """--out, else docs/models of the checkout the package runs from; an installed wheel has none."""
+    if out is not None:
+        return out
+    from ..errors import RegistryError
+    from ..paths import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        raise RegistryError("no checkout to write the pages into (this is an installed package); "
+                            "give a folder: registry docs build --out DIR")
+    return root / "docs" / "models"
 
 
 @docs_app.command("build")
-def build(out: Path = OutOpt, json_: bool = JsonOpt) -> None:
+def build(out: Optional[Path] = OutOpt, json_: bool = JsonOpt) -> None:
     """Write one RST page per family plus index.rst (same specs, same bytes)."""
     from ..docs import build as build_pages
 
+    out = _out(out)
     res = build_pages(out)
     if json_:
         _print_json(res.to_dict())
@@ -29,8 +45,9 @@ def build(out: Path = OutOpt, json_: bool = JsonOpt) -> None:
 
 
 @docs_app.command("check")
-def check(out: Path = OutOpt, json_: bool = JsonOpt) -> None:
+def check(out: Optional[Path] = OutOpt, json_: bool = JsonOpt) -> None:
     """Exit 1, naming the pages, when the pages under --out differ from what the specs generate."""
+    out = _out(out)
     from ..docs import check as check_pages
     from ..docs.generate import StaleDocsError
 

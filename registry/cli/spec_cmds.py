@@ -8,14 +8,14 @@ from typing import Optional
 
 import typer
 
+from ..paths import resource
 from .app import app
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "data" / "family-template.yaml"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # schema.FamilyName, checked here before any import
 
 
 def template_text(name: str, file: str) -> str:
-    return TEMPLATE.read_text(encoding="utf-8").format(name=name, file=file)
+    return resource("data", "family-template.yaml").read_text(encoding="utf-8").format(name=name, file=file)
 
 
 @app.command()
