@@ -77,7 +77,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .writer import write_error
+        from ..writes import write_error
 
         raise write_error(e, out / "x", None) from None
     return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}, False

@@ -19,6 +19,7 @@ from registry.errors import RegistryError
 
 from .arch import OutTensor
 from .bf16 import STEP, to_f16
+from ..writes import write_error
 from .digest import BuildDigest
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
@@ -214,33 +215,6 @@ def final_names(out: Path, n_shards: int) -> list[Path]:
     if n_shards <= 1:
         return [out]
     return [out.with_name(gguf.SHARD_NAME_FORMAT.format(out.stem, i + 1, n_shards)) for i in range(n_shards)]
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
-
-
-def write_error(e: OSError, out: Path, need: int | None) -> RegistryError:
-    """A failed write as one line: disk full (how much is needed), read-only, file-size limit, no permission."""
-    import errno
-
-    d = Path(out).parent
-    try:
-        free = shutil.disk_usage(d).free
-    except OSError:
-        free = None
-    needs = f"; the build needs about {_mib(need)}" if need else ""
-    has = f", {_mib(free)} free there" if free is not None else ""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RegistryError(f"disk full writing {out} in {d}{needs}{has}; free space or choose another --out")
-    if e.errno == errno.EFBIG:
-        return RegistryError(f"writing {out} hit the file-size limit (ulimit -f){needs}; raise the limit or split the "
-                             "build (--split-max-size)")
-    if e.errno == errno.EROFS:
-        return RegistryError(f"cannot write {out}: {d} is on a read-only filesystem; choose a writable --out")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return RegistryError(f"cannot write in {d}: {e.strerror}; choose a writable --out")
-    return RegistryError(f"cannot write {out}: {e.strerror or e}; choose another --out")
 
 
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
