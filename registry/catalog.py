@@ -10,7 +10,7 @@ from pathlib import Path
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
 from .loader import format_validation_error, parse_text, read_spec_text, validate_data
-from .naming import engine_name, format_name, gguf_type, quant_key, split_tag
+from .naming import engine_name, format_name, gguf_type, spec_quant, split_tag
 from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
@@ -319,14 +319,6 @@ def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:
         for hub, src in spec.hubs.items()
     }
     return Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))
-
-
-def spec_quant(spec: Spec, quant: str) -> str | None:
-    """The spec's own name for `quant`, in any case and either side of the GGUF aliases (q4_k_m / Q4_K)."""
-    if quant in spec.quantizations:
-        return quant
-    key = quant_key(quant, spec.format)
-    return next((q for q in spec.quantizations if quant_key(q, spec.format) == key), None)
 
 
 def load(include_user: bool = True) -> Catalog:
