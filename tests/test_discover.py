@@ -255,3 +255,20 @@ def test_formats_from_config(repo, cfg, tags, lib, want):
 def test_unknown_quant_method_says_so():
     got = from_config("x/m", {"quantization_config": {"quant_method": "bitsandbytes"}}, [], None)
     assert isinstance(got, str) and "bitsandbytes" in got
+
+
+def test_an_unreadable_upload_is_reported_and_the_rest_are_read(hub_server):
+    """A gated upload, a file that is no GGUF, and one whose header contradicts its name: each is said, none
+    stops the others."""
+    q4 = _gguf(15, tokens=10)
+    hub_server.add("locked/GLM-4.5-Air-AWQ", {"config.json": _config(quantization_config={"quant_method": "awq"})},
+                   tags=[QUANTIZED], gated=True)
+    hub_server.add("broken/GLM-4.5-Air-GGUF", {"GLM-4.5-Air-Q4_K_M.gguf": b"not a gguf file at all"}, tags=[QUANTIZED])
+    hub_server.add("mislabel/GLM-4.5-Air-GGUF", {"GLM-4.5-Air-Q8_0.gguf": q4}, tags=[QUANTIZED])
+    by = {u.repo: u for u in _run().uploads}
+    assert by["locked/GLM-4.5-Air-AWQ"].status == "unrecognised"
+    assert "401" in by["locked/GLM-4.5-Air-AWQ"].note and "gated" in by["locked/GLM-4.5-Air-AWQ"].note
+    assert by["broken/GLM-4.5-Air-GGUF"].status == "unrecognised"
+    assert "not a readable GGUF file" in by["broken/GLM-4.5-Air-GGUF"].note
+    assert by["mislabel/GLM-4.5-Air-GGUF"].status == "new"
+    assert "its file type Q4_K_M is not what the name Q8_0 says" in by["mislabel/GLM-4.5-Air-GGUF"].note

@@ -71,16 +71,16 @@ def discover(
     name: Optional[str] = typer.Argument(None, help="Family name, e.g. glm-4.5-air (or --all).",
                                          autocompletion=complete_name),
     all_: bool = typer.Option(False, "--all", help="Every family of the catalog."),
-    base: list[str] = typer.Option([], "--base", help="Another base repository to ask about, e.g. THUDM/glm-4-9b-chat "
+    base: list[str] = typer.Option([], "--base", metavar="REPO", help="Another base repository to ask about, e.g. THUDM/glm-4-9b-chat "
                                    "(repeat it for several)."),
-    write: Optional[Path] = typer.Option(None, "--write", help="Write the proposed specs as a user family to this "
+    write: Optional[Path] = typer.Option(None, "--write", metavar="FILE", help="Write the proposed specs as a user family to this "
                                          "YAML file (it validates; register it after reading it)."),
-    family_name: Optional[str] = typer.Option(None, "--name", help="The written family's name (default: "
+    family_name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The written family's name (default: "
                                               "FAMILY-discovered)."),
     force: bool = typer.Option(False, "--force", help="Overwrite the --write file if it exists."),
     headers: bool = typer.Option(True, "--headers/--no-headers", help="Read one GGUF header per GGUF upload over "
                                  "HTTP ranges (architecture, file type); off: file names only."),
-    limit: int = typer.Option(200, "--limit", min=1, help="At most this many uploads per base repository."),
+    limit: int = typer.Option(200, "--limit", min=1, metavar="N", help="At most this many uploads per base repository."),
     json_: bool = JsonOpt,
 ) -> None:
     """Ask the hub for public quantized uploads of a family's base repositories and print specs for those the

@@ -30,6 +30,11 @@ _RENAMED = {"THUDM": "zai-org"}
 Say = Callable[[str], None]
 
 
+class Unreadable(HubError):
+    """One upload's file could not be read (a gated repository, a file that is not what its name says): that upload
+    is reported as unrecognised and the others are read; a hub that cannot be reached stops the run."""
+
+
 @dataclass
 class Upload:
     repo: str
@@ -148,7 +153,8 @@ def _config(repo: str) -> dict | None:
     if r.status_code == 404 or len(r.content) > CONFIG_LIMIT:
         return None
     if r.status_code >= 400:
-        raise HubError(f"{_endpoint()} answered HTTP {r.status_code} for {repo}/config.json")
+        raise Unreadable(f"{_endpoint()} answered HTTP {r.status_code} for {repo}/config.json"
+                         + (" (a gated repository?)" if r.status_code in (401, 403) else ""))
     try:
         data = json.loads(r.content)
     except ValueError:
@@ -165,13 +171,13 @@ class _Ranges:
     def read(self, n: int) -> bytes:
         n = min(n, HEADER_LIMIT - self.pos)
         if n <= 0:
-            raise HubError(f"{self.repo}/{self.filename}: the GGUF header runs past {HEADER_LIMIT >> 20} MiB; "
+            raise Unreadable(f"{self.repo}/{self.filename}: the GGUF header runs past {HEADER_LIMIT >> 20} MiB; "
                            "not read further")
         with _get(self.repo, self.filename, {"Range": f"bytes={self.pos}-{self.pos + n - 1}"}, stream=True) as r:
             if r.status_code == 416:
                 return b""
             if r.status_code >= 400:
-                raise HubError(f"{_endpoint()} answered HTTP {r.status_code} for {self.repo}/{self.filename}")
+                raise Unreadable(f"{_endpoint()} answered HTTP {r.status_code} for {self.repo}/{self.filename}")
             # 206: the range asked for; 200: a server without ranges sends the whole file, of which only the
             # bytes up to the range's end are read before the connection is closed
             skip = self.pos if r.status_code == 200 else 0
@@ -195,6 +201,7 @@ class _Ranges:
 def read_header(repo: str, filename: str):
     """The GGUF header of one hub file, read over range requests."""
     from .. import gguf_header
+    from ..errors import RegistryError
     from .hfdownload import translate
 
     src = _Ranges(repo, filename)
@@ -203,6 +210,8 @@ def read_header(repo: str, filename: str):
         return gguf_header.read_stream(buf, f"{repo}/{filename}", buf.size)
     except HubError:
         raise
+    except RegistryError as e:  # not a GGUF file, or a truncated one
+        raise Unreadable(str(e)) from None
     except Exception as e:
         raise translate(e, repo, "main", filename) from None
 
@@ -310,17 +319,21 @@ def _gguf_source(repo: str, layout: GgufLayout, quants: list[str]) -> dict:
     return src
 
 
+def _spec_files(spec) -> set[str]:
+    src = spec.hubs.get("huggingface")
+    return {f for q in spec.quantizations for f in src.files_for(q)} if src else set()
+
+
 def _missing_in_spec(spec, up: Upload) -> tuple[list[str], dict]:
-    """The upload's GGUF quantizations that its catalog spec lacks and whose files the spec's template names
-    exactly; and their split parts."""
+    """The upload's GGUF builds that its catalog spec lacks and whose files the spec's template names exactly;
+    and their split parts."""
     src = spec.hubs.get("huggingface")
     if src is None or up.layout is None:
         return [], {}
-    have = set(spec.quantizations)
     add, parts = [], {}
     probe = src.model_copy(update={"split_parts": {**src.split_parts, **up.layout.split_parts}})
-    for q in up.layout.quantizations:
-        if q in have or src.model_id_for(q).lower() != up.repo.lower():
+    for q in up.missing:
+        if q in spec.quantizations or src.model_id_for(q).lower() != up.repo.lower():
             continue
         files = probe.files_for(q)
         if files and files[0] == up.layout.first_files[q]:
@@ -366,11 +379,14 @@ def discover(fam, catalog, *, extra_bases: tuple[str, ...] = (), headers: bool =
                 if spec.format == "ggufv2":  # does the spec list every build the repository has?
                     up.layout = gguf_layout([s.rfilename for s in (info.siblings or [])])
                     if up.layout:
-                        up.missing = [q for q in up.layout.quantizations if spec.canonical_quant(q) not in
-                                      {spec.canonical_quant(x) for x in spec.quantizations}]
+                        have = _spec_files(spec)
+                        up.missing = [q for q in up.layout.quantizations if up.layout.first_files[q] not in have]
                 found[info.id] = up
                 continue
-            found[info.id] = _recognise(info, base, headers)
+            try:
+                found[info.id] = _recognise(info, base, headers)
+            except Unreadable as e:
+                found[info.id] = Upload(repo=info.id, base=base, status="unrecognised", note=str(e))
     uploads = sorted(found.values(), key=lambda u: ({"new": 0, "in catalog": 1, "unrecognised": 2}[u.status], u.repo))
     return Discovery(fam.name, base_list, uploads, _proposals(fam, uploads))
 
