@@ -272,3 +272,12 @@ def test_an_unreadable_upload_is_reported_and_the_rest_are_read(hub_server):
     assert "not a readable GGUF file" in by["broken/GLM-4.5-Air-GGUF"].note
     assert by["mislabel/GLM-4.5-Air-GGUF"].status == "new"
     assert "its file type Q4_K_M is not what the name Q8_0 says" in by["mislabel/GLM-4.5-Air-GGUF"].note
+
+
+def test_bases_are_the_publishers_own_releases():
+    from registry.hub.discover import bases
+
+    cat = load(include_user=False)
+    assert bases(cat.get("glm-5.3")) == ["zai-org/GLM-5.3-BF16", "zai-org/GLM-5.3"]  # its FP8 release is unsuffixed
+    assert bases(cat.get("glm-4.5-air")) == ["zai-org/GLM-4.5-Air", "zai-org/GLM-4.5-Air-FP8"]  # not QuantTrio's
+    assert bases(cat.get("glm4-chat-1m")) == ["THUDM/glm-4-9b-chat-1m", "zai-org/glm-4-9b-chat-1m"]  # renamed org

@@ -92,12 +92,15 @@ class Discovery:
 
 
 def bases(fam, extra: tuple[str, ...] = ()) -> list[str]:
-    """The family's own repositories on Hugging Face (its full-precision specs' and recipes' parents), and their
-    names under the renamed organisation."""
+    """The family's own repositories on Hugging Face: its full-precision specs' and its recipes' parents, the
+    other releases of the same publisher (GLM-5.3's unsuffixed repository is its FP8 release), and their names
+    under the renamed organisation."""
     out: list[str] = []
+    own = [s for s in fam.specs if "huggingface" in s.hubs]
+    vendors = {s.hubs["huggingface"].model_id.split("/")[0] for s in own if s.format == "pytorch"}
+    for s in sorted(own, key=lambda s: s.format != "pytorch"):
+        out += [m for m in s.hubs["huggingface"].all_model_ids() if m.split("/")[0] in vendors]
     for s in fam.specs:
-        if s.format == "pytorch" and "huggingface" in s.hubs:
-            out += s.hubs["huggingface"].all_model_ids()
         if s.recipe and s.recipe.parent:
             out.append(s.recipe.parent)
     out += list(extra)
@@ -224,10 +227,10 @@ class _Primed:
         self.size = src.size if src.size is not None else len(self.first)
 
     def read(self, n: int) -> bytes:
-        if self.first:
-            data, self.first = self.first, b""
-            return data
-        return self.src.read(n)
+        data, self.first = self.first[:n], self.first[n:]
+        if len(data) < n:
+            data += self.src.read(n - len(data))
+        return data
 
 
 def _file_type(header) -> str | None:
