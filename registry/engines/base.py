@@ -20,7 +20,7 @@ GB = 10**9
 # FP8 runs natively from Ada/Hopper (8.9); vLLM falls back to weight-only FP8 through Marlin on
 # Ampere (8.0+). W4A16 / AWQ / GPTQ int4 use Marlin (8.0+). NVFP4 needs Blackwell (10.0+).
 FP8 = {"FP8_DYNAMIC", "FP8", "FP8_BLOCK", "W8A8"}
-INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8", "Int4-Int8Mix"}
+INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8", "Int4-Int8Mix", "AWQ-FP16Mix"}
 NVFP4 = {"NVFP4", "NVFP4A16"}
 
 
