@@ -103,7 +103,9 @@ def get_engine(url: str | None = None) -> Engine:
 
             from .dbcheck import check_sqlite
 
-            check_sqlite(Path(url[len("sqlite:///"):]))  # a damaged or foreign file: one line, left untouched
+            db = Path(url[len("sqlite:///"):])
+            check_sqlite(db)  # a damaged or foreign file: one line, left untouched
+            _private(db)
         if url.startswith("postgresql://"):
             url_driver = "postgresql+psycopg://" + url[len("postgresql://"):]
         else:
@@ -127,6 +129,25 @@ def get_engine(url: str | None = None) -> Engine:
             raise StoreError(f"cannot open database {url!r}: {e.orig}") from None
         _engines[url] = engine
         return engine
+
+
+def _private(db) -> None:
+    """The database file readable by its owner only (0600), made so before SQLite opens it: SQLite gives
+    its -wal and -shm files the main file's mode, and deployments' rows say what runs where."""
+    import os
+
+    try:
+        if db.exists():
+            if db.stat().st_mode & 0o077 and db.stat().st_uid == os.getuid():
+                os.chmod(db, 0o600)
+                for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                    if extra.exists():
+                        os.chmod(extra, 0o600)
+        else:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass  # a read-only place: SQLite says what is wrong when it opens the file
 
 
 # Columns added after their table was first released: create_all makes missing tables only, so a

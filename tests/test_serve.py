@@ -41,6 +41,12 @@ class InProcess:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
+    @staticmethod
+    def app(**kw):
+        from registry.serve.app import create_app
+
+        return create_app(**kw)
+
     def __enter__(self):
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -128,6 +134,62 @@ def test_serve_is_a_deployment_and_every_route_needs_the_key():
     assert json.loads(run_cli("ps", "--json").stdout) == []
 
 
+def _home_bytes() -> bytes:
+    home = Path(os.environ["REGISTRY_HOME"])
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_the_api_key_is_kept_out_of_argv_env_store_logs_and_answers():
+    key = "k3y-" + os.urandom(8).hex()
+    port = _free_port()
+    r = run_cli("serve", "--port", str(port), "--json", env={"REGISTRY_API_KEY": key})
+    assert r.returncode == 0, r.stderr
+    try:
+        assert key not in r.stdout + r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["api_key"] == "set" and dep["env"] == {}
+        pid = dep["pid"]
+        assert key.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert key.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        ok = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/api/deployments", headers=ok).status_code == 200
+        for path in ("/api/deployments", "/api/deployments?all=true", f"/api/deployments/{dep['id']}/logs"):
+            got = httpx.get(base + path, headers=ok)
+            assert got.status_code == 200 and key not in got.text, path
+        assert httpx.get(base + "/api/deployments", headers=ok).json()[0]["api_key"] == "set"
+        for args in (("ps", "--json"), ("ps", "--all", "--json"), ("ps",), ("ps", "--all")):
+            out = run_cli(*args)
+            assert out.returncode == 0 and key not in out.stdout + out.stderr, args
+        home = Path(os.environ["REGISTRY_HOME"])
+        assert key.encode() not in _home_bytes()  # the store, its WAL, the logs; the key file is gone
+        assert not list((home / "run").glob("*"))
+        for name in ("registry.db", "registry.db-wal", "registry.db-shm"):
+            if (home / name).exists():
+                assert (home / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        stop = run_cli("stop", "registry-serve")
+    assert stop.returncode == 0
+    assert key.encode() not in _home_bytes()
+    assert key not in run_cli("ps", "--all", "--json").stdout
+
+
+def test_old_rows_holding_a_key_are_shown_without_it():
+    """A row recorded by an earlier version (key in env or argv) never shows it."""
+    from registry.store import Store
+
+    Store().add_deployment(family="registry-serve", format="-", quantization="-", engine="registry",
+                           argv=["python", "-m", "x", "--api-key", "old-secret", "--api_key=old-secret2"],
+                           env={"REGISTRY_API_KEY": "old-secret3", "OTHER": "v"}, host="127.0.0.1", port=1,
+                           status="stopped")
+    out = run_cli("ps", "--all", "--json")
+    assert out.returncode == 0 and "old-secret" not in out.stdout
+    row = json.loads(out.stdout)[0]
+    assert row["api_key"] == "set" and row["env"]["OTHER"] == "v"
+    with InProcess() as s:
+        assert "old-secret" not in httpx.get(s.url + "/api/deployments?all=true").text
+
+
 def test_body_limits_declared_and_chunked():
     with InProcess(max_body=1000) as s, httpx.Client(base_url=s.url, timeout=30) as c:
         big = json.dumps({"model": "x", "prompt": "a" * 2000}).encode()
@@ -161,6 +223,108 @@ def test_no_route_reads_outside_the_home(tmp_path):
         assert r.status_code == 400 and "profile" in r.json()["error"]["message"]
         r = c.get("/api/hardware", params={"profile": "../../etc/passwd"})
         assert r.status_code == 400
+
+
+def test_foreign_host_names_are_refused_loopback_and_allowed_names_answered():
+    """DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own name as Host."""
+    from registry.store import Store
+
+    dep = Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="FP16", engine="llama.cpp",
+                                 argv=["x"], env={}, host="127.0.0.1", port=1, status="running", pid=None)
+    with InProcess(allow_hosts=["models.lan"]) as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        evil = {"Host": "attacker.example"}
+        r = c.delete(f"/api/deployments/{dep.id}", headers=evil)
+        assert r.status_code == 421 and "--allow-host" in r.json()["error"]["message"]
+        r = c.post("/api/deployments", headers=evil, json={"name": "glm4-chat-1m", "format": "ggufv2", "quant": "Q4_K"})
+        assert r.status_code == 421
+        for bad in ("attacker.example:%d" % s.port, "127.0.0.1.attacker.example", "localhost.evil", "10.0.0.1"):
+            assert c.get("/api/deployments", headers={"Host": bad}).status_code == 421, bad
+            assert c.post("/v1/chat/completions", headers={"Host": bad}, json={"model": "x"}).status_code == 421
+        assert [d.status for d in Store().deployments()] != ["stopped"]  # the DELETE never reached it
+        for good in (f"127.0.0.1:{s.port}", f"localhost:{s.port}", "LOCALHOST", f"[::1]:{s.port}", "models.lan",
+                     f"models.lan:{s.port}"):
+            assert c.get("/api/deployments", headers={"Host": good}).status_code == 200, good
+
+
+def test_bodies_must_be_json_and_browsers_are_not_served_cross_site():
+    """text/plain and form bodies cross sites without a CORS preflight: they are refused (415), as is a
+    request from a page of another origin (403); no CORS header is sent unless --cors names the origin."""
+    with InProcess() as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        body = json.dumps({"model": "nosuch:Q4_K", "prompt": "x"})
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+            headers = {"content-type": kind} if kind else {}
+            for path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/api/deployments"):
+                r = c.post(path, content=body, headers=headers)
+                assert r.status_code == 415, (path, kind, r.status_code)
+                assert "application/json" in r.json()["error"]["message"]
+        r = c.request("DELETE", "/api/deployments/99", content="x", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        assert c.delete("/api/deployments/99").status_code == 404  # no body: nothing to check
+        r = c.post("/v1/completions", content=body, headers={"content-type": "application/json; charset=utf-8"})
+        assert r.status_code == 404 and "nosuch" in r.json()["error"]["message"]
+
+        page = {"Origin": "https://evil.example"}
+        r = c.post("/v1/completions", content=body, headers={**page, "content-type": "application/json"})
+        assert r.status_code == 403 and "--cors" in r.json()["error"]["message"]
+        r = c.get("/api/families", headers=page)
+        assert r.status_code == 403 and not any(k.startswith("access-control") for k in r.headers)
+        pre = c.options("/v1/completions", headers={**page, "Access-Control-Request-Method": "POST"})
+        assert not any(k.startswith("access-control") for k in pre.headers)
+        # the page this server serves calls it from its own origin
+        same = c.get("/api/families", headers={"Origin": s.url})
+        assert same.status_code == 200 and "access-control-allow-origin" not in same.headers
+
+    with InProcess(cors=["https://app.example"], api_key="k") as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        app = {"Origin": "https://app.example"}
+        pre = c.options("/v1/chat/completions", headers={**app, "Access-Control-Request-Method": "POST",
+                                                         "Access-Control-Request-Headers": "authorization, content-type"})
+        assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in pre.headers["access-control-allow-headers"]
+        r = c.get("/api/families", headers={**app, "Authorization": "Bearer k"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+        r = c.get("/api/families", headers={**app})
+        assert r.status_code == 401  # CORS is not a key
+        r = c.get("/api/families", headers={"Origin": "https://other.example", "Authorization": "Bearer k"})
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected():
+    from registry.serve import protocol
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(InProcess.app(), host="127.0.0.1", port=port, log_level="warning",
+                                          http=protocol(header_timeout=1.0), limit_concurrency=4))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        slow.settimeout(5)
+        t0 = time.monotonic()
+        assert slow.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - t0 < 3
+        slow.close()
+        # a client that completes its request in time is answered, on the same kind of connection
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        # over the connection cap: answered 503 instead of queued without end
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        try:
+            time.sleep(0.2)
+            codes = []
+            for _ in range(3):
+                try:
+                    codes.append(httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code)
+                except httpx.HTTPError:
+                    codes.append(None)
+            assert 503 in codes or None in codes, codes
+        finally:
+            for sck in idle:
+                sck.close()
+    finally:
+        server.should_exit = True
+        t.join(10)
 
 
 # --- REST = CLI ------------------------------------------------------------------------------------------
