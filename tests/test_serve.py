@@ -732,3 +732,68 @@ def test_a_large_answer_passes_whole():
         assert len(direct.content) > 4 * HIGH_WATER
         assert got.status_code == 200 and got.content == direct.content
         assert got.headers["content-length"] == direct.headers["content-length"]
+
+
+# Engine stand-ins that stop answering: one before its first byte (a hung or SIGSTOPped engine), one in
+# the middle of a stream.
+SILENT = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        time.sleep(3600)
+""" + STANDIN_SERVE
+STALLS = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked"); self.end_headers()
+        for n in range(3):
+            data = ("data: " + json.dumps({"choices": [{"delta": {"content": str(n)}}]}) + "\n\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data)); self.wfile.flush()
+            time.sleep(0.3)  # slower than nothing, faster than the timeout: not cut
+        time.sleep(3600)
+""" + STANDIN_SERVE
+
+
+def test_a_silent_engine_answers_504_and_a_stalled_stream_ends(monkeypatch):
+    monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", "1")
+    with standin_deployment(SILENT):
+        dep = json.loads(run_cli("ps", "--json").stdout)[0]
+        with InProcess() as s, httpx.Client(timeout=30) as c:
+            t0 = time.monotonic()
+            r = c.post(s.url + "/v1/chat/completions", json={"model": "glm4-chat-1m:Q4_K", "messages": []})
+            waited = time.monotonic() - t0
+            assert r.status_code == 504, r.text
+            msg = r.json()["error"]["message"]
+            assert f"deployment {dep['id']}" in msg and "glm4-chat-1m" in msg and "1 s" in msg
+            assert waited < 5
+    with standin_deployment(STALLS):
+        with InProcess() as s, httpx.Client(timeout=30) as c:
+            t0 = time.monotonic()
+            with c.stream("POST", s.url + "/v1/chat/completions",
+                          json={"model": "glm4-chat-1m:Q4_K", "stream": True, "messages": []}) as r:
+                assert r.status_code == 200
+                got = []
+                try:
+                    for line in r.iter_lines():
+                        got.append(line)
+                except httpx.HTTPError:
+                    pass  # an answer that broke off ends short
+            assert len([g for g in got if g.startswith("data:")]) == 3
+            assert time.monotonic() - t0 < 6
+
+
+def test_a_bad_upstream_timeout_is_one_line(monkeypatch):
+    from registry.errors import RegistryError
+    from registry.serve.router import Router
+
+    for bad in ("abc", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", bad)
+        with pytest.raises(RegistryError) as e:
+            Router()
+        assert "REGISTRY_UPSTREAM_TIMEOUT" in str(e.value) and "above 0" in str(e.value)
+    monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", "2.5")
+    assert Router().pool.timeout == 2.5
+    monkeypatch.delenv("REGISTRY_UPSTREAM_TIMEOUT")
+    assert Router().pool.timeout >= 120  # minutes, for a long prefill on a CPU

@@ -82,7 +82,10 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
     from .. import launcher
     from ..engines.base import Command, client_host
 
+    from .upstream import upstream_timeout
+
     check_exposure(host, api_key)
+    upstream_timeout()  # a bad REGISTRY_UPSTREAM_TIMEOUT: one line here, not a server that exits at start
     say = say or (lambda m: print(m, file=sys.stderr))
     for d in launcher.ps():
         if d.engine == ENGINE:
