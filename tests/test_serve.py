@@ -523,8 +523,9 @@ def test_a_client_disconnect_reaches_the_engine(tmp_path):
 
 
 @pytest.mark.slow
-def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gguf):
+def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gguf, monkeypatch):
     _record(tiny_gguf("chatglm", "F16"))
+    monkeypatch.setenv("REGISTRY_API_KEY", "serve-secret-42")  # the router's own key: not the engine's business
     try:
         with InProcess(auto_launch=True, launch_timeout=120) as s:
             def ask(i):
@@ -538,6 +539,7 @@ def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gg
             assert [code for code, _ in answers] == [200] * 4, answers
             rows = [d for d in json.loads(run_cli("ps", "--all", "--json").stdout) if d["family"] == "glm4-chat-1m"]
             assert len(rows) == 1 and rows[0]["status"] == "running" and rows[0]["quantization"] == "FP16"
+            assert b"serve-secret-42" not in Path(f"/proc/{rows[0]['pid']}/environ").read_bytes()
     finally:
         run_cli("stop", "--all")
 
