@@ -308,8 +308,8 @@ class Store:
 
         # statements, not loaded rows: a row whose stored JSON is damaged is removed like any other
         with self.session() as s:
-            s.exec(update(Deployment).where(Deployment.artifact_id.in_(ids)).values(artifact_id=None))  # type: ignore
-            s.exec(delete(Artifact).where(Artifact.id.in_(ids)))  # type: ignore[union-attr]
+            s.execute(update(Deployment).where(Deployment.artifact_id.in_(ids)).values(artifact_id=None))  # type: ignore
+            s.execute(delete(Artifact).where(Artifact.id.in_(ids)))  # type: ignore[union-attr]
             s.commit()
 
     # -- deployments --

@@ -142,7 +142,8 @@ def _home_bytes() -> bytes:
 def test_the_api_key_is_kept_out_of_argv_env_store_logs_and_answers():
     key = "k3y-" + os.urandom(8).hex()
     port = _free_port()
-    r = run_cli("serve", "--port", str(port), "--json", env={"REGISTRY_API_KEY": key})
+    r = run_cli("serve", "--port", str(port), "--allow-host", "models.lan", "--cors", "https://app.example", "--json",
+                env={"REGISTRY_API_KEY": key})
     assert r.returncode == 0, r.stderr
     try:
         assert key not in r.stdout + r.stderr
@@ -158,6 +159,11 @@ def test_the_api_key_is_kept_out_of_argv_env_store_logs_and_answers():
             got = httpx.get(base + path, headers=ok)
             assert got.status_code == 200 and key not in got.text, path
         assert httpx.get(base + "/api/deployments", headers=ok).json()[0]["api_key"] == "set"
+        # the background server got --allow-host and --cors
+        assert httpx.get(base + "/health", headers={**ok, "Host": "models.lan"}).status_code == 200
+        assert httpx.get(base + "/health", headers={**ok, "Host": "attacker.example"}).status_code == 421
+        got = httpx.get(base + "/health", headers={**ok, "Origin": "https://app.example"})
+        assert got.headers["access-control-allow-origin"] == "https://app.example"
         for args in (("ps", "--json"), ("ps", "--all", "--json"), ("ps",), ("ps", "--all")):
             out = run_cli(*args)
             assert out.returncode == 0 and key not in out.stdout + out.stderr, args
