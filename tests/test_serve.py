@@ -299,7 +299,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected():
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(InProcess.app(), host="127.0.0.1", port=port, log_level="warning",
-                                          http=protocol(header_timeout=1.0), limit_concurrency=4))
+                                          http=protocol(header_timeout=2.0), limit_concurrency=4))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     try:
@@ -310,7 +310,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected():
         slow.settimeout(5)
         t0 = time.monotonic()
         assert slow.recv(1024) == b""  # closed by the server
-        assert time.monotonic() - t0 < 3
+        assert 1.5 < time.monotonic() - t0 < 4.5
         slow.close()
         # a client that completes its request in time is answered, on the same kind of connection
         assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
@@ -318,13 +318,8 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected():
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
         try:
             time.sleep(0.2)
-            codes = []
-            for _ in range(3):
-                try:
-                    codes.append(httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code)
-                except httpx.HTTPError:
-                    codes.append(None)
-            assert 503 in codes or None in codes, codes
+            r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            assert r.status_code == 503
         finally:
             for sck in idle:
                 sck.close()
