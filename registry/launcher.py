@@ -333,6 +333,8 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return 200 <= r.status < 300
+    except urllib.error.HTTPError as e:
+        return e.code == 401  # up, and asking for the key it was started with
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -399,8 +401,10 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
         store = Store()
         from .procs import identity
 
-        dep = store.add_deployment(family=family, format=format, quantization=quantization,
-                                   engine=engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+        from . import redact
+
+        dep = store.add_deployment(family=family, format=format, quantization=quantization, engine=engine,
+                                   argv=redact.argv(cmd.argv), env=redact.env(cmd.env), host=cmd.host, port=port,
                                    status="starting", log_path=str(log_path), artifact_id=artifact_id,
                                    pid=proc.pid, process=identity(proc.pid))
     except BaseException:

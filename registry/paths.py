@@ -81,5 +81,5 @@ def in_demo() -> bool:
 
 def logs_dir() -> Path:
     p = home() / "logs"
-    p.mkdir(parents=True, exist_ok=True)
+    p.mkdir(mode=0o700, parents=True, exist_ok=True)  # engines' logs hold prompts and, for SGLang, its key
     return p

@@ -76,6 +76,12 @@ def _expand(files: list[Path]) -> list[Path]:
     return out
 
 
+@dataclass
+class _Row:
+    id: int
+    path: str
+
+
 def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
     """The local copies of a build (or of one artifact row), each with the rows and files it takes."""
     from . import paths
@@ -85,9 +91,10 @@ def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
         from .store import Store
 
         if artifact_id is not None:
-            rows = [a for a in Store().artifacts() if a.id == artifact_id]
-            if not rows:
+            path = Store().artifact_paths().get(artifact_id)  # id and path only: a damaged row can go too
+            if path is None:
                 raise NotFoundError(f"no artifact with id {artifact_id}; `registry show NAME --artifacts` lists them")
+            rows = [_Row(artifact_id, path)]
         else:
             from .hub import local
 

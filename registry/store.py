@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from . import paths
-from .errors import NotFoundError, StoreError
+from .errors import NotFoundError, StoreError, damaged_row
 
 
 def utcnow() -> datetime:
@@ -103,7 +103,9 @@ def get_engine(url: str | None = None) -> Engine:
 
             from .dbcheck import check_sqlite
 
-            check_sqlite(Path(url[len("sqlite:///"):]))  # a damaged or foreign file: one line, left untouched
+            db = Path(url[len("sqlite:///"):])
+            check_sqlite(db)  # a damaged or foreign file: one line, left untouched
+            _private(db)
         if url.startswith("postgresql://"):
             url_driver = "postgresql+psycopg://" + url[len("postgresql://"):]
         else:
@@ -129,6 +131,25 @@ def get_engine(url: str | None = None) -> Engine:
         return engine
 
 
+def _private(db) -> None:
+    """The database file readable by its owner only (0600), made so before SQLite opens it: SQLite gives
+    its -wal and -shm files the main file's mode, and deployments' rows say what runs where."""
+    import os
+
+    try:
+        if db.exists():
+            if db.stat().st_mode & 0o077 and db.stat().st_uid == os.getuid():
+                os.chmod(db, 0o600)
+                for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                    if extra.exists():
+                        os.chmod(extra, 0o600)
+        else:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass  # a read-only place: SQLite says what is wrong when it opens the file
+
+
 # Columns added after their table was first released: create_all makes missing tables only, so a
 # database written by an earlier version gets them here (NULL in old rows).
 _ADDED_COLUMNS = (("artifact", "missing_since", "TIMESTAMP"), ("deployment", "process", "JSON"))
@@ -142,6 +163,35 @@ def _add_columns(conn: Any) -> None:
         have = {c["name"] for c in insp.get_columns(table)}
         if column not in have and {"id", "family", "format"} <= have:  # our table, from an earlier version
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+
+def damaged(session: Any, model: Any) -> StoreError | None:
+    """The first row of `model`'s table whose stored JSON or date does not load, as an error naming the row,
+    the column and the way out; None when every row loads. Read back one row, then one column, at a time
+    through the same ORM reading that failed (only after a query failed)."""
+    for row_id in session.exec(select(model.id).order_by(model.id)).all():
+        try:
+            session.exec(select(model).where(model.id == row_id)).all()
+            continue
+        except (ValueError, TypeError, AttributeError):
+            pass
+        for col in model.__table__.columns:
+            try:
+                session.exec(select(getattr(model, col.name)).where(model.id == row_id)).all()
+            except (ValueError, TypeError, AttributeError):
+                from sqlalchemy import text
+
+                raw = session.connection().execute(text(f"SELECT {col.name} FROM {model.__tablename__} WHERE id = :i"),
+                                                   {"i": row_id}).scalar()
+                return damaged_row(model.__tablename__, row_id, col.name, raw)
+    return None
+
+
+def _load(session: Any, query: Any, model: Any) -> list:
+    try:
+        return list(session.exec(query))
+    except (ValueError, TypeError, AttributeError) as e:  # JSON that does not parse, a date that is not one
+        raise (damaged(session, model) or StoreError(f"cannot read table {model.__tablename__}: {e}")) from None
 
 
 class Store:
@@ -218,12 +268,19 @@ class Store:
                 q = q.where(Artifact.format == format)
             if quantization:
                 q = q.where(Artifact.quantization == quantization)
-            return list(s.exec(q.order_by(Artifact.id)))
+            return _load(s, q.order_by(Artifact.id), Artifact)
 
     def artifact_at(self, path: str) -> Artifact | None:
         """The row recording the file or folder at `path`, if any."""
         with self.session() as s:
-            return s.exec(select(Artifact).where(Artifact.path == str(path))).first()
+            rows = _load(s, select(Artifact).where(Artifact.path == str(path)), Artifact)
+            return rows[0] if rows else None
+
+    def artifact_paths(self) -> dict[int, str]:
+        """id -> path of every artifact row, read without the columns that may be damaged (so that
+        `registry rm ID` can remove a row whose recipe or dates no longer load)."""
+        with self.session() as s:
+            return {i: p for i, p in s.exec(select(Artifact.id, Artifact.path))}
 
     def mark_artifact_missing(self, artifact_id: int, missing: bool = True) -> Artifact:
         """Flag (or clear) a row whose file is not there; its recipe and provenance stay."""
@@ -247,15 +304,12 @@ class Store:
 
     def remove_artifacts(self, ids: list[int]) -> None:
         """Delete these rows in one transaction; deployments that served them keep their history, unlinked."""
+        from sqlalchemy import delete, update
+
+        # statements, not loaded rows: a row whose stored JSON is damaged is removed like any other
         with self.session() as s:
-            for d in s.exec(select(Deployment).where(Deployment.artifact_id.in_(ids))):  # type: ignore[union-attr]
-                d.artifact_id = None
-                s.add(d)
-            s.flush()
-            for i in ids:
-                row = s.get(Artifact, i)
-                if row is not None:
-                    s.delete(row)
+            s.execute(update(Deployment).where(Deployment.artifact_id.in_(ids)).values(artifact_id=None))  # type: ignore
+            s.execute(delete(Artifact).where(Artifact.id.in_(ids)))  # type: ignore[union-attr]
             s.commit()
 
     # -- deployments --
@@ -285,4 +339,4 @@ class Store:
                 q = q.where(Deployment.status == status)
             if family:
                 q = q.where(Deployment.family == family)
-            return list(s.exec(q.order_by(Deployment.id)))
+            return _load(s, q.order_by(Deployment.id), Deployment)

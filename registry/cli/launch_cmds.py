@@ -31,7 +31,10 @@ def launch(
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1); beyond loopback "
+                                       "the engine gets an API key (--api-key, else one made and printed once)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Key the engine requires (Authorization: Bearer "
+                                          "KEY), passed through the engine's own option; never stored."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
@@ -61,7 +64,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    same = [] if new or port is not None else running_same(p, engine, context, threads)
+    same = [] if new or port is not None or api_key else running_same(p, engine, context, threads)
     if same:
         dep = same[0]
         if json_:
@@ -71,7 +74,13 @@ def launch(
              "another)")
         _answers_at(dep)
         return
+    from ..engines.keys import protect
+
+    key, made = protect(p.engine, p.main, p.main.host, api_key)
     dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_, prestarted=prestart.claim())
+    if made:  # shown this once: it is in no row, log or listing
+        _say(f"API key for this {p.engine} server (bound to {p.main.host}; it is not stored, keep it): {key}\n"
+             f"  clients send: Authorization: Bearer {key}")
     if json_:
         _print_json({**deployment_view(dep), "reused": False})
         return

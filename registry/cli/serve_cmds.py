@@ -17,6 +17,11 @@ def serve(
                                           help="Key every request must send (Authorization: Bearer KEY)."),
     auto_launch: bool = typer.Option(False, "--auto-launch", help="Start a catalog build on its first request "
                                      "(model FAMILY:QUANT) instead of answering 404."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="Another name clients reach this server by "
+                                         "(Host header; repeatable). Loopback names and the bound address are "
+                                         "always answered; any other Host gets 421."),
+    cors: list[str] = typer.Option([], "--cors", help="A web origin (https://app.example) whose pages may call this "
+                                   "server from a browser (repeatable); none by default."),
     foreground: bool = typer.Option(False, "--foreground", help="Serve in this process until Ctrl-C (containers, "
                                     "systemd) instead of in the background."),
     json_: bool = JsonOpt,
@@ -31,9 +36,9 @@ def serve(
 
         srv.check_exposure(host, api_key)
         chosen = launcher.choose_port(host, port or srv.DEFAULT_PORT, port is not None, lambda m: _console().print(m))
-        srv.run(host, chosen, auto_launch, api_key)
+        srv.run(host, chosen, auto_launch, api_key, allow_host, cors)
         return
-    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_)
+    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_, allow_hosts=allow_host, cors=cors)
     from .. import launcher
     from ..views import deployment_view
 

@@ -61,8 +61,16 @@ def show_family(name: str, artifacts: bool = False) -> dict:
         raise _fail(e) from None
     view = family_view(entry.family, entry.origin)
     if artifacts:
-        view["artifacts"] = _artifacts(entry.family.name)
+        view["artifacts"] = _rows(lambda: _artifacts(entry.family.name))
     return view
+
+
+def _rows(read):
+    """A store read; a damaged row answers 400 naming it (errors.damaged_row) instead of a 500."""
+    try:
+        return read()
+    except RegistryError as e:
+        raise _fail(e) from None
 
 
 @api.get("/search", summary="registry search WORDS --json: builds by family, uploader, format, quantization")
@@ -113,12 +121,12 @@ def _artifacts(family: Optional[str] = None) -> list[dict]:
 
 @api.get("/artifacts", summary="recorded builds (registry show NAME --artifacts --json)")
 def artifacts(family: Optional[str] = None) -> list[dict]:
-    return _artifacts(family)
+    return _rows(lambda: _artifacts(family))
 
 
 @api.get("/deployments", summary="registry ps --json")
 def deployments(all: bool = False) -> list[dict]:
-    return [deployment_view(d) for d in launcher.ps(all_=all)]
+    return _rows(lambda: [deployment_view(d) for d in launcher.ps(all_=all)])
 
 
 class LaunchBody(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from .api import api
 from .router import ROUTES, Router, error_response
-from .security import MAX_BODY, Guard
+from .security import MAX_BODY, Guard, Hosts
 
 
 def _log(msg: str) -> None:
@@ -18,8 +18,10 @@ def _log(msg: str) -> None:
 
 
 def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: int = MAX_BODY,
-               launch_timeout: float = 300.0):
-    """The ASGI app, already wrapped in the key and body-size guard."""
+               launch_timeout: float = 300.0, host: str = "127.0.0.1", allow_hosts: list[str] | tuple = (),
+               cors: list[str] | tuple = ()):
+    """The ASGI app, already wrapped in the guard (Host, key, body type and size, CORS).
+    host: the address served (a Host naming it is answered); allow_hosts: more names; cors: origins."""
     from contextlib import asynccontextmanager
 
     router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log)
@@ -71,7 +73,7 @@ def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: 
 
     for path in ROUTES:
         app.post(f"/v1/{path}", summary=f"OpenAI {path}, forwarded to the deployment named by `model`")(_route(path))
-    return Guard(Fast(app, router), api_key, max_body)
+    return Guard(Fast(app, router), api_key, max_body, Hosts(host, allow_hosts), cors)
 
 
 class Fast:

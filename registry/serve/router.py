@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from .. import launcher
 from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
 from .security import send_error  # the OpenAI error shape, written straight to ASGI
-from .upstream import Pool, UpstreamError
+from .upstream import Pool, UpstreamError, UpstreamTimeout, upstream_timeout
 
 SELF = "registry"  # the engine name of `registry serve`'s own deployment row
 ROUTES = ("chat/completions", "completions", "embeddings")
@@ -40,7 +40,7 @@ class Router:
     def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
         self.say = say or (lambda msg: None)
-        self.pool = Pool()
+        self.pool = Pool(upstream_timeout())
         self._deps: tuple[float, list] = (0.0, [])
         self._reading: tuple[float, asyncio.Future] | None = None  # the store read in flight, and when it began
         self._upstream: dict[int, str] = {}
@@ -170,6 +170,9 @@ class Router:
         host, port = _where(dep)
         try:
             conn = await self.pool.send(host, port, "POST", f"/v1/{route}", json.dumps(payload).encode(), headers)
+        except UpstreamTimeout as e:
+            raise HTTPException(504, f"deployment {dep.id} ({dep.family}:{dep.quantization}) sent nothing for "
+                                f"{e.seconds:g} s (REGISTRY_UPSTREAM_TIMEOUT); see `registry logs {dep.id}`") from None
         except UpstreamError as e:
             self._deps = (0.0, [])
             raise HTTPException(502, f"deployment {dep.id} ({dep.family}) did not answer: {e}; "
