@@ -1,0 +1,100 @@
+"""A team's registry: several machines (nodes) share one store. The migration of a store written before
+nodes existed, each node acting only on its own rows, and two nodes on this machine sharing one real
+PostgreSQL, one routing a streamed chat to the other's deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+OLD = Path(__file__).parent / "data" / "store_before_nodes"
+
+
+def _fresh_pg(base: str, name: str) -> str:
+    import psycopg
+
+    admin = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _old_store(kind: str, tmp_path, request) -> str:
+    """A database as the release before nodes left it: its schema's SQL and a few rows."""
+    sql = (OLD / f"{kind}.sql").read_text()
+    if kind == "sqlite":
+        import sqlite3
+
+        db = tmp_path / "old.db"
+        con = sqlite3.connect(db)
+        con.executescript(sql)
+        con.close()
+        return f"sqlite:///{db}"
+    import psycopg
+
+    url = _fresh_pg(request.getfixturevalue("postgres_url"), f"old_{os.getpid()}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+    return url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_store_from_before_nodes_migrates_without_losing_a_row(kind, tmp_path, request, monkeypatch):
+    from registry import store as store_mod
+    from registry.store import Store
+
+    url = _old_store(kind, tmp_path, request)
+    monkeypatch.setenv("REGISTRY_NODE", "old-box")
+    s = Store(url)
+    try:
+        arts = s.artifacts()
+        assert [(a.id, a.family, a.path, a.node) for a in arts] == [
+            (1, "glm4-chat-1m", "/data/glm4-chat-1m-Q4_K_M.gguf", "old-box"), (2, "glm-4.6", "/data/glm-4.6", "old-box")]
+        assert arts[0].recipe == {"quant": "Q4_K_M", "from": "F16"} and arts[0].report == {"kl_divergence": 0.01}
+        assert arts[0].size_bytes == 6254000000 and arts[1].size_bytes == 5497558138880
+        assert arts[0].missing_since is None and arts[1].missing_since is not None
+        deps = s.deployments()
+        assert [(d.id, d.family, d.status, d.artifact_id, d.node, d.seen) for d in deps] == [
+            (1, "glm4-chat-1m", "stopped", 1, "old-box", None), (2, "glm-4.6", "failed", 2, "old-box", None)]
+        assert deps[1].env == {"VLLM_X": "1"} and deps[1].process["pid"] == 4343
+        assert [f.name for f in s.user_families()] == ["my-glm"]
+        # the store works on: new rows take their node, ids go on after the old ones
+        monkeypatch.setenv("REGISTRY_NODE", "new-box")
+        s2 = Store(url)
+        a = s2.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q8_0", path="/data/q8.gguf",
+                            sha256="0" * 64, size_bytes=1)
+        assert a.id == 3 and a.node == "new-box"
+        d = s2.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q8_0", engine="llama.cpp",
+                              argv=["x"], port=1, artifact_id=a.id)
+        assert d.id == 3 and d.node == "new-box"
+        s2.heartbeat("http://10.0.0.2:9997", "1.0")
+        assert [(n.name, n.url) for n in s2.nodes()] == [("new-box", "http://10.0.0.2:9997")]
+        if kind == "postgresql":
+            # shared by several machines: a path is unique per node, not across the store
+            b = s2.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M",
+                                path="/data/glm4-chat-1m-Q4_K_M.gguf", sha256="1" * 64, size_bytes=2)
+            assert b.id == 4 and b.node == "new-box"
+            assert s2.artifact_at("/data/glm4-chat-1m-Q4_K_M.gguf").id == 4
+            assert Store(url).artifacts()[0].sha256 == "ab" * 32  # the old node's row is untouched
+        # opening it again changes nothing
+        store_mod._engines.clear()
+        assert len(Store(url).artifacts()) == (4 if kind == "postgresql" else 3)
+    finally:
+        for e in store_mod._engines.values():
+            e.dispose()
+        store_mod._engines.clear()
+
+
+def test_a_bad_node_name_is_refused_before_anything_is_written(registry_home):
+    from registry.store import Store
+
+    Store().heartbeat(None, None)  # a store to open
+    r = run_cli("ps", env={"REGISTRY_NODE": "my box"})
+    assert r.returncode == 1 and "REGISTRY_NODE='my box' is not a node name" in r.stderr
+    assert "Traceback" not in r.stderr
