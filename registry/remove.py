@@ -88,6 +88,9 @@ def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
             rows = [a for a in Store().artifacts() if a.id == artifact_id]
             if not rows:
                 raise NotFoundError(f"no artifact with id {artifact_id}; `registry show NAME --artifacts` lists them")
+            from .launcher import elsewhere
+
+            elsewhere(rows[0], f"registry rm {artifact_id}", "artifact")  # its files are on that machine
         else:
             from .hub import local
 
@@ -126,11 +129,11 @@ def _cached(resolved) -> list[Path]:
 
 
 def check_not_served(found: list[Target]) -> None:
-    from . import launcher
+    from . import launcher, paths
 
     ids = {i for t in found for i in t.rows}
     names = {str(t.path) for t in found}
-    for d in launcher.ps():
+    for d in launcher.ps(node=paths.node()):  # a build on this machine is served from this machine
         if d.artifact_id in ids or names & set(d.argv or []):
             raise RegistryError(f"deployment {d.id} ({d.family} {d.quantization}, pid {d.pid}) serves this build; "
                                 f"`registry stop {d.id}` first")

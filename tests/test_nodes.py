@@ -98,3 +98,71 @@ def test_a_bad_node_name_is_refused_before_anything_is_written(registry_home):
     r = run_cli("ps", env={"REGISTRY_NODE": "my box"})
     assert r.returncode == 1 and "REGISTRY_NODE='my box' is not a node name" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _gone_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_each_node_acts_only_on_its_own_rows(registry_home, tmp_path, monkeypatch):
+    """alpha's rows in the store beta uses: beta shows them and refuses to act on them, naming alpha."""
+    from registry.store import Store
+
+    gguf = tmp_path / "alpha-build.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    monkeypatch.setenv("REGISTRY_NODE", "alpha")
+    s = Store()
+    art = s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(gguf),
+                         sha256="0" * 64, size_bytes=64)
+    dead = _gone_pid()  # no such process here: a local pid check would call alpha's server exited
+    dep = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="FP16", engine="llama.cpp",
+                           argv=["llama-server"], port=8080, pid=dead, status="running", artifact_id=art.id,
+                           log_path=str(tmp_path / "alpha.log"))
+    beta = {"REGISTRY_NODE": "beta"}
+    for _ in range(2):
+        rows = json.loads(run_cli("ps", "--json", env=beta).stdout)
+        assert [(d["id"], d["node"], d["status"]) for d in rows] == [(dep.id, "alpha", "running")]
+    assert json.loads(run_cli("ps", "--json", "--node", "beta", env=beta).stdout) == []
+    assert [d["id"] for d in json.loads(run_cli("ps", "--json", "--node", "alpha", env=beta).stdout)] == [dep.id]
+    table = run_cli("ps", env=beta).stdout
+    assert "alpha" in table and "node" in table
+
+    for args, cmd in [(("stop", str(dep.id)), f"registry stop {dep.id}"),
+                      (("stop", "glm4-chat-1m"), f"registry stop {dep.id}"),
+                      (("logs", str(dep.id)), f"registry logs {dep.id}"),
+                      (("rm", str(art.id), "--yes"), f"registry rm {art.id}"),
+                      (("rm", "glm4-chat-1m:FP16", "--yes"), "registry rm glm4-chat-1m --format ggufv2 --quant FP16"),
+                      (("verify", "glm4-chat-1m:FP16"), "registry verify glm4-chat-1m --format ggufv2 --quant FP16")]:
+        r = run_cli(*args, env=beta)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "node alpha" in r.stderr and f"run `{cmd}`" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    r = run_cli("stop", "--all", env=beta)
+    assert r.returncode == 0 and "nothing running" in r.stdout
+    assert gguf.exists()
+    shown = json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--json", env=beta).stdout)["artifacts"]
+    assert [(a["id"], a["node"]) for a in shown] == [(art.id, "alpha")]
+    assert json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--node", "beta", "--json",
+                              env=beta).stdout)["artifacts"] == []
+    # nothing beta did changed alpha's rows
+    (d,) = Store().deployments()
+    assert (d.status, d.stopped) == ("running", None)
+    assert [a.id for a in Store().artifacts()] == [art.id]
+    # alpha itself checks its own process: gone, so exited
+    rows = json.loads(run_cli("ps", "--all", "--json", env={"REGISTRY_NODE": "alpha"}).stdout)
+    assert [(d["id"], d["status"]) for d in rows] == [(dep.id, "exited")]
+
+
+def test_one_machine_rows_take_the_host_name(registry_home, monkeypatch):
+    import socket
+
+    from registry.store import Store
+
+    monkeypatch.delenv("REGISTRY_NODE", raising=False)
+    a = Store().add_artifact(family="f", format="ggufv2", quantization="Q8_0", path="/p", sha256="0" * 64,
+                             size_bytes=1)
+    assert a.node == socket.gethostname().split(".")[0]

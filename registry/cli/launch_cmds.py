@@ -183,11 +183,14 @@ def fit(
 
 
 @app.command()
-def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed ones too."), json_: bool = JsonOpt) -> None:
-    """Running deployments (a process that died is marked exited)."""
+def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed ones too."),
+       node: Optional[str] = typer.Option(None, "--node", help="Only this node's (machine's) deployments."),
+       json_: bool = JsonOpt) -> None:
+    """Running deployments of every node sharing the store (one of this node's that died is marked exited;
+    another node's status is what that node last wrote, at `seen`)."""
     from .. import launcher
 
-    deps = launcher.ps(all_=all_)
+    deps = launcher.ps(all_=all_, node=node)
     if json_:
         from ..views import deployment_view
 
@@ -196,8 +199,8 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
     if not deps:
         _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
         return
-    _table(None, ["id", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
-           [[str(d.id), d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
+    _table(None, ["id", "node", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
+           [[str(d.id), d.node, d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
              d.status, d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
 
 
@@ -245,13 +248,13 @@ def _follow(dep, poll: float = 0.2) -> None:
 @app.command()
 def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
          all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
-    """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
-    from .. import launcher
+    """Stop deployments of this node: SIGTERM, then SIGKILL after 10 s (another node's: run stop there)."""
+    from .. import launcher, paths
     from ..errors import RegistryError
 
     if all_ == (name is not None):
         raise RegistryError("give a deployment (family name or id) or --all, not both or neither")
-    deps = launcher.ps() if all_ else launcher.find(name, active_only=True)
+    deps = launcher.ps(node=paths.node()) if all_ else launcher.find(name, active_only=True)
     if all_ and not deps:
         _console().print("nothing running")
     for d in deps:

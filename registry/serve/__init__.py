@@ -32,12 +32,12 @@ def argv(host: str, port: int, auto_launch: bool) -> list[str]:
 def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, timeout: float = 60.0,
           say=None, spinner: bool = True):
     """Start the server in the background and wait until it answers; returns its deployment row."""
-    from .. import launcher
+    from .. import launcher, paths
     from ..engines.base import Command, client_host
 
     check_exposure(host, api_key)
     say = say or (lambda m: print(m, file=sys.stderr))
-    for d in launcher.ps():
+    for d in launcher.ps(node=paths.node()):  # one serve per machine; other nodes run their own
         if d.engine == ENGINE:
             raise launcher.RegistryError(f"registry serve already runs (deployment {d.id}, {launcher.address(d)}); "
                                          f"`registry stop {NAME}` first")
