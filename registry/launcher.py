@@ -400,7 +400,7 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
         from .procs import identity
 
         dep = store.add_deployment(family=family, format=format, quantization=quantization,
-                                   engine=engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+                                   engine=engine, argv=cmd.argv, env=_recordable(cmd.env), host=cmd.host, port=port,
                                    status="starting", log_path=str(log_path), artifact_id=artifact_id,
                                    pid=proc.pid, process=identity(proc.pid))
     except BaseException:
@@ -422,6 +422,13 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
             raise  # an interrupt (Ctrl-C, SIGTERM) stays one: exit 130 / 143
         raise LaunchError(f"{engine} failed while starting: {e}") from None
     return store.update_deployment(dep.id, status="running")
+
+
+SECRET_ENV = frozenset({"REGISTRY_API_KEY"})  # handed to the process, never written to the (shared) store
+
+
+def _recordable(env: dict) -> dict:
+    return {k: ("(set)" if k in SECRET_ENV else v) for k, v in env.items()}
 
 
 # A server started but not yet in the store is noted in a file first (stdlib, microseconds after the

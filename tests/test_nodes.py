@@ -166,3 +166,133 @@ def test_one_machine_rows_take_the_host_name(registry_home, monkeypatch):
     a = Store().add_artifact(family="f", format="ggufv2", quantization="Q8_0", path="/p", sha256="0" * 64,
                              size_bytes=1)
     assert a.node == socket.gethostname().split(".")[0]
+
+
+def _sse_text(lines) -> str:
+    out = []
+    for ln in lines:
+        ln = ln.strip()
+        if ln.startswith("data:") and ln[5:].strip() != "[DONE]":
+            choices = json.loads(ln[5:]).get("choices") or [{}]
+            out.append((choices[0].get("delta") or {}).get("content") or "")
+    return "".join(out)
+
+
+@pytest.mark.slow
+def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgres_url, tmp_path):
+    """alpha and beta: two registry homes on this machine, one PostgreSQL, one team key."""
+    import signal
+    import socket
+    import time
+
+    httpx = pytest.importorskip("httpx")
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    url = _fresh_pg(postgres_url, f"team_{os.getpid()}")
+    key = "team-s3cret"
+    env = {n: {"REGISTRY_HOME": str(tmp_path / n), "REGISTRY_NODE": n, "REGISTRY_DATABASE_URL": url,
+               "REGISTRY_API_KEY": key, "REGISTRY_HEARTBEAT": "1"} for n in ("alpha", "beta")}
+
+    def cli(node: str, *args: str):
+        return run_cli(*args, env=env[node])
+
+    def ps(node: str, *args: str) -> list[dict]:
+        r = cli(node, "ps", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        # alpha converts a tiny build, launches it and serves
+        r = cli("alpha", "convert", "glm4-chat-1m", "--from", str(tiny_checkpoint("chatglm")), "--to", "ggufv2",
+                "--quant", "FP16", "--json")
+        assert r.returncode == 0, r.stderr
+        (built,) = json.loads(r.stdout)
+        out = Path(built["path"])
+        assert out.is_relative_to(tmp_path / "alpha")
+        r = cli("alpha", "launch", "glm4-chat-1m:FP16", "--context", "512", "--timeout", "120", "--json")
+        assert r.returncode == 0, r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["node"] == "alpha" and dep["status"] == "running"
+        r = cli("alpha", "serve", "--port", str(free_port()), "--json")
+        assert r.returncode == 0, r.stderr
+        alpha_serve = json.loads(r.stdout)
+        assert key not in json.dumps(alpha_serve)  # the key travels in the environment, never in a row
+
+        # beta sees it running on alpha, twice, and alpha still does: no pid of alpha's is checked on beta
+        for _ in range(2):
+            rows = {d["id"]: d for d in ps("beta")}
+            assert (rows[dep["id"]]["node"], rows[dep["id"]]["status"]) == ("alpha", "running")
+            assert rows[alpha_serve["id"]]["node"] == "alpha"
+        assert {d["id"] for d in ps("alpha")} == {dep["id"], alpha_serve["id"]}
+        assert ps("beta", "--node", "beta") == []
+
+        # beta's stop and verify leave alpha's deployment and its artifact row alone
+        r = cli("beta", "stop", str(dep["id"]))
+        assert r.returncode == 1 and "node alpha" in r.stderr and f"registry stop {dep['id']}" in r.stderr
+        r = cli("beta", "verify", "glm4-chat-1m:FP16")
+        assert r.returncode == 1 and "node alpha" in r.stderr, r.stderr
+        r = cli("beta", "stop", "--all")
+        assert r.returncode == 0 and "nothing running" in r.stdout
+        assert [d["status"] for d in ps("alpha") if d["id"] == dep["id"]] == ["running"]
+        arts = json.loads(cli("alpha", "show", "glm4-chat-1m", "--artifacts", "--json").stdout)["artifacts"]
+        assert [(a["path"], a["node"]) for a in arts] == [(str(out), "alpha")] and out.is_file()
+
+        # beta's serve routes a streamed chat to alpha's deployment (through alpha's serve)
+        r = cli("beta", "serve", "--port", str(free_port()), "--json")
+        assert r.returncode == 0, r.stderr
+        beta_v1 = json.loads(r.stdout)["address"]
+        with httpx.Client(timeout=120, headers=auth) as c:
+            deadline = time.monotonic() + 30
+            while True:  # beta's serve sees alpha's once alpha has heart-beaten since beta started reading
+                models = c.get(beta_v1 + "/models").json()["data"]
+                if models or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert [(m["id"], m["node"], m["deployment"]) for m in models] == [("glm4-chat-1m:FP16", "alpha", dep["id"])]
+            assert models[0]["address"] == alpha_serve["address"]
+            nodes = {n["name"]: n for n in c.get(beta_v1[:-3] + "/api/nodes").json()}
+            assert nodes["alpha"]["alive"] and nodes["beta"]["alive"]
+            assert nodes["alpha"]["url"] + "/v1" == alpha_serve["address"]
+            body = {"messages": [{"role": "user", "content": "Hello GLM"}], "max_tokens": 12, "temperature": 0,
+                    "seed": 3, "stream": True}
+            with c.stream("POST", dep["address"] + "/chat/completions", json={**body, "model": "glm4-chat-1m"}) as s:
+                want = _sse_text(s.iter_lines())
+            with c.stream("POST", beta_v1 + "/chat/completions", json={**body, "model": "glm4-chat-1m:FP16"}) as s:
+                assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+                got = _sse_text(s.iter_lines())
+            assert got == want and want
+            # without the team's key beta answers nothing
+            assert httpx.get(beta_v1 + "/models").status_code == 401
+            # a deployment's rows on beta carry the time alpha last found its process alive
+            assert next(d for d in ps("beta") if d["id"] == dep["id"])["seen"] is not None
+
+            # alpha's serve goes away without a word (killed): after the heartbeat timeout beta stops offering
+            # alpha's deployment, whose rows stay
+            os.kill(alpha_serve["pid"], signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while c.get(beta_v1 + "/models").json()["data"]:
+                assert time.monotonic() < deadline, "beta still offers a node that stopped heart-beating"
+                time.sleep(0.5)
+            r = c.post(beta_v1 + "/chat/completions", json={**body, "stream": False, "model": "glm4-chat-1m:FP16"})
+            assert r.status_code == 404
+            assert [d["status"] for d in ps("beta") if d["id"] == dep["id"]] == ["running"]
+
+            # alpha serves again, then stops its deployment: beta's /v1/models drops it
+            r = cli("alpha", "serve", "--port", str(free_port()), "--json")
+            assert r.returncode == 0, r.stderr
+            deadline = time.monotonic() + 30
+            while not c.get(beta_v1 + "/models").json()["data"]:
+                assert time.monotonic() < deadline, "beta does not see alpha's serve back"
+                time.sleep(0.5)
+            r = cli("alpha", "stop", str(dep["id"]))
+            assert r.returncode == 0 and "stopped" in r.stdout, r.stderr
+            assert c.get(beta_v1 + "/models").json()["data"] == []
+            assert [d["status"] for d in ps("beta", "--all") if d["id"] == dep["id"]] == ["stopped"]
+    finally:
+        for n in ("beta", "alpha"):
+            cli(n, "stop", "--all")

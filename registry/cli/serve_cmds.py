@@ -17,6 +17,9 @@ def serve(
                                           help="Key every request must send (Authorization: Bearer KEY)."),
     auto_launch: bool = typer.Option(False, "--auto-launch", help="Start a catalog build on its first request "
                                      "(model FAMILY:QUANT) instead of answering 404."),
+    url: Optional[str] = typer.Option(None, "--url", envvar="REGISTRY_NODE_URL", show_envvar=True,
+                                      help="Where the other machines sharing the store reach this serve (default: "
+                                      "http://HOST:PORT, this machine's name for 0.0.0.0)."),
     foreground: bool = typer.Option(False, "--foreground", help="Serve in this process until Ctrl-C (containers, "
                                     "systemd) instead of in the background."),
     json_: bool = JsonOpt,
@@ -31,9 +34,9 @@ def serve(
 
         srv.check_exposure(host, api_key)
         chosen = launcher.choose_port(host, port or srv.DEFAULT_PORT, port is not None, lambda m: _console().print(m))
-        srv.run(host, chosen, auto_launch, api_key)
+        srv.run(host, chosen, auto_launch, api_key, url)
         return
-    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_)
+    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_, url=url)
     from .. import launcher
     from ..views import deployment_view
 

@@ -121,6 +121,16 @@ def deployments(all: bool = False, node: Optional[str] = None) -> list[dict]:
     return [deployment_view(d) for d in launcher.ps(all_=all, node=node)]
 
 
+@api.get("/nodes", summary="the machines sharing the store: serve URL, heartbeat, version, alive")
+def nodes() -> list[dict]:
+    if not paths.has_database():
+        return []
+    from .. import nodes as nodes_mod
+    from ..store import Store
+
+    return [nodes_mod.view(n) for n in Store().nodes()]
+
+
 class LaunchBody(BaseModel):
     name: str = Field(description="Family name, e.g. glm4-chat-1m")
     format: str
