@@ -270,6 +270,8 @@ def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgr
             assert httpx.get(beta_v1 + "/models").status_code == 401
             # a deployment's rows on beta carry the time alpha last found its process alive
             assert next(d for d in ps("beta") if d["id"] == dep["id"])["seen"] is not None
+            table = run_cli("ps", env={**env["beta"], "COLUMNS": "250"}).stdout
+            assert "alpha" in table and "running (seen" in table
 
             # alpha's serve goes away without a word (killed): after the heartbeat timeout beta stops offering
             # alpha's deployment, whose rows stay

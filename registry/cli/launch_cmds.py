@@ -199,9 +199,24 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
     if not deps:
         _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
         return
+    from .. import paths
+
+    here = paths.node()
     _table(None, ["id", "node", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
            [[str(d.id), d.node, d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
-             d.status, d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+             d.status if d.node == here else _seen(d), d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+
+
+def _seen(d) -> str:
+    """Another node's status, as that node last wrote it, and how long ago it found the process alive."""
+    from datetime import datetime, timezone
+
+    if d.seen is None or d.status not in ("starting", "running"):
+        return d.status
+    seen = d.seen if d.seen.tzinfo else d.seen.replace(tzinfo=timezone.utc)
+    s = max(0, int((datetime.now(timezone.utc) - seen).total_seconds()))
+    ago = f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h"
+    return f"{d.status} (seen {ago} ago)"
 
 
 @app.command()
