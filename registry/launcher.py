@@ -206,7 +206,7 @@ def check_context(fam, context: int | None) -> None:
 
 def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
     """Running deployments of this build (newest first), for `launch` to reuse instead of starting twice."""
-    return [d for d in reversed(ps(node=paths.node())) if d.family == family and d.format == format
+    return [d for d in reversed(ps(mine=True)) if d.family == family and d.format == format
             and d.quantization == quantization and (engine is None or d.engine == engine)]
 
 
@@ -510,7 +510,7 @@ def _recorded_pid(pid: int) -> bool:
         return False
     from .store import Store
 
-    return any(d.pid == pid and d.status in ("starting", "running") for d in Store().deployments(node=paths.node()))
+    return any(d.pid == pid and d.status in ("starting", "running") and paths.owns(d.node) for d in Store().deployments())
 
 
 def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
@@ -601,8 +601,9 @@ def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
 SEEN_EVERY = 5.0  # seconds: how often a node writes that its running deployments are still alive
 
 
-def ps(all_: bool = False, node: str | None = None) -> list:
-    """Deployments of every node (or of `node`), after marking this node's whose process is gone as 'exited'.
+def ps(all_: bool = False, node: str | None = None, mine: bool = False) -> list:
+    """Deployments of every node (or of `node`; mine: this machine's), after marking this machine's whose
+    process is gone as 'exited'.
 
     Only this node's processes are checked: another node's rows keep the status and the `seen` time that
     node last wrote (its own `ps`, or its `registry serve` every few seconds)."""
@@ -612,10 +613,13 @@ def ps(all_: bool = False, node: str | None = None) -> list:
 
     stop_orphan_spawns()
     store = Store()
-    here, now = store.node, datetime.now(timezone.utc)
+    now, every = datetime.now(timezone.utc), store.single
     out, seen = [], []
     for d in store.deployments(node=node):
-        if d.node == here and d.status in ("starting", "running"):
+        own = every or d.node == store.node
+        if mine and not own:
+            continue
+        if own and d.status in ("starting", "running"):
             if not _alive(d.pid, d.argv, d.process):
                 d = store.update_deployment(d.id, status="exited", stopped=now)
             elif d.seen is None or (now - _utc(d.seen)).total_seconds() > SEEN_EVERY:
@@ -634,8 +638,8 @@ def _utc(t: datetime) -> datetime:
 def elsewhere(row, what: str, kind: str = "deployment") -> None:
     """Refuse to act on another node's row (a deployment or an artifact): its process and files are on
     that machine. `what`: the command to run there."""
-    here = paths.node()
-    if row.node != here:
+    if not paths.owns(row.node):
+        here = paths.node()
         raise RegistryError(f"{kind} {row.id} ({row.family}) is on node {row.node}, not this one ({here}): "
                             f"run `{what}` on {row.node}")
 
@@ -650,7 +654,7 @@ def find(name: str, active_only: bool = True) -> list:
     store = Store()
     rows = store.deployments()
     hits = [d for d in rows if str(d.id) == name or d.family == name]
-    own = [d for d in hits if d.node == store.node]
+    own = [d for d in hits if store.single or d.node == store.node]
     if own and not name.isdigit():
         hits = own
     if active_only:

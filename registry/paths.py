@@ -69,6 +69,17 @@ def node() -> str:
     return name
 
 
+def single_machine(url: str | None = None) -> bool:
+    """The store is a SQLite file, which one machine uses, and REGISTRY_NODE is unset: every row in it is
+    this machine's, whichever host name wrote it (a laptop's name changes with its network)."""
+    return not os.environ.get("REGISTRY_NODE") and (url or database_url()).startswith("sqlite")
+
+
+def owns(name: str | None) -> bool:
+    """A row of node `name` is this machine's to check and act on."""
+    return name == node() or single_machine()
+
+
 def has_database() -> bool:
     """True when a database may hold user state; lets read paths skip importing SQLAlchemy."""
     if os.environ.get("REGISTRY_DATABASE_URL"):

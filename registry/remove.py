@@ -129,11 +129,11 @@ def _cached(resolved) -> list[Path]:
 
 
 def check_not_served(found: list[Target]) -> None:
-    from . import launcher, paths
+    from . import launcher
 
     ids = {i for t in found for i in t.rows}
     names = {str(t.path) for t in found}
-    for d in launcher.ps(node=paths.node()):  # a build on this machine is served from this machine
+    for d in launcher.ps(mine=True):  # a build on this machine is served from this machine
         if d.artifact_id in ids or names & set(d.argv or []):
             raise RegistryError(f"deployment {d.id} ({d.family} {d.quantization}, pid {d.pid}) serves this build; "
                                 f"`registry stop {d.id}` first")

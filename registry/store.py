@@ -189,6 +189,7 @@ class Store:
 
     def __init__(self, url: str | None = None):
         self.node = paths.node()  # a bad REGISTRY_NODE is refused before anything is written
+        self.single = paths.single_machine(url)  # every row is this machine's (paths.owns)
         self.engine = get_engine(url)
 
     def session(self) -> Session:
@@ -238,7 +239,8 @@ class Store:
     def add_artifact(self, **fields: Any) -> Artifact:
         row = Artifact(**{"node": self.node, **fields})
         with self.session() as s:
-            old = s.exec(select(Artifact).where(Artifact.node == row.node, Artifact.path == row.path)).first()
+            q = select(Artifact).where(Artifact.path == row.path)
+            old = s.exec(q if self.single else q.where(Artifact.node == row.node)).first()
             if old is not None:
                 # re-recording the same file replaces its facts in place: the id stays, so the
                 # deployments that served the earlier build still point at a row
@@ -268,7 +270,8 @@ class Store:
     def artifact_at(self, path: str) -> Artifact | None:
         """The row recording the file or folder at `path` on this machine, if any."""
         with self.session() as s:
-            return s.exec(select(Artifact).where(Artifact.node == self.node, Artifact.path == str(path))).first()
+            q = select(Artifact).where(Artifact.path == str(path))
+            return s.exec(q if self.single else q.where(Artifact.node == self.node)).first()
 
     def mark_artifact_missing(self, artifact_id: int, missing: bool = True) -> Artifact:
         """Flag (or clear) a row whose file is not there; its recipe and provenance stay."""

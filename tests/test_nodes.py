@@ -157,7 +157,9 @@ def test_each_node_acts_only_on_its_own_rows(registry_home, tmp_path, monkeypatc
     assert [(d["id"], d["status"]) for d in rows] == [(dep.id, "exited")]
 
 
-def test_one_machine_rows_take_the_host_name(registry_home, monkeypatch):
+def test_one_machine_store_is_all_this_machines_whatever_its_host_name(registry_home, tmp_path, monkeypatch):
+    """SQLite without REGISTRY_NODE: rows take the host name, and rows a former host name wrote stay this
+    machine's (checked, stopped, removed here), as before nodes existed."""
     import socket
 
     from registry.store import Store
@@ -166,6 +168,23 @@ def test_one_machine_rows_take_the_host_name(registry_home, monkeypatch):
     a = Store().add_artifact(family="f", format="ggufv2", quantization="Q8_0", path="/p", sha256="0" * 64,
                              size_bytes=1)
     assert a.node == socket.gethostname().split(".")[0]
+    gguf = tmp_path / "old.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    monkeypatch.setenv("REGISTRY_NODE", "laptop-at-home")  # the name this machine had then
+    s = Store()
+    old = s.add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(gguf),
+                         sha256="0" * 64, size_bytes=64)
+    dep = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="FP16", engine="llama.cpp",
+                           argv=["llama-server"], port=8080, pid=_gone_pid(), status="running")
+    monkeypatch.delenv("REGISTRY_NODE")
+    again = Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16", path=str(gguf),
+                                 sha256="1" * 64, size_bytes=64)
+    assert again.id == old.id  # the same file: its row, not a second one
+    rows = json.loads(run_cli("ps", "--all", "--json").stdout)
+    assert [(d["id"], d["status"]) for d in rows] == [(dep.id, "exited")]  # its pid checked here
+    r = run_cli("rm", str(old.id), "--yes")
+    assert r.returncode == 0, r.stderr
+    assert not gguf.exists() and [x.id for x in Store().artifacts()] == [a.id]
 
 
 def _sse_text(lines) -> str:

@@ -201,10 +201,9 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
         return
     from .. import paths
 
-    here = paths.node()
     _table(None, ["id", "node", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
            [[str(d.id), d.node, d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
-             d.status if d.node == here else _seen(d), d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+             d.status if paths.owns(d.node) else _seen(d), d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
 
 
 def _seen(d) -> str:
@@ -264,12 +263,12 @@ def _follow(dep, poll: float = 0.2) -> None:
 def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
          all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
     """Stop deployments of this node: SIGTERM, then SIGKILL after 10 s (another node's: run stop there)."""
-    from .. import launcher, paths
+    from .. import launcher
     from ..errors import RegistryError
 
     if all_ == (name is not None):
         raise RegistryError("give a deployment (family name or id) or --all, not both or neither")
-    deps = launcher.ps(node=paths.node()) if all_ else launcher.find(name, active_only=True)
+    deps = launcher.ps(mine=True) if all_ else launcher.find(name, active_only=True)
     if all_ and not deps:
         _console().print("nothing running")
     for d in deps:

@@ -55,9 +55,8 @@ def rows(resolved, recorded: list | None = None, all_nodes: bool = False) -> lis
     names = quant_names(resolved)
     others = _other_uploaders_repos(resolved)
     demo = paths.in_demo()
-    here = None if all_nodes else paths.node()
     return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names
-            and (here is None or r.node == here)
+            and (all_nodes or paths.owns(r.node))
             and (r.parent or "").split("@")[0] not in others and (demo or not is_demo(r))]
 
 
@@ -66,7 +65,7 @@ def only_elsewhere(resolved, what: str) -> None:
     from ..errors import NotFoundError
 
     here = paths.node()
-    nodes = sorted({r.node for r in rows(resolved, all_nodes=True)} - {here})
+    nodes = sorted({r.node for r in rows(resolved, all_nodes=True) if not paths.owns(r.node)})
     if nodes:
         raise NotFoundError(f"{resolved.family.name} {resolved.spec.format} {resolved.quantization} is recorded on "
                             f"node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)}, not on this one ({here}): "

@@ -32,7 +32,7 @@ def argv(host: str, port: int, auto_launch: bool, url: str | None = None) -> lis
 def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, timeout: float = 60.0,
           say=None, spinner: bool = True, url: str | None = None):
     """Start the server in the background and wait until it answers; returns its deployment row."""
-    from .. import launcher, paths
+    from .. import launcher
     from ..engines.base import Command, client_host
 
     check_exposure(host, api_key)
@@ -40,7 +40,7 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
 
     url_for(host, port or DEFAULT_PORT, url)  # a bad --url is refused here, not in the background process
     say = say or (lambda m: print(m, file=sys.stderr))
-    for d in launcher.ps(node=paths.node()):  # one serve per machine; other nodes run their own
+    for d in launcher.ps(mine=True):  # one serve per machine; other nodes run their own
         if d.engine == ENGINE:
             raise launcher.RegistryError(f"registry serve already runs (deployment {d.id}, {launcher.address(d)}); "
                                          f"`registry stop {NAME}` first")

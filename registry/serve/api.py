@@ -179,7 +179,7 @@ async def stop(dep_id: int) -> dict:
 @api.get("/deployments/{dep_id}/logs", summary="registry logs ID", response_class=PlainTextResponse)
 def logs(dep_id: int, lines: Optional[int] = 200) -> str:
     dep = _deployment(dep_id)
-    if dep.node != paths.node():
+    if not paths.owns(dep.node):
         raise HTTPException(400, f"deployment {dep_id} runs on node {dep.node}: its log is on that machine "
                                  f"(GET /api/deployments/{dep_id}/logs from that node's serve)")
     home = paths.logs_dir().resolve()

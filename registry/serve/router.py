@@ -42,6 +42,7 @@ class Router:
     def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None, api_key: str | None = None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
         self.node, self.api_key = paths.node(), api_key
+        self.single = paths.single_machine()  # a SQLite store: every row is this machine's
         self._peers: dict[str, str] = {}  # live other nodes: name -> serve URL
         self.say = say or (lambda msg: None)
         self.pool = Pool()
@@ -49,6 +50,9 @@ class Router:
         self._reading: tuple[float, asyncio.Future] | None = None  # the store read in flight, and when it began
         self._upstream: dict[int, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def local(self, dep) -> bool:
+        return self.single or dep.node == self.node
 
     async def close(self) -> None:
         self.pool.close()
@@ -76,7 +80,7 @@ class Router:
             rows, peers = await asyncio.to_thread(_rows_and_peers)
             # another node's deployments only while its serve heart-beats: a node that went away drops out
             deps = [d for d in reversed(rows) if d.status == "running" and d.engine != SELF
-                    and (d.node == self.node or d.node in peers)]
+                    and (self.local(d) or d.node in peers)]
             self._deps, self._peers = (time.monotonic(), deps), peers
         finally:
             self._reading = None
@@ -88,7 +92,7 @@ class Router:
                          "created": int(d.started.timestamp()), "family": d.family, "format": d.format,
                          "quantization": d.quantization, "engine": d.engine, "deployment": d.id,
                          "aliases": served_names(d)[1:], "node": d.node,
-                         "address": launcher.address(d) if d.node == self.node else self._peers[d.node] + "/v1"})
+                         "address": launcher.address(d) if self.local(d) else self._peers[d.node] + "/v1"})
         return {"object": "list", "data": data}
 
     async def target(self, model) -> object:
@@ -173,7 +177,7 @@ class Router:
         headers = {"content-type": "application/json"}
         if accept:
             headers["accept"] = accept
-        if dep.node != self.node:
+        if not self.local(dep):
             return await self._to_peer(dep, payload, headers, route)
         payload["model"] = await self.upstream_name(dep)
         host, port = _where(dep)
