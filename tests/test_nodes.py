@@ -285,6 +285,16 @@ def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgr
                 assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
                 got = _sse_text(s.iter_lines())
             assert got == want and want
+            # beta's REST API: every node's rows with their node, one node's with ?node=; alpha's not stopped here
+            api = beta_v1[:-3] + "/api"
+            assert {(d["id"], d["node"]) for d in c.get(api + "/deployments?node=alpha").json()} == {
+                (dep["id"], "alpha"), (alpha_serve["id"], "alpha")}
+            assert [d["node"] for d in c.get(api + "/deployments?node=beta").json()] == ["beta"]
+            assert [(a["path"], a["node"]) for a in c.get(api + "/artifacts").json()] == [(str(out), "alpha")]
+            assert c.get(api + "/artifacts?node=beta").json() == []
+            r = c.delete(api + f"/deployments/{dep['id']}")
+            assert r.status_code == 400 and "node alpha" in r.json()["error"]["message"]
+            assert c.get(api + f"/deployments/{dep['id']}/logs").status_code == 400
             # without the team's key beta answers nothing
             assert httpx.get(beta_v1 + "/models").status_code == 401
             # a deployment's rows on beta carry the time alpha last found its process alive

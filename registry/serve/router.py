@@ -77,7 +77,7 @@ class Router:
 
     async def _read(self) -> None:
         try:
-            rows, peers = await asyncio.to_thread(_rows_and_peers)
+            rows, peers = await asyncio.to_thread(_rows_and_peers, self.single)
             # another node's deployments only while its serve heart-beats: a node that went away drops out
             deps = [d for d in reversed(rows) if d.status == "running" and d.engine != SELF
                     and (self.local(d) or d.node in peers)]
@@ -212,11 +212,12 @@ class Router:
         return _Relay(self.pool, host, port, conn)
 
 
-def _rows_and_peers() -> tuple[list, dict[str, str]]:
-    """Every node's deployments (this node's checked) and the live other nodes: one read for the router."""
+def _rows_and_peers(single: bool) -> tuple[list, dict[str, str]]:
+    """Every node's deployments (this node's checked) and the live other nodes: one read for the router
+    (a one-machine store has no other nodes to ask about)."""
     from ..nodes import peers
 
-    return launcher.ps(), peers()
+    return launcher.ps(), {} if single else peers()
 
 
 def _where(dep) -> tuple[str, int]:
