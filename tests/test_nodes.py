@@ -277,6 +277,8 @@ def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgr
             nodes = {n["name"]: n for n in c.get(beta_v1[:-3] + "/api/nodes").json()}
             assert nodes["alpha"]["alive"] and nodes["beta"]["alive"]
             assert nodes["alpha"]["url"] + "/v1" == alpha_serve["address"]
+            listed = json.loads(cli("beta", "nodes", "--json").stdout)
+            assert [(n["name"], n["alive"]) for n in listed] == [("alpha", True), ("beta", True)]
             body = {"messages": [{"role": "user", "content": "Hello GLM"}], "max_tokens": 12, "temperature": 0,
                     "seed": 3, "stream": True}
             with c.stream("POST", dep["address"] + "/chat/completions", json={**body, "model": "glm4-chat-1m"}) as s:
@@ -327,3 +329,46 @@ def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgr
     finally:
         for n in ("beta", "alpha"):
             cli(n, "stop", "--all")
+
+
+def test_serve_settings_are_checked_before_anything_starts(registry_home):
+    r = run_cli("serve", "--url", "gpu-a:9997")
+    assert r.returncode == 1 and "--url 'gpu-a:9997'" in r.stderr and "http://" in r.stderr
+    assert "Traceback" not in r.stderr
+    for args in (("serve",), ("serve", "--foreground")):
+        r = run_cli(*args, env={"REGISTRY_HEARTBEAT": "soon"})
+        assert r.returncode == 1 and "REGISTRY_HEARTBEAT='soon'" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads(run_cli("ps", "--all", "--json").stdout) == []
+    assert json.loads(run_cli("nodes", "--json").stdout) == []
+
+
+def test_two_machines_with_one_node_name_are_refused(registry_home, monkeypatch):
+    """A second serve under a node name whose serve answers elsewhere: refused (each would take the other's
+    processes for its own); once that serve is gone the name is free again."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from registry import nodes
+    from registry.errors import RegistryError
+    from registry.store import Store
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    monkeypatch.setenv("REGISTRY_NODE", "gpu-a")
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    there = f"http://127.0.0.1:{other.server_address[1]}"
+    Store().heartbeat(there, "1")
+    with pytest.raises(RegistryError, match="node gpu-a already has a serve at " + there):
+        nodes.register("http://127.0.0.1:1", "1")
+    other.shutdown()
+    other.server_close()
+    nodes.register("http://127.0.0.1:1", "1")  # nothing answers there any more: a restart after a crash
+    assert [(n.name, n.url) for n in Store().nodes()] == [("gpu-a", "http://127.0.0.1:1")]

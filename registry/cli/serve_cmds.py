@@ -49,3 +49,27 @@ def serve(
     c.print(f"registry serve (deployment {dep.id}, pid {dep.pid}) answers at {page}", markup=False, highlight=False)
     c.print(f"  OpenAI base URL: {base}   REST API: {page}api   API docs: {page}docs", markup=False, highlight=False)
     c.print(f"  stop it with: registry stop {srv.NAME}", markup=False, highlight=False)
+
+
+@app.command()
+def nodes(json_: bool = JsonOpt) -> None:
+    """The machines sharing this store: each one's serve URL, last heartbeat, version and whether it is alive."""
+    from .. import paths
+    from ..nodes import view
+
+    rows = []
+    if paths.has_database():
+        from ..store import Store
+
+        rows = [view(n) for n in Store().nodes()]
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        _console().print("no nodes: a node appears when its `registry serve` starts", markup=False)
+        return
+    from .app import _table
+
+    _table(None, ["node", "url", "heartbeat", "version", "alive"],
+           [[n["name"], n["url"] or "-", (n["heartbeat"] or "-")[:19].replace("T", " "), n["version"] or "-",
+             "yes" if n["alive"] else "no"] for n in rows])

@@ -36,9 +36,10 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
     from ..engines.base import Command, client_host
 
     check_exposure(host, api_key)
-    from ..nodes import url_for
+    from .. import nodes
 
-    url_for(host, port or DEFAULT_PORT, url)  # a bad --url is refused here, not in the background process
+    nodes.url_for(host, port or DEFAULT_PORT, url)  # a bad --url or heartbeat is refused here, not in the
+    nodes.interval()  # background process
     say = say or (lambda m: print(m, file=sys.stderr))
     for d in launcher.ps(mine=True):  # one serve per machine; other nodes run their own
         if d.engine == ENGINE:

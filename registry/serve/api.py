@@ -121,7 +121,7 @@ def deployments(all: bool = False, node: Optional[str] = None) -> list[dict]:
     return [deployment_view(d) for d in launcher.ps(all_=all, node=node)]
 
 
-@api.get("/nodes", summary="the machines sharing the store: serve URL, heartbeat, version, alive")
+@api.get("/nodes", summary="registry nodes --json: the machines sharing the store")
 def nodes() -> list[dict]:
     if not paths.has_database():
         return []
