@@ -206,7 +206,7 @@ def check_context(fam, context: int | None) -> None:
 
 def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
     """Running deployments of this build (newest first), for `launch` to reuse instead of starting twice."""
-    return [d for d in reversed(ps()) if d.family == family and d.format == format
+    return [d for d in reversed(ps(mine=True)) if d.family == family and d.format == format
             and d.quantization == quantization and (engine is None or d.engine == engine)]
 
 
@@ -507,7 +507,7 @@ def _recorded_pid(pid: int) -> bool:
         return False
     from .store import Store
 
-    return any(d.pid == pid and d.status in ("starting", "running") for d in Store().deployments())
+    return any(d.pid == pid and d.status in ("starting", "running") and paths.owns(d.node) for d in Store().deployments())
 
 
 def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
@@ -595,31 +595,66 @@ def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
             pass
 
 
-def ps(all_: bool = False) -> list:
-    """Deployments, after marking those whose process is gone as 'exited'."""
+SEEN_EVERY = 5.0  # seconds: how often a node writes that its running deployments are still alive
+
+
+def ps(all_: bool = False, node: str | None = None, mine: bool = False) -> list:
+    """Deployments of every node (or of `node`; mine: this machine's), after marking this machine's whose
+    process is gone as 'exited'.
+
+    Only this node's processes are checked: another node's rows keep the status and the `seen` time that
+    node last wrote (its own `ps`, or its `registry serve` every few seconds)."""
     if not paths.has_database():
         return []
     from .store import Store
 
     stop_orphan_spawns()
     store = Store()
-    out = []
-    for d in store.deployments():
-        if d.status in ("starting", "running") and not _alive(d.pid, d.argv, d.process):
-            d = store.update_deployment(d.id, status="exited", stopped=datetime.now(timezone.utc))
+    now, every = datetime.now(timezone.utc), store.single
+    out, seen = [], []
+    for d in store.deployments(node=node):
+        own = every or d.node == store.node
+        if mine and not own:
+            continue
+        if own and d.status in ("starting", "running"):
+            if not _alive(d.pid, d.argv, d.process):
+                d = store.update_deployment(d.id, status="exited", stopped=now)
+            elif not every and (d.seen is None or (now - _utc(d.seen)).total_seconds() > SEEN_EVERY):
+                # for the other nodes sharing the store (a one-machine store has none to tell)
+                seen.append(d.id)
+                d.seen = now
         if all_ or d.status in ("starting", "running"):
             out.append(d)
+    store.mark_seen(seen)
     return out
 
 
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite gives back naive UTC
+
+
+def elsewhere(row, what: str, kind: str = "deployment") -> None:
+    """Refuse to act on another node's row (a deployment or an artifact): its process and files are on
+    that machine. `what`: the command to run there."""
+    if not paths.owns(row.node):
+        here = paths.node()
+        raise RegistryError(f"{kind} {row.id} ({row.family}) is on node {row.node}, not this one ({here}): "
+                            f"run `{what}` on {row.node}")
+
+
 def find(name: str, active_only: bool = True) -> list:
-    """Deployments by id or family name (newest first)."""
+    """Deployments by id or family name (newest first); a family name means this node's deployments of it
+    where it has any."""
     if not paths.has_database():
         raise NotFoundError(f"no deployment named {name!r}: nothing has been launched (`registry ps`)")
     from .store import Store
 
-    rows = Store().deployments()
+    store = Store()
+    rows = store.deployments()
     hits = [d for d in rows if str(d.id) == name or d.family == name]
+    own = [d for d in hits if store.single or d.node == store.node]
+    if own and not name.isdigit():
+        hits = own
     if active_only:
         live = [d for d in hits if d.status in ("starting", "running")]
         hits = live or hits[-1:]
@@ -631,9 +666,10 @@ def find(name: str, active_only: bool = True) -> list:
 
 def stop(dep, grace: float = 10.0) -> str:
     """SIGTERM the server's process group, SIGKILL after `grace` seconds. A process already gone is
-    marked stopped, not an error. Returns what happened."""
+    marked stopped, not an error. Returns what happened. Another node's deployment is refused."""
     from .store import Store
 
+    elsewhere(dep, f"registry stop {dep.id}")
     store = Store()
     what = "stopped"
     if dep.status in ("starting", "running") and _alive(dep.pid, dep.argv, dep.process):
@@ -661,6 +697,7 @@ def _reap(pid: int) -> None:
 
 
 def log_text(dep, lines: int | None = None) -> str:
+    elsewhere(dep, f"registry logs {dep.id}")  # the log file is on that machine
     if not dep.log_path or not Path(dep.log_path).exists():
         raise RegistryError(f"deployment {dep.id} ({dep.family}) has no log file at {dep.log_path}")
     if lines:

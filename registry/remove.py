@@ -80,6 +80,8 @@ def _expand(files: list[Path]) -> list[Path]:
 class _Row:
     id: int
     path: str
+    node: str
+    family: str
 
 
 def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
@@ -91,10 +93,13 @@ def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
         from .store import Store
 
         if artifact_id is not None:
-            path = Store().artifact_paths().get(artifact_id)  # id and path only: a damaged row can go too
-            if path is None:
+            head = Store().artifact_heads().get(artifact_id)  # not the columns a damaged row can't load
+            if head is None:
                 raise NotFoundError(f"no artifact with id {artifact_id}; `registry show NAME --artifacts` lists them")
-            rows = [_Row(artifact_id, path)]
+            rows = [_Row(artifact_id, *head)]
+            from .launcher import elsewhere
+
+            elsewhere(rows[0], f"registry rm {artifact_id}", "artifact")  # its files are on that machine
         else:
             from .hub import local
 
@@ -137,7 +142,7 @@ def check_not_served(found: list[Target]) -> None:
 
     ids = {i for t in found for i in t.rows}
     names = {str(t.path) for t in found}
-    for d in launcher.ps():
+    for d in launcher.ps(mine=True):  # a build on this machine is served from this machine
         if d.artifact_id in ids or names & set(d.argv or []):
             raise RegistryError(f"deployment {d.id} ({d.family} {d.quantization}, pid {d.pid}) serves this build; "
                                 f"`registry stop {d.id}` first")

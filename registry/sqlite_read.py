@@ -18,7 +18,7 @@ from typing import Any
 from . import paths
 
 COLUMNS = ("id", "family", "format", "quantization", "path", "sha256", "size_bytes", "parent", "recipe", "report",
-           "created", "missing_since")
+           "created", "missing_since", "node")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class ArtifactRow:
     report: dict[str, Any] | None
     created: datetime
     missing_since: datetime | None = None
+    node: str = ""
 
 
 def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | None:

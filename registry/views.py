@@ -143,7 +143,7 @@ def artifact_view(a: Any, fam: Family | None = None) -> dict[str, Any]:
     """A recorded build (registry.store.Artifact) as plain data, recipe and report included; with its family,
     the quantization in the catalog's spelling (a converter records llama.cpp's) beside llama.cpp's."""
     return {
-        "id": a.id, "format": a.format, **_quant_names(fam, a.format, a.quantization), "path": a.path,
+        "id": a.id, "node": a.node, "format": a.format, **_quant_names(fam, a.format, a.quantization), "path": a.path,
         "size_bytes": a.size_bytes, "sha256": a.sha256, "parent": a.parent,
         "created": a.created.isoformat() if a.created else None,
         "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,

@@ -32,9 +32,11 @@ def check_exposure(host: str, api_key: str | None) -> None:
                             "--api-key KEY or REGISTRY_API_KEY=KEY (clients send 'Authorization: Bearer KEY')")
 
 
-def argv(host: str, port: int, auto_launch: bool, key_file: str | None = None, allow_hosts=(), cors=()) -> list[str]:
+def argv(host: str, port: int, auto_launch: bool, key_file: str | None = None, allow_hosts=(), cors=(),
+         url: str | None = None) -> list[str]:
     out = [sys.executable, "-m", "registry.serve", "--host", host, "--port", str(port)]
     out += ["--auto-launch"] if auto_launch else []
+    out += ["--url", url] if url else []
     out += [KEY_FILE_FLAG, key_file] if key_file else []
     for h in allow_hosts:
         out += ["--allow-host", h]
@@ -77,7 +79,7 @@ def read_key(path: str) -> str:
 
 
 def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, timeout: float = 60.0,
-          say=None, spinner: bool = True, allow_hosts=(), cors=()):
+          say=None, spinner: bool = True, allow_hosts=(), cors=(), url: str | None = None):
     """Start the server in the background and wait until it answers; returns its deployment row."""
     from .. import launcher
     from ..engines.base import Command, client_host
@@ -86,15 +88,19 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
 
     check_exposure(host, api_key)
     upstream_timeout()  # a bad REGISTRY_UPSTREAM_TIMEOUT: one line here, not a server that exits at start
+    from .. import nodes
+
+    nodes.url_for(host, port or DEFAULT_PORT, url)  # a bad --url or heartbeat is refused here, not in the
+    nodes.interval()  # background process
     say = say or (lambda m: print(m, file=sys.stderr))
-    for d in launcher.ps():
+    for d in launcher.ps(mine=True):  # one serve per machine; other nodes run their own
         if d.engine == ENGINE:
             raise launcher.RegistryError(f"registry serve already runs (deployment {d.id}, {launcher.address(d)}); "
                                          f"`registry stop {NAME}` first")
     chosen = launcher.choose_port(host, port or DEFAULT_PORT, port is not None, say)
     key_file = write_key(api_key) if api_key else None
     try:
-        cmd = Command(argv(host, chosen, auto_launch, str(key_file) if key_file else None, allow_hosts, cors), {},
+        cmd = Command(argv(host, chosen, auto_launch, str(key_file) if key_file else None, allow_hosts, cors, url), {},
                       host, chosen, f"http://{client_host(host)}:{chosen}/")
         return launcher.run_recorded(cmd, family=NAME, format="-", quantization="-", engine=ENGINE, timeout=timeout,
                                      spinner=spinner)
@@ -103,16 +109,27 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
             key_file.unlink(missing_ok=True)
 
 
-def run(host: str, port: int, auto_launch: bool, api_key: str | None = None, allow_hosts=(), cors=()) -> None:
-    """Serve in this process until interrupted (what the recorded process runs)."""
+def run(host: str, port: int, auto_launch: bool, api_key: str | None = None, allow_hosts=(), cors=(),
+        url: str | None = None) -> None:
+    """Serve in this process until interrupted (what the recorded process runs); registered in the store as
+    this node's serve, at `url` (default: the bound address), heart-beating while it runs."""
     import uvicorn
 
-    from .app import create_app
+    from .. import nodes
+    from .app import _version, create_app
 
     key = api_key or os.environ.get(KEY_ENV) or None
     os.environ.pop(KEY_ENV, None)  # engines started from here (--auto-launch) must not inherit it
     check_exposure(host, key)
-    app = create_app(api_key=key, auto_launch=auto_launch, host=host, allow_hosts=allow_hosts, cors=cors)
+    node_url = nodes.url_for(host, port, url)
+    nodes.interval()  # a bad REGISTRY_HEARTBEAT: refused before anything runs
+    nodes.register(node_url, _version())
+    from urllib.parse import urlsplit
+
+    # the other nodes reach this serve by its node URL: that URL's host is one of this server's names
+    peer_name = urlsplit(node_url).hostname
+    app = create_app(api_key=key, auto_launch=auto_launch, host=host, node_url=node_url, cors=cors,
+                     allow_hosts=[*allow_hosts, *([peer_name] if peer_name else [])])
     # One event loop; h11 and asyncio keep the dependency set to what the serve extra installs.
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5,
                 http=protocol(), limit_concurrency=MAX_CONNECTIONS)

@@ -1,5 +1,5 @@
 """The process behind `registry serve`: python -m registry.serve --host H --port P [--auto-launch]
-[--api-key-file F] [--allow-host NAME]... [--cors ORIGIN]..."""
+[--api-key-file F] [--allow-host NAME]... [--cors ORIGIN]... [--url U]"""
 
 import argparse
 import sys
@@ -14,10 +14,11 @@ parser.add_argument("--auto-launch", action="store_true")
 parser.add_argument(KEY_FILE_FLAG, dest="key_file")
 parser.add_argument("--allow-host", action="append", default=[])
 parser.add_argument("--cors", action="append", default=[])
+parser.add_argument("--url", default=None)
 args = parser.parse_args()
 try:
     key = read_key(args.key_file) if args.key_file else None
-    run(args.host, args.port, args.auto_launch, key, args.allow_host, args.cors)
+    run(args.host, args.port, args.auto_launch, key, args.allow_host, args.cors, url=args.url)
 except RegistryError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
