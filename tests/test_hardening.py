@@ -415,16 +415,22 @@ LAUNCH = ("launch", "glm4-chat-1m", "-f", "ggufv2", "-q", "FP16", "--context", "
 @pytest.mark.slow
 def test_launch_on_ipv6_wildcard_is_probed_on_ipv6_loopback(tiny_gguf):
     import json
+    import urllib.error
     import urllib.request
 
     _record_tiny(tiny_gguf("chatglm", "F16"))
     try:
-        r = run_cli(*LAUNCH, "--host", "::", env={"REGISTRY_NO_PRESTART": "1"})
+        # bound beyond loopback, the engine takes a key (its own setting)
+        r = run_cli(*LAUNCH, "--host", "::", "--api-key", "k-test-1", env={"REGISTRY_NO_PRESTART": "1"})
         assert r.returncode == 0, r.stderr
         dep = json.loads(r.stdout)
         assert dep["host"] == "::" and "[::1]" in dep["address"]
-        with urllib.request.urlopen(dep["address"] + "/models", timeout=30) as resp:
+        req = urllib.request.Request(dep["address"] + "/models", headers={"Authorization": "Bearer k-test-1"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError) as no_key:
+            urllib.request.urlopen(dep["address"] + "/models", timeout=30)
+        assert no_key.value.code == 401
     finally:
         run_cli("stop", "--all")
 
