@@ -673,6 +673,8 @@ def served_model(dep) -> str:
             return argv[argv.index(flag) + 1]
     if "serve" in argv[:3] and argv.index("serve") + 1 < len(argv):  # vllm serve MODEL, transformers serve MODEL
         return argv[argv.index("serve") + 1]
+    if "--model" in argv[:-1]:  # python -m vllm.entrypoints.openai.api_server --model MODEL, SGLang's --model
+        return argv[argv.index("--model") + 1]
     return dep.family
 
 

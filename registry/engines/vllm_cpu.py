@@ -89,6 +89,8 @@ def verdict(req: Request, args: dict, gpu_flags: set[str]) -> Verdict:
         est = dataclasses.replace(est, overhead=OVERHEAD)
     v.estimate = est
     v.gpus = 0
+    v.notes.append("--enforce-eager: vLLM's CPU backend otherwise compiles the model at every start (minutes on a "
+                   "few cores); remove the flag from the command to trade that wait for faster decoding")
     if gpu_flags:
         v.notes.append(f"on the CPU the launch profile's GPU flags are left out ({', '.join(sorted(gpu_flags))})")
     return v
