@@ -214,3 +214,14 @@ def test_sglang_release_floor_is_read_from_its_own_environment(tmp_path):
     finally:
         del os.environ["REGISTRY_SGLANG"]
         found.clear()
+
+
+def test_one_cpu_per_physical_core_and_vllms_list_syntax():
+    from registry.engines.vllm_cpu import _ranges
+    from registry.hardware import core_cpus
+
+    # 2 packages x 2 cores x 2 SMT siblings: CPUs 0-3 on package 0 (siblings 0/2, 1/3), 4-7 on package 1
+    info = "".join(f"processor\t: {cpu}\nphysical id\t: {cpu // 4}\ncore id\t\t: {cpu % 2}\n\n" for cpu in range(8))
+    assert core_cpus(info, set(range(8))) == [0, 1, 4, 5]
+    assert core_cpus(info, {2, 3, 6}) == [2, 3, 6]  # the siblings this process may run on stand for their cores
+    assert [_ranges(c) for c in ([0, 1, 4, 5], [3], [0, 2, 3, 4, 9])] == ["0-1,4-5", "3", "0,2-4,9"]
