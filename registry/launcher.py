@@ -171,7 +171,8 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
             raise RegistryError(f"{engine} cannot serve {label}: {why}")
         raise RegistryError(f"no engine can serve {label}: {why}")
     chosen = ok[0]
-    if threads is not None and chosen != "llama.cpp":  # the others size their CPU pools themselves
+    # the GPU servers and Transformers size their CPU pools themselves; vLLM's CPU build binds one thread a core
+    if threads is not None and chosen != "llama.cpp" and not (chosen == "vllm" and verdicts[chosen].gpus == 0):
         raise RegistryError(f"--threads sets llama.cpp's CPU threads; {label} runs on {chosen}, which takes "
                             "no thread count: leave --threads out (or add --engine llama.cpp for a GGUF build)")
     v = verdicts[chosen]
@@ -713,6 +714,8 @@ def served_model(dep) -> str:
             return argv[argv.index(flag) + 1]
     if "serve" in argv[:3] and argv.index("serve") + 1 < len(argv):  # vllm serve MODEL, transformers serve MODEL
         return argv[argv.index("serve") + 1]
+    if "--model" in argv[:-1]:  # python -m vllm.entrypoints.openai.api_server --model MODEL, SGLang's --model
+        return argv[argv.index("--model") + 1]
     return dep.family
 
 
