@@ -59,7 +59,7 @@ def test_search_finds_builds_by_uploader_format_and_quantization():
     air = next(r for r in rows if r["name"] == "glm-4.5-air")
     assert air["model_ids"] == ["mlx-community/GLM-4.5-Air-4bit"]  # the 4-bit repository, not the 2-8 bit siblings
     rows = json.loads(run_cli("search", "quanttrio", "int4-int8mix", "--json").stdout)
-    assert {r["name"] for r in rows} == {"glm-4.5", "glm-4.5-air", "glm-4.6", "glm-4.7"}
+    assert {r["name"] for r in rows} == {"glm-4.1v-9b-thinking", "glm-4.5", "glm-4.5-air", "glm-4.6", "glm-4.7"}
     assert all(r["format"] == "gptq" for r in rows)
     r = run_cli("search", "unsloth", "mlx")
     assert r.returncode == 1 and "no build matches 'unsloth mlx'" in r.stderr and not r.stdout
