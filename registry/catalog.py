@@ -153,13 +153,35 @@ class Catalog:
     def entry(self, name: str) -> Entry:
         want(str, "family name", name)
         name = split_tag(name)[0]  # `show glm4-chat-1m:Q4_K` is that family
+        hub = self.hub_build(name)  # a pasted hub id, zai-org/GLM-4.5-Air: its family
+        if hub is not None:
+            return self._all()[hub[0].name]
         name = split_uploader(name)[1]  # bartowski/glm-4-9b-0414: the family glm-4-9b-0414
         if name in self._entries:
             return self._entries[name]
-        try:
-            return self._all()[name]
-        except KeyError:
-            raise not_found("family", name, self._entries, "`registry list` shows them all") from None
+        found = self._all()
+        if name in found:
+            return found[name]
+        lower = {k.lower(): v for k, v in found.items()}  # names in any case: GLM-4.5-Air
+        if name.lower() in lower:
+            return lower[name.lower()]
+        raise not_found("family", name, self._entries, "`registry list` shows them all")
+
+    def hub_build(self, model_id: str) -> tuple[Family, Spec, str | None] | None:
+        """The family and spec a hub repository id (in any case) belongs to, and the quantization where the
+        uploader publishes one repository per build; None for a name that is no catalog repository."""
+        if "/" not in model_id:
+            return None
+        want_id = model_id.strip().lower()
+        for entry in self._all().values():
+            for spec in entry.family.specs:
+                for src in spec.hubs.values():
+                    per_quant = {m.lower(): q for q, m in src.model_ids.items()}
+                    if want_id in per_quant:
+                        return entry.family, spec, per_quant[want_id]
+                    if src.model_id.lower() == want_id:
+                        return entry.family, spec, None
+        return None
 
     def get(self, name: str) -> Family:
         return self.entry(name).family
@@ -207,6 +229,7 @@ class Catalog:
                 + [m for s in fam.specs for h in s.hubs.values() for m in h.all_model_ids()]
                 + [s.format for s in fam.specs]
                 + fam.quantizations()
+                + [gguf_type(s.format, q) or q for s in fam.specs for q in s.quantizations]  # q4_k_m finds Q4_K
                 + fam.architecture.hf_classes
             ).lower()
             if all(w in hay for w in words):
@@ -225,7 +248,7 @@ class Catalog:
                 hay = [fam.name, spec.format, spec.publisher, *ids, *spec.engines, *fam.architecture.hf_classes]
                 quants = list(spec.quantizations)
                 for w in words:
-                    named = [q for q in quants if w in q.lower()]
+                    named = [q for q in quants if w in q.lower() or quant_key(w, spec.format) == quant_key(q, spec.format)]
                     if named:  # a quantization word narrows the build to those quantizations
                         quants = named
                     elif not any(w in h.lower() for h in hay):
@@ -248,11 +271,22 @@ class Catalog:
         want((int, float), "size", size, optional=True)
         want(str, "uploader", uploader, optional=True)
         name, quant = split_tag(name, quant)
-        named, name = split_uploader(name)
+        hub = self.hub_build(name)
+        if hub is not None:  # zai-org/GLM-4.5-Air: that repository's spec, and its one build where it has one
+            fam_, spec_, q_ = hub
+            name, named = fam_.name, None
+            if quant is None or spec_quant(spec_, quant) is not None:  # a tag naming another build: the family's
+                format = format or spec_.format
+                size = size if size is not None else spec_.size_in_billions
+                quant = quant or q_ or (spec_.quantizations[0] if len(spec_.quantizations) == 1 else None)
+                named = spec_.publisher
+        else:
+            named, name = split_uploader(name)
         if named and uploader and named.lower() != uploader.lower():
             raise RegistryError(f"{named}/{name} names uploader {named!r} but --from says {uploader!r}; give one")
         uploader = uploader or named
         fam = self.get(name)
+        name = fam.name  # as the catalog spells it (names are read in any case)
         format = format_name(format)
         if quant is None:
             raise RegistryError(f"give a quantization: {name}:QUANT or --quant; {name} has: "

@@ -197,6 +197,35 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
                 nodes or 1)
 
 
+def pick_build(name: str, format: str | None = None, context: int | str | None = None,
+               hardware: str | None = None) -> dict:
+    """The build `registry run FAMILY` and `registry launch FAMILY` take when no quantization is named: a running
+    deployment of the family (the newest), else a local build (the newest whose file is there), else the one
+    `registry fit FAMILY --quant auto` picks on this (or that) machine. {family, format, quantization, why}."""
+    from .builds import local_builds
+    from .catalog import load, spec_quant
+    from .naming import format_name
+
+    fam = load().get(name)
+    format = format_name(format)
+    if hardware is None:  # what runs and what is on disk are this machine's
+        for d in reversed(ps()):
+            if d.family == fam.name and (format is None or d.format == format):
+                return {"family": fam.name, "format": d.format, "quantization": d.quantization,
+                        "why": f"running as deployment {d.id}"}
+        for b in reversed(local_builds(fam.name)):
+            known = any(s.format == b["format"] and spec_quant(s, b["quantization"]) for s in fam.specs)
+            if b["exists"] and known and (format is None or b["format"] == format):
+                return {"family": fam.name, "format": b["format"], "quantization": b["quantization"],
+                        "why": f"the local build at {b['path']}"}
+    auto = fit(fam.name, hardware=hardware, context=context, quant="auto", format=format)["auto"]
+    if not auto["quantization"]:
+        raise RegistryError(f"no build of {fam.name} fits {'this machine' if hardware is None else hardware} "
+                            f"(`registry fit {fam.name}` says why); name one as {fam.name}:QUANT")
+    return {"family": fam.name, "format": auto["format"], "quantization": auto["quantization"],
+            "why": "the best build that fits here (`registry fit --quant auto`)"}
+
+
 def check_context(fam, context: int | None) -> None:
     """A context beyond what the family was trained for is refused (engines would fail or extrapolate)."""
     if context is not None and context > fam.context_length:
@@ -243,7 +272,10 @@ def check_host(host: str) -> None:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Nothing listens on `port`. Bound as the servers bind (SO_REUSEADDR): connections of a server that
+    just stopped, waiting out TIME_WAIT, do not make its port look taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -609,13 +641,17 @@ def ps(all_: bool = False) -> list:
 
 
 def find(name: str, active_only: bool = True) -> list:
-    """Deployments by id or family name (newest first)."""
+    """Deployments by id, family name or build tag FAMILY:QUANT, in any case (newest first)."""
     if not paths.has_database():
         raise NotFoundError(f"no deployment named {name!r}: nothing has been launched (`registry ps`)")
+    from .naming import same_quant, split_tag
     from .store import Store
 
     rows = Store().deployments()
-    hits = [d for d in rows if str(d.id) == name or d.family == name]
+    family, quant = split_tag(name.strip())
+    family = _family_name(family)
+    hits = [d for d in rows if str(d.id) == name.strip() or (
+        d.family.lower() == family.lower() and (quant is None or same_quant(quant, d.quantization, d.format)))]
     if active_only:
         live = [d for d in hits if d.status in ("starting", "running")]
         hits = live or hits[-1:]
@@ -623,6 +659,19 @@ def find(name: str, active_only: bool = True) -> list:
         raise not_found("deployment", name, [d.family for d in rows] + [str(d.id) for d in rows],
                         "`registry ps --all` lists them")
     return list(reversed(hits))
+
+
+def _family_name(name: str) -> str:
+    """The catalog's name for a family typed in any case or as a hub id; the name itself when the catalog has
+    none (a deployment of a family unregistered since)."""
+    if name.isdigit():
+        return name
+    from .catalog import load
+
+    try:
+        return load().get(name).name
+    except RegistryError:
+        return name
 
 
 def stop(dep, grace: float = 10.0) -> str:

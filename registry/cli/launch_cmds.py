@@ -32,7 +32,8 @@ def launch(
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
     host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
-    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
+                                          "or max (the longest that fits)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Plan for another machine: 8xB200, "
@@ -46,10 +47,17 @@ def launch(
     new: bool = typer.Option(False, "--new", help="Start another server even if this build already runs."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Start the best engine for a build and wait until it answers (or print the plan with --dry-run)."""
+    """Start the best engine for a build and wait until it answers (or print the plan with --dry-run). Without a
+    quantization: a running deployment of the family, else a local build, else the best build that fits."""
     from .. import launcher
+    from ..naming import parse_context, split_tag
 
     launcher.check_timeout(timeout)  # before planning: nan would wait for ever, 0 or less not at all
+    context = parse_context(context)
+    if split_tag(name, quant)[1] is None:  # the rule `registry run FAMILY` follows
+        pick = launcher.pick_build(name, format, context, hardware)
+        name, format, quant = pick["family"], pick["format"], pick["quantization"]
+        _say(f"{name}:{quant} ({format}): {pick['why']}")
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
                       nodes=nodes, port=port, host=host, profile=profile, size=size, threads=threads)
     if dry_run:
@@ -138,7 +146,8 @@ def fit(
     name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT.",
                       autocompletion=complete_name),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
-    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
+                                          "or max (each build's longest that fits)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only this format."),
     json_: bool = JsonOpt,
@@ -146,7 +155,9 @@ def fit(
     """Every build of a family with its memory estimate, and whether it fits this (or that) hardware."""
     from .. import launcher
 
-    res = launcher.fit(name, hardware=hardware, context=context, quant=quant, format=format)
+    from ..naming import parse_context
+
+    res = launcher.fit(name, hardware=hardware, context=parse_context(context), quant=quant, format=format)
     if json_:
         _print_json(res)
         return
@@ -202,7 +213,8 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
 
 
 @app.command()
-def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
+def logs(name: str = typer.Argument(..., help="Build tag FAMILY:QUANT, family name or deployment id.",
+                                    autocompletion=complete_name),
          lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what the server writes, until it "
                                      "exits (or Ctrl-C).")) -> None:
@@ -243,14 +255,15 @@ def _follow(dep, poll: float = 0.2) -> None:
 
 
 @app.command()
-def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
+def stop(name: Optional[str] = typer.Argument(None, help="Build tag FAMILY:QUANT, family name or deployment id.",
+                                              autocompletion=complete_name),
          all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
     """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
     from .. import launcher
     from ..errors import RegistryError
 
     if all_ == (name is not None):
-        raise RegistryError("give a deployment (family name or id) or --all, not both or neither")
+        raise RegistryError("give a deployment (FAMILY:QUANT, family name or id) or --all, not both or neither")
     deps = launcher.ps() if all_ else launcher.find(name, active_only=True)
     if all_ and not deps:
         _console().print("nothing running")

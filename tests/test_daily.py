@@ -1,0 +1,194 @@
+"""Daily use as people know it from Ollama and vLLM (issue 30): local builds, tags everywhere, the chat in a
+real terminal, the context that fits, ports after a stop, the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+
+def _record(path: Path, family: str, quant: str, fmt: str = "ggufv2") -> int:
+    from registry.store import Store
+
+    return Store().add_artifact(family=family, format=fmt, quantization=quant, path=str(path),
+                                sha256="0" * 64, size_bytes=path.stat().st_size).id
+
+
+@pytest.fixture
+def sleeper():
+    """A real process to stand for a running server in the deployments table."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    yield p
+    p.kill()
+    p.wait()
+
+
+def _deploy(proc, family: str, quant: str, artifact_id: int | None, fmt: str = "ggufv2", argv: list | None = None) -> int:
+    from registry.procs import identity
+    from registry.store import Store
+
+    return Store().add_deployment(family=family, format=fmt, quantization=quant, engine="llama.cpp",
+                                  argv=argv or list(proc.args), host="127.0.0.1", port=8080, pid=proc.pid,
+                                  status="running", artifact_id=artifact_id, process=identity(proc.pid)).id
+
+
+# --- 1. registry ls --------------------------------------------------------------------------------
+
+
+def test_ls_lists_every_local_build_across_families(registry_home, sleeper):
+    r = run_cli("ls")
+    assert r.returncode == 0 and "no local builds" in r.stdout, r.stderr
+    registry_home.mkdir(parents=True, exist_ok=True)
+    a = registry_home / "a.F16.gguf"
+    a.write_bytes(b"GGUF" + b"\0" * 2000)
+    b = registry_home / "b.Q4_K_M.gguf"
+    b.write_bytes(b"GGUF" + b"\0" * 500)
+    ida = _record(a, "glm4-chat-1m", "F16")
+    idb = _record(b, "glm-4-9b-0414", "Q4_K_M")
+    dep = _deploy(sleeper, "glm-4-9b-0414", "Q4_K_M", idb)
+    r = run_cli("ls", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["tag"]: x for x in json.loads(r.stdout)}
+    assert set(rows) == {"glm4-chat-1m:FP16", "glm-4-9b-0414:Q4_K_M"}
+    assert rows["glm4-chat-1m:FP16"]["format"] == "ggufv2" and rows["glm4-chat-1m:FP16"]["size_bytes"] == 2004
+    assert rows["glm4-chat-1m:FP16"]["path"] == str(a) and rows["glm4-chat-1m:FP16"]["in_use"] == []
+    assert rows["glm4-chat-1m:FP16"]["id"] == ida and rows["glm4-chat-1m:FP16"]["created"]
+    assert rows["glm-4-9b-0414:Q4_K_M"]["in_use"] == [dep]
+    # a pipe gets one whole row per build, with the same columns
+    r = run_cli("ls")
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["tag", "format", "size", "path", "created", "in", "use"], r.stdout
+    row = next(x for x in lines if x.startswith("glm-4-9b-0414:Q4_K_M"))
+    assert str(b) in row and f"deployment {dep}" in row and "ggufv2" in row
+    assert run_cli("list", "--local", "--json").stdout == run_cli("ls", "--json").stdout
+    a.unlink()
+    assert "(missing)" in next(x for x in run_cli("ls").stdout.splitlines() if x.startswith("glm4-chat-1m:FP16"))
+
+
+# --- 2. the chat in a real terminal --------------------------------------------------------------
+
+
+class Terminal:
+    """A command in a real pseudo-terminal (the stdlib pty module): keys typed as a person types them,
+    Ctrl-C delivered by the terminal as SIGINT to the foreground process."""
+
+    def __init__(self, args: list[str]):
+        import pty
+
+        from conftest import ROOT
+
+        env = {**os.environ, "TERM": "xterm", "COLUMNS": "200", "LINES": "50"}
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: exec at once
+            os.chdir(ROOT)
+            os.execvpe(sys.executable, [sys.executable, "-m", "registry", *args], env)
+        self.out = ""
+        self.mark = 0
+
+    def send(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def expect(self, text: str, timeout: float = 60.0) -> str:
+        """Everything printed since the last expect, up to and including `text`."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.out[self.mark:]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not printed within {timeout} s; got:\n{self.out[self.mark:][-3000:]}")
+            r, _, _ = select.select([self.fd], [], [], min(left, 0.5))
+            if r:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:  # the child exited and the terminal closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"exited before printing {text!r}; got:\n{self.out[self.mark:][-3000:]}")
+                self.out += chunk.decode(errors="replace")
+        end = self.out.index(text, self.mark) + len(text)
+        seen, self.mark = self.out[self.mark:end], end
+        return seen
+
+    def wait(self, timeout: float = 30.0) -> int | None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.read(self.fd, 65536)  # drain, so the child never blocks on a full terminal
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.1)
+        return None
+
+    def close(self) -> None:
+        import signal
+
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(self.fd)
+
+
+@pytest.mark.slow
+def test_chat_in_a_terminal_edits_lines_keeps_history_and_ctrl_c_stops_only_the_answer(tiny_gguf, registry_home):
+    registry_home.mkdir(parents=True, exist_ok=True)
+    _record(tiny_gguf("chatglm", "F16"), "glm4-chat-1m", "F16")
+    t = Terminal(["run", "glm4-chat-1m:FP16", "--context", "4096", "--max-tokens", "3000", "--temperature", "1"])
+    try:
+        t.expect(">>> ", timeout=120)
+        t.send("/shw\x1b[Do\r")  # left arrow, then the missing letter: line editing
+        seen = t.expect(">>> ")
+        assert "chatglm4" in seen and "llama.cpp" in seen and "4,096 tokens" in seen and "glm4-chat-1m:FP16" in seen
+        t.send("\x1b[A\r")  # up arrow: the last line again
+        assert "chatglm4" in t.expect(">>> ")
+        t.send("/?\r")
+        assert "/set temperature" in t.expect(">>> ")
+        t.send("/what\r")
+        assert "unknown command /what" in t.expect(">>> ")
+        t.send("/set temperature 0.9\r")
+        assert "temperature: 0.9" in t.expect(">>> ")
+        t.send("/set system You are terse.\r")
+        assert "system message: You are terse." in t.expect(">>> ")
+        t.send("/clear\r")
+        assert "Cleared the conversation" in t.expect(">>> ")
+        dep = json.loads(run_cli("ps", "--json").stdout)[0]
+        log = Path(dep["log_path"])
+        assert "POST /v1/chat/completions" not in log.read_text()  # no slash command reached the model
+        # Ctrl-C while the answer streams: the answer stops, the chat goes on
+        t.send("Tell me a long story\r")
+        t.expect("Tell me a long story")
+        t.expect("\n")
+        import time
+
+        time.sleep(0.3)  # a few tokens in
+        t.send("\x03")
+        t.expect("(answer stopped)", timeout=10)
+        t.expect(">>> ", timeout=10)
+        assert os.waitpid(t.pid, os.WNOHANG) == (0, 0)  # still running
+        t.send('"""Two\rlines"""\r')  # a message over two lines
+        t.expect(">>> ", timeout=120)
+        assert log.read_text().count("POST /v1/chat/completions") == 2
+        # Ctrl-C at the prompt says how to leave; a second one leaves
+        t.send("\x03")
+        t.expect("Ctrl-C again ends the chat")
+        t.send("\x03")
+        assert t.wait() == 0
+        assert "/show" in (registry_home / "chat_history").read_text()
+    finally:
+        t.close()
+        run_cli("stop", "--all")
