@@ -192,3 +192,70 @@ def test_chat_in_a_terminal_edits_lines_keeps_history_and_ctrl_c_stops_only_the_
     finally:
         t.close()
         run_cli("stop", "--all")
+
+
+# --- 3. tags and names everywhere ------------------------------------------------------------------
+
+
+def test_stop_and_logs_take_the_tag_in_any_case(registry_home, sleeper):
+    registry_home.mkdir(parents=True, exist_ok=True)
+    from registry.store import Store
+
+    dep = _deploy(sleeper, "glm-4-9b-0414", "Q4_K_M", None)
+    log = registry_home / "server.log"
+    log.write_text("serving glm-4-9b-0414\n")
+    Store().update_deployment(dep, log_path=str(log))
+    r = run_cli("logs", "GLM-4-9B-0414:q4_k_m")
+    assert r.returncode == 0 and "serving glm-4-9b-0414" in r.stdout, r.stderr
+    r = run_cli("stop", "glm-4-9b-0414:Q8_0")  # another build of the family: not this deployment
+    assert r.returncode == 1 and "unknown deployment" in r.stderr
+    r = run_cli("stop", "glm-4-9b-0414:Q4_K_M")
+    assert r.returncode == 0 and f"deployment {dep}" in r.stdout, r.stderr
+    assert sleeper.wait(timeout=15) is not None
+
+
+def test_names_in_any_case_hub_ids_and_quant_spellings():
+    def resolve(*args: str) -> dict:
+        r = run_cli("resolve", *args, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    d = resolve("GLM4-Chat-1M:q4_k_m")
+    assert (d["family"], d["quantization"]) == ("glm4-chat-1m", "Q4_K")
+    d = resolve("zai-org/GLM-4.5-Air")  # a pasted hub id: its family and spec
+    assert (d["family"], d["format"], d["quantization"]) == ("glm-4.5-air", "pytorch", "none")
+    d = resolve("bartowski/THUDM_GLM-4-9B-0414-GGUF:q5_k_m")
+    assert (d["family"], d["format"], d["uploader"]) == ("glm-4-9b-0414", "ggufv2", "bartowski")
+    d = resolve("glm-4-9b-0414:4bit", "-f", "pytorch")  # 4bit = 4-bit
+    assert d["quantization"] == "4-bit"
+    r = run_cli("show", "zai-org/glm-4.5-air", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["name"] == "glm-4.5-air"
+    # search reads quantizations in llama.cpp's spelling too
+    hits = json.loads(run_cli("search", "q4_k_m", "--json").stdout)
+    assert any(h["name"] == "glm4-chat-1m" and "Q4_K" in h["quantizations"] for h in hits), hits
+
+
+# --- 8. ports ------------------------------------------------------------------------------------------
+
+
+def test_a_port_whose_connections_wait_in_time_wait_is_free():
+    import socket
+    import time
+
+    from registry import launcher
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    assert not launcher.port_free("127.0.0.1", port)  # listening: taken
+    conn.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+    time.sleep(0.2)
+    client.close()
+    srv.close()
+    time.sleep(0.2)
+    assert launcher.port_free("127.0.0.1", port)
+    assert launcher.choose_port("127.0.0.1", port, True, print) == port  # a fixed --port is not refused
