@@ -259,3 +259,32 @@ def test_a_port_whose_connections_wait_in_time_wait_is_free():
     time.sleep(0.2)
     assert launcher.port_free("127.0.0.1", port)
     assert launcher.choose_port("127.0.0.1", port, True, print) == port  # a fixed --port is not refused
+
+
+# --- 6. a family without a quantization: what runs, else what is here, else the fit pick -------------------
+
+
+def test_launch_and_run_without_a_quant_take_what_runs_then_what_is_here(tiny_gguf, registry_home, sleeper):
+    def planned() -> tuple[dict, str]:
+        r = run_cli("launch", "GLM4-chat-1m", "--dry-run", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout), r.stderr
+
+    p, said = planned()  # nothing here: the fit pick, said before anything is fetched
+    auto = json.loads(run_cli("fit", "glm4-chat-1m", "--quant", "auto", "--json").stdout)["auto"]
+    assert p["quantization"] == auto["quantization"] and "best build that fits here" in said
+    registry_home.mkdir(parents=True, exist_ok=True)
+    gguf = tiny_gguf("chatglm", "F16")
+    _record(gguf, "glm4-chat-1m", "F16")
+    p, said = planned()
+    assert p["quantization"] == "FP16" and p["artifact"]["path"] == str(gguf) and f"local build at {gguf}" in said
+    dep = _deploy(sleeper, "glm4-chat-1m", "Q8_0", None)
+    p, said = planned()
+    assert p["quantization"] == "Q8_0" and f"running as deployment {dep}" in said
+    from registry.store import Store
+
+    Store().update_deployment(dep, status="stopped")
+    # run follows the same rule: the local build, started, asked once, stopped
+    r = run_cli("run", "glm4-chat-1m", "Hi", "--context", "256", "--max-tokens", "4", "--stop")
+    assert r.returncode == 0 and "glm4-chat-1m:FP16 (ggufv2): the local build at" in r.stderr, r.stderr
+    assert r.stdout.strip()
