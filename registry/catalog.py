@@ -328,6 +328,18 @@ class Catalog:
         return resolved_build(fam, spec, q)
 
 
+def check_buildable(fam: Family, fmt: str) -> None:
+    """A build goes into a format the family has a spec for; otherwise nothing could name it afterwards
+    (`run`, `launch`, `rm` FAMILY:QUANT look builds up through the specs), so it is refused before it starts."""
+    if any(s.format == fmt for s in fam.specs):
+        return
+    raise RegistryError(
+        f"{fam.name} has no {fmt} spec, so a {fmt} build of it could not be launched, run or removed by its tag; "
+        f"{fam.name} has: {', '.join(fam.formats())}. For a {fmt} build of your own, describe it in a family: "
+        f"`registry init my-{fam.name}`, add a {fmt} spec, `registry register my-{fam.name}.yaml`, then convert "
+        f"with that name")
+
+
 def split_uploader(name: str) -> tuple[str | None, str]:
     """'bartowski/glm-4-9b-0414' -> ('bartowski', 'glm-4-9b-0414'); a plain family name has no uploader
     (family names never hold a slash)."""

@@ -288,3 +288,42 @@ def test_launch_and_run_without_a_quant_take_what_runs_then_what_is_here(tiny_gg
     r = run_cli("run", "glm4-chat-1m", "Hi", "--context", "256", "--max-tokens", "4", "--stop")
     assert r.returncode == 0 and "glm4-chat-1m:FP16 (ggufv2): the local build at" in r.stderr, r.stderr
     assert r.stdout.strip()
+
+
+# --- 4. convert only into a format the family has a spec for; --force rebuilds --------------------------
+
+
+def test_convert_refuses_a_format_the_family_has_no_spec_for(tiny_checkpoint, tmp_path, registry_home):
+    out = tmp_path / "out"
+    r = run_cli("convert", "glm-4-9b-0414", "--from", str(tiny_checkpoint("glm4")), "--to", "compressed-tensors",
+                "--quant", "FP8_DYNAMIC", "--out", str(out), "--dry-run")
+    assert r.returncode == 1 and "glm-4-9b-0414 has no compressed-tensors spec" in r.stderr, r.stderr
+    assert "has: pytorch, ggufv2, mlx" in r.stderr and "registry init" in r.stderr
+    r = run_cli("convert", "GLM-4.6", "--from", str(tiny_checkpoint("glm4moe")), "--to", "gguf", "--quant", "Q8_0",
+                "--out", str(out / "x.gguf"))
+    assert r.returncode == 1 and "glm-4.6 has no ggufv2 spec" in r.stderr, r.stderr
+    assert not out.exists() and not (registry_home / "registry.db").exists()
+    import converters.gguf as gguf_conv
+    from converters.options import ConvertRequest
+    from registry.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="no ggufv2 spec"):  # the Python API refuses it too
+        gguf_conv.run_convert(ConvertRequest(family="glm-4.6", source=tiny_checkpoint("glm4moe"), to="ggufv2",
+                                             quant="Q8_0", out=tmp_path / "y.gguf", progress=False))
+
+
+def test_convert_force_rebuilds_an_existing_output(tiny_checkpoint, tmp_path):
+    (tmp_path / "builds").mkdir()
+    out = tmp_path / "builds" / "m.F16.gguf"
+    args = ("convert", "glm4-chat-1m", "--from", str(tiny_checkpoint("chatglm")), "--to", "ggufv2", "--quant", "F16",
+            "--out", str(out))
+    assert run_cli(*args).returncode == 0
+    first = out.stat().st_ino
+    r = run_cli(*args)
+    assert r.returncode == 1 and "already exists" in r.stderr and "--force" in r.stderr
+    r = run_cli(*args, "--force", "--json")
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_ino != first  # a new file, put in place by rename
+    rows = [a for a in json.loads(run_cli("ls", "--json").stdout) if a["path"] == str(out)]
+    assert len(rows) == 1 and rows[0]["sha256"] == json.loads(r.stdout)[0]["sha256"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.F16.gguf"]  # no temporaries left
