@@ -264,7 +264,8 @@ class Catalog:
         quantization (several: an error naming them).
 
         Where several uploaders publish the format in one size, `uploader` (or a name such as
-        bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers."""
+        bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers (the
+        family's preferred), unless no hub publishes that one's build and another uploader's spec has it."""
         want(str, "family name", name)
         want(str, "format", format, optional=True)
         want(str, "quant", quant, optional=True)
@@ -322,7 +323,11 @@ class Catalog:
         sizes = list(dict.fromkeys(s.size_label for s in matches))
         if len(sizes) > 1:
             raise NotFoundError(f"{name} {format} {quant} exists in sizes {', '.join(sizes)}; pass a size")
-        spec = matches[0]  # one size: the first uploader listed, unless one was named
+        # One size: the uploader named, else the family's preferred (listed first), unless it only describes a
+        # build made here and another uploader publishes it on a hub (`pull glm-4-9b-0414:Q5_K_M`: bartowski's)
+        spec = matches[0]
+        if uploader is None and not spec.hubs:
+            spec = next((s for s in matches if s.hubs), spec)
         q = spec_quant(spec, quant)
         assert q is not None
         return resolved_build(fam, spec, q)

@@ -91,9 +91,9 @@ def _artifact(resolved, recorded: list | None = None) -> dict:
 def hub_artifact(resolved) -> dict:
     """Where the hub keeps a build (its first hub), or how to build one that no hub publishes."""
     if not resolved.hubs:
-        return {"source": "build", "path": None,
-                "note": f"not published on a hub: `registry convert {resolved.family.name} --to {resolved.spec.format} "
-                        f"--quant {resolved.quantization}` builds it"}
+        from .hub import convert_cmd
+
+        return {"source": "build", "path": None, "note": f"not published on a hub: `{convert_cmd(resolved)}` builds it"}
     hub, h = next(iter(resolved.hubs.items()))
     return {"source": "hub", "hub": hub, "model_id": h.model_id, "revision": h.revision, "files": h.files,
             "path": None}

@@ -327,3 +327,30 @@ def test_convert_force_rebuilds_an_existing_output(tiny_checkpoint, tmp_path):
     rows = [a for a in json.loads(run_cli("ls", "--json").stdout) if a["path"] == str(out)]
     assert len(rows) == 1 and rows[0]["sha256"] == json.loads(r.stdout)[0]["sha256"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.F16.gguf"]  # no temporaries left
+
+
+# --- 5. pull: the uploader that has the build, said; errors suggest commands that parse ---------------------
+
+
+def test_pull_takes_the_uploader_that_publishes_the_build(hub_server, tiny_gguf):
+    import re
+    import shlex
+
+    data = tiny_gguf("glm4", "F16").read_bytes()
+    r = run_cli("pull", "glm-4-9b-0414:Q5_K_M", "--offline")
+    assert r.returncode == 1 and "not published on a hub" not in r.stderr, r.stderr
+    assert "glm-4-9b-0414:Q5_K_M from bartowski (bartowski/THUDM_GLM-4-9B-0414-GGUF)" in r.stderr
+    suggested = re.search(r"`(registry pull [^`]+)`", r.stderr).group(1)
+    again = run_cli(*shlex.split(suggested)[1:], "--offline")  # the command the error names parses, and means this build
+    assert again.returncode == 1 and suggested in again.stderr, again.stderr
+    hub_server.add("bartowski/THUDM_GLM-4-9B-0414-GGUF", {"THUDM_GLM-4-9B-0414-Q5_K_M.gguf": data})
+    r = run_cli("pull", "glm-4-9b-0414:q5_k_m")
+    assert r.returncode == 0, r.stderr
+    assert "from bartowski" in r.stderr and "--from local" in r.stderr
+    assert Path(r.stdout.split(" (")[0]).read_bytes() == data
+    # the build made here is still the one `--from local` names, and its error gives a command that parses
+    r = run_cli("pull", "glm-4-9b-0414:Q5_K_M", "--from", "local")
+    cmd = re.search(r"`(registry convert [^`]+)`", r.stderr).group(1)
+    assert r.returncode == 1 and cmd.startswith("registry convert glm-4-9b-0414 --from ./GLM-4-9B-0414 --to ggufv2")
+    bad = run_cli(*shlex.split(cmd)[1:])
+    assert bad.returncode == 1 and "--from GLM-4-9B-0414: not a directory" in bad.stderr, bad.stderr  # parsed; no folder
