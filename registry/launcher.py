@@ -233,6 +233,22 @@ def check_context(fam, context: int | None) -> None:
                             f"{fam.context_length:,} tokens; give at most {fam.context_length}")
 
 
+def running_same(p: Plan, engine: str | None, context: int | None, threads: int | None = None) -> list:
+    """Running deployments of the planned build (newest first), which `launch` and `run` reuse: the engine if one
+    was forced, the context and thread count if they were given."""
+    from .prestart import option_value
+
+    r = p.resolved
+    same = running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
+    if context is not None:  # a different context is a different server: the one this plan would start with
+        flags = ("--n_ctx", "--max-model-len", "--context-length")
+        want = option_value(p.main.argv, *flags) or str(context)
+        same = [d for d in same if option_value(d.argv or [], *flags) == want]
+    if threads is not None:  # so is another thread count
+        same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
+    return same
+
+
 def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
     """Running deployments of this build (newest first), for `launch` to reuse instead of starting twice."""
     return [d for d in reversed(ps()) if d.family == family and d.format == format

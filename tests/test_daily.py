@@ -354,3 +354,42 @@ def test_pull_takes_the_uploader_that_publishes_the_build(hub_server, tiny_gguf)
     assert r.returncode == 1 and cmd.startswith("registry convert glm-4-9b-0414 --from ./GLM-4-9B-0414 --to ggufv2")
     bad = run_cli(*shlex.split(cmd)[1:])
     assert bad.returncode == 1 and "--from GLM-4-9B-0414: not a directory" in bad.stderr, bad.stderr  # parsed; no folder
+
+
+# --- 9. the Python API: what the CLI reads, by tag or by (family, format, quant) ------------------------------
+
+
+@pytest.mark.slow
+def test_python_api_by_tag(tiny_gguf, registry_home):
+    import registry
+    from registry.errors import RegistryError
+
+    r = registry.resolve("glm4-chat-1m:Q4_K")
+    assert (r.spec.format, r.quantization, r.canonical) == ("ggufv2", "Q4_K", "Q4_K_M")
+    assert registry.resolve("GLM4-chat-1m", quant="q4_k_m").to_dict() == r.to_dict()
+    assert registry.resolve("glm4-chat-1m", "ggufv2", "Q4_K").to_dict() == r.to_dict()  # the old call still works
+    f = registry.fit("glm4-chat-1m:Q4_K", hardware="1xH100-80G", context="32k")
+    assert [(b["quantization"], b["context"], b["fits"]) for b in f["builds"]] == [("Q4_K", 32768, True)]
+    p = registry.plan("glm4-chat-1m:Q4_K", hardware="1xH100-80G", context=8192)
+    assert p.engine == "llama.cpp" and "8192" in p.to_dict()["argv"]
+    assert any(h["name"] == "glm4-chat-1m" and h["quantizations"] == ["Q4_K"]
+               for h in registry.search_builds("glm4-chat-1m q4_k_m"))
+    with pytest.raises(RegistryError, match="offline"):
+        registry.pull("glm4-chat-1m:Q4_K", offline=True)
+    assert registry.artifacts() == [] and registry.ps() == []
+    registry_home.mkdir(parents=True, exist_ok=True)
+    gguf = tiny_gguf("chatglm", "F16")
+    _record(gguf, "glm4-chat-1m", "F16")
+    (a,) = registry.artifacts()
+    assert (a["tag"], a["path"], a["in_use"]) == ("glm4-chat-1m:FP16", str(gguf), [])
+    try:
+        dep = registry.launch("glm4-chat-1m:FP16", context=256, timeout=120)
+        assert dep["status"] == "running" and not dep["reused"]
+        assert registry.launch("glm4-chat-1m:fp16", context=256)["id"] == dep["id"]  # reused
+        assert [d["id"] for d in registry.ps()] == [dep["id"]]
+        assert registry.artifacts("glm4-chat-1m")[0]["in_use"] == [dep["id"]]
+        assert registry.stop("glm4-chat-1m:FP16") == [
+            {"id": dep["id"], "family": "glm4-chat-1m", "quantization": "FP16", "result": "stopped"}]
+        assert registry.ps() == []
+    finally:
+        run_cli("stop", "--all")

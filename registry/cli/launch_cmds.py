@@ -69,7 +69,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    same = [] if new or port is not None else running_same(p, engine, context, threads)
+    same = [] if new or port is not None else launcher.running_same(p, engine, context, threads)
     if same:
         dep = same[0]
         if json_:
@@ -84,21 +84,6 @@ def launch(
         _print_json({**deployment_view(dep), "reused": False})
         return
     _answers_at(dep)
-
-
-def running_same(p, engine: str | None, context: int | None, threads: int | None = None) -> list:
-    """Running deployments of the planned build (newest first), which `launch` and `run` reuse."""
-    from .. import launcher
-
-    r = p.resolved
-    same = launcher.running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
-    if context is not None:  # a different context is a different server
-        same = [d for d in same if str(context) in d.argv]
-    if threads is not None:  # so is another thread count
-        from ..prestart import option_value
-
-        same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
-    return same
 
 
 def _answers_at(dep) -> None:

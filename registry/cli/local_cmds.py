@@ -116,7 +116,6 @@ def run(
     from .. import launcher, prestart
     from ..naming import parse_context, split_tag
     from .chat import Chat, loop
-    from .launch_cmds import running_same
 
     ctx = parse_context(context)
     family, quant = split_tag(name, quant)
@@ -128,7 +127,7 @@ def run(
 
     def deployment(context):
         p = launcher.plan(family, format, quant, engine=engine, context=context)
-        same = running_same(p, engine, context)
+        same = launcher.running_same(p, engine, context)
         if same:
             return same[0]
         dep = launcher.launch(p, timeout=timeout, say=_err, spinner=sys.stderr.isatty(),
