@@ -125,12 +125,21 @@ def main_command(commands: list):
 
 
 def plan(name: str, format: str | None = None, quant: str | None = None, engine: str | None = None,
-         hardware: str | None = None, context: int | None = None, gpus: int | None = None, nodes: int | None = None,
-         port: int | None = None, host: str | None = None, profile: str | None = None,
+         hardware: str | None = None, context: int | str | None = None, gpus: int | None = None,
+         nodes: int | None = None, port: int | None = None, host: str | None = None, profile: str | None = None,
          size: float | None = None, threads: int | None = None) -> Plan:
-    """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization."""
+    """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization.
+
+    `context`: tokens, or "max" (the longest that fits). Without one, an engine whose default context (vLLM's and
+    SGLang's: the family's whole context) does not fit is planned at the longest that does, with a note; a context
+    given in tokens that does not fit stays an error."""
     from . import hardware as hw_mod
-    from .naming import engine_name
+    from .naming import engine_name, parse_context
+
+    context = parse_context(context)
+    want_max = context == "max"
+    if want_max:
+        context = None
 
     engine = engine_name(engine)
     if engine is not None and engine not in engines.MODULES:
@@ -154,6 +163,9 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
     verdicts = {}
     for e in order if engine else engines.RANK:
         verdicts[e] = engines.get(e).can_serve(req)
+    reqs = {e: req for e in verdicts}  # an engine planned at a capped context has its own request
+    if want_max or context is None:
+        _cap_context(req, verdicts, reqs, want_max)
     if engine is None and profile is not None:
         # a named profile belongs to one engine: only engines that have it
         for e, v in verdicts.items():
@@ -166,7 +178,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
         rejected = [r for r in rejected if r["engine"] in listed] or rejected
     label = f"{resolved.family.name} {resolved.spec.format} {resolved.quantization} on {hw.name}"
     if not ok:
-        why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected)
+        why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected) + _most_that_fits(req, verdicts)
         if engine:
             raise RegistryError(f"{engine} cannot serve {label}: {why}")
         raise RegistryError(f"no engine can serve {label}: {why}")
@@ -176,7 +188,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
                             "no thread count: leave --threads out (or add --engine llama.cpp for a GGUF build)")
     v = verdicts[chosen]
     mod = engines.get(chosen)
-    cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)
+    cmds = mod.command(reqs[chosen], model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
     if art.get("demo"):
         notes.append("the artifact is registry demo's random-weight toy, not the real model")
@@ -224,6 +236,50 @@ def pick_build(name: str, format: str | None = None, context: int | str | None =
                             f"(`registry fit {fam.name}` says why); name one as {fam.name}:QUANT")
     return {"family": fam.name, "format": auto["format"], "quantization": auto["quantization"],
             "why": "the best build that fits here (`registry fit --quant auto`)"}
+
+
+def _cap_context(req, verdicts: dict, reqs: dict, want_max: bool) -> None:
+    """Engines refused only for memory at their default context are planned at the longest that fits (at least
+    context.MIN_CAPPED tokens), a note saying so and what the default needs; with `want_max`, every engine at its
+    longest. Changes `verdicts` and `reqs` in place."""
+    import dataclasses
+
+    from .context import MIN_CAPPED, longest, memory_only
+
+    for e, v in list(verdicts.items()):
+        if not (want_max and v.ok) and not memory_only(v.reasons):
+            continue
+        m = longest(req, e)
+        if m is None or (not want_max and m < MIN_CAPPED):
+            continue
+        sub = dataclasses.replace(req, context=m)
+        capped = engines.get(e).can_serve(sub)
+        if not capped.ok:
+            continue
+        if v.ok:
+            capped.notes.append(f"context {m:,} tokens: the longest that fits {req.hardware.name}")
+        else:
+            full = v.estimate
+            need = ""
+            if full is not None:
+                need = (f" (~{full.per_gpu / 1e9:.1f} GB per GPU)" if full.per_gpu
+                        else f" (~{full.total / 1e9:.1f} GB)")
+            capped.notes.append(f"context capped at {m:,} tokens, the longest that fits {req.hardware.name}: "
+                                f"{f'{full.context:,}' if full else 'the default'} tokens would need more "
+                                f"memory{need}; --context sets another, up to {m}")
+        verdicts[e], reqs[e] = capped, sub
+
+
+def _most_that_fits(req, verdicts: dict) -> str:
+    """For an error at a context that does not fit: the longest that does, where an engine says it."""
+    from .context import longest, memory_only
+
+    for e, v in verdicts.items():
+        if memory_only(v.reasons):
+            m = longest(req, e)
+            if m:
+                return f" (the longest context {e} fits here is {m:,} tokens: --context {m}, or --context max)"
+    return ""
 
 
 def check_context(fam, context: int | None) -> None:
@@ -750,7 +806,7 @@ def address(dep) -> str:
 # --- fit -------------------------------------------------------------------------------------------
 
 
-def fit(name: str, hardware: str | None = None, context: int | None = None, quant: str | None = None,
+def fit(name: str, hardware: str | None = None, context: int | str | None = None, quant: str | None = None,
         format: str | None = None) -> dict:
     """Every build of a family: the engine that would serve it here (or there), its memory estimate,
     and whether it fits. quant='auto' also names the best build that fits: the most bits per weight
@@ -758,16 +814,19 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     from . import hardware as hw_mod
     from .catalog import load, resolved_build, spec_quant
     from .hub import local
-    from .naming import format_name, split_tag
+    from .naming import format_name, parse_context, split_tag
 
     name, quant = split_tag(name, quant)
     format = format_name(format)
     fam = load().get(name)
+    name = fam.name
     if format and format not in fam.formats():
         raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
-    if context is not None and context < 1:
-        raise RegistryError(f"--context must be at least 1, not {context}")
-    check_context(fam, context)
+    context = parse_context(context)
+    if context != "max":
+        if context is not None and context < 1:
+            raise RegistryError(f"--context must be at least 1, not {context}")
+        check_context(fam, context)
     hw = hw_mod.get(hardware)
     auto = quant == "auto"
     recorded = local.family_rows(name)  # one store query for every build
@@ -792,18 +851,29 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     return out
 
 
-def build_fit(resolved, hw, art: dict, context: int | None = None) -> dict:
+def build_fit(resolved, hw, art: dict, context: int | str | None = None) -> dict:
     """One build on one machine: the engine that would serve it (the best by RANK that can), its memory
-    estimate, and whether it fits (else every engine's reasons). The docs' fit tables ask this too."""
+    estimate, and whether it fits (else every engine's reasons); `max_context`, the longest context that engine
+    fits (llama.cpp: layers left in host memory included) and `max_context_gpu`, with everything on the GPUs.
+    context="max": each engine at its longest; no context: an engine whose default does not fit at the longest
+    that does, as plan() places it. The docs' fit tables ask this too."""
+    from .context import longest
     from .estimate import bits_per_weight
 
     spec, q = resolved.spec, resolved.quantization
-    req = request(resolved, hw, art, context)
-    verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
+    want_max = context == "max"
+    req = request(resolved, hw, art, None if want_max else context)
+    by_engine = {e: engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)}
+    reqs = {e: req for e in by_engine}
+    if want_max or context is None:
+        _cap_context(req, by_engine, reqs, want_max)
+    verdicts = list(by_engine.values())
     good = [v for v in verdicts if v.ok]
     v = good[0] if good else (verdicts[0] if verdicts else None)
     est = v.estimate if v and v.estimate else None
     e = est.to_dict() if est else {}
+    top = (est.context if want_max and v.ok and est else longest(req, v.engine)) if v else None
+    top_gpu = longest(req, v.engine, gpu_only=True) if v is not None and hw.gpus and top else None
     return {
         "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
         "gguf_type": gguf_type(spec.format, q),
@@ -811,7 +881,7 @@ def build_fit(resolved, hw, art: dict, context: int | None = None) -> dict:
         "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
         "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
         "per_gpu_bytes": e.get("per_gpu_bytes"), "host_bytes": e.get("host_bytes", 0), "gpus": e.get("gpus", 0),
-        "context": e.get("context"),
+        "context": e.get("context"), "max_context": top, "max_context_gpu": top_gpu,
         "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
         "fits": bool(good),
         "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or

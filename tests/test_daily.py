@@ -393,3 +393,57 @@ def test_python_api_by_tag(tiny_gguf, registry_home):
         assert registry.ps() == []
     finally:
         run_cli("stop", "--all")
+
+
+# --- 7. the context that fits -----------------------------------------------------------------------------
+
+
+def _json(*args: str):
+    r = run_cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_context_as_people_write_it():
+    for text, tokens in (("32k", 32768), ("128K", 131072), ("1M", 1048576), ("8192", 8192)):
+        (b,) = _json("fit", "glm4-chat-1m:Q4_K", "--hardware", "1xH100-80G", "--context", text)["builds"]
+        assert b["context"] == tokens, text
+    p = _json("launch", "glm4-chat-1m:Q4_K", "--hardware", "1xH100-80G", "--context", "32k", "--dry-run")
+    assert p["argv"][p["argv"].index("--n_ctx") + 1] == "32768"
+    r = run_cli("fit", "glm4-chat-1m", "--context", "32q")
+    assert r.returncode == 1 and "--context '32q'" in r.stderr and "32k" in r.stderr and "max" in r.stderr
+
+
+def test_fit_rows_carry_the_longest_context_with_and_without_host_memory():
+    (b,) = _json("fit", "glm4-chat-1m:Q4_K", "--hardware", "1xH100-80G")["builds"]
+    top, gpu = b["max_context"], b["max_context_gpu"]
+    assert top == 1048576 and 4096 < gpu < top  # 1M fits with layers in host memory; the GPU alone holds less
+
+    def plan(ctx: int) -> dict:
+        return _json("launch", "glm4-chat-1m:Q4_K", "--hardware", "1xH100-80G", "--context", str(ctx), "--dry-run")
+
+    assert plan(gpu)["estimate"]["host_bytes"] == 0 and plan(gpu + 256)["estimate"]["host_bytes"] > 0
+    # --context max plans each build at its longest; the table shows it, and how much the GPUs hold alone
+    rows = {x["quantization"]: x for x in _json("fit", "glm4-chat-1m", "--hardware", "1xH100-80G", "--context",
+                                                "max")["builds"]}
+    assert rows["Q4_K"]["context"] == top and rows["none"]["engine"] == "vllm"
+    table = run_cli("fit", "glm4-chat-1m", "--hardware", "1xH100-80G", "--context", "max").stdout
+    line = next(x for x in table.splitlines() if x.split()[:2] == ["ggufv2", "Q4_K"])
+    assert f"{top:,}" in line and f"{gpu:,}" in line and "on GPUs only" in table
+    # on a CPU box the longest context is what host memory holds: the plan says the same
+    (c,) = _json("fit", "glm4-chat-1m:Q4_K", "--hardware", "cpu-64GB", "--context", "max")["builds"]
+    p = _json("launch", "glm4-chat-1m:Q4_K", "--hardware", "cpu-64GB", "--context", "max", "--dry-run")
+    assert p["argv"][p["argv"].index("--n_ctx") + 1] == str(c["context"]) == str(c["max_context"])
+    assert c["max_context_gpu"] is None and p["estimate"]["total_bytes"] <= 64 * 2**30
+
+
+def test_vllm_plans_cap_the_context_instead_of_refusing():
+    p = _json("launch", "glm4-chat-1m:none", "--engine", "vLLM", "--hardware", "1xH100-80G", "--dry-run")
+    n = int(p["argv"][p["argv"].index("--max-model-len") + 1])
+    assert 8192 < n < 1048576 and p["estimate"]["per_gpu_bytes"] <= 0.9 * 80e9
+    assert any(f"context capped at {n:,} tokens" in x and "1,048,576 tokens would need" in x for x in p["notes"])
+    (b,) = _json("fit", "glm4-chat-1m:none", "--hardware", "1xH100-80G")["builds"]
+    assert (b["engine"], b["context"], b["max_context"], b["fits"]) == ("vllm", n, n, True)  # fit agrees
+    r = run_cli("launch", "glm4-chat-1m:none", "--engine", "vllm", "--hardware", "1xH100-80G", "--dry-run",
+                "--context", str(n + 4096))  # a context given in tokens that does not fit stays an error
+    assert r.returncode == 1 and "not enough GPU memory" in r.stderr and f"fits here is {n:,} tokens" in r.stderr

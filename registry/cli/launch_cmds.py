@@ -160,10 +160,14 @@ def fit(
     at = f" at {ctxs[0]:,} tokens" if len(ctxs) == 1 else ""
     need = ("need per GPU" if res["hardware"].get("gpus") else "need (host)") + at
     cols = ["format", "quant", "engine", "weights", "KV" + at, need, "fits"]
-    if len(ctxs) > 1:  # builds planned at different contexts: each row says its own
+    if len(ctxs) > 1 or res.get("context") == "max":  # builds planned at different contexts: each row says its own
         cols.insert(5, "context")
         for r, b in zip(rows, res["builds"]):
             r.insert(5, f"{b['context']:,}" if b.get("context") else "-")
+        if res.get("context") == "max" and res["hardware"].get("gpus"):  # and how much of it the GPUs hold alone
+            cols.insert(6, "on GPUs only")
+            for r, b in zip(rows, res["builds"]):
+                r.insert(6, f"{b['max_context_gpu']:,}" if b.get("max_context_gpu") else "-")
     _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
