@@ -9,6 +9,7 @@ The launcher refines these (exact GGUF sizes from the file header, engine overhe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,17 @@ class GGUFInfo:
 
 
 def gguf_info(path: str | Path) -> GGUFInfo:
-    """Read a GGUF header (the first part's, for a split build; weights count every part's tensor data)."""
+    """Read a GGUF header (the first part's, for a split build; weights count every part's tensor data).
+    Read once per file version in a process: the longest context that fits asks at many contexts."""
+    try:
+        st = Path(path).stat()
+        return _gguf_info(str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return _gguf_info.__wrapped__(str(path), None, None)  # the reader names what is wrong
+
+
+@functools.lru_cache(maxsize=32)
+def _gguf_info(path: str, size: int | None, mtime_ns: int | None) -> GGUFInfo:
     from . import gguf_header
     from .hub.integrity import split_parts
 
