@@ -447,3 +447,22 @@ def test_vllm_plans_cap_the_context_instead_of_refusing():
     r = run_cli("launch", "glm4-chat-1m:none", "--engine", "vllm", "--hardware", "1xH100-80G", "--dry-run",
                 "--context", str(n + 4096))  # a context given in tokens that does not fit stays an error
     assert r.returncode == 1 and "not enough GPU memory" in r.stderr and f"fits here is {n:,} tokens" in r.stderr
+
+
+@pytest.mark.slow
+def test_llamacpp_compute_buffer_estimate_follows_the_context_as_llamacpp_measures_it(tiny_gguf):
+    """llama.cpp's own log of its compute buffer at a few contexts (the server's settings: flash attention off,
+    n_ubatch 512) against the estimate fit and the plans use."""
+    import re
+
+    from registry.estimate import gguf_info, llamacpp_estimate
+
+    gguf = tiny_gguf("chatglm", "F16")
+    for n_ctx in (512, 4096, 16384):
+        code = ("import llama_cpp, sys\n"
+                f"llama_cpp.Llama({str(gguf)!r}, n_ctx={n_ctx}, n_batch=512, flash_attn=False, verbose=True)\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        mib = float(re.findall(r"CPU compute buffer size\s*=\s*([\d.]+) MiB", r.stderr)[-1])
+        est = llamacpp_estimate(gguf_info(gguf), n_ctx)
+        compute = float(re.search(r"compute buffer ~([\d.]+) MiB", est.notes[0]).group(1))
+        assert abs(compute - mib) <= max(1.5, 0.05 * mib), (n_ctx, compute, mib)
