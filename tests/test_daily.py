@@ -166,7 +166,13 @@ def test_chat_in_a_terminal_edits_lines_keeps_history_and_ctrl_c_stops_only_the_
         assert "system message: You are terse." in t.expect(">>> ")
         t.send("/clear\r")
         assert "Cleared the conversation" in t.expect(">>> ")
-        dep = json.loads(run_cli("ps", "--json").stdout)[0]
+        t.send("/set context 2k\r")  # a server of that context: started, and the chat goes on with it
+        assert "context: 2048 tokens (deployment 2)" in t.expect(">>> ", timeout=120)
+        t.send("/show\r")
+        assert "2,048 tokens" in t.expect(">>> ")
+        t.send("/set context 4096\r")  # back to the first one: reused
+        assert "context: 4096 tokens (deployment 1)" in t.expect(">>> ", timeout=60)
+        dep = next(d for d in json.loads(run_cli("ps", "--json").stdout) if d["id"] == 1)
         log = Path(dep["log_path"])
         assert "POST /v1/chat/completions" not in log.read_text()  # no slash command reached the model
         # Ctrl-C while the answer streams: the answer stops, the chat goes on
