@@ -894,7 +894,8 @@ USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matte
 
 
 def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
-    """The build to launch: the most bits among the builds that fit and decode at a usable speed.
+    """The build to launch: the most bits among the builds that fit (on GPUs: the GPUs alone, where any does) and
+    decode at a usable speed.
 
     Speed is seed 002's bound (memory bandwidth / bytes read per token). "Usable": at least 10 tok/s, or,
     where nothing is that fast (a small CPU box), at least half the fastest build's speed, so that 18 GB
@@ -919,6 +920,8 @@ def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
     fastest = max(b["decode_tok_s_bound"] for b in fitting)
     floor = min(USABLE_TOK_S, fastest / 2)
     usable = [b for b in fitting if b["decode_tok_s_bound"] >= floor]
+    if hw.gpus:  # on GPUs, a build that fits them alone before one that leaves layers in host memory
+        usable = [b for b in usable if b["gpus"] and not b.get("host_bytes")] or usable
     best = max(usable, key=lambda b: (b["bits_per_weight"] or 0, -(b["total_bytes"] or 0)))
     for b in fitting:
         b["decode_tok_s_bound"] = round(b["decode_tok_s_bound"], 2)

@@ -472,3 +472,10 @@ def test_llamacpp_compute_buffer_estimate_follows_the_context_as_llamacpp_measur
         est = llamacpp_estimate(gguf_info(gguf), n_ctx)
         compute = float(re.search(r"compute buffer ~([\d.]+) MiB", est.notes[0]).group(1))
         assert abs(compute - mib) <= max(1.5, 0.05 * mib), (n_ctx, compute, mib)
+
+
+def test_quant_auto_prefers_a_build_the_gpus_hold_alone():
+    d = _json("fit", "glm4-chat-1m", "--quant", "auto", "--hardware", "1xRTX-4090", "--context", "64k")
+    rows = {b["quantization"]: b for b in d["builds"]}
+    assert rows["BF16"]["fits"] and rows["BF16"]["host_bytes"] > 0  # fits, with layers left in host memory
+    assert d["auto"]["quantization"] == "Q8_0" and rows["Q8_0"]["host_bytes"] == 0
