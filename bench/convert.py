@@ -7,7 +7,10 @@ converters/tiny.py and larger dimensions), then reports:
     next to the peak RSS of a process that only imports the converter (interpreter overhead);
   * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
 
-Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir DIR]
+  * with --cli: `registry convert --to ggufv2 --quant FP16` end to end (a fresh process: start-up,
+    conversion, the build's sha256, the store row) against `cp -r` of the same shards, paired rounds.
+
+Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir DIR] [--cli [--rounds N]]
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-gb", type=float, default=2.0)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--cli", action="store_true", help="time the whole `registry convert` command against cp -r")
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="gguf-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -75,6 +80,8 @@ def main() -> None:
         t = time.perf_counter()
         build(src, a.size_gb)
         print(f"built {src} in {time.perf_counter() - t:.0f} s")
+    if a.cli:
+        return cli_rounds(src, work, a.rounds)
     idx = json.loads((src / "model.safetensors.index.json").read_text())
     shards = sorted(set(idx["weight_map"].values()))
     total = sum((src / s).stat().st_size for s in shards)
@@ -125,6 +132,41 @@ def main() -> None:
     print(f"goal check: peak RSS < 2x largest + 400 MiB = {(2 * largest + 400 * 2**20) * mb:.0f} MiB: "
           f"{'ok' if conv_rss < 2 * largest + 400 * 2**20 else 'MISSED'}")
     print(f"quantize F16 -> Q4_K_M:    {q_s:.2f} s (peak RSS {q_rss * mb:.0f} MiB)")
+
+
+def cli_rounds(src: Path, work: Path, rounds: int) -> None:
+    """`registry convert` end to end against `cp -r`, alternating which goes first; each round's ratio."""
+    import statistics
+
+    home, out, dst = work / "home", work / "cli-out", work / "cp-dst"
+    env = {**os.environ, "REGISTRY_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "registry", "convert", "glm-4-9b-0414", "--from", str(src), "--to", "ggufv2",
+           "--quant", "FP16", "--out", str(out), "--json"]
+    total = sum(f.stat().st_size for f in src.iterdir() if f.is_file())
+
+    def timed(argv, **kw) -> float:
+        os.sync()
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kw)
+        return time.perf_counter() - t
+
+    ratios, cps, cvs = [], [], []
+    for i in range(rounds):
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(dst, ignore_errors=True)
+        out.mkdir()
+        pair = [("cp", ["cp", "-r", str(src), str(dst)], {}), ("convert", cmd, {"env": env})]
+        got = {name: timed(argv, **kw) for name, argv, kw in (pair if i % 2 == 0 else pair[::-1])}
+        cps.append(got["cp"])
+        cvs.append(got["convert"])
+        ratios.append(got["convert"] / got["cp"])
+    mb = 1 / 2**20
+    print(f"checkpoint: {total * mb:.0f} MiB")
+    print(f"cp -r:            median {statistics.median(cps):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cps)})")
+    print(f"registry convert: median {statistics.median(cvs):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cvs)})")
+    print(f"ratio convert/cp: median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    shutil.rmtree(dst, ignore_errors=True)
 
 
 if __name__ == "__main__":

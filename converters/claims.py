@@ -83,7 +83,7 @@ class Claims:
                 self._clear_stale(out, c, owner)
                 continue
             except OSError as e:  # read-only, disk full, no permission: the writer's one-line words
-                from .gguf.writer import write_error
+                from .writes import write_error
 
                 raise write_error(e, out, None) from None
             with os.fdopen(fd, "w") as fh:

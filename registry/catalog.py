@@ -9,8 +9,8 @@ from pathlib import Path
 
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
-from .loader import format_validation_error, parse_text, read_spec_file, validate_data
-from .naming import engine_name, format_name, gguf_type, quant_key, split_tag
+from .loader import format_validation_error, parse_text, read_spec_text, validate_data
+from .naming import engine_name, format_name, gguf_type, quant_key, spec_quant, split_tag
 from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
@@ -82,24 +82,33 @@ class Resolved:
         }
 
 
-def _read_shipped(item) -> Family:
+def _spec_text(item) -> str:
     if isinstance(item, Path):
-        return read_spec_file(item)  # a folder on disk: the file checks (size, type) apply
-    where = str(item)  # inside a zip: read through importlib.resources
-    return validate_data(parse_text(item.read_text(encoding="utf-8"), where), where)
+        return read_spec_text(item)  # a folder on disk: the file checks (size, type) apply
+    return item.read_text(encoding="utf-8")  # inside a zip: read through importlib.resources
 
 
 @functools.lru_cache(maxsize=4)
 def _load_shipped(directory) -> tuple[Entry, ...]:
-    """Every spec file of a folder (a Path, or a Traversable inside a zip install), parsed once per process."""
+    """Every spec file of a folder (a Path, or a Traversable inside a zip install), parsed once per
+    process; the parsed YAML comes from the compiled catalog when the files are unchanged."""
+    from . import __version__, compiled
+
+    items = sorted((p for p in directory.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
+    texts = [(str(p), _spec_text(p)) for p in items]
+    k = compiled.key(__version__, [(p.name, t) for p, (_, t) in zip(items, texts)])
+    datas = compiled.read(k)
+    if datas is None or len(datas) != len(texts):
+        datas = [parse_text(t, where) for where, t in texts]
+        compiled.write(k, datas)
     entries: list[Entry] = []
     seen: dict[str, str] = {}
-    for path in sorted((p for p in directory.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
-        fam = _read_shipped(path)
+    for (where, _), data in zip(texts, datas):
+        fam = validate_data(data, where)
         if fam.name in seen:
-            raise SpecError(f"{path}: family {fam.name!r}: field name: duplicate of the family in {seen[fam.name]}")
-        seen[fam.name] = str(path)
-        entries.append(Entry(fam, "shipped", str(path)))
+            raise SpecError(f"{where}: family {fam.name!r}: field name: duplicate of the family in {seen[fam.name]}")
+        seen[fam.name] = where
+        entries.append(Entry(fam, "shipped", where))
     return tuple(entries)
 
 
@@ -361,14 +370,6 @@ def resolved_build(fam: Family, spec: Spec, quant: str) -> Resolved:
         for hub, src in spec.hubs.items()
     }
     return Resolved(fam, spec, quant, spec.canonical_quant(quant), hubs, spec.engines_for(quant))
-
-
-def spec_quant(spec: Spec, quant: str) -> str | None:
-    """The spec's own name for `quant`, in any case and either side of the GGUF aliases (q4_k_m / Q4_K)."""
-    if quant in spec.quantizations:
-        return quant
-    key = quant_key(quant, spec.format)
-    return next((q for q in spec.quantizations if quant_key(q, spec.format) == key), None)
 
 
 def load(include_user: bool = True) -> Catalog:

@@ -102,9 +102,12 @@ FORMATS: dict[str, dict] = {
     },
     "awq": {
         "title": "AWQ (AutoAWQ layout)",
-        "quantizations": ("Int4",),
+        "quantizations": ("Int4", "AWQ-FP16Mix"),
         "engines": {"vllm": {"--quantization": "awq_marlin"}, "sglang": {"--quantization": "awq_marlin"}},
-        "bpw": {"Int4": 4 + 16 / 128 + 4 / 128},
+        # AWQ-FP16Mix: QuantTrio's build that keeps part of the model in FP16 (Xinference names it so); no
+        # breakdown is published: 73.1 GB on disk for GLM-4.5-Air's 106B, as a public deployment note read it off
+        # the Hugging Face listing, is 5.5 bits a weight.
+        "bpw": {"Int4": 4 + 16 / 128 + 4 / 128, "AWQ-FP16Mix": 73.1e9 * 8 / 106e9},
     },
     "gptq": {
         "title": "GPTQ (GPTQModel / AutoGPTQ layout)",

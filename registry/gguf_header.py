@@ -6,6 +6,9 @@ reads the few scalars it needs and skips the rest. Layout (GGUF v2/v3, little-en
 version u32, tensor count u64, metadata count u64, the metadata (key string, value type u32,
 value), the tensor infos (name, n_dims u32, dims u64 x n, type u32, offset u64), padding to
 `general.alignment`, then the tensor data.
+
+`read_stream` parses the same from any object with `read(n)`: `registry discover` reads a hub file's
+header over HTTP range requests without downloading the file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ DEFAULT_ALIGNMENT = 32
 
 @dataclass(frozen=True)
 class Header:
-    path: Path
+    path: Path | str  # a local file, or the URL a stream was read from
     version: int
     metadata: dict  # scalars and strings as values; arrays of scalars as lists; arrays of strings as their length
     tensors: dict  # name -> shape (ggml order: the fastest-varying dimension first)
@@ -39,8 +42,8 @@ class Header:
 
 
 class _Buf:
-    def __init__(self, path: Path):
-        self.f = open(path, "rb")
+    def __init__(self, f):
+        self.f = f  # anything with read(n): a file, or registry.hub.discover's HTTP range reader
         self.buf = b""
         self.base = 0  # file offset of buf[0]
         self.pos = 0  # index into buf
@@ -105,35 +108,44 @@ def read(path: str | Path) -> Header:
     path = Path(path)
     try:
         size = path.stat().st_size
-        b = _Buf(path)
+        f = open(path, "rb")
     except OSError as e:
         raise RegistryError(f"cannot read {path}: {e.strerror}") from None
+    with f:
+        return _parse(_Buf(f), path, size, "convert or download it again")
+
+
+def read_stream(f, where: str, size: int, fix: str = "check the file on its hub") -> Header:
+    """The header of a GGUF file read through `f.read(n)` (e.g. HTTP range requests); `size` is the file's."""
+    return _parse(_Buf(f), where, size, fix)
+
+
+def _parse(b: _Buf, path, size: int, fix: str) -> Header:
     try:
-        with b.f:
-            if b.unpack("4s") != b"GGUF":
-                raise ValueError("no GGUF magic at the start")
-            version = b.unpack("I")
-            if version not in (2, 3):
-                raise ValueError(f"GGUF version {version} (this reader knows 2 and 3)")
-            n_tensors, n_kv = b.unpack("Q"), b.unpack("Q")
-            meta = {}
-            for _ in range(n_kv):
-                key = b.string()
-                meta[key] = _value(b, b.unpack("I"))
-            tensors = {}
-            for _ in range(n_tensors):
-                name = b.string()
-                dims = [b.unpack("Q") for _ in range(b.unpack("I"))]
-                b.unpack("I")  # ggml type
-                b.unpack("Q")  # offset within the data section
-                tensors[name] = tuple(dims)
-            align = int(meta.get("general.alignment", DEFAULT_ALIGNMENT))
-            end = b.offset()
-            data_offset = end + (-end) % align
+        if b.unpack("4s") != b"GGUF":
+            raise ValueError("no GGUF magic at the start")
+        version = b.unpack("I")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} (this reader knows 2 and 3)")
+        n_tensors, n_kv = b.unpack("Q"), b.unpack("Q")
+        meta = {}
+        for _ in range(n_kv):
+            key = b.string()
+            meta[key] = _value(b, b.unpack("I"))
+        tensors = {}
+        for _ in range(n_tensors):
+            name = b.string()
+            dims = [b.unpack("Q") for _ in range(b.unpack("I"))]
+            b.unpack("I")  # ggml type
+            b.unpack("Q")  # offset within the data section
+            tensors[name] = tuple(dims)
+        align = int(meta.get("general.alignment", DEFAULT_ALIGNMENT))
+        end = b.offset()
+        data_offset = end + (-end) % align
     except (EOFError, struct.error):
-        raise RegistryError(f"{path}: truncated GGUF header ({size} bytes); convert or download it again") from None
+        raise RegistryError(f"{path}: truncated GGUF header ({size} bytes); {fix}") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise RegistryError(f"{path}: not a readable GGUF file ({e}); convert or download it again") from None
+        raise RegistryError(f"{path}: not a readable GGUF file ({e}); {fix}") from None
     if data_offset > size:
-        raise RegistryError(f"{path}: truncated GGUF file (no tensor data); convert or download it again")
+        raise RegistryError(f"{path}: truncated GGUF file (no tensor data); {fix}")
     return Header(path, version, meta, tensors, data_offset, size)

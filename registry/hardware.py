@@ -96,17 +96,24 @@ def _cores() -> int:
 
 def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) -> int:
     """Distinct (package, core) pairs among the CPUs this process may run on; 0 when unknown."""
+    return len(core_cpus(cpuinfo, allowed))
+
+
+def core_cpus(cpuinfo: str | None = None, allowed: set[int] | None = None) -> list[int]:
+    """One logical CPU per physical core (the first of its SMT siblings) among the CPUs this process may
+    run on, in order; [] when unknown. vLLM's CPU build binds its threads to such a list."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return 0
+            return []
     if allowed is None:
         try:
             allowed = os.sched_getaffinity(0)
         except AttributeError:
             allowed = None
-    cores, cpu, package = set(), None, "0"
+    cores: dict[tuple[str, str], int] = {}
+    cpu, package = None, "0"
     for line in cpuinfo.splitlines() + [""]:
         key, _, value = line.partition(":")
         key, value = key.strip(), value.strip()
@@ -115,8 +122,8 @@ def physical_cores(cpuinfo: str | None = None, allowed: set[int] | None = None) 
         elif key == "physical id":
             package = value
         elif key == "core id" and cpu is not None and (allowed is None or cpu in allowed):
-            cores.add((package, value))
-    return len(cores)
+            cores.setdefault((package, value), cpu)
+    return sorted(cores.values())
 
 
 def _smi_query(exe: str, fields: str) -> tuple[int, str]:

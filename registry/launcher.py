@@ -183,7 +183,8 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
             raise RegistryError(f"{engine} cannot serve {label}: {why}")
         raise RegistryError(f"no engine can serve {label}: {why}")
     chosen = ok[0]
-    if threads is not None and chosen != "llama.cpp":  # the others size their CPU pools themselves
+    # the GPU servers and Transformers size their CPU pools themselves; vLLM's CPU build binds one thread a core
+    if threads is not None and chosen != "llama.cpp" and not (chosen == "vllm" and verdicts[chosen].gpus == 0):
         raise RegistryError(f"--threads sets llama.cpp's CPU threads; {label} runs on {chosen}, which takes "
                             "no thread count: leave --threads out (or add --engine llama.cpp for a GGUF build)")
     v = verdicts[chosen]
@@ -307,7 +308,7 @@ def running_same(p: Plan, engine: str | None, context: int | None, threads: int 
 
 def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
     """Running deployments of this build (newest first), for `launch` to reuse instead of starting twice."""
-    return [d for d in reversed(ps()) if d.family == family and d.format == format
+    return [d for d in reversed(ps(mine=True)) if d.family == family and d.format == format
             and d.quantization == quantization and (engine is None or d.engine == engine)]
 
 
@@ -437,6 +438,8 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return 200 <= r.status < 300
+    except urllib.error.HTTPError as e:
+        return e.code == 401  # up, and asking for the key it was started with
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -503,8 +506,10 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
         store = Store()
         from .procs import identity
 
-        dep = store.add_deployment(family=family, format=format, quantization=quantization,
-                                   engine=engine, argv=cmd.argv, env=cmd.env, host=cmd.host, port=port,
+        from . import redact
+
+        dep = store.add_deployment(family=family, format=format, quantization=quantization, engine=engine,
+                                   argv=redact.argv(cmd.argv), env=redact.env(cmd.env), host=cmd.host, port=port,
                                    status="starting", log_path=str(log_path), artifact_id=artifact_id,
                                    pid=proc.pid, process=identity(proc.pid))
     except BaseException:
@@ -607,7 +612,7 @@ def _recorded_pid(pid: int) -> bool:
         return False
     from .store import Store
 
-    return any(d.pid == pid and d.status in ("starting", "running") for d in Store().deployments())
+    return any(d.pid == pid and d.status in ("starting", "running") and paths.owns(d.node) for d in Store().deployments())
 
 
 def _start(cmd, log_path: Path, prestarted) -> subprocess.Popen:
@@ -695,35 +700,71 @@ def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
             pass
 
 
-def ps(all_: bool = False) -> list:
-    """Deployments, after marking those whose process is gone as 'exited'."""
+SEEN_EVERY = 5.0  # seconds: how often a node writes that its running deployments are still alive
+
+
+def ps(all_: bool = False, node: str | None = None, mine: bool = False) -> list:
+    """Deployments of every node (or of `node`; mine: this machine's), after marking this machine's whose
+    process is gone as 'exited'.
+
+    Only this node's processes are checked: another node's rows keep the status and the `seen` time that
+    node last wrote (its own `ps`, or its `registry serve` every few seconds)."""
     if not paths.has_database():
         return []
     from .store import Store
 
     stop_orphan_spawns()
     store = Store()
-    out = []
-    for d in store.deployments():
-        if d.status in ("starting", "running") and not _alive(d.pid, d.argv, d.process):
-            d = store.update_deployment(d.id, status="exited", stopped=datetime.now(timezone.utc))
+    now, every = datetime.now(timezone.utc), store.single
+    out, seen = [], []
+    for d in store.deployments(node=node):
+        own = every or d.node == store.node
+        if mine and not own:
+            continue
+        if own and d.status in ("starting", "running"):
+            if not _alive(d.pid, d.argv, d.process):
+                d = store.update_deployment(d.id, status="exited", stopped=now)
+            elif not every and (d.seen is None or (now - _utc(d.seen)).total_seconds() > SEEN_EVERY):
+                # for the other nodes sharing the store (a one-machine store has none to tell)
+                seen.append(d.id)
+                d.seen = now
         if all_ or d.status in ("starting", "running"):
             out.append(d)
+    store.mark_seen(seen)
     return out
 
 
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite gives back naive UTC
+
+
+def elsewhere(row, what: str, kind: str = "deployment") -> None:
+    """Refuse to act on another node's row (a deployment or an artifact): its process and files are on
+    that machine. `what`: the command to run there."""
+    if not paths.owns(row.node):
+        here = paths.node()
+        raise RegistryError(f"{kind} {row.id} ({row.family}) is on node {row.node}, not this one ({here}): "
+                            f"run `{what}` on {row.node}")
+
+
 def find(name: str, active_only: bool = True) -> list:
-    """Deployments by id, family name or build tag FAMILY:QUANT, in any case (newest first)."""
+    """Deployments by id, family name or build tag FAMILY:QUANT, in any case (newest first); a name means this
+    node's deployments of it where it has any."""
     if not paths.has_database():
         raise NotFoundError(f"no deployment named {name!r}: nothing has been launched (`registry ps`)")
     from .naming import same_quant, split_tag
     from .store import Store
 
-    rows = Store().deployments()
-    family, quant = split_tag(name.strip())
+    store = Store()
+    rows = store.deployments()
+    name = name.strip()
+    family, quant = split_tag(name)
     family = _family_name(family)
-    hits = [d for d in rows if str(d.id) == name.strip() or (
+    hits = [d for d in rows if str(d.id) == name or (
         d.family.lower() == family.lower() and (quant is None or same_quant(quant, d.quantization, d.format)))]
+    own = [d for d in hits if store.single or d.node == store.node]
+    if own and not name.isdigit():
+        hits = own
     if active_only:
         live = [d for d in hits if d.status in ("starting", "running")]
         hits = live or hits[-1:]
@@ -748,9 +789,10 @@ def _family_name(name: str) -> str:
 
 def stop(dep, grace: float = 10.0) -> str:
     """SIGTERM the server's process group, SIGKILL after `grace` seconds. A process already gone is
-    marked stopped, not an error. Returns what happened."""
+    marked stopped, not an error. Returns what happened. Another node's deployment is refused."""
     from .store import Store
 
+    elsewhere(dep, f"registry stop {dep.id}")
     store = Store()
     what = "stopped"
     if dep.status in ("starting", "running") and _alive(dep.pid, dep.argv, dep.process):
@@ -778,6 +820,7 @@ def _reap(pid: int) -> None:
 
 
 def log_text(dep, lines: int | None = None) -> str:
+    elsewhere(dep, f"registry logs {dep.id}")  # the log file is on that machine
     if not dep.log_path or not Path(dep.log_path).exists():
         raise RegistryError(f"deployment {dep.id} ({dep.family}) has no log file at {dep.log_path}")
     if lines:
@@ -793,6 +836,8 @@ def served_model(dep) -> str:
             return argv[argv.index(flag) + 1]
     if "serve" in argv[:3] and argv.index("serve") + 1 < len(argv):  # vllm serve MODEL, transformers serve MODEL
         return argv[argv.index("serve") + 1]
+    if "--model" in argv[:-1]:  # python -m vllm.entrypoints.openai.api_server --model MODEL, SGLang's --model
+        return argv[argv.index("--model") + 1]
     return dep.family
 
 

@@ -5,44 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError
 from .schema import Family
 
 MAX_SPEC_BYTES = 512 * 1024  # a family is a few KB; anything this big is a mistake, not a spec
-# Nodes after expanding aliases: a family is a few hundred; a "billion laughs" file is billions.
-MAX_SPEC_NODES = 100_000
-
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_Base):  # type: ignore[misc, valid-type]
-    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-
-def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, str):  # every key of a spec is a name; 1, true or a list is a typo
-            shown = repr(key) if isinstance(key, (int, float, bool)) or key is None else "a " + type(key).__name__
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {shown} is not a string; keys are names (quote it)", key_node.start_mark
-            )
-        if key in out:
-            line = key_node.start_mark.line + 1
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice (line {line})", key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node, deep=deep)
-    return out
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -75,50 +43,6 @@ def format_validation_error(err: ValidationError, where: str, family: str) -> st
     return text
 
 
-def _expanded_size(node: yaml.Node, limit: int) -> int:
-    """Nodes `node` stands for once aliases are expanded (memoised per node, so it costs the file's size).
-
-    A node reached again while it is being counted is a recursive alias: counted as over the limit.
-    """
-    sizes: dict[int, int] = {}
-    busy: set[int] = set()
-
-    def size(n: yaml.Node) -> int:
-        k = id(n)
-        if k in sizes:
-            return sizes[k]
-        if k in busy:
-            return limit + 1
-        busy.add(k)
-        if isinstance(n, yaml.MappingNode):
-            total = 1 + sum(size(a) + size(b) for a, b in n.value)
-        elif isinstance(n, yaml.SequenceNode):
-            total = 1 + sum(size(c) for c in n.value)
-        else:
-            total = 1
-        busy.discard(k)
-        sizes[k] = total = min(total, limit + 1)
-        return total
-
-    return size(node)
-
-
-def _load(text: str, where: str) -> Any:
-    loader = _UniqueKeyLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, MAX_SPEC_NODES) > MAX_SPEC_NODES:
-            raise SpecError(
-                f"{where}: its aliases (*name) expand to over {MAX_SPEC_NODES} values (or refer to themselves); "
-                "a family spec is a few hundred: write the values out instead of nesting aliases"
-            )
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
 def spec_error(err: ValidationError, where: str, family: str) -> SpecError:
     e = SpecError(format_validation_error(err, where, family))
     e.lines = validation_error_lines(err, where, family)
@@ -128,8 +52,12 @@ def spec_error(err: ValidationError, where: str, family: str) -> SpecError:
 def parse_text(text: str, where: str) -> dict[str, Any]:
     if not text.strip():
         raise SpecError(f"{where}: file is empty; a spec file holds one family mapping (see `registry schema`)")
+    import yaml
+
+    from .spec_yaml import load
+
     try:
-        data = _load(text, where)
+        data = load(text, where)
     except SpecError:
         raise
     except ValueError as e:  # Python's int() refuses over 4300 digits; the YAML constructor lets that through
@@ -162,6 +90,11 @@ def validate_data(data: dict[str, Any], where: str) -> Family:
 
 def read_spec_file(path: str | Path) -> Family:
     """Load and validate one spec file; SpecError names the file, family, field and problem."""
+    return validate_data(parse_text(read_spec_text(path), str(path)), str(path))
+
+
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text, read only if it is a regular UTF-8 file of spec size."""
     import stat
 
     path = Path(path)
@@ -191,4 +124,4 @@ def read_spec_file(path: str | Path) -> Family:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpecError(f"{where}: not UTF-8 (bad byte at offset {e.start}); save the file as UTF-8") from None
-    return validate_data(parse_text(text, where), where)
+    return text

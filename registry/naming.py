@@ -67,13 +67,19 @@ def gguf_type(fmt: str, quant: str) -> str | None:
     return GGUF_ALIASES.get(quant, quant)
 
 
+def spec_quant(spec, quant: str) -> str | None:
+    """The spec's own name for `quant`, in any case and either side of the GGUF aliases (q4_k_m / Q4_K)."""
+    if quant in spec.quantizations:
+        return quant
+    key = quant_key(quant, spec.format)
+    return next((q for q in spec.quantizations if quant_key(q, spec.format) == key), None)
+
+
 def quant_fields(fmt: str, quant: str, spec=None) -> dict[str, str | None]:
     """A quantization as every JSON output names it: the catalog's spelling (the spec's, where one is known)
     and llama.cpp's (`gguf_type`, GGUF builds only)."""
     name = quant
     if spec is not None:
-        from .catalog import spec_quant
-
         name = spec_quant(spec, quant) or quant
     return {"quantization": name, "gguf_type": gguf_type(fmt, name)}
 

@@ -51,6 +51,35 @@ def database_url() -> str:
     return url or f"sqlite:///{home() / 'registry.db'}"
 
 
+_NODE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
+
+
+def node() -> str:
+    """The machine this process acts for: REGISTRY_NODE, else the host name. Rows of the shared store
+    record it, and each machine acts only on its own rows (registry/nodes.py)."""
+    import re
+    import socket
+
+    name = os.environ.get("REGISTRY_NODE") or socket.gethostname().split(".")[0] or "localhost"
+    if not re.fullmatch(_NODE_NAME, name):
+        from .errors import RegistryError
+
+        raise RegistryError(f"REGISTRY_NODE={name!r} is not a node name: give 1-63 letters, digits, '.', '_' or '-' "
+                            "(starting with a letter or digit), e.g. REGISTRY_NODE=gpu-box-1")
+    return name
+
+
+def single_machine(url: str | None = None) -> bool:
+    """The store is a SQLite file, which one machine uses, and REGISTRY_NODE is unset: every row in it is
+    this machine's, whichever host name wrote it (a laptop's name changes with its network)."""
+    return not os.environ.get("REGISTRY_NODE") and (url or database_url()).startswith("sqlite")
+
+
+def owns(name: str | None) -> bool:
+    """A row of node `name` is this machine's to check and act on."""
+    return name == node() or single_machine()
+
+
 def has_database() -> bool:
     """True when a database may hold user state; lets read paths skip importing SQLAlchemy."""
     if os.environ.get("REGISTRY_DATABASE_URL"):
@@ -81,5 +110,5 @@ def in_demo() -> bool:
 
 def logs_dir() -> Path:
     p = home() / "logs"
-    p.mkdir(parents=True, exist_ok=True)
+    p.mkdir(mode=0o700, parents=True, exist_ok=True)  # engines' logs hold prompts and, for SGLang, its key
     return p

@@ -42,7 +42,8 @@ UNSET_ENV = {LLAMA_CPP_SERVER: LLAMA_CPP_ENV}
 
 def clean_env(unset: frozenset, extra: dict | None = None) -> dict:
     """This process's environment without the variables a server would take over its argv."""
-    env = {k: v for k, v in os.environ.items() if k.upper() not in unset}
+    # REGISTRY_API_KEY is `registry serve`'s secret: no engine started from here needs it
+    env = {k: v for k, v in os.environ.items() if k.upper() not in unset and k != "REGISTRY_API_KEY"}
     env.update(extra or {})
     return env
 

@@ -35,7 +35,11 @@ def cmdline(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] if raw else None
+    if not raw:
+        return None
+    from . import redact  # a key on a command line is never recorded: recorded and read back the same way
+
+    return redact.argv([a.decode(errors="replace") for a in raw.split(b"\0")[:-1]])
 
 
 def identity(pid: int) -> dict:

@@ -76,6 +76,14 @@ def _expand(files: list[Path]) -> list[Path]:
     return out
 
 
+@dataclass
+class _Row:
+    id: int
+    path: str
+    node: str
+    family: str
+
+
 def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
     """The local copies of a build (or of one artifact row), each with the rows and files it takes."""
     from . import paths
@@ -85,9 +93,13 @@ def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
         from .store import Store
 
         if artifact_id is not None:
-            rows = [a for a in Store().artifacts() if a.id == artifact_id]
-            if not rows:
+            head = Store().artifact_heads().get(artifact_id)  # not the columns a damaged row can't load
+            if head is None:
                 raise NotFoundError(f"no artifact with id {artifact_id}; `registry show NAME --artifacts` lists them")
+            rows = [_Row(artifact_id, *head)]
+            from .launcher import elsewhere
+
+            elsewhere(rows[0], f"registry rm {artifact_id}", "artifact")  # its files are on that machine
         else:
             from .hub import local
 
@@ -130,7 +142,7 @@ def check_not_served(found: list[Target]) -> None:
 
     ids = {i for t in found for i in t.rows}
     names = {str(t.path) for t in found}
-    for d in launcher.ps():
+    for d in launcher.ps(mine=True):  # a build on this machine is served from this machine
         if d.artifact_id in ids or names & set(d.argv or []):
             raise RegistryError(f"deployment {d.id} ({d.family} {d.quantization}, pid {d.pid}) serves this build; "
                                 f"`registry stop {d.id}` first")

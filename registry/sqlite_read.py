@@ -18,7 +18,7 @@ from typing import Any
 from . import paths
 
 COLUMNS = ("id", "family", "format", "quantization", "path", "sha256", "size_bytes", "parent", "recipe", "report",
-           "created", "missing_since")
+           "created", "missing_since", "node")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class ArtifactRow:
     report: dict[str, Any] | None
     created: datetime
     missing_since: datetime | None = None
+    node: str = ""
 
 
 def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | None:
@@ -61,14 +62,20 @@ def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | Non
         return None  # e.g. a database older than the artifact table: the Store creates it
     finally:
         con.close()
-    out = []
-    for r in rows:
-        d = dict(zip(COLUMNS, r))
+    return [_row(dict(zip(COLUMNS, r))) for r in rows]
+
+
+def _row(d: dict) -> ArtifactRow:
+    from .errors import damaged_row
+
+    k = "recipe"
+    try:
         for k in ("recipe", "report"):
             d[k] = json.loads(d[k]) if d[k] is not None else None
         for k in ("created", "missing_since"):
             if d[k] is not None:
-                t = datetime.fromisoformat(d[k])
+                t = d[k] if isinstance(d[k], datetime) else datetime.fromisoformat(d[k])
                 d[k] = t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # stored as UTC
-        out.append(ArtifactRow(**d))
-    return out
+    except (ValueError, TypeError):
+        raise damaged_row("artifact", d["id"], k, d[k]) from None
+    return ArtifactRow(**d)

@@ -143,7 +143,7 @@ def artifact_view(a: Any, fam: Family | None = None) -> dict[str, Any]:
     """A recorded build (registry.store.Artifact) as plain data, recipe and report included; with its family,
     the quantization in the catalog's spelling (a converter records llama.cpp's) beside llama.cpp's."""
     return {
-        "id": a.id, "format": a.format, **_quant_names(fam, a.format, a.quantization), "path": a.path,
+        "id": a.id, "node": a.node, "format": a.format, **_quant_names(fam, a.format, a.quantization), "path": a.path,
         "size_bytes": a.size_bytes, "sha256": a.sha256, "parent": a.parent,
         "created": a.created.isoformat() if a.created else None,
         "recipe": a.recipe, "recipe_summary": recipe_summary(a.recipe), "report": a.report,
@@ -177,4 +177,13 @@ def deployment_view(dep) -> dict[str, Any]:
 
     from .naming import gguf_type
 
-    return {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}
+    from . import redact
+
+    d = {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}
+    # rows written before keys were kept out of the store may still hold one
+    d["argv"], d["env"] = redact.argv(d["argv"] or []), redact.env(d["env"] or {})
+    if d.get("process") and d["process"].get("cmdline"):
+        d["process"] = {**d["process"], "cmdline": redact.argv(d["process"]["cmdline"])}
+    if redact.has_key(dep.argv or [], dep.env or {}):
+        d["api_key"] = "set"
+    return d

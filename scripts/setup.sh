@@ -49,9 +49,11 @@ if ! .venv/bin/python -m converters.gguf.llama_check; then
   fi
 fi
 # CI: the engines' environment for the test that parses every launch plan with vLLM's, SGLang's and
-# ray's own parsers (tests/test_engine_parsers.py; locally it skips, naming this command, until run).
+# ray's own parsers (tests/test_engine_parsers.py), and a real vLLM (its CPU build) that loads the
+# converters' builds and serves them through `registry launch` (tests/test_vllm.py). Locally those
+# tests skip, naming these commands, until run.
 case "${CI:-}" in
   ""|0|false|no) ;;
-  *) bash scripts/engines-env.sh ;;
+  *) bash scripts/engines-env.sh && bash scripts/vllm-env.sh ;;
 esac
 echo "setup: ready (.venv/bin/registry)"

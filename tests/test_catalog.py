@@ -296,7 +296,8 @@ def test_uploaders_choose_among_the_gguf_builds_of_one_size():
 def test_search_finds_builds_by_uploader():
     hits = registry.catalog().search_builds("bartowski")
     assert {(h.family.name, h.spec.publisher) for h in hits} == {
-        ("glm-4-9b-0414", "bartowski"), ("glm-4-32b-0414", "bartowski"), ("glm-4-9b-chat", "bartowski")}
+        ("glm-4-9b-0414", "bartowski"), ("glm-4-32b-0414", "bartowski"), ("glm-4-9b-chat", "bartowski"),
+        ("glm-z1-32b-0414", "bartowski"), ("glm-z1-rumination-32b-0414", "bartowski")}
     (leg,) = [h for h in registry.catalog().search_builds("legraphista q4_k_s") if h.family.name == "glm-4-9b-chat"]
     assert leg.quantizations == ["Q4_K_S"] and leg.to_dict()["uploader"] == "legraphista"
 

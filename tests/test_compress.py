@@ -588,7 +588,7 @@ def test_by_shard_build_interrupted_leaves_nothing(tiny_checkpoint, tmp_path, re
 
 
 def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_checkpoint, tmp_path, registry_home):
-    """SIGTERM: cleaned up like Ctrl-C. SIGKILL: only the hidden temp dir stays, removed by the next build."""
+    """SIGTERM and SIGHUP: cleaned up like Ctrl-C. SIGKILL: only the hidden temp dir stays, removed by the next build."""
     import signal
     import subprocess
     import sys
@@ -602,7 +602,7 @@ def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_check
                                  "compressed-tensors", "--quant", "NVFP4A16", "--out", str(out)],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGKILL):
         p = start()
         deadline = time.monotonic() + 60
         while not list(tmp_path.glob(".built.tmp-*/model-0001*")) and time.monotonic() < deadline:
@@ -612,7 +612,7 @@ def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_check
         p.communicate(timeout=60)
         assert not out.exists()
         left = list(tmp_path.glob(".built.tmp-*"))
-        assert left == [] if sig == signal.SIGTERM else len(left) == 1
+        assert left == [] if sig != signal.SIGKILL else len(left) == 1
     from registry.store import Store
 
     assert Store().artifacts() == []

@@ -192,6 +192,7 @@ def test_chat_in_a_terminal_edits_lines_keeps_history_and_ctrl_c_stops_only_the_
         # Ctrl-C at the prompt says how to leave; a second one leaves
         t.send("\x03")
         t.expect("Ctrl-C again ends the chat")
+        t.expect(">>> ")
         t.send("\x03")
         assert t.wait() == 0
         assert "/show" in (registry_home / "chat_history").read_text()

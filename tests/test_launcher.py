@@ -585,3 +585,77 @@ def test_threads_reach_llamacpp_and_only_llamacpp():
     r = run_cli("launch", "glm-4-9b-chat", "--format", "compressed-tensors", "--quant", "FP8_DYNAMIC",
                 "--hardware", "4xH100-80G", "--threads", "4", "--dry-run")
     assert r.returncode == 1 and "--threads sets llama.cpp's CPU threads" in r.stderr and "vllm" in r.stderr
+
+
+# --- engines bound beyond loopback get a key -------------------------------------------------------------
+
+
+def _status(url: str, key: str | None = None) -> int:
+    import urllib.error
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _home_bytes() -> bytes:
+    home = Path(os.environ["REGISTRY_HOME"])
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file() and p.suffix != ".gguf")
+
+
+@pytest.mark.slow
+def test_an_engine_bound_beyond_loopback_gets_a_key_printed_once(tiny_gguf):
+    _record(tiny_gguf("chatglm", "F16"))
+    serve_key = "serve-" + os.urandom(6).hex()
+    r = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--context", "512",
+                "--host", "0.0.0.0", "--json", "--timeout", "120", env={"REGISTRY_API_KEY": serve_key})
+    assert r.returncode == 0, r.stderr
+    dep = json.loads(r.stdout)
+    try:
+        key = r.stderr.split("it is not stored, keep it): ")[1].split()[0]
+        assert len(key) >= 24 and key not in r.stdout
+        assert dep["host"] == "0.0.0.0" and dep["api_key"] == "set"
+        base = f"http://127.0.0.1:{dep['port']}/v1"
+        assert _status(base + "/models") == 401
+        assert _status(base + "/models", "wrong") == 401
+        assert _status(base + "/models", key) == 200
+        environ = Path(f"/proc/{dep['pid']}/environ").read_bytes()
+        assert serve_key.encode() not in environ  # `registry serve`'s key is not the engine's business
+        assert key.encode() not in Path(f"/proc/{dep['pid']}/cmdline").read_bytes()
+        for args in (("ps", "--json"), ("ps", "--all", "--json"), ("logs", str(dep["id"]))):
+            assert key not in run_cli(*args).stdout, args
+        assert key.encode() not in _home_bytes() and serve_key.encode() not in _home_bytes()
+    finally:
+        run_cli("stop", "--all")
+
+    # a key given is used as it is, and on loopback too when asked for
+    r = run_cli("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--context", "512",
+                "--api-key", "given-key-123", "--json", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    dep = json.loads(r.stdout)
+    try:
+        assert "given-key-123" not in r.stdout + r.stderr
+        base = f"http://127.0.0.1:{dep['port']}/v1"
+        assert _status(base + "/models") == 401 and _status(base + "/models", "given-key-123") == 200
+    finally:
+        run_cli("stop", "--all")
+
+
+def test_an_engine_without_a_key_option_is_not_bound_beyond_loopback():
+    from registry.engines.base import Command
+    from registry.engines.keys import protect
+    from registry.errors import RegistryError
+
+    cmd = Command(["python", "-m", "x"], {}, "0.0.0.0", 1, "")
+    with pytest.raises(RegistryError) as e:
+        protect("transformers", cmd, "::", None)
+    assert "--host ::" in str(e.value) and "127.0.0.1" in str(e.value) and "--api-key" in str(e.value)
+    assert protect("transformers", cmd, "127.0.0.1", None) == (None, False)  # loopback: nothing to do
+    key, made = protect("sglang", cmd, "0.0.0.0", None)
+    assert made and cmd.argv[-2:] == ["--api-key", key]
+    from registry import redact
+
+    assert key not in redact.argv(cmd.argv) and key not in str(redact.env({"VLLM_API_KEY": key}))

@@ -38,8 +38,9 @@ def dists(tmp_path_factory) -> dict[str, Path]:
     with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t:
         t.extractall(src, filter="data")
     dist = tmp_path_factory.mktemp("dist")
-    build = ("import sys\nfrom setuptools import build_meta as b\n"
-             "print(b.build_wheel(sys.argv[1]))\nprint(b.build_sdist(sys.argv[1]))\n")
+    # setuptools' backend rewrites sys.argv while it builds: take the folder first; the names go last
+    build = ("import sys\nfrom setuptools import build_meta as b\nout = sys.argv[1]\n"
+             "w = b.build_wheel(out)\ns = b.build_sdist(out)\nprint(w, s)\n")
     r = subprocess.run([sys.executable, "-c", build, str(dist)], cwd=src, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     wheel_name, sdist_name = r.stdout.split()[-2:]

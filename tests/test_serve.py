@@ -41,6 +41,12 @@ class InProcess:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
+    @staticmethod
+    def app(**kw):
+        from registry.serve.app import create_app
+
+        return create_app(**kw)
+
     def __enter__(self):
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -128,6 +134,68 @@ def test_serve_is_a_deployment_and_every_route_needs_the_key():
     assert json.loads(run_cli("ps", "--json").stdout) == []
 
 
+def _home_bytes() -> bytes:
+    home = Path(os.environ["REGISTRY_HOME"])
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_the_api_key_is_kept_out_of_argv_env_store_logs_and_answers():
+    key = "k3y-" + os.urandom(8).hex()
+    port = _free_port()
+    r = run_cli("serve", "--port", str(port), "--allow-host", "models.lan", "--cors", "https://app.example", "--json",
+                env={"REGISTRY_API_KEY": key})
+    assert r.returncode == 0, r.stderr
+    try:
+        assert key not in r.stdout + r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["api_key"] == "set" and dep["env"] == {}
+        pid = dep["pid"]
+        assert key.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert key.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        ok = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/api/deployments", headers=ok).status_code == 200
+        for path in ("/api/deployments", "/api/deployments?all=true", f"/api/deployments/{dep['id']}/logs"):
+            got = httpx.get(base + path, headers=ok)
+            assert got.status_code == 200 and key not in got.text, path
+        assert httpx.get(base + "/api/deployments", headers=ok).json()[0]["api_key"] == "set"
+        # the background server got --allow-host and --cors
+        assert httpx.get(base + "/health", headers={**ok, "Host": "models.lan"}).status_code == 200
+        assert httpx.get(base + "/health", headers={**ok, "Host": "attacker.example"}).status_code == 421
+        got = httpx.get(base + "/health", headers={**ok, "Origin": "https://app.example"})
+        assert got.headers["access-control-allow-origin"] == "https://app.example"
+        for args in (("ps", "--json"), ("ps", "--all", "--json"), ("ps",), ("ps", "--all")):
+            out = run_cli(*args)
+            assert out.returncode == 0 and key not in out.stdout + out.stderr, args
+        home = Path(os.environ["REGISTRY_HOME"])
+        assert key.encode() not in _home_bytes()  # the store, its WAL, the logs; the key file is gone
+        assert not list((home / "run").glob("*"))
+        for name in ("registry.db", "registry.db-wal", "registry.db-shm"):
+            if (home / name).exists():
+                assert (home / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        stop = run_cli("stop", "registry-serve")
+    assert stop.returncode == 0
+    assert key.encode() not in _home_bytes()
+    assert key not in run_cli("ps", "--all", "--json").stdout
+
+
+def test_old_rows_holding_a_key_are_shown_without_it():
+    """A row recorded by an earlier version (key in env or argv) never shows it."""
+    from registry.store import Store
+
+    Store().add_deployment(family="registry-serve", format="-", quantization="-", engine="registry",
+                           argv=["python", "-m", "x", "--api-key", "old-secret", "--api_key=old-secret2"],
+                           env={"REGISTRY_API_KEY": "old-secret3", "OTHER": "v"}, host="127.0.0.1", port=1,
+                           status="stopped")
+    out = run_cli("ps", "--all", "--json")
+    assert out.returncode == 0 and "old-secret" not in out.stdout
+    row = json.loads(out.stdout)[0]
+    assert row["api_key"] == "set" and row["env"]["OTHER"] == "v"
+    with InProcess() as s:
+        assert "old-secret" not in httpx.get(s.url + "/api/deployments?all=true").text
+
+
 def test_body_limits_declared_and_chunked():
     with InProcess(max_body=1000) as s, httpx.Client(base_url=s.url, timeout=30) as c:
         big = json.dumps({"model": "x", "prompt": "a" * 2000}).encode()
@@ -161,6 +229,103 @@ def test_no_route_reads_outside_the_home(tmp_path):
         assert r.status_code == 400 and "profile" in r.json()["error"]["message"]
         r = c.get("/api/hardware", params={"profile": "../../etc/passwd"})
         assert r.status_code == 400
+
+
+def test_foreign_host_names_are_refused_loopback_and_allowed_names_answered():
+    """DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own name as Host."""
+    from registry.store import Store
+
+    dep = Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="FP16", engine="llama.cpp",
+                                 argv=["x"], env={}, host="127.0.0.1", port=1, status="running", pid=None)
+    with InProcess(allow_hosts=["models.lan"]) as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        evil = {"Host": "attacker.example"}
+        r = c.delete(f"/api/deployments/{dep.id}", headers=evil)
+        assert r.status_code == 421 and "--allow-host" in r.json()["error"]["message"]
+        r = c.post("/api/deployments", headers=evil, json={"name": "glm4-chat-1m", "format": "ggufv2", "quant": "Q4_K"})
+        assert r.status_code == 421
+        for bad in ("attacker.example:%d" % s.port, "127.0.0.1.attacker.example", "localhost.evil", "10.0.0.1"):
+            assert c.get("/api/deployments", headers={"Host": bad}).status_code == 421, bad
+            assert c.post("/v1/chat/completions", headers={"Host": bad}, json={"model": "x"}).status_code == 421
+        assert [d.status for d in Store().deployments()] != ["stopped"]  # the DELETE never reached it
+        for good in (f"127.0.0.1:{s.port}", f"localhost:{s.port}", "LOCALHOST", f"[::1]:{s.port}", "models.lan",
+                     f"models.lan:{s.port}"):
+            assert c.get("/api/deployments", headers={"Host": good}).status_code == 200, good
+
+
+def test_bodies_must_be_json_and_browsers_are_not_served_cross_site():
+    """text/plain and form bodies cross sites without a CORS preflight: they are refused (415), as is a
+    request from a page of another origin (403); no CORS header is sent unless --cors names the origin."""
+    with InProcess() as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        body = json.dumps({"model": "nosuch:Q4_K", "prompt": "x"})
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+            headers = {"content-type": kind} if kind else {}
+            for path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/api/deployments"):
+                r = c.post(path, content=body, headers=headers)
+                assert r.status_code == 415, (path, kind, r.status_code)
+                assert "application/json" in r.json()["error"]["message"]
+        r = c.request("DELETE", "/api/deployments/99", content="x", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        assert c.delete("/api/deployments/99").status_code == 404  # no body: nothing to check
+        r = c.post("/v1/completions", content=body, headers={"content-type": "application/json; charset=utf-8"})
+        assert r.status_code == 404 and "nosuch" in r.json()["error"]["message"]
+
+        page = {"Origin": "https://evil.example"}
+        r = c.post("/v1/completions", content=body, headers={**page, "content-type": "application/json"})
+        assert r.status_code == 403 and "--cors" in r.json()["error"]["message"]
+        r = c.get("/api/families", headers=page)
+        assert r.status_code == 403 and not any(k.startswith("access-control") for k in r.headers)
+        pre = c.options("/v1/completions", headers={**page, "Access-Control-Request-Method": "POST"})
+        assert not any(k.startswith("access-control") for k in pre.headers)
+        # the page this server serves calls it from its own origin
+        same = c.get("/api/families", headers={"Origin": s.url})
+        assert same.status_code == 200 and "access-control-allow-origin" not in same.headers
+
+    with InProcess(cors=["https://app.example"], api_key="k") as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        app = {"Origin": "https://app.example"}
+        pre = c.options("/v1/chat/completions", headers={**app, "Access-Control-Request-Method": "POST",
+                                                         "Access-Control-Request-Headers": "authorization, content-type"})
+        assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in pre.headers["access-control-allow-headers"]
+        r = c.get("/api/families", headers={**app, "Authorization": "Bearer k"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+        r = c.get("/api/families", headers={**app})
+        assert r.status_code == 401  # CORS is not a key
+        r = c.get("/api/families", headers={"Origin": "https://other.example", "Authorization": "Bearer k"})
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected():
+    from registry.serve import protocol
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(InProcess.app(), host="127.0.0.1", port=port, log_level="warning",
+                                          http=protocol(header_timeout=2.0), limit_concurrency=4))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        slow.settimeout(5)
+        t0 = time.monotonic()
+        assert slow.recv(1024) == b""  # closed by the server
+        assert 1.5 < time.monotonic() - t0 < 4.5
+        slow.close()
+        # a client that completes its request in time is answered, on the same kind of connection
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        # over the connection cap: answered 503 instead of queued without end
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        try:
+            time.sleep(0.2)
+            r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            assert r.status_code == 503
+        finally:
+            for sck in idle:
+                sck.close()
+    finally:
+        server.should_exit = True
+        t.join(10)
 
 
 # --- REST = CLI ------------------------------------------------------------------------------------------
@@ -359,8 +524,9 @@ def test_a_client_disconnect_reaches_the_engine(tmp_path):
 
 
 @pytest.mark.slow
-def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gguf):
+def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gguf, monkeypatch):
     _record(tiny_gguf("chatglm", "F16"))
+    monkeypatch.setenv("REGISTRY_API_KEY", "serve-secret-42")  # the router's own key: not the engine's business
     try:
         with InProcess(auto_launch=True, launch_timeout=120) as s:
             def ask(i):
@@ -374,6 +540,7 @@ def test_auto_launch_starts_one_deployment_for_concurrent_first_requests(tiny_gg
             assert [code for code, _ in answers] == [200] * 4, answers
             rows = [d for d in json.loads(run_cli("ps", "--all", "--json").stdout) if d["family"] == "glm4-chat-1m"]
             assert len(rows) == 1 and rows[0]["status"] == "running" and rows[0]["quantization"] == "FP16"
+            assert b"serve-secret-42" not in Path(f"/proc/{rows[0]['pid']}/environ").read_bytes()
     finally:
         run_cli("stop", "--all")
 
@@ -568,3 +735,68 @@ def test_a_large_answer_passes_whole():
         assert len(direct.content) > 4 * HIGH_WATER
         assert got.status_code == 200 and got.content == direct.content
         assert got.headers["content-length"] == direct.headers["content-length"]
+
+
+# Engine stand-ins that stop answering: one before its first byte (a hung or SIGSTOPped engine), one in
+# the middle of a stream.
+SILENT = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        time.sleep(3600)
+""" + STANDIN_SERVE
+STALLS = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked"); self.end_headers()
+        for n in range(3):
+            data = ("data: " + json.dumps({"choices": [{"delta": {"content": str(n)}}]}) + "\n\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data)); self.wfile.flush()
+            time.sleep(0.3)  # slower than nothing, faster than the timeout: not cut
+        time.sleep(3600)
+""" + STANDIN_SERVE
+
+
+def test_a_silent_engine_answers_504_and_a_stalled_stream_ends(monkeypatch):
+    monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", "1")
+    with standin_deployment(SILENT):
+        dep = json.loads(run_cli("ps", "--json").stdout)[0]
+        with InProcess() as s, httpx.Client(timeout=30) as c:
+            t0 = time.monotonic()
+            r = c.post(s.url + "/v1/chat/completions", json={"model": "glm4-chat-1m:Q4_K", "messages": []})
+            waited = time.monotonic() - t0
+            assert r.status_code == 504, r.text
+            msg = r.json()["error"]["message"]
+            assert f"deployment {dep['id']}" in msg and "glm4-chat-1m" in msg and "1 s" in msg
+            assert waited < 5
+    with standin_deployment(STALLS):
+        with InProcess() as s, httpx.Client(timeout=30) as c:
+            t0 = time.monotonic()
+            with c.stream("POST", s.url + "/v1/chat/completions",
+                          json={"model": "glm4-chat-1m:Q4_K", "stream": True, "messages": []}) as r:
+                assert r.status_code == 200
+                got = []
+                try:
+                    for line in r.iter_lines():
+                        got.append(line)
+                except httpx.HTTPError:
+                    pass  # an answer that broke off ends short
+            assert len([g for g in got if g.startswith("data:")]) == 3
+            assert time.monotonic() - t0 < 6
+
+
+def test_a_bad_upstream_timeout_is_one_line(monkeypatch):
+    from registry.errors import RegistryError
+    from registry.serve.router import Router
+
+    for bad in ("abc", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", bad)
+        with pytest.raises(RegistryError) as e:
+            Router()
+        assert "REGISTRY_UPSTREAM_TIMEOUT" in str(e.value) and "above 0" in str(e.value)
+    monkeypatch.setenv("REGISTRY_UPSTREAM_TIMEOUT", "2.5")
+    assert Router().pool.timeout == 2.5
+    monkeypatch.delenv("REGISTRY_UPSTREAM_TIMEOUT")
+    assert Router().pool.timeout >= 120  # minutes, for a long prefill on a CPU

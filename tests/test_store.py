@@ -131,3 +131,73 @@ def test_stdlib_read_path_gives_the_store_rows(registry_home, monkeypatch):
     # Another database: the Store answers, not this module.
     monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{registry_home / 'other.db'}")
     assert sqlite_read.artifacts("glm4-chat-1m", "ggufv2") is None
+
+
+@pytest.mark.parametrize("column, value", [("recipe", "{bad"), ("report", "[1,"), ("created", "not a date"),
+                                           ("missing_since", "2024-13-45")])
+def test_a_damaged_artifact_row_is_one_line_naming_it_and_rm_removes_it(registry_home, column, value):
+    import sqlite3
+
+    from conftest import run_cli
+
+    good = Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K",
+                                path=str(registry_home / "good.gguf"), sha256="0" * 64, size_bytes=1)
+    bad = Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="FP16",
+                               path=str(registry_home / "bad.gguf"), sha256="0" * 64, size_bytes=1)
+    with sqlite3.connect(registry_home / "registry.db") as con:
+        con.execute(f"UPDATE artifact SET {column} = ? WHERE id = ?", (value, bad.id))
+    for args in (("show", "glm4-chat-1m", "--artifacts"), ("show", "glm4-chat-1m", "--artifacts", "--json"),
+                 ("launch", "glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--dry-run"),
+                 ("verify", "glm4-chat-1m:FP16")):
+        r = run_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        line = r.stderr.strip()
+        assert "\n" not in line and f"artifact row {bad.id}" in line and column in line, (args, line)
+        assert f"registry rm {bad.id}" in line
+    if column == "recipe":  # the REST API says the same, as a 400
+        import json
+        import socket
+        import threading
+        import time
+        import urllib.error
+        import urllib.request
+
+        uvicorn = pytest.importorskip("uvicorn")
+        from registry.serve.app import create_app
+
+        with socket.socket() as sck:
+            sck.bind(("127.0.0.1", 0))
+            port = sck.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+        t = threading.Thread(target=server.run, daemon=True)
+        t.start()
+        try:
+            while not server.started:
+                time.sleep(0.02)
+            for path in ("/api/artifacts", "/api/families/glm4-chat-1m?artifacts=true"):
+                with pytest.raises(urllib.error.HTTPError) as e:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30)
+                body = json.loads(e.value.read())
+                assert e.value.code == 400 and f"registry rm {bad.id}" in body["error"]["message"], path
+        finally:
+            server.should_exit = True
+            t.join(10)
+    r = run_cli("rm", str(bad.id), "--yes")
+    assert r.returncode == 0, r.stderr
+    assert [a.id for a in Store().artifacts()] == [good.id]
+    assert run_cli("show", "glm4-chat-1m", "--artifacts").returncode == 0
+
+
+def test_a_damaged_deployment_row_is_one_line_naming_it(registry_home):
+    import sqlite3
+
+    from conftest import run_cli
+
+    dep = Store().add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp",
+                                 argv=["x"], env={}, host="127.0.0.1", port=1, status="stopped")
+    with sqlite3.connect(registry_home / "registry.db") as con:
+        con.execute("UPDATE deployment SET argv = '[\"x\"' WHERE id = ?", (dep.id,))
+    for args in (("ps",), ("ps", "--all", "--json"), ("stop", "--all")):
+        r = run_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert f"deployment row {dep.id}" in r.stderr and "argv" in r.stderr and "DELETE FROM deployment" in r.stderr

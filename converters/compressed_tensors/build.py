@@ -431,7 +431,7 @@ def sweep_stale(out: Path) -> None:
 
 @contextmanager
 def _term_as_exit():
-    """SIGTERM raises SystemExit in the main thread, so the cleanup above runs as for Ctrl-C."""
+    """SIGTERM and SIGHUP raise SystemExit in the main thread, so the cleanup above runs as for Ctrl-C."""
     import signal
     import threading
 
@@ -442,11 +442,12 @@ def _term_as_exit():
     def handler(signum, frame):
         raise SystemExit(128 + signum)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _fix_config(path: Path, recipe: dict) -> None:

@@ -60,6 +60,16 @@ def convert(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = Fals
 
 def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = False,
                   split_max_size: int | None = None, progress: bool = False, force: bool = False) -> list[Path]:
+    """Convert; the written files (one, or the shards of a split build in order)."""
+    return convert_build(src, out, outtype, keep_mtp=keep_mtp, split_max_size=split_max_size, progress=progress,
+                         force=force)[0]
+
+
+def convert_build(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = False,
+                  split_max_size: int | None = None, progress: bool = False,
+                  force: bool = False) -> tuple[list[Path], str]:
+    """Convert; the written files and their sha256 (as `registry verify` checks), taken while writing. `force`:
+    replace an existing `out` (by rename, once the new file is whole)."""
     import gguf
 
     outtype = outtype.upper()

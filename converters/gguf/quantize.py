@@ -118,7 +118,7 @@ def _disk_full(src: Path, out: Path, q: str, free_before: int | None) -> Registr
     from registry.formats import bits_per_weight
     from registry.hub.integrity import split_parts
 
-    from .writer import _mib
+    from ..writes import mib as _mib
 
     src_bytes = sum(p.stat().st_size for p in split_parts(src))
     bpw = bits_per_weight("ggufv2", q) or 16.0

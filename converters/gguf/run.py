@@ -78,7 +78,7 @@ def _paths(req: ConvertRequest, base: str, quants: list[str], first: str) -> tup
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .writer import write_error
+        from ..writes import write_error
 
         raise write_error(e, out / "x", None) from None
     return out / f"{base}.{first}.gguf", {q: out / f"{base}.{q}.gguf" for q in quants}, False
@@ -173,7 +173,7 @@ def _run(req, base, first, quants, im, first_path, outs, scratch, claims) -> lis
 
 def _build(req, base, first, quants, im, first_path, outs, scratch, first_files, claims, reuse) -> list[ConvertResult]:
     from ..source import source_identity
-    from .core import convert_files
+    from .core import convert_build
     from .quantize import quantize_files
     from .writer import sha256_of
 
@@ -186,11 +186,12 @@ def _build(req, base, first, quants, im, first_path, outs, scratch, first_files,
         parent, first_recipe, want_sha = _reusable(first_path, req, first)
         req.say(f"reusing {first_path} as the {first} parent build")
         first_files.append(first_path)
+        first_sha = sha256_of(first_files)  # recorded earlier: check it is still those bytes
     else:
-        first_files.extend(convert_files(req.source, first_path, first, keep_mtp=req.keep_mtp,
-                                         split_max_size=req.split_max_size, progress=req.progress, force=req.force))
+        files, first_sha = convert_build(req.source, first_path, first, keep_mtp=req.keep_mtp,
+                                         split_max_size=req.split_max_size, progress=req.progress, force=req.force)
+        first_files.extend(files)
         claims.placed_files(first_files)
-    first_sha = sha256_of(first_files)
     if want_sha is not None and first_sha != want_sha:
         raise RegistryError(f"{first_path} changed since it was recorded (sha256 {first_sha}, the row says {want_sha}); "
                             "remove it, or choose another --out")

@@ -19,6 +19,8 @@ from registry.errors import RegistryError
 
 from .arch import OutTensor
 from .bf16 import STEP, to_f16
+from ..writes import write_error
+from .digest import BuildDigest
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -26,10 +28,10 @@ OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 class _Stream:
     """Duck-types the ndarray that GGUFWriter.write_tensor_data expects (nbytes, tofile)."""
 
-    def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None]):
+    def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None], digest: BuildDigest):
         import gguf
 
-        self.t, self.qtype, self.nbytes, self.on_bytes = t, qtype, nbytes, on_bytes
+        self.t, self.qtype, self.nbytes, self.on_bytes, self.digest = t, qtype, nbytes, on_bytes, digest
         # Source already in the output type (bf16 -> BF16, f16 -> F16, f32 -> F32): copy the bytes.
         Q = gguf.GGMLQuantizationType
         self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
@@ -51,6 +53,7 @@ class _Stream:
         return gguf.quants.quantize(block.reshape(-1, self.t.shape[-1]), self.qtype)
 
     def tofile(self, fp) -> None:
+        self.digest.at(fp)
         if self.t.spans is not None and (self.raw or self.bf16_to_f16):
             return self._by_spans(fp, _copy_block if self.raw else _bf16_block)
         # Convert the next block on a worker thread while this one is written (numpy releases the
@@ -62,8 +65,11 @@ class _Stream:
 
         def drain_one() -> None:
             nonlocal written
-            data = pending.popleft().result()
+            import numpy as np
+
+            data = np.ascontiguousarray(pending.popleft().result())
             data.tofile(fp)
+            self.digest.feed(data)
             written += data.nbytes
             self.on_bytes(data.nbytes)
 
@@ -78,34 +84,44 @@ class _Stream:
 
     def _by_spans(self, fp, work) -> None:
         """Whole source tensors (spans) go to the output block by block on worker threads, each block
-        written at its own place (pwrite / copy_file_range with an offset), so blocks need no order and
-        no block passes through the main thread. work: _copy_block (bytes unchanged, copied in the
-        kernel) or _bf16_block (read, convert and write in cache-sized steps, as a copy moves data;
-        mapping the source and writing whole converted blocks in order moved every byte three times more)."""
+        written at its own place (pwrite with an offset), so blocks need no order and no block's bytes
+        pass through the main thread's writes. work: _copy_block (bytes unchanged) or _bf16_block (read,
+        convert and write in cache-sized steps, as a copy moves data; mapping the source and writing
+        whole converted blocks in order moved every byte three times more). Each worker hands back the
+        bytes it wrote, and the main thread feeds them to the build's sha256 in order while the next
+        blocks are converted; at most WINDOW blocks are in flight, so memory stays bounded."""
+        from collections import deque
+
         fp.flush()
         out_fd = fp.fileno()
         base = os.lseek(out_fd, 0, os.SEEK_CUR)
         files: dict = {}
-        jobs, pos = [], base
+        pending: deque = deque()
+        pos = base
+
+        def drain_one() -> None:
+            buf = pending.popleft().result()
+            self.digest.feed(buf)
+            self.on_bytes(len(memoryview(buf).cast("B")))
+
         try:
             for path, offset, length in self.t.spans():
                 if path not in files:
                     files[path] = os.open(path, os.O_RDONLY)
                 for a in range(offset, offset + length, BLOCK_BYTES):
                     n = min(BLOCK_BYTES, offset + length - a)
-                    jobs.append((files[path], a, n, pos))
+                    pending.append(_pool().submit(work, self.t.name, out_fd, files[path], a, n, pos))
                     pos += n  # the output is as wide as the source (same type, or bf16 -> F16)
-            futures = [_pool().submit(work, self.t.name, out_fd, *job) for job in jobs]
-            try:
-                for f in futures:
-                    self.on_bytes(f.result())
-            finally:
-                for f in futures:
-                    f.cancel()
-                for f in futures:  # no worker may still write once this returns
-                    if not f.cancelled():
-                        f.exception()
+                    if len(pending) > WINDOW:
+                        drain_one()
+            while pending:
+                drain_one()
         finally:
+            for f in pending:
+                f.cancel()
+            for f in pending:  # no worker may still write once this returns
+                if not f.cancelled():
+                    f.exception()
             for fd in files.values():
                 os.close(fd)
         fp.seek(pos)  # the buffered file object learns where the tensor ends
@@ -115,6 +131,7 @@ class _Stream:
 
 PREFETCH = 2
 BLOCK_BYTES = 8 << 20  # source bytes per job of the span pipeline
+WINDOW = 6  # span blocks in flight (converted, or waiting for the digest): 48 MiB at most
 _POOL = None
 _local = threading.local()  # each worker's step buffers
 
@@ -123,52 +140,43 @@ def _ended(name: str, at: int) -> RegistryError:
     return RegistryError(f"{name}: the checkpoint ended early at byte {at}; did it change meanwhile?")
 
 
-def _copy_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> int:
-    """n bytes at `offset` of src_fd to out_pos of out_fd, file to file in the kernel; returns n.
-    Where the kernel can't (checkpoint and output on different filesystems: EXDEV), through a buffer."""
-    import errno
+def _pwrite_all(out_fd: int, view: memoryview, at: int) -> None:
+    while view:  # pwrite may write less than asked
+        k = os.pwrite(out_fd, view, at)
+        view, at = view[k:], at + k
 
+
+def _copy_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> bytearray:
+    """n bytes at `offset` of src_fd to out_pos of out_fd; returns them (the digest takes them next)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
     done = 0
     while done < n:
-        try:
-            k = os.copy_file_range(src_fd, out_fd, n - done, offset + done, out_pos + done)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            break
+        k = os.preadv(src_fd, [view[done:]], offset + done)
         if k == 0:
             raise _ended(name, offset + done)
         done += k
-    buf = bytearray(2 * STEP)
-    while done < n:
-        k = os.preadv(src_fd, [memoryview(buf)[: min(len(buf), n - done)]], offset + done)
-        if k == 0:
-            raise _ended(name, offset + done)
-        view = memoryview(buf)[:k]
-        while view:
-            view = view[os.pwrite(out_fd, view, out_pos + done + (k - len(view))):]
-        done += k
-    return n
+    _pwrite_all(out_fd, view, out_pos)
+    return buf
 
 
-def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> int:
-    """n bytes of bf16 at `offset` of src_fd as F16 at out_pos of out_fd; returns n."""
+def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int):
+    """n bytes of bf16 at `offset` of src_fd as F16 at out_pos of out_fd; returns the F16 bytes."""
     import numpy as np
 
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = (np.empty(STEP, np.uint16), np.empty(STEP, np.float16))
+    src = getattr(_local, "src", None)
+    if src is None:
+        src = _local.src = np.empty(STEP, np.uint16)
+    out = np.empty(n // 2, np.float16)  # handed to the digest, so one per block
     step = STEP * 2
     for a in range(0, n, step):
         k = min(step, n - a)
-        src, dst = bufs[0][: k // 2], bufs[1][: k // 2]
-        if os.preadv(src_fd, [src], offset + a) != k:
+        s, dst = src[: k // 2], out[a // 2: (a + k) // 2]
+        if os.preadv(src_fd, [s], offset + a) != k:
             raise _ended(name, offset + a)
-        to_f16(src, dst)
-        view = memoryview(dst).cast("B")
-        while view:  # pwrite may write less than asked
-            view = view[os.pwrite(out_fd, view, out_pos + a + (k - len(view))):]
-    return n
+        to_f16(s, dst)
+        _pwrite_all(out_fd, memoryview(dst).cast("B"), out_pos + a)
+    return out
 
 
 def _pool():
@@ -209,36 +217,10 @@ def final_names(out: Path, n_shards: int) -> list[Path]:
     return [out.with_name(gguf.SHARD_NAME_FORMAT.format(out.stem, i + 1, n_shards)) for i in range(n_shards)]
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
-
-
-def write_error(e: OSError, out: Path, need: int | None) -> RegistryError:
-    """A failed write as one line: disk full (how much is needed), read-only, file-size limit, no permission."""
-    import errno
-
-    d = Path(out).parent
-    try:
-        free = shutil.disk_usage(d).free
-    except OSError:
-        free = None
-    needs = f"; the build needs about {_mib(need)}" if need else ""
-    has = f", {_mib(free)} free there" if free is not None else ""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RegistryError(f"disk full writing {out} in {d}{needs}{has}; free space or choose another --out")
-    if e.errno == errno.EFBIG:
-        return RegistryError(f"writing {out} hit the file-size limit (ulimit -f){needs}; raise the limit or split the "
-                             "build (--split-max-size)")
-    if e.errno == errno.EROFS:
-        return RegistryError(f"cannot write {out}: {d} is on a read-only filesystem; choose a writable --out")
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return RegistryError(f"cannot write in {d}: {e.strerror}; choose a writable --out")
-    return RegistryError(f"cannot write {out}: {e.strerror or e}; choose another --out")
-
-
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-               split_max_size: int | None, progress) -> list[Path]:
-    """Write the GGUF (one file, or shards above split_max_size); return the final paths."""
+               split_max_size: int | None, progress) -> tuple[list[Path], str]:
+    """Write the GGUF (one file, or shards above split_max_size); return the final paths and the
+    sha256 of their bytes in order, taken while writing."""
     from ..claims import partial_tag
 
     out = Path(out)
@@ -257,7 +239,7 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
 
 
 def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-           split_max_size: int | None, progress) -> list[Path]:
+           split_max_size: int | None, progress) -> tuple[list[Path], str]:
     import gguf
 
     w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
@@ -272,7 +254,8 @@ def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: lis
         raise
 
 
-def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str, progress) -> list[Path]:
+def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str,
+               progress) -> tuple[list[Path], str]:
     import gguf
     import numpy as np
 
@@ -292,16 +275,18 @@ def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTens
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     n_shards = len(w.fout)
+    digest = BuildDigest(w.fout)
     progress.start(len(plan), total)
     for i, (t, q, nb) in enumerate(plan, 1):
         progress.tensor(i, t.name)
-        w.write_tensor_data(_Stream(t, q, nb, progress.advance))
+        w.write_tensor_data(_Stream(t, q, nb, progress.advance, digest))
     w.close()
+    sha = digest.finish()
     tmp_files = final_names(tmpdir / out.name, n_shards)
     finals = final_names(out, n_shards)
     for src, dst in zip(tmp_files, finals):
         os.replace(src, dst)
-    return finals
+    return finals, sha
 
 
 def sha256_of(paths: list[Path]) -> str:

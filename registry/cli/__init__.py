@@ -44,7 +44,7 @@ def error_label() -> str:
 
 
 class Interrupted(SystemExit):
-    """SIGINT or SIGTERM, as an exit (130, 143) that click does not turn into 'Aborted!' and exit 1; every
+    """SIGINT, SIGTERM or SIGHUP, as an exit (130, 143, 129) that click does not turn into 'Aborted!' and exit 1; every
     `finally` and `except BaseException` on the way up still runs (temporary files, claims, child servers)."""
 
 
@@ -79,7 +79,8 @@ def _on_signal(signum, frame) -> None:
 def main() -> None:
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):  # first: a signal during start-up must clean up too
+    # first: a signal during start-up must clean up too. SIGHUP: the terminal or SSH session went away.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     from .. import prestart
 

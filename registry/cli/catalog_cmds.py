@@ -73,6 +73,7 @@ def show(
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
                       autocompletion=complete_name),
     artifacts: bool = typer.Option(False, "--artifacts", help="Also list the recorded builds with their recipes and quality reports."),
+    node: Optional[str] = typer.Option(None, "--node", help="With --artifacts: only this node's (machine's) builds."),
     json_: bool = JsonOpt,
 ) -> None:
     """Show a family and every spec (--artifacts: and its recorded builds)."""
@@ -86,7 +87,7 @@ def show(
         view["build"] = cat.resolve(name).to_dict()
     # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
     if artifacts:
-        view["artifacts"] = _artifacts(entry.family)
+        view["artifacts"] = _artifacts(entry.family, node)
     if json_:
         _print_json(view)
         return
@@ -151,8 +152,8 @@ def _show_table(v: dict[str, Any]) -> None:
             rep = r.get("report") or {}
             quality = (f"KL {rep['kl_divergence']:.6f}, top-1 {rep['top1_agreement']:.1%} vs {rep.get('reference')}"
                        if rep.get("kl_divergence") is not None else "")
-            arows.append([str(r["id"]), r["format"], r["quantization"], r["path"], r["recipe_summary"], quality])
-        _table("Built artifacts", ["id", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
+            arows.append([str(r["id"]), r["node"], r["format"], r["quantization"], r["path"], r["recipe_summary"], quality])
+        _table("Built artifacts", ["id", "node", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
 
 
 def _show_memory_and_launch(v: dict[str, Any]) -> None:
@@ -177,8 +178,9 @@ def _show_memory_and_launch(v: dict[str, Any]) -> None:
                       markup=False, highlight=False)
 
 
-def _artifacts(family: str) -> list[dict[str, Any]]:
-    """Recorded builds of a family; none (and no database import) when no store exists yet."""
+def _artifacts(family, node: str | None = None) -> list[dict[str, Any]]:
+    """Recorded builds of a family (every node's, or one node's); none (and no database import) when no store
+    exists yet."""
     from .. import paths
 
     if not paths.has_database():
@@ -186,7 +188,7 @@ def _artifacts(family: str) -> list[dict[str, Any]]:
     from ..store import Store
     from ..views import artifact_view
 
-    return [artifact_view(a, family) for a in Store().artifacts(family=family.name)]
+    return [artifact_view(a, family) for a in Store().artifacts(family=family.name, node=node)]
 
 
 @app.command()

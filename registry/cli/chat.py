@@ -214,41 +214,43 @@ def loop(chat: Chat) -> None:
             _err('Send a message (/? for help, /bye or Ctrl-D to end, """ for several lines)')
         while True:
             try:
-                line = _read(tty, ">>> ")
-            except KeyboardInterrupt:
+                step = _turn(chat, tty)
+            except KeyboardInterrupt:  # at the prompt (or between prompts): once says how to leave, twice leaves
                 if interrupted or not tty:
                     sys.stdout.write("\n")
                     return
                 interrupted = True
                 sys.stdout.write("\n(Ctrl-C again ends the chat; so do /bye and Ctrl-D)\n")
                 continue
-            interrupted = False
-            if line is None:
+            if step is None:
                 return
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith("/") and not text.startswith('"""'):
-                if not chat.command(text):
-                    return
-                continue
-            try:
-                text = _message(text, tty)
-            except KeyboardInterrupt:
-                sys.stdout.write("\n")
-                continue
-            if not text or not text.strip():
-                continue
-            try:
-                reply = chat.ask(text)
-            except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
-                sys.stdout.write("\n(answer stopped)\n")
-                sys.stdout.flush()
-                continue
-            chat.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+            interrupted = interrupted and not step
     finally:
         signal.signal(signal.SIGINT, old)
         save()
+
+
+def _turn(chat: Chat, tty: bool) -> bool | None:
+    """Read one line and act on it: None ends the chat; True when something was entered."""
+    line = _read(tty, ">>> ")
+    if line is None:
+        return None
+    text = line.strip()
+    if not text:
+        return False
+    if text.startswith("/"):
+        return True if chat.command(text) else None
+    text = _message(text, tty)
+    if not text or not text.strip():
+        return True
+    try:
+        reply = chat.ask(text)
+    except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
+        sys.stdout.write("\n(answer stopped)\n")
+        sys.stdout.flush()
+        return True
+    chat.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+    return True
 
 
 def answer(base: str, model: str, messages: list[dict], max_tokens: int, temperature: float | None) -> str:

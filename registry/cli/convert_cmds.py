@@ -81,12 +81,6 @@ def convert(
     target = _TARGETS.get(to)
     if target is None:
         raise RegistryError(f"--to {to!r} is not a format the converters write; use one of: ggufv2, compressed-tensors")
-    from ..catalog import check_buildable
-    from .app import _catalog
-
-    fam = _catalog().get(name)
-    check_buildable(fam, to)  # before anything is read or built
-    name = fam.name
     req = ConvertRequest(
         family=name, source=source, to="ggufv2" if target == "gguf" else to, quant=quant, out=out,
         report=report, record=not no_record, progress=not json_ and sys.stderr.isatty(),
@@ -102,6 +96,12 @@ def convert(
             raise RegistryError(f"{flag} applies to --to compressed-tensors builds; GGUF conversion streams by tensor")
     if (imatrix or chunks or chunk_size) and target != "gguf":
         raise RegistryError("--imatrix/--chunks/--chunk-size apply to --to ggufv2 builds")
+    from ..catalog import check_buildable
+    from .app import _catalog
+
+    fam = _catalog().get(name)
+    check_buildable(fam, to)  # before anything is read or built
+    req.family = name = fam.name
     if dry_run:
         from converters.compressed_tensors.plan import print_plans, run_plan
 

@@ -31,7 +31,10 @@ def launch(
     size: Optional[float] = typer.Option(None, "--size", help="Size in billions, where a format has several."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: the spec's; the next free one if taken)."),
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1); beyond loopback "
+                                       "the engine gets an API key (--api-key, else one made and printed once)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Key the engine requires (Authorization: Bearer "
+                                          "KEY), passed through the engine's own option; never stored."),
     context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
                                           "or max (the longest that fits)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
@@ -69,7 +72,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    same = [] if new or port is not None else launcher.running_same(p, engine, context, threads)
+    same = [] if new or port is not None or api_key else launcher.running_same(p, engine, context, threads)
     if same:
         dep = same[0]
         if json_:
@@ -79,7 +82,13 @@ def launch(
              "another)")
         _answers_at(dep)
         return
+    from ..engines.keys import protect
+
+    key, made = protect(p.engine, p.main, p.main.host, api_key)
     dep = launcher.launch(p, timeout=timeout, say=_say, spinner=not json_, prestarted=prestart.claim())
+    if made:  # shown this once: it is in no row, log or listing
+        _say(f"API key for this {p.engine} server (bound to {p.main.host}; it is not stored, keep it): {key}\n"
+             f"  clients send: Authorization: Bearer {key}")
     if json_:
         _print_json({**deployment_view(dep), "reused": False})
         return
@@ -183,11 +192,14 @@ def fit(
 
 
 @app.command()
-def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed ones too."), json_: bool = JsonOpt) -> None:
-    """Running deployments (a process that died is marked exited)."""
+def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed ones too."),
+       node: Optional[str] = typer.Option(None, "--node", help="Only this node's (machine's) deployments."),
+       json_: bool = JsonOpt) -> None:
+    """Running deployments of every node sharing the store (one of this node's that died is marked exited;
+    another node's status is what that node last wrote, at `seen`)."""
     from .. import launcher
 
-    deps = launcher.ps(all_=all_)
+    deps = launcher.ps(all_=all_, node=node)
     if json_:
         from ..views import deployment_view
 
@@ -196,9 +208,23 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
     if not deps:
         _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
         return
-    _table(None, ["id", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
-           [[str(d.id), d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
-             d.status, d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+    from .. import paths
+
+    _table(None, ["id", "node", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
+           [[str(d.id), d.node, d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
+             d.status if paths.owns(d.node) else _seen(d), d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
+
+
+def _seen(d) -> str:
+    """Another node's status, as that node last wrote it, and how long ago it found the process alive."""
+    from datetime import datetime, timezone
+
+    if d.seen is None or d.status not in ("starting", "running"):
+        return d.status
+    seen = d.seen if d.seen.tzinfo else d.seen.replace(tzinfo=timezone.utc)
+    s = max(0, int((datetime.now(timezone.utc) - seen).total_seconds()))
+    ago = f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h"
+    return f"{d.status} (seen {ago} ago)"
 
 
 @app.command()
@@ -247,13 +273,13 @@ def _follow(dep, poll: float = 0.2) -> None:
 def stop(name: Optional[str] = typer.Argument(None, help="Build tag FAMILY:QUANT, family name or deployment id.",
                                               autocompletion=complete_name),
          all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
-    """Stop deployments: SIGTERM, then SIGKILL after 10 s."""
+    """Stop deployments of this node: SIGTERM, then SIGKILL after 10 s (another node's: run stop there)."""
     from .. import launcher
     from ..errors import RegistryError
 
     if all_ == (name is not None):
         raise RegistryError("give a deployment (FAMILY:QUANT, family name or id) or --all, not both or neither")
-    deps = launcher.ps() if all_ else launcher.find(name, active_only=True)
+    deps = launcher.ps(mine=True) if all_ else launcher.find(name, active_only=True)
     if all_ and not deps:
         _console().print("nothing running")
     for d in deps:

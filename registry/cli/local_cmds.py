@@ -64,12 +64,16 @@ def rm(
     from .. import remove
 
     if name.isdigit() and format is None and quant is None:
-        label, found = f"artifact {name}", remove.targets(artifact_id=int(name))
+        r, label, found = None, f"artifact {name}", remove.targets(artifact_id=int(name))
     else:
         from .app import _catalog
 
         r = _catalog().resolve(name, format, quant, size=size)
         label, found = f"{r.family.name} {r.spec.format} {r.quantization}", remove.targets(r)
+    if not found and r is not None:
+        from ..hub import local
+
+        local.only_elsewhere(r, f"registry rm {r.family.name} --format {r.spec.format} --quant {r.quantization}")
     if not found:
         raise RegistryError(f"no local copy of {label}: nothing in the store or the Hugging Face cache to remove")
     remove.check_not_served(found)

@@ -17,6 +17,14 @@ def serve(
                                           help="Key every request must send (Authorization: Bearer KEY)."),
     auto_launch: bool = typer.Option(False, "--auto-launch", help="Start a catalog build on its first request "
                                      "(model FAMILY:QUANT) instead of answering 404."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="Another name clients reach this server by "
+                                         "(Host header; repeatable). Loopback names and the bound address are "
+                                         "always answered; any other Host gets 421."),
+    cors: list[str] = typer.Option([], "--cors", help="A web origin (https://app.example) whose pages may call this "
+                                   "server from a browser (repeatable); none by default."),
+    url: Optional[str] = typer.Option(None, "--url", envvar="REGISTRY_NODE_URL", show_envvar=True,
+                                      help="Where the other machines sharing the store reach this serve (default: "
+                                      "http://HOST:PORT, this machine's name for 0.0.0.0)."),
     foreground: bool = typer.Option(False, "--foreground", help="Serve in this process until Ctrl-C (containers, "
                                     "systemd) instead of in the background."),
     json_: bool = JsonOpt,
@@ -31,9 +39,9 @@ def serve(
 
         srv.check_exposure(host, api_key)
         chosen = launcher.choose_port(host, port or srv.DEFAULT_PORT, port is not None, lambda m: _console().print(m))
-        srv.run(host, chosen, auto_launch, api_key)
+        srv.run(host, chosen, auto_launch, api_key, allow_host, cors, url=url)
         return
-    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_)
+    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_, allow_hosts=allow_host, cors=cors, url=url)
     from .. import launcher
     from ..views import deployment_view
 
@@ -46,3 +54,27 @@ def serve(
     c.print(f"registry serve (deployment {dep.id}, pid {dep.pid}) answers at {page}", markup=False, highlight=False)
     c.print(f"  OpenAI base URL: {base}   REST API: {page}api   API docs: {page}docs", markup=False, highlight=False)
     c.print(f"  stop it with: registry stop {srv.NAME}", markup=False, highlight=False)
+
+
+@app.command()
+def nodes(json_: bool = JsonOpt) -> None:
+    """The machines sharing this store: each one's serve URL, last heartbeat, version and whether it is alive."""
+    from .. import paths
+    from ..nodes import view
+
+    rows = []
+    if paths.has_database():
+        from ..store import Store
+
+        rows = [view(n) for n in Store().nodes()]
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        _console().print("no nodes: a node appears when its `registry serve` starts", markup=False)
+        return
+    from .app import _table
+
+    _table(None, ["node", "url", "heartbeat", "version", "alive"],
+           [[n["name"], n["url"] or "-", (n["heartbeat"] or "-")[:19].replace("T", " "), n["version"] or "-",
+             "yes" if n["alive"] else "no"] for n in rows])

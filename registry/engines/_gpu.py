@@ -86,13 +86,6 @@ def multi_node_env(req: Request, env: dict) -> tuple[dict, list[str]]:
         if dropped else [])
 
 
-def entry(req: Request, name: str) -> str:
-    """The engine's console script: this environment's on this machine, the bare name for another."""
-    from .base import script
-
-    return script(name) if req.hardware.local else name
-
-
 def kv_dtype_of(args: dict) -> str:
     return "fp8" if str(args.get("--kv-cache-dtype", "auto")).startswith("fp8") else "f16"
 

@@ -20,7 +20,7 @@ GB = 10**9
 # FP8 runs natively from Ada/Hopper (8.9); vLLM falls back to weight-only FP8 through Marlin on
 # Ampere (8.0+). W4A16 / AWQ / GPTQ int4 use Marlin (8.0+). NVFP4 needs Blackwell (10.0+).
 FP8 = {"FP8_DYNAMIC", "FP8", "FP8_BLOCK", "W8A8"}
-INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8", "Int4-Int8Mix"}
+INT4_MARLIN = {"W4A16", "W4A16_GS32", "W4A16_GS64", "W4A16_GS128", "AWQ", "Int4", "W8A16", "Int8", "Int4-Int8Mix", "AWQ-FP16Mix"}
 NVFP4 = {"NVFP4", "NVFP4A16"}
 
 
@@ -228,21 +228,18 @@ def family_floor(req: Request, engine: str) -> list[tuple[str, str]]:
     return [(req.family.name, floor)] if floor else []
 
 
-def floor_check(req: Request, engine: str, module: str, floors: list[tuple[str, str]],
+def floor_check(req: Request, engine: str, name: str, have: str | None, floors: list[tuple[str, str]],
                 hint: str) -> tuple[list[str], list[str]]:
-    """(reasons, notes) for release floors: on this machine with `module` installed, a reason for each floor
-    its release is below; a plan for another machine notes the family's own floor (engine_floors)."""
+    """(reasons, notes) for release floors: on this machine with the engine installed at release `have` (read
+    from that installation, registry/engines/found.py), a reason for each floor it is below; a plan for
+    another machine notes the family's own floor (engine_floors[name])."""
     if not floors:
         return [], []
-    from importlib.metadata import PackageNotFoundError, version
-
     if not req.hardware.local:
-        own = family_floor(req, module)
+        own = family_floor(req, name)
         return [], [f"{what} needs {engine} >= {need} on {req.hardware.name} (the first release its spec "
                     "names)" for what, need in own]
-    try:
-        have = version(module)
-    except PackageNotFoundError:  # not installed: install_reason already says so, with the hint
+    if have is None:  # not installed: install_reason already says so, with the hint
         return [], []
     return [f"{engine} {have} is installed; {what} needs {engine} >= {need}: {hint}"
             for what, need in floors if version_below(have, need)], []

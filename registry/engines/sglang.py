@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from . import _gpu
+from . import _gpu, found
 from .base import Command, Request, Verdict, client_host, family_floor, floor_check, revision_argv
 
 NAME = "sglang"
@@ -22,18 +20,26 @@ def install_hint(req: Request) -> str:
     return f"{INSTALL} 'sglang>={need}' ({what} needs sglang>={need})"
 
 
-def can_serve(req: Request) -> Verdict:
-    from .base import module_installed
+def installed(req: Request):
+    """The SGLang this machine would run (registry/engines/found.py), or None for a plan for another machine."""
+    return found.find(NAME, ()) if req.hardware.local else None
 
-    missing = module_installed("sglang")
+
+def can_serve(req: Request) -> Verdict:
+    inst = installed(req)
     # SGLang has no Marlin FP8 fallback for pre-Ada GPUs in its FP8 path.
     v = _gpu.gpu_verdict(
-        req, NAME, missing=missing, install=install_hint(req), marlin_fp8=False, tp_flags=TP_FLAGS,
+        req, NAME, missing=found.missing(found.find(NAME, ())), install=install_hint(req), marlin_fp8=False, tp_flags=TP_FLAGS,
         gguf_reason="GGUF builds are served by llama.cpp here",
         ctx_flag="--context-length", util_flag="--mem-fraction-static", util_default=0.88)
-    r, n = floor_check(req, "SGLang", "sglang", family_floor(req, NAME), install_hint(req))
+    if isinstance(inst, found.NotFound) and inst.why:
+        v.reasons.insert(0, inst.why)
+    have = inst.version if isinstance(inst, found.Installation) else None
+    r, n = floor_check(req, "SGLang", NAME, have, family_floor(req, NAME), install_hint(req))
     v.reasons += r
     v.notes += n
+    if isinstance(inst, found.Installation) and v.ok:
+        v.notes.append(f"runs {inst.describe()}")
     return v
 
 
@@ -54,7 +60,9 @@ def command(req: Request, model: str, host: str, port: int | None, verdict: Verd
     if req.gpus or req.nodes > 1 or tp is None:
         tp = gpus * req.nodes
     args = {"--tp-size": tp, **args} if tp and int(tp) > 1 else args
-    python = sys.executable if req.hardware.local else "python3"
+    inst = installed(req)
+    # the interpreter of the environment SGLang was found in; another machine: its own python3
+    python = inst.python if isinstance(inst, found.Installation) else "python3"
     base = [python, "-m", "sglang.launch_server", "--model", model]
     client = client_host(host)
     out = []

@@ -48,15 +48,28 @@ def is_demo(row) -> bool:
         return False
 
 
-def rows(resolved, recorded: list | None = None) -> list:
-    """Artifact rows of this family/format/quantization, newest first; `recorded`: family_rows() already read.
-    The demo's toys only while the demo runs (in its own home)."""
+def rows(resolved, recorded: list | None = None, all_nodes: bool = False) -> list:
+    """Artifact rows of this family/format/quantization on this machine (every node's: all_nodes), newest
+    first; `recorded`: family_rows() already read. The demo's toys only while the demo runs (in its own home)."""
     found = family_rows(resolved.family.name) if recorded is None else recorded
     names = quant_names(resolved)
     others = _other_uploaders_repos(resolved)
     demo = paths.in_demo()
     return [r for r in reversed(found) if r.format == resolved.spec.format and r.quantization in names
+            and (all_nodes or paths.owns(r.node))
             and (r.parent or "").split("@")[0] not in others and (demo or not is_demo(r))]
+
+
+def only_elsewhere(resolved, what: str) -> None:
+    """Refuse when other nodes record this build and this machine has no copy: name them and what to run there."""
+    from ..errors import NotFoundError
+
+    here = paths.node()
+    nodes = sorted({r.node for r in rows(resolved, all_nodes=True) if not paths.owns(r.node)})
+    if nodes:
+        raise NotFoundError(f"{resolved.family.name} {resolved.spec.format} {resolved.quantization} is recorded on "
+                            f"node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)}, not on this one ({here}): "
+                            f"run `{what}` there")
 
 
 def _local_size(p: Path) -> int | None:

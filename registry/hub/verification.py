@@ -75,6 +75,8 @@ def verify_build(resolved, raise_on_error: bool = True) -> list[dict]:
     targets = _targets(resolved)
     label = _label(resolved)
     if not targets:
+        local.only_elsewhere(resolved, f"registry verify {resolved.family.name} --format {resolved.spec.format} "
+                                       f"--quant {resolved.quantization}")
         raise NotFoundError(f"no local copy of {label} to verify; run `{_pull_cmd(resolved)}` first")
     results: list[dict] = []
     bad_rows, missing_rows, good_rows = set(), set(), set()

@@ -61,8 +61,16 @@ def show_family(name: str, artifacts: bool = False) -> dict:
         raise _fail(e) from None
     view = family_view(entry.family, entry.origin)
     if artifacts:
-        view["artifacts"] = _artifacts(entry.family.name)
+        view["artifacts"] = _rows(lambda: _artifacts(entry.family.name))
     return view
+
+
+def _rows(read):
+    """A store read; a damaged row answers 400 naming it (errors.damaged_row) instead of a 500."""
+    try:
+        return read()
+    except RegistryError as e:
+        raise _fail(e) from None
 
 
 @api.get("/search", summary="registry search WORDS --json: builds by family, uploader, format, quantization")
@@ -99,7 +107,7 @@ def hardware(profile: Optional[str] = None) -> dict:
     return d
 
 
-def _artifacts(family: Optional[str] = None) -> list[dict]:
+def _artifacts(family: Optional[str] = None, node: Optional[str] = None) -> list[dict]:
     if not paths.has_database():
         return []
     from ..catalog import load
@@ -108,17 +116,27 @@ def _artifacts(family: Optional[str] = None) -> list[dict]:
     cat = load()  # the catalog's spelling of each row's quantization, where its family is known
     names = set(cat.names())
     return [{"family": a.family, **artifact_view(a, cat.get(a.family) if a.family in names else None)}
-            for a in Store().artifacts(family=family)]
+            for a in Store().artifacts(family=family, node=node)]
 
 
-@api.get("/artifacts", summary="recorded builds (registry show NAME --artifacts --json)")
-def artifacts(family: Optional[str] = None) -> list[dict]:
-    return _artifacts(family)
+@api.get("/artifacts", summary="recorded builds of every node, or one node's (registry show NAME --artifacts --json)")
+def artifacts(family: Optional[str] = None, node: Optional[str] = None) -> list[dict]:
+    return _rows(lambda: _artifacts(family, node))
 
 
-@api.get("/deployments", summary="registry ps --json")
-def deployments(all: bool = False) -> list[dict]:
-    return [deployment_view(d) for d in launcher.ps(all_=all)]
+@api.get("/deployments", summary="registry ps --json: every node's, or one node's")
+def deployments(all: bool = False, node: Optional[str] = None) -> list[dict]:
+    return _rows(lambda: [deployment_view(d) for d in launcher.ps(all_=all, node=node)])
+
+
+@api.get("/nodes", summary="registry nodes --json: the machines sharing the store")
+def nodes() -> list[dict]:
+    if not paths.has_database():
+        return []
+    from .. import nodes as nodes_mod
+    from ..store import Store
+
+    return [nodes_mod.view(n) for n in Store().nodes()]
 
 
 class LaunchBody(BaseModel):
@@ -159,13 +177,19 @@ async def stop(dep_id: int) -> dict:
     dep = _deployment(dep_id)
     if dep.engine == "registry":
         raise HTTPException(400, "this is the server answering you: stop it with `registry stop registry-serve`")
-    what = await asyncio.to_thread(launcher.stop, dep)
+    try:
+        what = await asyncio.to_thread(launcher.stop, dep)
+    except RegistryError as e:  # another node's deployment: stopped on that node
+        raise _fail(e) from None
     return {"id": dep.id, "family": dep.family, "result": what}
 
 
 @api.get("/deployments/{dep_id}/logs", summary="registry logs ID", response_class=PlainTextResponse)
 def logs(dep_id: int, lines: Optional[int] = 200) -> str:
     dep = _deployment(dep_id)
+    if not paths.owns(dep.node):
+        raise HTTPException(400, f"deployment {dep_id} runs on node {dep.node}: its log is on that machine "
+                                 f"(GET /api/deployments/{dep_id}/logs from that node's serve)")
     home = paths.logs_dir().resolve()
     log = Path(dep.log_path or "").resolve()
     if not log.is_relative_to(home):  # a row written by hand (or another home) cannot make us read elsewhere

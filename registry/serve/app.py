@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from .api import api
 from .router import ROUTES, Router, error_response
-from .security import MAX_BODY, Guard
+from .security import MAX_BODY, Guard, Hosts
 
 
 def _log(msg: str) -> None:
@@ -18,22 +18,34 @@ def _log(msg: str) -> None:
 
 
 def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: int = MAX_BODY,
-               launch_timeout: float = 300.0):
-    """The ASGI app, already wrapped in the key and body-size guard."""
+               launch_timeout: float = 300.0, host: str = "127.0.0.1", allow_hosts: list[str] | tuple = (),
+               cors: list[str] | tuple = (), node_url: str | None = None):
+    """The ASGI app, already wrapped in the guard (Host, key, body type and size, CORS).
+    host: the address served (a Host naming it is answered); allow_hosts: more names; cors: origins.
+    node_url: where this node's serve was registered (registry/nodes.py); it heart-beats while it runs
+    and leaves when it stops."""
     from contextlib import asynccontextmanager
 
-    router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log)
+    router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log, api_key=api_key)
 
     @asynccontextmanager
     async def lifespan(_app):
         import asyncio
         import gc
 
+        from .. import nodes
+
         # What the first request would import (the store, SQLAlchemy, the catalog) is loaded now, and then
         # frozen: the cyclic GC no longer rescans those ~10^5 long-lived objects while streams run.
         await asyncio.to_thread(_warm)
+        beating = None
+        if node_url:  # registered by run() before the socket opened: heart-beat from now on
+            beating = asyncio.ensure_future(_heartbeat(node_url))
         gc.freeze()
         yield
+        if beating is not None:
+            beating.cancel()
+            await asyncio.to_thread(nodes.leave, _version())
         await router.close()
 
     app = FastAPI(title="glm-registry", version=_version(), lifespan=lifespan,
@@ -71,7 +83,7 @@ def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: 
 
     for path in ROUTES:
         app.post(f"/v1/{path}", summary=f"OpenAI {path}, forwarded to the deployment named by `model`")(_route(path))
-    return Guard(Fast(app, router), api_key, max_body)
+    return Guard(Fast(app, router), api_key, max_body, Hosts(host, allow_hosts), cors)
 
 
 class Fast:
@@ -92,6 +104,20 @@ class Fast:
             if route is not None:
                 return await self.router.asgi(scope, receive, send, route)
         return await self.app(scope, receive, send)
+
+
+async def _heartbeat(url: str) -> None:
+    import asyncio
+
+    from .. import nodes
+
+    every = nodes.interval()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(nodes.beat, url, _version())
+        except Exception as e:  # the store unreachable for a while: say so and beat again later
+            _log(f"heartbeat: {e}")
 
 
 def _warm() -> None:

@@ -4,7 +4,9 @@ Names a client may send: FAMILY:QUANT (either spelling of a GGUF quantization: Q
 FAMILY (its newest running deployment), or a deployment id. Bodies are forwarded unchanged except
 `model`, which becomes the name the engine itself serves (asked once from its /v1/models). Streams
 are relayed chunk by chunk; a client that goes away closes the upstream request, so the engine stops
-generating.
+generating. A deployment of another node sharing the store (registry/nodes.py) is reached through
+that node's serve, with the team's API key and the deployment's id as `model`: engines stay on their
+machine's loopback.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import time
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
 
-from .. import launcher
+from .. import launcher, paths
 from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
 from .security import send_error  # the OpenAI error shape, written straight to ASGI
-from .upstream import Pool, UpstreamError
+from .upstream import Pool, UpstreamError, UpstreamTimeout, upstream_timeout
 
 SELF = "registry"  # the engine name of `registry serve`'s own deployment row
 ROUTES = ("chat/completions", "completions", "embeddings")
@@ -37,14 +39,20 @@ def matches(dep, model: str) -> bool:
 
 
 class Router:
-    def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None):
+    def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None, api_key: str | None = None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
+        self.node, self.api_key = paths.node(), api_key
+        self.single = paths.single_machine()  # a SQLite store: every row is this machine's
+        self._peers: dict[str, str] = {}  # live other nodes: name -> serve URL
         self.say = say or (lambda msg: None)
-        self.pool = Pool()
+        self.pool = Pool(upstream_timeout())
         self._deps: tuple[float, list] = (0.0, [])
         self._reading: tuple[float, asyncio.Future] | None = None  # the store read in flight, and when it began
         self._upstream: dict[int, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def local(self, dep) -> bool:
+        return self.single or dep.node == self.node
 
     async def close(self) -> None:
         self.pool.close()
@@ -69,9 +77,11 @@ class Router:
 
     async def _read(self) -> None:
         try:
-            rows = await asyncio.to_thread(launcher.ps)
-            deps = [d for d in reversed(rows) if d.status == "running" and d.engine != SELF]
-            self._deps = (time.monotonic(), deps)
+            rows, peers = await asyncio.to_thread(_rows_and_peers, self.single)
+            # another node's deployments only while its serve heart-beats: a node that went away drops out
+            deps = [d for d in reversed(rows) if d.status == "running" and d.engine != SELF
+                    and (self.local(d) or d.node in peers)]
+            self._deps, self._peers = (time.monotonic(), deps), peers
         finally:
             self._reading = None
 
@@ -81,7 +91,8 @@ class Router:
             data.append({"id": f"{d.family}:{d.quantization}", "object": "model", "owned_by": "glm-registry",
                          "created": int(d.started.timestamp()), "family": d.family, "format": d.format,
                          "quantization": d.quantization, "engine": d.engine, "deployment": d.id,
-                         "aliases": served_names(d)[1:], "address": launcher.address(d)})
+                         "aliases": served_names(d)[1:], "node": d.node,
+                         "address": launcher.address(d) if self.local(d) else self._peers[d.node] + "/v1"})
         return {"object": "list", "data": data}
 
     async def target(self, model) -> object:
@@ -163,18 +174,53 @@ class Router:
         if not isinstance(payload, dict):
             raise HTTPException(400, "the request body must be a JSON object with `model`")
         dep = await self.target(payload.get("model"))
-        payload["model"] = await self.upstream_name(dep)
         headers = {"content-type": "application/json"}
         if accept:
             headers["accept"] = accept
+        if not self.local(dep):
+            return await self._to_peer(dep, payload, headers, route)
+        payload["model"] = await self.upstream_name(dep)
         host, port = _where(dep)
         try:
             conn = await self.pool.send(host, port, "POST", f"/v1/{route}", json.dumps(payload).encode(), headers)
+        except UpstreamTimeout as e:
+            raise HTTPException(504, f"deployment {dep.id} ({dep.family}:{dep.quantization}) sent nothing for "
+                                f"{e.seconds:g} s (REGISTRY_UPSTREAM_TIMEOUT); see `registry logs {dep.id}`") from None
         except UpstreamError as e:
             self._deps = (0.0, [])
             raise HTTPException(502, f"deployment {dep.id} ({dep.family}) did not answer: {e}; "
                                 f"see `registry logs {dep.id}`") from None
         return _Relay(self.pool, host, port, conn)
+
+    async def _to_peer(self, dep, payload: dict, headers: dict, route: str) -> Response:
+        """To the serve of the node the deployment runs on, which relays it to its engine."""
+        from urllib.parse import urlsplit
+
+        url = self._peers.get(dep.node)
+        if url is None:
+            raise HTTPException(503, f"deployment {dep.id} ({dep.family}) runs on node {dep.node}, whose serve "
+                                "no longer heart-beats; `registry serve` there brings it back")
+        u = urlsplit(url)
+        host, port = (u.hostname or "").strip("[]"), u.port or 80
+        payload["model"] = str(dep.id)  # the deployment's id: unambiguous in the shared store
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        try:
+            conn = await self.pool.send(host, port, "POST", f"{u.path.rstrip('/')}/v1/{route}",
+                                        json.dumps(payload).encode(), headers)
+        except UpstreamError as e:
+            self._deps = (0.0, [])
+            raise HTTPException(502, f"deployment {dep.id} ({dep.family}) runs on node {dep.node}, whose serve "
+                                f"at {url} did not answer: {e}") from None
+        return _Relay(self.pool, host, port, conn)
+
+
+def _rows_and_peers(single: bool) -> tuple[list, dict[str, str]]:
+    """Every node's deployments (this node's checked) and the live other nodes: one read for the router
+    (a one-machine store has no other nodes to ask about)."""
+    from ..nodes import peers
+
+    return launcher.ps(), {} if single else peers()
 
 
 def _where(dep) -> tuple[str, int]:

@@ -11,16 +11,46 @@ write.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import httptools
 
 HIGH_WATER = 1 << 20  # bytes held for a slow client before the engine's socket stops being read
 CONNECT_TIMEOUT = 10.0
 IDLE_KEEP = 256  # idle connections kept per deployment: one per concurrent stream comes back
+# Seconds a deployment may stay silent: before the first byte of its answer (a long prompt's prefill on
+# a CPU, or a whole non-streamed answer, comes before any byte) and between bytes. Generous by default;
+# REGISTRY_UPSTREAM_TIMEOUT sets it.
+TIMEOUT_ENV = "REGISTRY_UPSTREAM_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
+
+
+def upstream_timeout() -> float:
+    from ..errors import RegistryError
+
+    raw = os.environ.get(TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise RegistryError(f"{TIMEOUT_ENV}={raw!r}: give the seconds a deployment may stay silent, a number "
+                            f"above 0 (default {DEFAULT_TIMEOUT:g})")
+    return value
 
 
 class UpstreamError(ConnectionError):
     """The deployment could not be reached, or went away before its answer was complete."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The deployment sent nothing for `seconds` (a hung or stopped engine)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer for {seconds:g} s")
+        self.seconds = seconds
 
 
 class Exchange(asyncio.Protocol):
@@ -29,9 +59,13 @@ class Exchange(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
         self.reset()
 
     def reset(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.chunks = 0, [], []
         self.started = self.done = self.keep = False  # response bytes seen; message parsed; may be reused
@@ -45,6 +79,7 @@ class Exchange(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.started = True
+        self.last = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -59,6 +94,28 @@ class Exchange(asyncio.Protocol):
                 self.done = True
             else:
                 self.error = UpstreamError(f"the deployment closed the connection{f' ({exc})' if exc else ''}")
+        self.wake()
+
+    # --- the engine's silence -------------------------------------------------------------------
+    # One timer per request, moved on only when it fires: an arriving chunk costs a clock read, not a
+    # timer. A relay paused for a slow client is the client's wait, not the engine's silence.
+
+    def watch(self, seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.seconds, self.last = seconds, self.loop.time()
+        self.timer = self.loop.call_at(self.last + seconds, self._silence)
+
+    def _silence(self) -> None:
+        self.timer = None
+        if self.done or self.closed or self.error is not None:
+            return
+        now = self.loop.time()
+        if self.paused or now - self.last < self.seconds:
+            self.last = now if self.paused else self.last
+            self.timer = self.loop.call_at(self.last + self.seconds, self._silence)
+            return
+        self.error = UpstreamTimeout(self.seconds)
+        self.transport.close()  # the engine sees its client go
         self.wake()
 
     # --- httptools --------------------------------------------------------------------------------
@@ -119,10 +176,11 @@ class Exchange(asyncio.Protocol):
 
 
 class Pool:
-    """Keep-alive connections per (host, port)."""
+    """Keep-alive connections per (host, port). timeout: seconds a deployment may stay silent."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.idle: dict[tuple[str, int], list[Exchange]] = {}
+        self.timeout = timeout
 
     async def _connect(self, host: str, port: int) -> Exchange:
         loop = asyncio.get_running_loop()
@@ -148,11 +206,12 @@ class Pool:
                 continue
             conn.reset()
             conn.transport.write(raw)
+            conn.watch(self.timeout)
             while not conn.status and conn.error is None:
                 await conn.wait()
             if conn.error is None:
                 return conn
-            if reused and not conn.started:
+            if reused and not conn.started and not isinstance(conn.error, UpstreamTimeout):
                 continue  # the engine had closed this idle connection: the request never reached it
             raise conn.error
 
