@@ -342,10 +342,14 @@ class Catalog:
         return resolved_build(fam, spec, q)
 
 
-def check_buildable(fam: Family, fmt: str) -> None:
+def check_buildable(fam: Family, fmt: str, quant: str | None = None) -> None:
     """A build goes into a format the family has a spec for; otherwise nothing could name it afterwards
-    (`run`, `launch`, `rm` FAMILY:QUANT look builds up through the specs), so it is refused before it starts."""
+    (`run`, `launch`, `rm` FAMILY:QUANT look builds up through the specs), so it is refused before it starts.
+    The one exception is a build whose recipe a spec of another format gives (GLM-5's NVFP4 recipe lives on
+    its modelopt spec): the family describes how it is made."""
     if any(s.format == fmt for s in fam.specs):
+        return
+    if quant and quant.lower() != "all" and any(s.recipe is not None and spec_quant(s, quant) for s in fam.specs):
         return
     raise RegistryError(
         f"{fam.name} has no {fmt} spec, so a {fmt} build of it could not be launched, run or removed by its tag; "

@@ -34,11 +34,12 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msg
 RECIPE_FILE = "glm_registry_recipe.json"
 
 
-def family_of(name: str) -> Family:
+def family_of(name: str, quant: str | None = None) -> Family:
+    """The family, which must describe compressed-tensors builds (registry.catalog.check_buildable)."""
     from registry.catalog import check_buildable, load
 
     fam = load().get(name)
-    check_buildable(fam, FORMAT)
+    check_buildable(fam, FORMAT, quant)
     return fam
 
 
@@ -462,7 +463,7 @@ def _fix_config(path: Path, recipe: dict) -> None:
 
 
 def run(req) -> list:
-    family = family_of(req.family)
+    family = family_of(req.family, req.quant)
     quants = quants_for(family, req.quant)
     src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]

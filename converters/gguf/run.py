@@ -28,7 +28,7 @@ def check_family(req: ConvertRequest):
     from registry.catalog import check_buildable
 
     fam = registry.get(req.family)
-    check_buildable(fam, "ggufv2")
+    check_buildable(fam, "ggufv2", req.quant)
     cfg, _ = checkpoint_config(Path(req.source), fam)
     a = fam.architecture
     layers = cfg.get("num_hidden_layers", cfg.get("num_layers"))

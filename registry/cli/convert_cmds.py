@@ -100,7 +100,7 @@ def convert(
     from .app import _catalog
 
     fam = _catalog().get(name)
-    check_buildable(fam, to)  # before anything is read or built
+    check_buildable(fam, to, quant)  # before anything is read or built
     req.family = name = fam.name
     if dry_run:
         from converters.compressed_tensors.plan import print_plans, run_plan
