@@ -345,15 +345,42 @@ def check_host(host: str) -> None:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Nothing listens on `port`. Bound as the servers bind (SO_REUSEADDR): connections of a server that
-    just stopped, waiting out TIME_WAIT, do not make its port look taken."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    """Nothing uses `port` but connections waiting out TIME_WAIT (a server that just stopped): those do not
+    keep a server from binding (the servers bind with SO_REUSEADDR), so they do not make the port look taken."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            pass
+    waiting = _only_time_wait(port)
+    if waiting is not None:
+        return waiting
+    with socket.socket(fam) as s:  # no /proc: bind as the servers do
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def _only_time_wait(port: int) -> bool | None:
+    """Every TCP socket on local `port` is in TIME_WAIT (Linux's /proc/net/tcp, state 06); None without /proc."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 3 and int(f[1].rsplit(":", 1)[1], 16) == port:
+                states.append(f[3])
+    if not states and not Path("/proc/net/tcp").exists():
+        return None
+    return bool(states) and all(st == "06" for st in states)
 
 
 _reserved: list[Path] = []  # this process's port claims, removed when it exits

@@ -436,7 +436,7 @@ def test_quant_all_builds_the_ladder_from_one_f16_pass(tiny_checkpoint, tmp_path
     from registry.store import Store
 
     said = []
-    req = ConvertRequest(family="glm-4.5-air", source=tiny_checkpoint("glm4moe"), to="ggufv2", quant="all",
+    req = ConvertRequest(family="glm-4.6", source=tiny_checkpoint("glm4moe"), to="ggufv2", quant="all",
                          out=tmp_path / "builds", report=True, progress=False, say=said.append)
     results = run_convert(req)
     by_q = {r.quantization: r for r in results}
@@ -446,7 +446,7 @@ def test_quant_all_builds_the_ladder_from_one_f16_pass(tiny_checkpoint, tmp_path
     assert f16.parent == str(tiny_checkpoint("glm4moe")) and f16.report is None
     assert all(0 <= by_q[q].report["kl_divergence"] for q in LADDER)
     assert any("differs in size" in m for m in said)
-    rows = Store().artifacts(family="glm-4.5-air", format="ggufv2")
+    rows = Store().artifacts(family="glm-4.6", format="ggufv2")
     assert {r.quantization for r in rows} == set(by_q) and all(r.sha256 == by_q[r.quantization].sha256 for r in rows)
     assert sorted(p.name for p in (tmp_path / "builds").iterdir()) == sorted(r.path.name for r in results)
 

@@ -34,13 +34,10 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msg
 RECIPE_FILE = "glm_registry_recipe.json"
 
 
-def family_of(name: str, quant: str | None = None) -> Family:
-    """The family, which must describe compressed-tensors builds (registry.catalog.check_buildable)."""
-    from registry.catalog import check_buildable, load
+def family_of(name: str) -> Family:
+    from registry.catalog import load
 
-    fam = load().get(name)
-    check_buildable(fam, FORMAT, quant)
-    return fam
+    return load().get(name)
 
 
 def quants_for(family: Family, quant: str) -> list[str]:
@@ -463,7 +460,7 @@ def _fix_config(path: Path, recipe: dict) -> None:
 
 
 def run(req) -> list:
-    family = family_of(req.family, req.quant)
+    family = family_of(req.family)
     quants = quants_for(family, req.quant)
     src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]

@@ -219,7 +219,7 @@ def run_plan(req) -> list[Plan]:
 
     from . import build as b
 
-    family = b.family_of(req.family, req.quant)
+    family = b.family_of(req.family)
     quants = b.quants_for(family, req.quant)
     src_cfg, arch = b.source_config(Path(req.source), family)
     outs = [b.output_dir(req, q, len(quants) > 1, create=False) for q in quants]
