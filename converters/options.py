@@ -41,6 +41,7 @@ class ConvertRequest:
     device: str | None = None  # cpu | cuda:N: where weights are quantized / layers calibrated
     offload_dir: Path | None = None  # calibrated builds: layers not being calibrated wait here on disk
     dry_run: bool = False  # print the plan (memory, disk, path) and build nothing
+    force: bool = False  # rebuild an output that exists (replaced only once the new one is complete)
     # by-shard | by-layer | loaded (the whole model in memory, the reference the tests compare with);
     # None: by-shard for data-free schemes, by-layer for calibrated ones
     path: str | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
 from .loader import format_validation_error, parse_text, read_spec_text, validate_data
-from .naming import engine_name, format_name, gguf_type, spec_quant, split_tag
+from .naming import engine_name, format_name, gguf_type, quant_key, spec_quant, split_tag
 from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
 
 
@@ -162,13 +162,35 @@ class Catalog:
     def entry(self, name: str) -> Entry:
         want(str, "family name", name)
         name = split_tag(name)[0]  # `show glm4-chat-1m:Q4_K` is that family
+        hub = self.hub_build(name)  # a pasted hub id, zai-org/GLM-4.5-Air: its family
+        if hub is not None:
+            return self._all()[hub[0].name]
         name = split_uploader(name)[1]  # bartowski/glm-4-9b-0414: the family glm-4-9b-0414
         if name in self._entries:
             return self._entries[name]
-        try:
-            return self._all()[name]
-        except KeyError:
-            raise not_found("family", name, self._entries, "`registry list` shows them all") from None
+        found = self._all()
+        if name in found:
+            return found[name]
+        lower = {k.lower(): v for k, v in found.items()}  # names in any case: GLM-4.5-Air
+        if name.lower() in lower:
+            return lower[name.lower()]
+        raise not_found("family", name, self._entries, "`registry list` shows them all")
+
+    def hub_build(self, model_id: str) -> tuple[Family, Spec, str | None] | None:
+        """The family and spec a hub repository id (in any case) belongs to, and the quantization where the
+        uploader publishes one repository per build; None for a name that is no catalog repository."""
+        if "/" not in model_id:
+            return None
+        want_id = model_id.strip().lower()
+        for entry in self._all().values():
+            for spec in entry.family.specs:
+                for src in spec.hubs.values():
+                    per_quant = {m.lower(): q for q, m in src.model_ids.items()}
+                    if want_id in per_quant:
+                        return entry.family, spec, per_quant[want_id]
+                    if src.model_id.lower() == want_id:
+                        return entry.family, spec, None
+        return None
 
     def get(self, name: str) -> Family:
         return self.entry(name).family
@@ -216,6 +238,7 @@ class Catalog:
                 + [m for s in fam.specs for h in s.hubs.values() for m in h.all_model_ids()]
                 + [s.format for s in fam.specs]
                 + fam.quantizations()
+                + [gguf_type(s.format, q) or q for s in fam.specs for q in s.quantizations]  # q4_k_m finds Q4_K
                 + fam.architecture.hf_classes
             ).lower()
             if all(w in hay for w in words):
@@ -234,7 +257,7 @@ class Catalog:
                 hay = [fam.name, spec.format, spec.publisher, *ids, *spec.engines, *fam.architecture.hf_classes]
                 quants = list(spec.quantizations)
                 for w in words:
-                    named = [q for q in quants if w in q.lower()]
+                    named = [q for q in quants if w in q.lower() or quant_key(w, spec.format) == quant_key(q, spec.format)]
                     if named:  # a quantization word narrows the build to those quantizations
                         quants = named
                     elif not any(w in h.lower() for h in hay):
@@ -250,18 +273,30 @@ class Catalog:
         quantization (several: an error naming them).
 
         Where several uploaders publish the format in one size, `uploader` (or a name such as
-        bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers."""
+        bartowski/glm-4-9b-0414) picks one; without it the spec listed first in the family's file answers (the
+        family's preferred), unless no hub publishes that one's build and another uploader's spec has it."""
         want(str, "family name", name)
         want(str, "format", format, optional=True)
         want(str, "quant", quant, optional=True)
         want((int, float), "size", size, optional=True)
         want(str, "uploader", uploader, optional=True)
         name, quant = split_tag(name, quant)
-        named, name = split_uploader(name)
+        hub = self.hub_build(name)
+        if hub is not None:  # zai-org/GLM-4.5-Air: that repository's spec, and its one build where it has one
+            fam_, spec_, q_ = hub
+            name, named = fam_.name, None
+            if quant is None or spec_quant(spec_, quant) is not None:  # a tag naming another build: the family's
+                format = format or spec_.format
+                size = size if size is not None else spec_.size_in_billions
+                quant = quant or q_ or (spec_.quantizations[0] if len(spec_.quantizations) == 1 else None)
+                named = spec_.publisher
+        else:
+            named, name = split_uploader(name)
         if named and uploader and named.lower() != uploader.lower():
             raise RegistryError(f"{named}/{name} names uploader {named!r} but --from says {uploader!r}; give one")
         uploader = uploader or named
         fam = self.get(name)
+        name = fam.name  # as the catalog spells it (names are read in any case)
         format = format_name(format)
         if quant is None:
             raise RegistryError(f"give a quantization: {name}:QUANT or --quant; {name} has: "
@@ -297,10 +332,30 @@ class Catalog:
         sizes = list(dict.fromkeys(s.size_label for s in matches))
         if len(sizes) > 1:
             raise NotFoundError(f"{name} {format} {quant} exists in sizes {', '.join(sizes)}; pass a size")
-        spec = matches[0]  # one size: the first uploader listed, unless one was named
+        # One size: the uploader named, else the family's preferred (listed first), unless it only describes a
+        # build made here and another uploader publishes it on a hub (`pull glm-4-9b-0414:Q5_K_M`: bartowski's)
+        spec = matches[0]
+        if uploader is None and not spec.hubs:
+            spec = next((s for s in matches if s.hubs), spec)
         q = spec_quant(spec, quant)
         assert q is not None
         return resolved_build(fam, spec, q)
+
+
+def check_buildable(fam: Family, fmt: str, quant: str | None = None) -> None:
+    """A build goes into a format the family has a spec for; otherwise nothing could name it afterwards
+    (`run`, `launch`, `rm` FAMILY:QUANT look builds up through the specs), so it is refused before it starts.
+    The one exception is a build whose recipe a spec of another format gives (GLM-5's NVFP4 recipe lives on
+    its modelopt spec): the family describes how it is made."""
+    if any(s.format == fmt for s in fam.specs):
+        return
+    if quant and quant.lower() != "all" and any(s.recipe is not None and spec_quant(s, quant) for s in fam.specs):
+        return
+    raise RegistryError(
+        f"{fam.name} has no {fmt} spec, so a {fmt} build of it could not be launched, run or removed by its tag; "
+        f"{fam.name} has: {', '.join(fam.formats())}. For a {fmt} build of your own, describe it in a family: "
+        f"`registry init my-{fam.name}`, add a {fmt} spec, `registry register my-{fam.name}.yaml`, then convert "
+        f"with that name")
 
 
 def split_uploader(name: str) -> tuple[str | None, str]:

@@ -91,9 +91,9 @@ def _artifact(resolved, recorded: list | None = None) -> dict:
 def hub_artifact(resolved) -> dict:
     """Where the hub keeps a build (its first hub), or how to build one that no hub publishes."""
     if not resolved.hubs:
-        return {"source": "build", "path": None,
-                "note": f"not published on a hub: `registry convert {resolved.family.name} --to {resolved.spec.format} "
-                        f"--quant {resolved.quantization}` builds it"}
+        from .hub import convert_cmd
+
+        return {"source": "build", "path": None, "note": f"not published on a hub: `{convert_cmd(resolved)}` builds it"}
     hub, h = next(iter(resolved.hubs.items()))
     return {"source": "hub", "hub": hub, "model_id": h.model_id, "revision": h.revision, "files": h.files,
             "path": None}
@@ -125,12 +125,21 @@ def main_command(commands: list):
 
 
 def plan(name: str, format: str | None = None, quant: str | None = None, engine: str | None = None,
-         hardware: str | None = None, context: int | None = None, gpus: int | None = None, nodes: int | None = None,
-         port: int | None = None, host: str | None = None, profile: str | None = None,
+         hardware: str | None = None, context: int | str | None = None, gpus: int | None = None,
+         nodes: int | None = None, port: int | None = None, host: str | None = None, profile: str | None = None,
          size: float | None = None, threads: int | None = None) -> Plan:
-    """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization."""
+    """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization.
+
+    `context`: tokens, or "max" (the longest that fits). Without one, an engine whose default context (vLLM's and
+    SGLang's: the family's whole context) does not fit is planned at the longest that does, with a note; a context
+    given in tokens that does not fit stays an error."""
     from . import hardware as hw_mod
-    from .naming import engine_name
+    from .naming import engine_name, parse_context
+
+    context = parse_context(context)
+    want_max = context == "max"
+    if want_max:
+        context = None
 
     engine = engine_name(engine)
     if engine is not None and engine not in engines.MODULES:
@@ -154,6 +163,9 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
     verdicts = {}
     for e in order if engine else engines.RANK:
         verdicts[e] = engines.get(e).can_serve(req)
+    reqs = {e: req for e in verdicts}  # an engine planned at a capped context has its own request
+    if want_max or context is None:
+        _cap_context(req, verdicts, reqs, want_max)
     if engine is None and profile is not None:
         # a named profile belongs to one engine: only engines that have it
         for e, v in verdicts.items():
@@ -166,7 +178,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
         rejected = [r for r in rejected if r["engine"] in listed] or rejected
     label = f"{resolved.family.name} {resolved.spec.format} {resolved.quantization} on {hw.name}"
     if not ok:
-        why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected)
+        why = "; ".join(f"{r['engine']}: {' / '.join(r['reasons'])}" for r in rejected) + _most_that_fits(req, verdicts)
         if engine:
             raise RegistryError(f"{engine} cannot serve {label}: {why}")
         raise RegistryError(f"no engine can serve {label}: {why}")
@@ -177,7 +189,7 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
                             "no thread count: leave --threads out (or add --engine llama.cpp for a GGUF build)")
     v = verdicts[chosen]
     mod = engines.get(chosen)
-    cmds = mod.command(req, model_arg(art, chosen), host or DEFAULT_HOST, port, v)
+    cmds = mod.command(reqs[chosen], model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
     if art.get("demo"):
         notes.append("the artifact is registry demo's random-weight toy, not the real model")
@@ -198,11 +210,100 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
                 nodes or 1)
 
 
+def pick_build(name: str, format: str | None = None, context: int | str | None = None,
+               hardware: str | None = None) -> dict:
+    """The build `registry run FAMILY` and `registry launch FAMILY` take when no quantization is named: a running
+    deployment of the family (the newest), else a local build (the newest whose file is there), else the one
+    `registry fit FAMILY --quant auto` picks on this (or that) machine. {family, format, quantization, why}."""
+    from .builds import local_builds
+    from .catalog import load, spec_quant
+    from .naming import format_name
+
+    fam = load().get(name)
+    format = format_name(format)
+    if hardware is None:  # what runs and what is on disk are this machine's
+        for d in reversed(ps()):
+            if d.family == fam.name and (format is None or d.format == format):
+                return {"family": fam.name, "format": d.format, "quantization": d.quantization,
+                        "why": f"running as deployment {d.id}"}
+        for b in reversed(local_builds(fam.name)):
+            known = any(s.format == b["format"] and spec_quant(s, b["quantization"]) for s in fam.specs)
+            if b["exists"] and known and (format is None or b["format"] == format):
+                return {"family": fam.name, "format": b["format"], "quantization": b["quantization"],
+                        "why": f"the local build at {b['path']}"}
+    auto = fit(fam.name, hardware=hardware, context=context, quant="auto", format=format)["auto"]
+    if not auto["quantization"]:
+        raise RegistryError(f"no build of {fam.name} fits {'this machine' if hardware is None else hardware} "
+                            f"(`registry fit {fam.name}` says why); name one as {fam.name}:QUANT")
+    return {"family": fam.name, "format": auto["format"], "quantization": auto["quantization"],
+            "why": "the best build that fits here (`registry fit --quant auto`)"}
+
+
+def _cap_context(req, verdicts: dict, reqs: dict, want_max: bool) -> None:
+    """Engines refused only for memory at their default context are planned at the longest that fits (at least
+    context.MIN_CAPPED tokens), a note saying so and what the default needs; with `want_max`, every engine at its
+    longest. Changes `verdicts` and `reqs` in place."""
+    import dataclasses
+
+    from .context import MIN_CAPPED, longest, memory_only
+
+    for e, v in list(verdicts.items()):
+        if not (want_max and v.ok) and not memory_only(v.reasons):
+            continue
+        m = longest(req, e)
+        if m is None or (not want_max and m < MIN_CAPPED):
+            continue
+        sub = dataclasses.replace(req, context=m)
+        capped = engines.get(e).can_serve(sub)
+        if not capped.ok:
+            continue
+        if v.ok:
+            capped.notes.append(f"context {m:,} tokens: the longest that fits {req.hardware.name}")
+        else:
+            full = v.estimate
+            need = ""
+            if full is not None:
+                need = (f" (~{full.per_gpu / 1e9:.1f} GB per GPU)" if full.per_gpu
+                        else f" (~{full.total / 1e9:.1f} GB)")
+            capped.notes.append(f"context capped at {m:,} tokens, the longest that fits {req.hardware.name}: "
+                                f"{f'{full.context:,}' if full else 'the default'} tokens would need more "
+                                f"memory{need}; --context sets another, up to {m}")
+        verdicts[e], reqs[e] = capped, sub
+
+
+def _most_that_fits(req, verdicts: dict) -> str:
+    """For an error at a context that does not fit: the longest that does, where an engine says it."""
+    from .context import longest, memory_only
+
+    for e, v in verdicts.items():
+        if memory_only(v.reasons):
+            m = longest(req, e)
+            if m:
+                return f" (the longest context {e} fits here is {m:,} tokens: --context {m}, or --context max)"
+    return ""
+
+
 def check_context(fam, context: int | None) -> None:
     """A context beyond what the family was trained for is refused (engines would fail or extrapolate)."""
     if context is not None and context > fam.context_length:
         raise RegistryError(f"--context {context:,} is more than {fam.name}'s context length of "
                             f"{fam.context_length:,} tokens; give at most {fam.context_length}")
+
+
+def running_same(p: Plan, engine: str | None, context: int | None, threads: int | None = None) -> list:
+    """Running deployments of the planned build (newest first), which `launch` and `run` reuse: the engine if one
+    was forced, the context and thread count if they were given."""
+    from .prestart import option_value
+
+    r = p.resolved
+    same = running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
+    if context is not None:  # a different context is a different server: the one this plan would start with
+        flags = ("--n_ctx", "--max-model-len", "--context-length")
+        want = option_value(p.main.argv, *flags) or str(context)
+        same = [d for d in same if option_value(d.argv or [], *flags) == want]
+    if threads is not None:  # so is another thread count
+        same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
+    return same
 
 
 def running_build(family: str, format: str, quantization: str, engine: str | None = None) -> list:
@@ -244,12 +345,42 @@ def check_host(host: str) -> None:
 
 
 def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    """Nothing uses `port` but connections waiting out TIME_WAIT (a server that just stopped): those do not
+    keep a server from binding (the servers bind with SO_REUSEADDR), so they do not make the port look taken."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            pass
+    waiting = _only_time_wait(port)
+    if waiting is not None:
+        return waiting
+    with socket.socket(fam) as s:  # no /proc: bind as the servers do
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def _only_time_wait(port: int) -> bool | None:
+    """Every TCP socket on local `port` is in TIME_WAIT (Linux's /proc/net/tcp, state 06); None without /proc."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 3 and int(f[1].rsplit(":", 1)[1], 16) == port:
+                states.append(f[3])
+    if not states and not Path("/proc/net/tcp").exists():
+        return None
+    return bool(states) and all(st == "06" for st in states)
 
 
 _reserved: list[Path] = []  # this process's port claims, removed when it exits
@@ -644,15 +775,20 @@ def elsewhere(row, what: str, kind: str = "deployment") -> None:
 
 
 def find(name: str, active_only: bool = True) -> list:
-    """Deployments by id or family name (newest first); a family name means this node's deployments of it
-    where it has any."""
+    """Deployments by id, family name or build tag FAMILY:QUANT, in any case (newest first); a name means this
+    node's deployments of it where it has any."""
     if not paths.has_database():
         raise NotFoundError(f"no deployment named {name!r}: nothing has been launched (`registry ps`)")
+    from .naming import same_quant, split_tag
     from .store import Store
 
     store = Store()
     rows = store.deployments()
-    hits = [d for d in rows if str(d.id) == name or d.family == name]
+    name = name.strip()
+    family, quant = split_tag(name)
+    family = _family_name(family)
+    hits = [d for d in rows if str(d.id) == name or (
+        d.family.lower() == family.lower() and (quant is None or same_quant(quant, d.quantization, d.format)))]
     own = [d for d in hits if store.single or d.node == store.node]
     if own and not name.isdigit():
         hits = own
@@ -663,6 +799,19 @@ def find(name: str, active_only: bool = True) -> list:
         raise not_found("deployment", name, [d.family for d in rows] + [str(d.id) for d in rows],
                         "`registry ps --all` lists them")
     return list(reversed(hits))
+
+
+def _family_name(name: str) -> str:
+    """The catalog's name for a family typed in any case or as a hub id; the name itself when the catalog has
+    none (a deployment of a family unregistered since)."""
+    if name.isdigit():
+        return name
+    from .catalog import load
+
+    try:
+        return load().get(name).name
+    except RegistryError:
+        return name
 
 
 def stop(dep, grace: float = 10.0) -> str:
@@ -729,7 +878,7 @@ def address(dep) -> str:
 # --- fit -------------------------------------------------------------------------------------------
 
 
-def fit(name: str, hardware: str | None = None, context: int | None = None, quant: str | None = None,
+def fit(name: str, hardware: str | None = None, context: int | str | None = None, quant: str | None = None,
         format: str | None = None) -> dict:
     """Every build of a family: the engine that would serve it here (or there), its memory estimate,
     and whether it fits. quant='auto' also names the best build that fits: the most bits per weight
@@ -737,16 +886,19 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     from . import hardware as hw_mod
     from .catalog import load, resolved_build, spec_quant
     from .hub import local
-    from .naming import format_name, split_tag
+    from .naming import format_name, parse_context, split_tag
 
     name, quant = split_tag(name, quant)
     format = format_name(format)
     fam = load().get(name)
+    name = fam.name
     if format and format not in fam.formats():
         raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
-    if context is not None and context < 1:
-        raise RegistryError(f"--context must be at least 1, not {context}")
-    check_context(fam, context)
+    context = parse_context(context)
+    if context != "max":
+        if context is not None and context < 1:
+            raise RegistryError(f"--context must be at least 1, not {context}")
+        check_context(fam, context)
     hw = hw_mod.get(hardware)
     auto = quant == "auto"
     recorded = local.family_rows(name)  # one store query for every build
@@ -771,18 +923,29 @@ def fit(name: str, hardware: str | None = None, context: int | None = None, quan
     return out
 
 
-def build_fit(resolved, hw, art: dict, context: int | None = None) -> dict:
+def build_fit(resolved, hw, art: dict, context: int | str | None = None) -> dict:
     """One build on one machine: the engine that would serve it (the best by RANK that can), its memory
-    estimate, and whether it fits (else every engine's reasons). The docs' fit tables ask this too."""
+    estimate, and whether it fits (else every engine's reasons); `max_context`, the longest context that engine
+    fits (llama.cpp: layers left in host memory included) and `max_context_gpu`, with everything on the GPUs.
+    context="max": each engine at its longest; no context: an engine whose default does not fit at the longest
+    that does, as plan() places it. The docs' fit tables ask this too."""
+    from .context import longest
     from .estimate import bits_per_weight
 
     spec, q = resolved.spec, resolved.quantization
-    req = request(resolved, hw, art, context)
-    verdicts = [engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)]
+    want_max = context == "max"
+    req = request(resolved, hw, art, None if want_max else context)
+    by_engine = {e: engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)}
+    reqs = {e: req for e in by_engine}
+    if want_max or context is None:
+        _cap_context(req, by_engine, reqs, want_max)
+    verdicts = list(by_engine.values())
     good = [v for v in verdicts if v.ok]
     v = good[0] if good else (verdicts[0] if verdicts else None)
     est = v.estimate if v and v.estimate else None
     e = est.to_dict() if est else {}
+    top = (est.context if want_max and v.ok and est else longest(req, v.engine)) if v else None
+    top_gpu = longest(req, v.engine, gpu_only=True) if v is not None and hw.gpus and top else None
     return {
         "format": spec.format, "size_in_billions": spec.size_in_billions, "quantization": q,
         "gguf_type": gguf_type(spec.format, q),
@@ -790,7 +953,7 @@ def build_fit(resolved, hw, art: dict, context: int | None = None) -> dict:
         "weights_bytes": e.get("weights_bytes"), "kv_cache_bytes": e.get("kv_cache_bytes"),
         "overhead_bytes": e.get("overhead_bytes"), "total_bytes": e.get("total_bytes"),
         "per_gpu_bytes": e.get("per_gpu_bytes"), "host_bytes": e.get("host_bytes", 0), "gpus": e.get("gpus", 0),
-        "context": e.get("context"),
+        "context": e.get("context"), "max_context": top, "max_context_gpu": top_gpu,
         "bits_per_weight": _bpw(bits_per_weight, spec.format, q),
         "fits": bool(good),
         "reasons": [] if good else [f"{x.engine}: {r}" for x in verdicts for r in x.reasons] or
@@ -803,7 +966,8 @@ USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matte
 
 
 def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
-    """The build to launch: the most bits among the builds that fit and decode at a usable speed.
+    """The build to launch: the most bits among the builds that fit (on GPUs: the GPUs alone, where any does) and
+    decode at a usable speed.
 
     Speed is seed 002's bound (memory bandwidth / bytes read per token). "Usable": at least 10 tok/s, or,
     where nothing is that fast (a small CPU box), at least half the fastest build's speed, so that 18 GB
@@ -828,6 +992,8 @@ def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
     fastest = max(b["decode_tok_s_bound"] for b in fitting)
     floor = min(USABLE_TOK_S, fastest / 2)
     usable = [b for b in fitting if b["decode_tok_s_bound"] >= floor]
+    if hw.gpus:  # on GPUs, a build that fits them alone before one that leaves layers in host memory
+        usable = [b for b in usable if b["gpus"] and not b.get("host_bytes")] or usable
     best = max(usable, key=lambda b: (b["bits_per_weight"] or 0, -(b["total_bytes"] or 0)))
     for b in fitting:
         b["decode_tok_s_bound"] = round(b["decode_tok_s_bound"], 2)

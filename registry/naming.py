@@ -49,9 +49,11 @@ def engine_name(engine: str | None) -> str | None:
 
 
 def quant_key(quant: str, fmt: str | None = "ggufv2") -> str:
-    """What two spellings of one quantization share: upper case, GGUF's short K-quant names as llama.cpp's."""
-    q = quant.strip().upper()
-    return GGUF_ALIASES.get(q, q) if fmt in (None, "ggufv2") else q
+    """What two spellings of one quantization share: upper case, GGUF's short K-quant names as llama.cpp's,
+    without separators (`4bit` is `4-bit`, `w4a16-gs64` is `W4A16_GS64`)."""
+    q = quant.strip().upper().replace("-", "_")
+    q = GGUF_ALIASES.get(q, q) if fmt in (None, "ggufv2") else q
+    return q.replace("_", "").replace(" ", "")
 
 
 def same_quant(a: str, b: str, fmt: str | None = "ggufv2") -> bool:
@@ -85,3 +87,25 @@ def quant_fields(fmt: str, quant: str, spec=None) -> dict[str, str | None]:
 def known_quant(quant: str) -> bool:
     """Some format has this quantization (in any spelling)."""
     return any(same_quant(quant, q, f) for f, d in FORMATS.items() for q in d["quantizations"])
+
+
+CONTEXT_UNITS = {"k": 1024, "m": 1024 * 1024}  # 32k = 32768, 128K = 131072, 1M = 1048576 (as model cards count)
+
+
+def parse_context(text: str | int | None) -> int | str | None:
+    """A context length as people write it: 32768, 32k, 128K, 1M, or `max` (the longest that fits)."""
+    if text is None or isinstance(text, int):
+        return text
+    t = text.strip().lower().replace("_", "").replace(",", "")
+    if t == "max":
+        return "max"
+    unit = CONTEXT_UNITS.get(t[-1:], 1)
+    num = t[:-1] if unit > 1 else t
+    try:
+        n = float(num) * unit if "." in num else int(num) * unit
+    except ValueError:
+        raise RegistryError(f"--context {text!r}: give tokens as a number (32768), with k or M (32k, 128K, 1M), "
+                            "or max (the longest that fits)") from None
+    if n < 1 or n != int(n):
+        raise RegistryError(f"--context {text!r} must be a whole number of tokens, at least 1")
+    return int(n)

@@ -259,10 +259,15 @@ def test_split_builds_in_sub_folders_resolve_to_every_part():
 
 
 def test_uploaders_choose_among_the_gguf_builds_of_one_size():
-    """Several uploaders publish GLM-4-9B-0414 as GGUF at 9B: the first listed answers a plain look-up, --from
-    (uploader=) or an uploader-qualified name picks another, and each build names its own files."""
-    plain = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M")
-    assert (plain.spec.publisher, plain.hubs) == ("local", {})  # the registry's own conversion, listed first
+    """Several uploaders publish GLM-4-9B-0414 as GGUF at 9B: the first listed answers a plain look-up where a hub
+    publishes its build, else the first uploader that publishes it; --from (uploader=) or an uploader-qualified name
+    picks another, and each build names its own files."""
+    own = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M", uploader="local")
+    assert (own.spec.publisher, own.hubs) == ("local", {})  # the registry's own conversion, listed first
+    plain = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M")  # ... which no hub publishes: bartowski's
+    assert plain.spec.publisher == "bartowski"
+    official = registry.resolve("codegeex4-all-9b", "ggufv2", "Q4_K_M")  # the first listed publishes it: that one
+    assert official.hubs["huggingface"].model_id == "zai-org/codegeex4-all-9b-GGUF"
     bart = registry.resolve("glm-4-9b-0414", "ggufv2", "Q4_K_M", uploader="bartowski")
     assert bart.hubs["huggingface"].files == ["THUDM_GLM-4-9B-0414-Q4_K_M.gguf"]
     assert registry.resolve("bartowski/glm-4-9b-0414", "ggufv2", "Q4_K").to_dict() == bart.to_dict()

@@ -31,7 +31,7 @@ def test_launch_infers_the_format_and_takes_a_tag_in_any_case():
 def test_tag_errors_say_what_to_do():
     r = run_cli("launch", "glm4-chat-1m:Q4_K", "--quant", "Q8_0", "--dry-run")
     assert r.returncode == 1 and "names quantization Q4_K but --quant says Q8_0" in r.stderr
-    r = run_cli("launch", "glm4-chat-1m", "--dry-run")
+    r = run_cli("resolve", "glm4-chat-1m")  # `launch FAMILY` picks a build (tests/test_daily.py); resolve asks
     assert r.returncode == 1 and "give a quantization: glm4-chat-1m:QUANT or --quant" in r.stderr
     # the same quantization in two formats: which ones, and the flag that picks
     r = run_cli("resolve", "glm-4-9b-chat", "-q", "bf16")

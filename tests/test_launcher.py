@@ -273,7 +273,7 @@ def test_fit_auto_picks_the_best_quant_that_fits(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["glm4-chat", "--format", "ggufv2", "--quant", "Q4_K"], ["unknown family 'glm4-chat'", "glm4-chat-1m"]),
     (["glm4-chat-1m", "--format", "onnx", "--quant", "Q4_K"], ["unknown format 'onnx'", "ggufv2"]),
-    (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_KM"], ["unknown quantization 'Q4_KM'", "Q4_K"]),
+    (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_KX"], ["unknown quantization 'Q4_KX'", "Q4_K"]),  # (Q4_KM is Q4_K_M)
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--engine", "vlm"], ["unknown engine 'vlm'", "vllm"]),
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--hardware", "4xH1000"], ["unknown hardware '4xH1000'", "1xRTX-4090"]),
     (["glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--engine", "vllm"], ["vllm cannot serve", "lists engines llama.cpp"]),
@@ -471,6 +471,7 @@ def test_next_free_port_no_prestart_and_stop_all(tiny_gguf):
     args = ["glm4-chat-1m", "--format", "ggufv2", "--quant", "FP16", "--context", "256", "--timeout", "120"]
     default = dry(*args)["port"]
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a connection in TIME_WAIT does not take the port
     try:
         s.bind(("127.0.0.1", default))  # taken by someone else already is as good
         s.listen(1)

@@ -82,8 +82,8 @@ def output_dir(req, quant: str, several: bool, create: bool = True) -> Path:
         out = paths.artifacts_dir() / f"{req.family}-{quant}"
     else:
         out = Path(req.out).expanduser() / quant if several else Path(req.out).expanduser()
-    if out.exists():
-        raise RegistryError(f"output {out} already exists; remove it or choose another --out")
+    if out.exists() and not req.force:
+        raise RegistryError(f"output {out} already exists; remove it, choose another --out, or rebuild it with --force")
     if not out.parent.is_dir():
         if req.out is not None and not several:
             raise RegistryError(f"output's parent directory {out.parent} does not exist")
@@ -296,9 +296,15 @@ def build_one(req, family: Family, quant: str, out: Path, src_cfg: dict, arch: s
 
                 report = compare(Path(req.source), tmp)
             sha, size = tree_sha256(tmp, known=known)  # the digest `registry verify` re-checks
+            old = None
+            if out.exists() and getattr(req, "force", False):  # --force: the old build goes once the new one is whole
+                old = out.parent / f".{out.name}.old-{os.getpid()}"
+                os.rename(out, old)
             if out.exists():
                 raise RegistryError(f"output {out} appeared while building; nothing was changed")
             os.rename(tmp, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -412,6 +418,13 @@ def sweep_stale(out: Path) -> None:
         pid = p.name.rpartition("-")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_exists(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
+    for p in out.parent.glob(f".{out.name}.old-*"):  # a --force rebuild killed between its two renames
+        pid = p.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_exists(int(pid)):
+            if out.exists():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.rename(p, out)  # the old build comes back
 
 
 @contextmanager

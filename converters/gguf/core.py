@@ -34,10 +34,16 @@ class _Discard:
         return lambda *a, **k: None
 
 
-def prepare_out(out: Path) -> Path:
+def prepare_out(out: Path, force: bool = False) -> Path:
+    """`out`, checked: its folder exists and, unless `force` (rebuild it), neither it nor a split part does. The
+    writers put the new file in place by rename, so a forced rebuild replaces the old one only when complete."""
     out = Path(out)
+    if force:
+        if not out.parent.is_dir():
+            raise RegistryError(f"output directory {out.parent} does not exist; create it first")
+        return out
     if out.exists():
-        raise RegistryError(f"{out} already exists; remove it or choose another --out")
+        raise RegistryError(f"{out} already exists; remove it, choose another --out, or rebuild it with --force")
     shards = sorted(out.parent.glob(f"{out.stem}-*-of-*.gguf")) if out.parent.is_dir() else []
     if shards:
         raise RegistryError(f"{shards[0]} (a split build of {out.name}) already exists; remove it or choose another --out")
@@ -53,14 +59,17 @@ def convert(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = Fals
 
 
 def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = False,
-                  split_max_size: int | None = None, progress: bool = False) -> list[Path]:
+                  split_max_size: int | None = None, progress: bool = False, force: bool = False) -> list[Path]:
     """Convert; the written files (one, or the shards of a split build in order)."""
-    return convert_build(src, out, outtype, keep_mtp=keep_mtp, split_max_size=split_max_size, progress=progress)[0]
+    return convert_build(src, out, outtype, keep_mtp=keep_mtp, split_max_size=split_max_size, progress=progress,
+                         force=force)[0]
 
 
 def convert_build(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = False,
-                  split_max_size: int | None = None, progress: bool = False) -> tuple[list[Path], str]:
-    """Convert; the written files and their sha256 (as `registry verify` checks), taken while writing."""
+                  split_max_size: int | None = None, progress: bool = False,
+                  force: bool = False) -> tuple[list[Path], str]:
+    """Convert; the written files and their sha256 (as `registry verify` checks), taken while writing. `force`:
+    replace an existing `out` (by rename, once the new file is whole)."""
     import gguf
 
     outtype = outtype.upper()
@@ -68,7 +77,7 @@ def convert_build(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
         raise RegistryError(f"outtype {outtype!r} is not one the converter writes; use F16, BF16 or Q8_0")
     ck = Checkpoint(src)
     arch = arch_for(ck, keep_mtp)
-    out = prepare_out(out)
+    out = prepare_out(out, force)
     tensors = arch.plan()  # resolves every source tensor before anything is written
     arch.write_hparams(_Discard())  # and reads (so checks) every hyper-parameter
     from .vocab import load_vocab

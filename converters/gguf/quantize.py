@@ -135,7 +135,7 @@ def _disk_full(src: Path, out: Path, q: str, free_before: int | None) -> Registr
 
 
 def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None = None, imatrix=None,
-                   imatrix_path: Path | None = None) -> list[Path]:
+                   imatrix_path: Path | None = None, force: bool = False) -> list[Path]:
     """Quantize `src_gguf` to `out`, written under temp names and renamed when complete.
 
     A split source (first shard, -00001-of-0000N.gguf) gives a split output with the same
@@ -155,7 +155,7 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
 
     q = llama_quant_name(quant)
     require_imatrix(q, imatrix is not None)
-    out, src = prepare_out(out), Path(src_gguf)  # refuses `out` and its split parts alike
+    out, src = prepare_out(out, force), Path(src_gguf)  # refuses `out` and its split parts alike
     if not src.is_file():
         raise RegistryError(f"{src} does not exist; convert the checkpoint to F16 GGUF first")
     n_split = len(split_parts(src))

@@ -26,7 +26,7 @@ def check_family(req: ConvertRequest):
     import registry
 
     fam = registry.get(req.family)
-    if not any(s.format == "ggufv2" for s in fam.specs):
+    if not any(s.format == "ggufv2" for s in fam.specs):  # `registry convert` refuses it (catalog.check_buildable)
         req.say(f"warning: family {fam.name} lists no ggufv2 spec; the build is recorded anyway")
     cfg, _ = checkpoint_config(Path(req.source), fam)
     a = fam.architecture
@@ -156,11 +156,11 @@ def _run(req, base, first, quants, im, first_path, outs, scratch, claims) -> lis
     from .core import prepare_out
 
     claims.claim(first_path)  # also when reusing it: a stale claim's unrecorded F16 goes first
-    reuse = first_path.exists() and first not in quants and not scratch
+    reuse = first_path.exists() and first not in quants and not scratch and not req.force
     for q, p in outs.items():
         claims.claim(p)
         if q != first:
-            prepare_out(p)  # before the first pass: an existing build (or split part) of any level stops the run
+            prepare_out(p, req.force)  # before the first pass: an existing build (or split part) of any level stops the run
     first_files: list[Path] = []
     try:
         return _build(req, base, first, quants, im, first_path, outs, scratch, first_files, claims, reuse)
@@ -188,7 +188,7 @@ def _build(req, base, first, quants, im, first_path, outs, scratch, first_files,
         first_sha = sha256_of(first_files)  # recorded earlier: check it is still those bytes
     else:
         files, first_sha = convert_build(req.source, first_path, first, keep_mtp=req.keep_mtp,
-                                         split_max_size=req.split_max_size, progress=req.progress)
+                                         split_max_size=req.split_max_size, progress=req.progress, force=req.force)
         first_files.extend(files)
         claims.placed_files(first_files)
     if want_sha is not None and first_sha != want_sha:
@@ -213,7 +213,7 @@ def _build(req, base, first, quants, im, first_path, outs, scratch, first_files,
         if q == first:
             continue
         req.say(f"quantizing {first_path.name} -> {q}" + (f" with {im_path.name}" if im is not None else ""))
-        files = quantize_files(first_files[0], outs[q], q, imatrix=im, imatrix_path=im_path)
+        files = quantize_files(first_files[0], outs[q], q, imatrix=im, imatrix_path=im_path, force=req.force)
         claims.placed_files(files)
         rec = {**recipe, "quant": q, **({"imatrix": im_ref} if im_ref else {})}
         results.append(ConvertResult(req.family, "ggufv2", q, files[0], sha256_of(files), sum(f.stat().st_size for f in files),

@@ -20,9 +20,14 @@ def list_(
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Only families this engine can serve."),
     ability: Optional[str] = typer.Option(None, "--ability", help="Only families with this ability: chat, generate, tools, reasoning or vision."),
     min_context: Optional[int] = typer.Option(None, "--min-context", help="Only families with at least this context."),
+    local: bool = typer.Option(False, "--local", help="The local builds instead (as `registry ls`)."),
     json_: bool = JsonOpt,
 ) -> None:
-    """List model families."""
+    """List model families (--local: the local builds)."""
+    if local:
+        from .local_cmds import show_local_builds
+
+        return show_local_builds(json_)
     from ..views import family_row
 
     from ..errors import not_found

@@ -57,6 +57,8 @@ def convert(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="compressed-tensors: print what the build needs (memory, disk, path) and build nothing."),
     no_record: bool = typer.Option(False, "--no-record", help="Do not record the result in the store."),
+    force: bool = typer.Option(False, "--force", help="Rebuild an output that exists (the old one is replaced once "
+                               "the new one is complete)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Convert a checkpoint into a build and record it as an artifact."""
@@ -85,7 +87,7 @@ def convert(
         outtype=outtype, keep_mtp=keep_mtp, split_max_size=_parse_size(split_max_size),
         imatrix=imatrix, chunks=chunks, chunk_size=chunk_size, keep_first_pass=keep_f16,
         method=method, calibration=calibration, samples=samples, max_seq_len=max_seq_len,
-        seed=seed, all_experts=all_experts, device=device, offload_dir=offload_dir, dry_run=dry_run,
+        seed=seed, all_experts=all_experts, device=device, offload_dir=offload_dir, dry_run=dry_run, force=force,
         say=lambda m: print(m, file=sys.stderr),
     )
     if dry_run or device or offload_dir:
@@ -94,6 +96,12 @@ def convert(
             raise RegistryError(f"{flag} applies to --to compressed-tensors builds; GGUF conversion streams by tensor")
     if (imatrix or chunks or chunk_size) and target != "gguf":
         raise RegistryError("--imatrix/--chunks/--chunk-size apply to --to ggufv2 builds")
+    from ..catalog import check_buildable
+    from .app import _catalog
+
+    fam = _catalog().get(name)
+    check_buildable(fam, to, quant)  # before anything is read or built
+    req.family = name = fam.name
     if dry_run:
         from converters.compressed_tensors.plan import print_plans, run_plan
 

@@ -30,6 +30,12 @@ def pull(
     from ..hub import pull as do_pull
 
     r = _catalog().resolve(name, format, quant, size=size, uploader=uploader)
+    others = [s.publisher for s in r.family.specs if s is not r.spec and s.format == r.spec.format
+              and s.size_in_billions == r.spec.size_in_billions and s.quantizations]
+    if others and not json_:  # several uploaders publish this format in one size: say whose build comes
+        print(f"{r.family.name}:{r.quantization} from {r.spec.publisher}"
+              + (f" ({next(iter(r.hubs.values())).model_id})" if r.hubs else " (built here)")
+              + f"; --from {' or --from '.join(others)} takes another uploader's", file=sys.stderr)
     res = do_pull(r, hub=hub, offline=True if offline else None, progress=not json_ and sys.stderr.isatty(),
                   say=lambda m: print(m, file=sys.stderr), revision=revision)
     if json_:

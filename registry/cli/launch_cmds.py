@@ -35,7 +35,8 @@ def launch(
                                        "the engine gets an API key (--api-key, else one made and printed once)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Key the engine requires (Authorization: Bearer "
                                           "KEY), passed through the engine's own option; never stored."),
-    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
+                                          "or max (the longest that fits)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (tensor parallel size)."),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="Machines to spread over (vLLM over Ray, SGLang)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Plan for another machine: 8xB200, "
@@ -49,10 +50,17 @@ def launch(
     new: bool = typer.Option(False, "--new", help="Start another server even if this build already runs."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Start the best engine for a build and wait until it answers (or print the plan with --dry-run)."""
+    """Start the best engine for a build and wait until it answers (or print the plan with --dry-run). Without a
+    quantization: a running deployment of the family, else a local build, else the best build that fits."""
     from .. import launcher
+    from ..naming import parse_context, split_tag
 
     launcher.check_timeout(timeout)  # before planning: nan would wait for ever, 0 or less not at all
+    context = parse_context(context)
+    if split_tag(name, quant)[1] is None:  # the rule `registry run FAMILY` follows
+        pick = launcher.pick_build(name, format, context, hardware)
+        name, format, quant = pick["family"], pick["format"], pick["quantization"]
+        _say(f"{name}:{quant} ({format}): {pick['why']}")
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
                       nodes=nodes, port=port, host=host, profile=profile, size=size, threads=threads)
     if dry_run:
@@ -64,7 +72,7 @@ def launch(
     from .. import prestart
     from ..views import deployment_view
 
-    same = [] if new or port is not None or api_key else running_same(p, engine, context, threads)
+    same = [] if new or port is not None or api_key else launcher.running_same(p, engine, context, threads)
     if same:
         dep = same[0]
         if json_:
@@ -85,21 +93,6 @@ def launch(
         _print_json({**deployment_view(dep), "reused": False})
         return
     _answers_at(dep)
-
-
-def running_same(p, engine: str | None, context: int | None, threads: int | None = None) -> list:
-    """Running deployments of the planned build (newest first), which `launch` and `run` reuse."""
-    from .. import launcher
-
-    r = p.resolved
-    same = launcher.running_build(r.family.name, r.spec.format, r.quantization, p.engine if engine else None)
-    if context is not None:  # a different context is a different server
-        same = [d for d in same if str(context) in d.argv]
-    if threads is not None:  # so is another thread count
-        from ..prestart import option_value
-
-        same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
-    return same
 
 
 def _answers_at(dep) -> None:
@@ -147,7 +140,8 @@ def fit(
     name: str = typer.Argument(..., help="Family name, or a build tag FAMILY:QUANT.",
                       autocompletion=complete_name),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="A profile name or JSON file (default: here)."),
-    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
+                                          "or max (each build's longest that fits)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="One quantization, or 'auto': the best that fits."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Only this format."),
     json_: bool = JsonOpt,
@@ -155,7 +149,9 @@ def fit(
     """Every build of a family with its memory estimate, and whether it fits this (or that) hardware."""
     from .. import launcher
 
-    res = launcher.fit(name, hardware=hardware, context=context, quant=quant, format=format)
+    from ..naming import parse_context
+
+    res = launcher.fit(name, hardware=hardware, context=parse_context(context), quant=quant, format=format)
     if json_:
         _print_json(res)
         return
@@ -173,10 +169,14 @@ def fit(
     at = f" at {ctxs[0]:,} tokens" if len(ctxs) == 1 else ""
     need = ("need per GPU" if res["hardware"].get("gpus") else "need (host)") + at
     cols = ["format", "quant", "engine", "weights", "KV" + at, need, "fits"]
-    if len(ctxs) > 1:  # builds planned at different contexts: each row says its own
+    if len(ctxs) > 1 or res.get("context") == "max":  # builds planned at different contexts: each row says its own
         cols.insert(5, "context")
         for r, b in zip(rows, res["builds"]):
             r.insert(5, f"{b['context']:,}" if b.get("context") else "-")
+        if res.get("context") == "max" and res["hardware"].get("gpus"):  # and how much of it the GPUs hold alone
+            cols.insert(6, "on GPUs only")
+            for r, b in zip(rows, res["builds"]):
+                r.insert(6, f"{b['max_context_gpu']:,}" if b.get("max_context_gpu") else "-")
     _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
     for line in why:
         _console().print(line, markup=False, highlight=False)
@@ -228,7 +228,8 @@ def _seen(d) -> str:
 
 
 @app.command()
-def logs(name: str = typer.Argument(..., help="Family name or deployment id."),
+def logs(name: str = typer.Argument(..., help="Build tag FAMILY:QUANT, family name or deployment id.",
+                                    autocompletion=complete_name),
          lines: Optional[int] = typer.Option(None, "--lines", "-n", help="Only the last N lines."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what the server writes, until it "
                                      "exits (or Ctrl-C).")) -> None:
@@ -269,14 +270,15 @@ def _follow(dep, poll: float = 0.2) -> None:
 
 
 @app.command()
-def stop(name: Optional[str] = typer.Argument(None, help="Family name or deployment id."),
+def stop(name: Optional[str] = typer.Argument(None, help="Build tag FAMILY:QUANT, family name or deployment id.",
+                                              autocompletion=complete_name),
          all_: bool = typer.Option(False, "--all", "-a", help="Stop every running deployment.")) -> None:
     """Stop deployments of this node: SIGTERM, then SIGKILL after 10 s (another node's: run stop there)."""
     from .. import launcher
     from ..errors import RegistryError
 
     if all_ == (name is not None):
-        raise RegistryError("give a deployment (family name or id) or --all, not both or neither")
+        raise RegistryError("give a deployment (FAMILY:QUANT, family name or id) or --all, not both or neither")
     deps = launcher.ps(mine=True) if all_ else launcher.find(name, active_only=True)
     if all_ and not deps:
         _console().print("nothing running")

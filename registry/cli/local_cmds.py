@@ -1,8 +1,7 @@
-"""Commands people expect from Ollama and uv: rm, run (an interactive chat), completion."""
+"""Commands people expect from Ollama and uv: ls, rm, run (an interactive chat), completion."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Optional
 
@@ -18,6 +17,33 @@ def _err(msg: str) -> None:
 
 def _size(n: int) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
+
+
+# --- ls -------------------------------------------------------------------------------------------
+
+
+@app.command("ls")
+def ls(json_: bool = JsonOpt) -> None:
+    """Every local build across families (as `ollama list`): tag, format, size, path, created, in use."""
+    show_local_builds(json_)
+
+
+def show_local_builds(json_: bool) -> None:
+    """`registry ls` and `registry list --local`."""
+    from ..builds import local_builds
+    from .app import _console, _table
+
+    builds = local_builds()
+    if json_:
+        _print_json(builds)
+        return
+    if not builds:
+        _console().print("no local builds (`registry pull FAMILY:QUANT` or `registry convert` makes one)", markup=False)
+        return
+    _table(None, ["tag", "format", "size", "path", "created", "in use"],
+           [[b["tag"], b["format"], _size(b["size_bytes"]), b["path"] + ("" if b["exists"] else " (missing)"),
+             b["created"][:19].replace("T", " ") if b["created"] else "-",
+             ", ".join(f"deployment {i}" for i in b["in_use"]) or "-"] for b in builds])
 
 
 # --- rm -------------------------------------------------------------------------------------------
@@ -74,13 +100,14 @@ def rm(
 
 @app.command()
 def run(
-    name: str = typer.Argument(..., help="A build tag FAMILY:QUANT (FAMILY alone: the best build that fits here).",
-                               autocompletion=complete_name),
+    name: str = typer.Argument(..., help="A build tag FAMILY:QUANT (FAMILY alone: a running deployment of it, else "
+                               "a local build, else the best build that fits here).", autocompletion=complete_name),
     prompt: Optional[str] = typer.Argument(None, help="Ask this once and exit, instead of a chat."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (default: the one that has the quant)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Quantization, in any case (or the tag's)."),
     engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Force an engine (default: the best that can)."),
-    context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens."),
+    context: Optional[str] = typer.Option(None, "--context", help="Context length in tokens: 8192, 32k, 128K, 1M, "
+                                          "or max (the longest that fits)."),
     system: Optional[str] = typer.Option(None, "--system", help="A system message for the chat."),
     max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens per answer."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature (default: the "
@@ -89,105 +116,44 @@ def run(
     stop: bool = typer.Option(False, "--stop", help="Stop the server on exit if this command started it."),
 ) -> None:
     """Chat with a build in the terminal, answers streamed as they come (as `ollama run`): starts it if it is not
-    running (a running one is reused). /bye or Ctrl-D ends, /clear forgets the conversation."""
+    running (a running one is reused). /? lists the chat's commands; /bye or Ctrl-D ends."""
     from .. import launcher, prestart
-    from ..naming import split_tag
-    from .launch_cmds import running_same
+    from ..naming import parse_context, split_tag
+    from .chat import Chat, loop
 
+    ctx = parse_context(context)
     family, quant = split_tag(name, quant)
-    if quant is None:  # the build `registry fit FAMILY --quant auto` would pick on this machine
-        auto = launcher.fit(family, context=context, quant="auto", format=format)["auto"]
-        if not auto["quantization"]:
-            raise RegistryError(f"no build of {family} fits this machine (`registry fit {family}` says why); "
-                                "name one as FAMILY:QUANT")
-        format, quant = auto["format"], auto["quantization"]
-        _err(f"{family}: {auto['format']} {quant}, the best build that fits here")
-    p = launcher.plan(family, format, quant, engine=engine, context=context)
-    same = running_same(p, engine, context)
-    started = not same
-    if same:
-        dep = same[0]
-        _err(f"{dep.family} {dep.quantization} runs (deployment {dep.id}); chatting with it")
-    else:
-        dep = launcher.launch(p, timeout=timeout, say=_err, spinner=sys.stderr.isatty(), prestarted=prestart.claim())
+    if quant is None:
+        pick = launcher.pick_build(family, format, ctx)
+        family, format, quant = pick["family"], pick["format"], pick["quantization"]
+        _err(f"{family}:{quant} ({format}): {pick['why']}")
+    started: list = []
+
+    def deployment(context):
+        p = launcher.plan(family, format, quant, engine=engine, context=context)
+        same = launcher.running_same(p, engine, context)
+        if same:
+            return same[0]
+        dep = launcher.launch(p, timeout=timeout, say=_err, spinner=sys.stderr.isatty(),
+                              prestarted=None if started else prestart.claim())
+        started.append(dep)
+        return dep
+
+    dep = deployment(ctx)
+    if not started:
+        _err(f"{dep.family}:{dep.quantization} runs (deployment {dep.id}); chatting with it")
     try:
-        _chat(dep, prompt, system, max_tokens, temperature)
+        chat = Chat(dep, system, max_tokens, temperature, switch=deployment)
+        if prompt is not None:
+            chat.ask(prompt)
+        else:
+            loop(chat)
     finally:
-        if stop and started:
-            _err(f"{dep.family} (deployment {dep.id}): {launcher.stop(dep)}")
-        elif started:
-            _err(f"{dep.family} keeps running (deployment {dep.id}); `registry stop {dep.id}` stops it")
-
-
-def _chat(dep, prompt: str | None, system: str | None, max_tokens: int, temperature: float | None) -> None:
-    from .. import launcher
-
-    base, model = launcher.address(dep), launcher.served_model(dep)
-    history: list[dict] = [{"role": "system", "content": system}] if system else []
-    if prompt is not None:
-        _answer(base, model, history + [{"role": "user", "content": prompt}], max_tokens, temperature)
-        return
-    tty = sys.stdin.isatty()
-    if tty:
-        _err("Send a message (/bye or Ctrl-D to end, /clear to forget the conversation)")
-    while True:
-        if tty:
-            sys.stdout.write(">>> ")
-            sys.stdout.flush()
-        line = sys.stdin.readline()
-        if not line:  # end of input
-            if tty:
-                sys.stdout.write("\n")
-            return
-        text = line.strip()
-        if text in ("/bye", "/exit", "/quit"):
-            return
-        if text == "/clear":
-            history = history[:1] if system else []
-            continue
-        if not text:
-            continue
-        history.append({"role": "user", "content": text})
-        try:
-            history.append({"role": "assistant", "content": _answer(base, model, history, max_tokens, temperature)})
-        except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
-            sys.stdout.write("\n")
-            history.pop()
-
-
-def _answer(base: str, model: str, messages: list[dict], max_tokens: int, temperature: float | None) -> str:
-    """One streamed chat completion, printed as it comes; the whole answer."""
-    import urllib.error
-    import urllib.request
-
-    body = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens}
-    if temperature is not None:
-        body["temperature"] = temperature
-    req = urllib.request.Request(f"{base}/chat/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json", "Accept": "text/event-stream"})
-    parts: list[str] = []
-    try:
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            for raw in resp:  # server-sent events, one `data: {...}` line per chunk
-                line = raw.decode("utf-8", "replace").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:"):].strip()
-                if data == "[DONE]":
-                    break
-                choices = json.loads(data).get("choices") or [{}]
-                delta = (choices[0].get("delta") or {}).get("content") or ""
-                if delta:
-                    parts.append(delta)
-                    sys.stdout.write(delta)
-                    sys.stdout.flush()
-    except urllib.error.HTTPError as e:
-        raise RegistryError(f"the server answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise RegistryError(f"the server at {base} did not answer: {e}; see `registry logs`") from None
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return "".join(parts)
+        for d in started:
+            if stop:
+                _err(f"{d.family} (deployment {d.id}): {launcher.stop(d)}")
+            else:
+                _err(f"{d.family} keeps running (deployment {d.id}); `registry stop {d.id}` stops it")
 
 
 # --- completion -----------------------------------------------------------------------------------

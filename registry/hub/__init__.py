@@ -58,7 +58,18 @@ def _label(resolved) -> str:
 
 
 def _pull_cmd(resolved) -> str:
-    return f"registry pull {resolved.family.name} --format {resolved.spec.format} --quant {resolved.quantization}"
+    """The command that pulls this very build: the uploader named where several publish the format in one size."""
+    return (f"registry pull {resolved.family.launch_name(resolved.spec)} --format {resolved.spec.format} "
+            f"--quant {resolved.quantization}")
+
+
+def convert_cmd(resolved) -> str:
+    """The command that builds it here (the checkpoint folder named after the parent repository, as a download
+    of it would be)."""
+    rec = resolved.spec.recipe
+    src = rec.parent.split("@")[0].rsplit("/", 1)[-1] if rec and rec.parent else "CHECKPOINT"
+    return (f"registry convert {resolved.family.name} --from ./{src} --to {resolved.spec.format} "
+            f"--quant {resolved.quantization}")
 
 
 def fetch(resolved, hub: str | None = None, offline: bool | None = None, *, progress: bool = False,
@@ -100,9 +111,8 @@ def pull(resolved, hub: str | None = None, offline: bool | None = None, *, progr
     if src is None:
         parent = resolved.spec.recipe.parent if resolved.spec.recipe and resolved.spec.recipe.parent else None
         raise HubError(
-            f"{label} is not published on a hub and there is no local artifact; build it with `registry convert "
-            f"{resolved.family.name} --to {resolved.spec.format} --quant {resolved.quantization}`"
-            + (f" from {parent}" if parent else "")
+            f"{label} is not published on a hub and there is no local artifact; build it with `{convert_cmd(resolved)}`"
+            + (f" (a download of {parent})" if parent else "")
         )
     parent = f"{src.model_id}@{src.revision}"  # ModelScope: the revision name (its commit is not looked up)
 
