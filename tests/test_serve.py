@@ -411,14 +411,15 @@ def test_router_in_front_of_llamacpp(tiny_gguf):
             e2 = c.post(v1 + "/embeddings", json={"input": "hi", "model": "glm4-chat-1m:FP16"})
             assert e1.status_code == e2.status_code and e1.json() == e2.json()
 
-            # streaming: the same events as direct, relayed as they come (several chunks, not one body)
+            # streaming: the same events as direct. That they are relayed as they come (not one body) is
+            # shown by test_a_client_disconnect_reaches_the_engine against an endless stream; how many
+            # reads a 16-token answer of a tiny model arrives in depends on the machine's load.
             sbody = {**body, "stream": True, "max_tokens": 16}
             with c.stream("POST", direct + "/chat/completions", json={**sbody, "model": "glm4-chat-1m"}) as r:
                 want_events = _sse(r.iter_lines())
             with c.stream("POST", v1 + "/chat/completions", json={**sbody, "model": "glm4-chat-1m:FP16"}) as r:
                 assert r.headers["content-type"].startswith("text/event-stream")
                 raw = list(r.iter_raw())
-            assert len(raw) > 2
             got_events = _sse(b"".join(raw).decode().splitlines())
             assert _stream_text(got_events) == _stream_text(want_events) and len(got_events) == len(want_events)
 
