@@ -1,0 +1,100 @@
+"""`registry serve` as daily users meet it: answers named as asked, embeddings refused with the reason,
+idle auto-launched deployments stopped (--keep-alive), the page's panel of local builds."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import run_cli
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from test_serve import STANDIN_BASE, STANDIN_SERVE, InProcess, _launch_tiny, _record, _sse, _stream_text  # noqa: E402
+
+
+@pytest.mark.slow
+def test_answers_carry_the_name_asked_and_embeddings_say_why_not(tiny_gguf):
+    dep = _launch_tiny(tiny_gguf)
+    try:
+        with InProcess() as s, httpx.Client(timeout=120) as c:
+            v1 = s.url + "/v1"
+            body = {"messages": [{"role": "user", "content": "Hello GLM"}], "max_tokens": 6, "temperature": 0}
+            for name in ("glm4-chat-1m:F16", "GLM4-chat-1m:fp16", "glm4-chat-1m", str(dep["id"])):
+                r = c.post(v1 + "/chat/completions", json={**body, "model": name})
+                assert r.status_code == 200 and r.json()["model"] == name, (name, r.text)
+            r = c.post(v1 + "/completions", json={"prompt": "hi", "max_tokens": 4, "model": "glm4-chat-1m:F16"})
+            assert r.json()["model"] == "glm4-chat-1m:F16"
+            with c.stream("POST", v1 + "/chat/completions",
+                          json={**body, "stream": True, "max_tokens": 8, "model": "glm4-chat-1m:F16"}) as r:
+                events = _sse(r.iter_lines())
+            assert len(events) > 2 and {e["model"] for e in events} == {"glm4-chat-1m:F16"}
+            assert _stream_text(events)
+
+            r = c.post(v1 + "/embeddings", json={"input": "hi", "model": "glm4-chat-1m:F16"})
+            msg = r.json()["error"]["message"]
+            assert r.status_code == 400 and "without --embedding" in msg and "--embedding True" in msg, r.text
+            assert "Traceback" not in msg
+    finally:
+        run_cli("stop", "--all")
+
+
+# The model field split across reads, compact and spaced, and a name inside a message left alone.
+SPLIT = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked"); self.end_headers()
+        ev = [b'data: {"model":"standin","choices":[{"delta":{"content":"\\"model\\":\\"standin\\""}}]}\n\n',
+              b'data: {"id": 1, "model": "standin", "choices": [{"delta": {"content": "x"}}]}\n\n']
+        raw = b"".join(ev * 3) + b"data: [DONE]\n\n"
+        for cut in (9, 14, 20, 110, 115, 140, 190, 230, 231, 300, len(raw)):
+            piece, raw = raw[:cut], raw[cut:]
+            if piece:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece)); self.wfile.flush(); time.sleep(0.03)
+        if raw:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+        self.wfile.write(b"0\r\n\r\n"); self.wfile.flush()
+""" + STANDIN_SERVE
+
+
+def test_the_model_field_split_across_reads_is_renamed():
+    from test_serve import standin_deployment
+
+    with standin_deployment(SPLIT), InProcess() as s, httpx.Client(timeout=30) as c:
+        with c.stream("POST", s.url + "/v1/chat/completions",
+                      json={"model": "glm4-chat-1m:Q4_K", "stream": True, "messages": []}) as r:
+            raw = r.read().decode()
+    events = _sse(raw.splitlines())
+    assert len(events) == 6 and all(e["model"] == "glm4-chat-1m:Q4_K" for e in events), raw
+    assert events[0]["choices"][0]["delta"]["content"] == '"model":"standin"'  # content is not rewritten
+    assert raw.rstrip().endswith("data: [DONE]")
+
+
+# A non-streamed answer that arrives in pieces: renamed, whole, with its new length declared.
+PIECES = STANDIN_BASE + r"""
+class H(Base):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        body = json.dumps({"object": "list", "data": [{"embedding": [i / 7 for i in range(50000)]}],
+                           "model": "standin", "usage": {"prompt_tokens": 1}}).encode()
+        self.send_response(200); self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body))); self.end_headers()
+        for i in range(0, len(body), 65536):
+            self.wfile.write(body[i:i + 65536]); self.wfile.flush(); time.sleep(0.01)
+""" + STANDIN_SERVE
+
+
+def test_a_renamed_answer_in_pieces_goes_out_whole_with_its_length():
+    from test_serve import standin_deployment
+
+    with standin_deployment(PIECES), InProcess() as s, httpx.Client(timeout=30) as c:
+        r = c.post(s.url + "/v1/embeddings", json={"model": "glm4-chat-1m:Q4_K", "input": "x"})
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    got = r.json()
+    assert got["model"] == "glm4-chat-1m:Q4_K" and len(got["data"][0]["embedding"]) == 50000
