@@ -98,3 +98,66 @@ def test_a_renamed_answer_in_pieces_goes_out_whole_with_its_length():
     assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
     got = r.json()
     assert got["model"] == "glm4-chat-1m:Q4_K" and len(got["data"][0]["embedding"]) == 50000
+
+
+# --- --keep-alive -----------------------------------------------------------------------------------------
+
+
+def test_keep_alive_values_are_read_as_ollama_users_write_them():
+    from registry.serve.idle import parse_keep_alive
+
+    assert [parse_keep_alive(v) for v in ("30m", "5m", "1h", "1h30m", "90", "0", "2.5s", "never", "-1")] == [
+        1800, 300, 3600, 5400, 90, 0, 2.5, None, None]
+    for bad in ("5x", "m", "soon", "nan"):
+        r = run_cli("serve", "--auto-launch", "--keep-alive", bad)
+        assert r.returncode == 1 and "--keep-alive" in r.stderr and "5m" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("serve", "--keep-alive", "5m")
+    assert r.returncode == 1 and "--auto-launch" in r.stderr
+    assert json.loads(run_cli("ps", "--all", "--json").stdout) == []  # nothing started
+
+
+@pytest.mark.slow
+def test_serve_stops_what_it_auto_launched_once_idle_for_keep_alive(tiny_gguf):
+    from test_serve import STANDIN, _free_port, standin_deployment
+
+    _record(tiny_gguf("chatglm", "F16"))
+    port = _free_port()
+    with standin_deployment(STANDIN, "/dev/null"):  # started by hand (as by `registry launch`): never stopped
+        r = run_cli("serve", "--auto-launch", "--keep-alive", "3s", "--port", str(port), "--json")
+        assert r.returncode == 0, r.stderr
+        try:
+            assert "--keep-alive" in json.loads(r.stdout)["argv"]
+
+            def mine():
+                return [d for d in json.loads(run_cli("ps", "--all", "--json").stdout)
+                        if d["family"] == "glm4-chat-1m" and d["quantization"] == "FP16"]
+
+            v1 = f"http://127.0.0.1:{port}/v1"
+            ask = {"model": "glm4-chat-1m:F16", "prompt": "hi", "max_tokens": 4, "temperature": 0}
+            with httpx.Client(timeout=180) as c:
+                assert c.post(v1 + "/completions", json=ask).status_code == 200
+                first = mine()
+                assert [d["status"] for d in first] == ["running"]
+                # answers keep it alive: each one starts the idle time again
+                for _ in range(3):
+                    time.sleep(1.5)
+                    assert c.post(v1 + "/completions", json=ask).status_code == 200
+                assert [d["status"] for d in mine()] == ["running"]
+                deadline = time.monotonic() + 30
+                while mine()[0]["status"] == "running":
+                    assert time.monotonic() < deadline, "the idle deployment still runs 30 s after its keep-alive"
+                    time.sleep(0.5)
+                assert mine()[0]["status"] == "stopped"
+                from registry.launcher import _alive
+
+                assert not _alive(first[0]["pid"])
+                by_hand = [d for d in json.loads(run_cli("ps", "--json").stdout) if d["quantization"] == "Q4_K"]
+                assert len(by_hand) == 1 and by_hand[0]["status"] == "running"
+                # the next request starts it again
+                assert c.post(v1 + "/completions", json=ask).status_code == 200
+                assert [d["status"] for d in mine()] == ["stopped", "running"]
+            log = run_cli("logs", "registry-serve").stdout
+            assert "keep-alive: stopped glm4-chat-1m:FP16" in log
+        finally:
+            run_cli("stop", "--all")

@@ -41,8 +41,15 @@ def matches(dep, model: str) -> bool:
 
 
 class Router:
-    def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None, api_key: str | None = None):
+    def __init__(self, auto_launch: bool = False, launch_timeout: float = 300.0, say=None, api_key: str | None = None,
+                 keep_alive: float | None = None):
         self.auto_launch, self.launch_timeout = auto_launch, launch_timeout
+        # --keep-alive (registry/serve/idle.py): seconds an auto-launched deployment may sit idle; None: forever.
+        # Only what this serve started is stopped: deployments started by `registry launch` are the user's.
+        self.keep_alive = keep_alive
+        self._launched: dict[int, object] = {}  # id -> row, for the reaper
+        self._busy: dict[int, int] = {}  # id -> answers being relayed
+        self._last: dict[int, float] = {}  # id -> when its last answer began or ended
         self.node, self.api_key = paths.node(), api_key
         self.single = paths.single_machine()  # a SQLite store: every row is this machine's
         self._peers: dict[str, str] = {}  # live other nodes: name -> serve URL
@@ -125,6 +132,9 @@ class Router:
                 except Exception as e:  # a plan or start that fails: the client is told why
                     raise HTTPException(503, f"could not start {model} (`{cmd}`): {e}") from None
                 self._deps = (0.0, [])
+                if self.keep_alive is not None:
+                    self._launched[hit.id] = hit
+                    self._last[hit.id] = time.monotonic()
         return hit
 
     def _launch(self, fam: str, fmt: str, quant: str):
@@ -195,7 +205,46 @@ class Router:
             self._deps = (0.0, [])
             raise HTTPException(502, f"deployment {dep.id} ({dep.family}) did not answer: {e}; "
                                 f"see `registry logs {dep.id}`") from None
-        return _Relay(self.pool, host, port, conn, _Rename.of(sent, asked))
+        return _Relay(self.pool, host, port, conn, _Rename.of(sent, asked),
+                      self._track(dep.id) if dep.id in self._launched else None)
+
+    # --- keep-alive -------------------------------------------------------------------------------
+
+    def _track(self, dep_id: int):
+        """An answer of an auto-launched deployment begins; the returned call marks its end."""
+        self._busy[dep_id] = self._busy.get(dep_id, 0) + 1
+        self._last[dep_id] = time.monotonic()
+
+        def ended() -> None:
+            self._busy[dep_id] -= 1
+            self._last[dep_id] = time.monotonic()
+
+        return ended
+
+    async def reap(self) -> None:
+        """Stop auto-launched deployments idle for keep_alive seconds (runs while serve does)."""
+        every = min(max(self.keep_alive / 4, 0.25), 5.0)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for dep_id, dep in list(self._launched.items()):
+                if self._busy.get(dep_id) or now - self._last.get(dep_id, now) < self.keep_alive:
+                    continue
+                # forgotten first, so that a request from now on starts it again instead of reaching it
+                del self._launched[dep_id]
+                self._busy.pop(dep_id, None)
+                self._last.pop(dep_id, None)
+                self._deps = (0.0, [])
+                lock = self._locks.setdefault(f"{dep.family}:{_norm(dep.quantization)}", asyncio.Lock())
+                async with lock:  # not while a request for the same build starts one
+                    try:
+                        what = await asyncio.to_thread(launcher.stop, dep)
+                    except Exception as e:  # the store or the process: say so, serve goes on
+                        self.say(f"keep-alive: could not stop deployment {dep_id}: {e}")
+                        continue
+                    self._deps = (0.0, [])
+                self.say(f"keep-alive: {what} {dep.family}:{dep.quantization} (deployment {dep_id}), "
+                         f"idle for {self.keep_alive:g} s")
 
     async def _to_peer(self, dep, payload: dict, headers: dict, route: str, asked: str) -> Response:
         """To the serve of the node the deployment runs on, which relays it to its engine."""
@@ -242,8 +291,8 @@ class _Relay(Response):
     stops generating; an answer read to its end leaves its connection to the next request.
     """
 
-    def __init__(self, pool: Pool, host: str, port: int, conn, rename: _Rename | None = None) -> None:
-        self.pool, self.host, self.port, self.conn, self.rename = pool, host, port, conn, rename
+    def __init__(self, pool: Pool, host: str, port: int, conn, rename: _Rename | None = None, ended=None) -> None:
+        self.pool, self.host, self.port, self.conn, self.rename, self.ended = pool, host, port, conn, rename, ended
         self.status_code = conn.status
         self.background = None
 
@@ -292,6 +341,8 @@ class _Relay(Response):
             await send({"type": "http.response.body", "body": b"" if rename is None else rename(b"", end=True)})
         finally:
             self.pool.release(self.host, self.port, conn)  # closed unless read to its end
+            if self.ended is not None:
+                self.ended()
 
 
 async def _gather(conn, receive) -> bool:
