@@ -161,3 +161,46 @@ def test_serve_stops_what_it_auto_launched_once_idle_for_keep_alive(tiny_gguf):
             assert "keep-alive: stopped glm4-chat-1m:FP16" in log
         finally:
             run_cli("stop", "--all")
+
+
+# --- the page's local builds ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_page_lists_the_local_builds_as_registry_ls_does(tmp_path):
+    sync = pytest.importorskip("playwright.sync_api")
+    from test_serve import _chromium
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")
+    from registry.store import Store
+
+    for fam, quant, n in (("glm4-chat-1m", "F16", 3_000_000_000), ("glm-4-9b-0414", "Q4_K_M", 500)):
+        f = tmp_path / f"{fam}.{quant}.gguf"
+        f.write_bytes(b"GGUF" + b"\0" * 100)
+        Store().add_artifact(family=fam, format="ggufv2", quantization=quant, path=str(f), sha256="0" * 64,
+                             size_bytes=n)
+    ls = json.loads(run_cli("ls", "--json").stdout)
+    with InProcess(api_key="k3y") as s, sync.sync_playwright() as pw:
+        assert httpx.get(s.url + "/api/builds", headers={"X-API-Key": "k3y"}).json() == ls
+        assert httpx.get(s.url + "/api/builds").status_code == 401
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(s.url + "/")
+        page.wait_for_selector("#keybox", state="visible")
+        page.fill("#key", "k3y")
+        page.click("#key-save")
+        page.wait_for_selector("#local-builds tbody tr[data-tag]")
+        tags = page.locator("#local-builds tbody tr").evaluate_all("rs => rs.map(r => r.dataset.tag)")
+        assert tags == [b["tag"] for b in ls] == ["glm4-chat-1m:FP16", "glm-4-9b-0414:Q4_K_M"]
+        row = page.inner_text("#local-builds tbody tr[data-tag='glm4-chat-1m:FP16']")
+        assert "ggufv2" in row and "3.0 GB" in row and "glm4-chat-1m.F16.gguf" in row
+        page.click("#local-builds tbody tr[data-tag='glm4-chat-1m:FP16']")  # its family's builds and fit
+        page.wait_for_function("() => document.querySelector('#family-title').textContent.includes('glm4-chat-1m')")
+        browser.close()
+
+
+def test_the_builds_route_answers_an_empty_home():
+    with InProcess() as s:
+        assert httpx.get(s.url + "/api/builds").json() == []
