@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import launcher, paths
 from ..naming import quant_key as _norm  # one reading of a quantization's spellings (registry/naming.py)
+from ..prestart import LLAMA_CPP_SERVER
 from .security import send_error  # the OpenAI error shape, written straight to ASGI
 from .upstream import Pool, UpstreamError, UpstreamTimeout, upstream_timeout
 
@@ -406,7 +407,7 @@ def _check_embeds(dep, asked) -> None:
     """llama.cpp computes embeddings only in a server started for them (llama_cpp.server's --embedding),
     and `registry launch` starts it for chat and completions: say so instead of relaying its 500."""
     argv = dep.argv or []
-    if dep.engine != "llama.cpp" or "llama_cpp.server" not in argv:
+    if dep.engine != "llama.cpp" or LLAMA_CPP_SERVER not in argv:
         return
     if "--embedding" in argv[:-1] and argv[argv.index("--embedding") + 1].lower() in ("true", "1", "yes"):
         return
