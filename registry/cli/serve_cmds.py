@@ -17,6 +17,9 @@ def serve(
                                           help="Key every request must send (Authorization: Bearer KEY)."),
     auto_launch: bool = typer.Option(False, "--auto-launch", help="Start a catalog build on its first request "
                                      "(model FAMILY:QUANT) instead of answering 404."),
+    keep_alive: str = typer.Option("never", "--keep-alive", help="With --auto-launch: stop a deployment it "
+                                   "started once idle this long (30s, 5m, 1h; 0: after each answer; never: keep "
+                                   "it, the default). Ollama's keep_alive."),
     allow_host: list[str] = typer.Option([], "--allow-host", help="Another name clients reach this server by "
                                          "(Host header; repeatable). Loopback names and the bound address are "
                                          "always answered; any other Host gets 421."),
@@ -32,16 +35,23 @@ def serve(
     """One OpenAI base URL for every deployment, a REST API (/api, /docs) and a web page (/)."""
     from .. import launcher as _launcher
     from .. import serve as srv
+    from ..errors import RegistryError
+    from ..serve.idle import parse_keep_alive
 
     _launcher.check_host(host)  # an address this machine lacks is not 'port in use'
+    idle = parse_keep_alive(keep_alive)
+    if idle is not None and not auto_launch:
+        raise RegistryError("--keep-alive stops what --auto-launch started: add --auto-launch (deployments "
+                                      "started by `registry launch` run until `registry stop`)")
     if foreground:
         from .. import launcher
 
         srv.check_exposure(host, api_key)
         chosen = launcher.choose_port(host, port or srv.DEFAULT_PORT, port is not None, lambda m: _console().print(m))
-        srv.run(host, chosen, auto_launch, api_key, allow_host, cors, url=url)
+        srv.run(host, chosen, auto_launch, api_key, allow_host, cors, url=url, keep_alive=idle)
         return
-    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_, allow_hosts=allow_host, cors=cors, url=url)
+    dep = srv.start(host, port, api_key, auto_launch, spinner=not json_, allow_hosts=allow_host, cors=cors, url=url,
+                    keep_alive=idle)
     from .. import launcher
     from ..views import deployment_view
 

@@ -33,9 +33,10 @@ def check_exposure(host: str, api_key: str | None) -> None:
 
 
 def argv(host: str, port: int, auto_launch: bool, key_file: str | None = None, allow_hosts=(), cors=(),
-         url: str | None = None) -> list[str]:
+         url: str | None = None, keep_alive: float | None = None) -> list[str]:
     out = [sys.executable, "-m", "registry.serve", "--host", host, "--port", str(port)]
     out += ["--auto-launch"] if auto_launch else []
+    out += ["--keep-alive", f"{keep_alive:g}"] if keep_alive is not None else []
     out += ["--url", url] if url else []
     out += [KEY_FILE_FLAG, key_file] if key_file else []
     for h in allow_hosts:
@@ -79,7 +80,8 @@ def read_key(path: str) -> str:
 
 
 def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, timeout: float = 60.0,
-          say=None, spinner: bool = True, allow_hosts=(), cors=(), url: str | None = None):
+          say=None, spinner: bool = True, allow_hosts=(), cors=(), url: str | None = None,
+          keep_alive: float | None = None):
     """Start the server in the background and wait until it answers; returns its deployment row."""
     from .. import launcher
     from ..engines.base import Command, client_host
@@ -100,7 +102,8 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
     chosen = launcher.choose_port(host, port or DEFAULT_PORT, port is not None, say)
     key_file = write_key(api_key) if api_key else None
     try:
-        cmd = Command(argv(host, chosen, auto_launch, str(key_file) if key_file else None, allow_hosts, cors, url), {},
+        cmd = Command(argv(host, chosen, auto_launch, str(key_file) if key_file else None, allow_hosts, cors, url,
+                           keep_alive), {},
                       host, chosen, f"http://{client_host(host)}:{chosen}/")
         return launcher.run_recorded(cmd, family=NAME, format="-", quantization="-", engine=ENGINE, timeout=timeout,
                                      spinner=spinner)
@@ -110,7 +113,7 @@ def start(host: str, port: int | None, api_key: str | None, auto_launch: bool, t
 
 
 def run(host: str, port: int, auto_launch: bool, api_key: str | None = None, allow_hosts=(), cors=(),
-        url: str | None = None) -> None:
+        url: str | None = None, keep_alive: float | None = None) -> None:
     """Serve in this process until interrupted (what the recorded process runs); registered in the store as
     this node's serve, at `url` (default: the bound address), heart-beating while it runs."""
     import uvicorn
@@ -128,7 +131,7 @@ def run(host: str, port: int, auto_launch: bool, api_key: str | None = None, all
 
     # the other nodes reach this serve by its node URL: that URL's host is one of this server's names
     peer_name = urlsplit(node_url).hostname
-    app = create_app(api_key=key, auto_launch=auto_launch, host=host, node_url=node_url, cors=cors,
+    app = create_app(api_key=key, auto_launch=auto_launch, host=host, node_url=node_url, cors=cors, keep_alive=keep_alive,
                      allow_hosts=[*allow_hosts, *([peer_name] if peer_name else [])])
     # One event loop; h11 and asyncio keep the dependency set to what the serve extra installs.
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5,

@@ -124,6 +124,13 @@ def artifacts(family: Optional[str] = None, node: Optional[str] = None) -> list[
     return _rows(lambda: _artifacts(family, node))
 
 
+@api.get("/builds", summary="registry ls --json: every local build across families, with the deployments using it")
+def builds() -> list[dict]:
+    from ..builds import local_builds
+
+    return _rows(local_builds)
+
+
 @api.get("/deployments", summary="registry ps --json: every node's, or one node's")
 def deployments(all: bool = False, node: Optional[str] = None) -> list[dict]:
     return _rows(lambda: [deployment_view(d) for d in launcher.ps(all_=all, node=node)])

@@ -19,14 +19,16 @@ def _log(msg: str) -> None:
 
 def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: int = MAX_BODY,
                launch_timeout: float = 300.0, host: str = "127.0.0.1", allow_hosts: list[str] | tuple = (),
-               cors: list[str] | tuple = (), node_url: str | None = None):
+               cors: list[str] | tuple = (), node_url: str | None = None, keep_alive: float | None = None):
     """The ASGI app, already wrapped in the guard (Host, key, body type and size, CORS).
     host: the address served (a Host naming it is answered); allow_hosts: more names; cors: origins.
     node_url: where this node's serve was registered (registry/nodes.py); it heart-beats while it runs
-    and leaves when it stops."""
+    and leaves when it stops. keep_alive: seconds an auto-launched deployment may sit idle before it is
+    stopped (registry/serve/idle.py); None keeps it running."""
     from contextlib import asynccontextmanager
 
-    router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log, api_key=api_key)
+    router = Router(auto_launch=auto_launch, launch_timeout=launch_timeout, say=_log, api_key=api_key,
+                    keep_alive=keep_alive if auto_launch else None)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -41,8 +43,11 @@ def create_app(api_key: str | None = None, auto_launch: bool = False, max_body: 
         beating = None
         if node_url:  # registered by run() before the socket opened: heart-beat from now on
             beating = asyncio.ensure_future(_heartbeat(node_url))
+        reaping = asyncio.ensure_future(router.reap()) if router.keep_alive is not None else None
         gc.freeze()
         yield
+        if reaping is not None:
+            reaping.cancel()
         if beating is not None:
             beating.cancel()
             await asyncio.to_thread(nodes.leave, _version())
