@@ -128,7 +128,7 @@ MUTANTS: list[Mutant] = [
       "deps = [] if all_ else", ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
     M("no-prestart-ignored", "registry/prestart.py", ' or os.environ.get("REGISTRY_NO_PRESTART"):', ":",
       ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
-    M("taken-port-not-moved", "registry/launcher.py", "    if given:\n        raise RegistryError(f\"port",
+    M("taken-port-not-moved", "registry/launching/ports.py", "    if given:\n        raise RegistryError(f\"port",
       "    if True:\n        raise RegistryError(f\"port",
       ("tests/test_launcher.py::test_next_free_port_no_prestart_and_stop_all",)),
     # --- registry/hub -----------------------------------------------------------------------------
