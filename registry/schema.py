@@ -22,23 +22,16 @@ from pydantic import (
 )
 
 from .formats import ENGINE_MODALITIES, FORMATS, GGUF_ALIASES, GGUF_QUANTS, QUANTS_BY_FORMAT, loaders
+from .vocabulary import ENGINE_TITLES, ENGINES, HUB_TITLES, HUB_URLS, HUBS, TOOL_PARSER_ENGINES
 
 SCHEMA_VERSION = 1
-__all__ = ["ENGINE_MODALITIES", "GGUF_ALIASES", "GGUF_QUANTS", "QUANTS_BY_FORMAT"]  # re-exported vocabulary
+__all__ = ["ENGINE_MODALITIES", "ENGINE_TITLES", "ENGINES", "GGUF_ALIASES", "GGUF_QUANTS", "HUB_TITLES", "HUB_URLS",
+           "QUANTS_BY_FORMAT", "TOOL_PARSER_ENGINES"]  # re-exported vocabulary
 
 # --- vocabulary ---------------------------------------------------------------------------
 
-EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx-lm"]
-ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx-lm")
-ENGINE_TITLES = {"llama.cpp": "llama.cpp", "vllm": "vLLM", "sglang": "SGLang", "transformers": "Transformers",
-                 "mlx-lm": "mlx-lm"}
-# Engines that parse tool calls server-side with a named parser (--tool-call-parser).
-TOOL_PARSER_ENGINES: tuple[str, ...] = ("vllm", "sglang")
-
-HubName = Literal["huggingface", "modelscope"]
-# A model's page on each hub is this prefix plus its model id.
-HUB_URLS = {"huggingface": "https://huggingface.co/", "modelscope": "https://modelscope.cn/models/"}
-HUB_TITLES = {"huggingface": "Hugging Face", "modelscope": "ModelScope"}
+EngineName = Literal[*ENGINES]  # type: ignore[valid-type]
+HubName = Literal[*HUBS]  # type: ignore[valid-type]
 
 # Formats and their quantization names are data (registry/formats.py): the engines that load each,
 # their flags, bits per weight.
