@@ -17,7 +17,7 @@ def local_builds(family: str | None = None) -> list[dict[str, Any]]:
     """The recorded builds (of one family, if given), oldest first, as plain data."""
     if not paths.has_database():
         return []  # nothing recorded; `registry ls` creates no database
-    from . import launcher
+    from .launching.deployments import ps
     from .catalog import load
     from .errors import NotFoundError
     from .hub.local import is_demo
@@ -28,7 +28,7 @@ def local_builds(family: str | None = None) -> list[dict[str, Any]]:
     if family is not None:
         family = cat.get(family).name
     rows = Store().artifacts(family=family)
-    running = launcher.ps()
+    running = ps()
     demo = paths.in_demo()
     out = []
     for a in rows:
