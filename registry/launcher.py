@@ -6,15 +6,16 @@ of it made here, as before."""
 
 from __future__ import annotations
 
+from .builds import pick_build
+from .errors import RegistryError
 from .launching.deployments import (SEEN_EVERY, address, elsewhere, find, log_text, ps, running_build,
                                     running_same, served_model, stop)
-from .launching.fit import USABLE_TOK_S, build_fit, fit, host_bandwidth, pick_build
+from .launching.fit import USABLE_TOK_S, build_fit, fit, host_bandwidth
 from .launching.plan import (DEFAULT_HOST, NoEngine, Plan, _artifact, check_context, hub_artifact, main_command,
                              model_arg, plan, plan_build, request)
 from .launching.ports import check_host, choose_port, port_free, release_ports
 from .launching.spawns import _alive, _kill_group, stop_orphan_spawns
 from .launching.start import LaunchError, check_timeout, launch, run_recorded
-from .errors import RegistryError
 
 __all__ = [
     "DEFAULT_HOST", "SEEN_EVERY", "USABLE_TOK_S", "LaunchError", "NoEngine", "Plan", "RegistryError", "address",

@@ -1,6 +1,5 @@
 """Does a build fit a machine: every build of a family planned there (the engine, its memory estimate, the
-longest context), the `auto` pick (the most bits that fit and decode at a usable speed), and the build
-`registry launch FAMILY` takes when no quantization is named."""
+longest context), and the `auto` pick (the most bits that fit and decode at a usable speed)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import time
 from .. import engines
 from ..errors import RegistryError, not_found
 from ..naming import gguf_type
-from .deployments import ps
 from .plan import _artifact, _cap_context, check_context, request
 
 
@@ -96,36 +94,6 @@ def build_fit(resolved, hw, art: dict, context: int | str | None = None) -> dict
         ["no engine listed for this quantization"],
         "notes": good[0].notes if good else [],
     }
-
-
-
-def pick_build(name: str, format: str | None = None, context: int | str | None = None,
-               hardware: str | None = None) -> dict:
-    """The build `registry run FAMILY` and `registry launch FAMILY` take when no quantization is named: a running
-    deployment of the family (the newest), else a local build (the newest whose file is there), else the one
-    `registry fit FAMILY --quant auto` picks on this (or that) machine. {family, format, quantization, why}."""
-    from ..builds import local_builds
-    from ..catalog import load, spec_quant
-    from ..naming import format_name
-
-    fam = load().get(name)
-    format = format_name(format)
-    if hardware is None:  # what runs and what is on disk are this machine's
-        for d in reversed(ps()):
-            if d.family == fam.name and (format is None or d.format == format):
-                return {"family": fam.name, "format": d.format, "quantization": d.quantization,
-                        "why": f"running as deployment {d.id}"}
-        for b in reversed(local_builds(fam.name)):
-            known = any(s.format == b["format"] and spec_quant(s, b["quantization"]) for s in fam.specs)
-            if b["exists"] and known and (format is None or b["format"] == format):
-                return {"family": fam.name, "format": b["format"], "quantization": b["quantization"],
-                        "why": f"the local build at {b['path']}"}
-    auto = fit(fam.name, hardware=hardware, context=context, quant="auto", format=format)["auto"]
-    if not auto["quantization"]:
-        raise RegistryError(f"no build of {fam.name} fits {'this machine' if hardware is None else hardware} "
-                            f"(`registry fit {fam.name}` says why); name one as {fam.name}:QUANT")
-    return {"family": fam.name, "format": auto["format"], "quantization": auto["quantization"],
-            "why": "the best build that fits here (`registry fit --quant auto`)"}
 
 
 
