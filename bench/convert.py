@@ -1,7 +1,7 @@
 """GGUF conversion: throughput and peak memory against baselines measured in the same run.
 
 Builds a GLM-4-0414-architecture checkpoint of about --size-gb GB (bf16, hub layout, built with
-converters/tiny.py and larger dimensions), then reports:
+converters/tiny/ and larger dimensions), then reports:
   * F16 and BF16 conversion time vs a plain copy of the same safetensors shards (ratio; goal <= 1.5x);
   * peak RSS of the converting process vs the largest tensor (goal: < 2x largest tensor + 400 MB),
     next to the peak RSS of a process that only imports the converter (interpreter overhead);

@@ -5,7 +5,7 @@ SGLang where installed) through `registry launch`, one table row each.
     PYTHONPATH=$PWD .venv/bin/python bench/vllm_gpu_check.py --dry-run    # any machine: builds, plans for 1xH100-80G
 
 vLLM and SGLang are found as `registry launch` finds them (REGISTRY_VLLM / REGISTRY_SGLANG, this environment,
-PATH). Rows (Glm4MoeForCausalLM tiny checkpoints from converters/tiny.py, calibrated on
+PATH). Rows (Glm4MoeForCausalLM tiny checkpoints from converters/tiny/, calibrated on
 tests/data/calibration_chat.jsonl):
   glm-4.7 W4A16_GS32 / GS64 / GS128   seed 001: AWQ smoothing, every expert calibrated
   glm-4.6 AWQ                          seed 002: asymmetric int4, the card's ignore list

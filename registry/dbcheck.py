@@ -11,6 +11,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
+from . import paths
 from .errors import StoreError
 
 HEADER = b"SQLite format 3\x00"
@@ -74,3 +75,16 @@ def check_sqlite(path: Path, tables: dict[str, set[str]] = CORE) -> None:
         raise StoreError(f"database {path} is damaged or not a SQLite database ({e}); {_TODO}") from None
     finally:
         con.close()
+
+
+def damaged_row(table: str, row_id, column: str, value) -> StoreError:
+    """A stored row whose JSON or date does not load: which row, which column, and how to be rid of it."""
+    kind = {"artifact": "artifact", "deployment": "deployment", "user_family": "user family"}.get(table, table)
+    if table == "artifact":
+        fix = f"remove the row with `registry rm {row_id}` (it asks first)"
+    else:
+        url = paths.database_url()
+        db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else "the database"
+        fix = f"delete it: sqlite3 {db} 'DELETE FROM {table} WHERE id={row_id}'"
+    return StoreError(f"{kind} row {row_id} has damaged stored data ({column} = {str(value)[:40]!r} does not load); "
+                      f"{fix}")

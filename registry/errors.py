@@ -25,21 +25,6 @@ class StoreError(RegistryError):
     """The state database refused an operation (duplicate, missing row, bad URL)."""
 
 
-def damaged_row(table: str, row_id, column: str, value) -> StoreError:
-    """A stored row whose JSON or date does not load: which row, which column, and how to be rid of it."""
-    kind = {"artifact": "artifact", "deployment": "deployment", "user_family": "user family"}.get(table, table)
-    if table == "artifact":
-        fix = f"remove the row with `registry rm {row_id}` (it asks first)"
-    else:
-        from .paths import database_url
-
-        url = database_url()
-        db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else "the database"
-        fix = f"delete it: sqlite3 {db} 'DELETE FROM {table} WHERE id={row_id}'"
-    return StoreError(f"{kind} row {row_id} has damaged stored data ({column} = {str(value)[:40]!r} does not load); "
-                      f"{fix}")
-
-
 class ArgumentError(RegistryError, TypeError):
     """A Python API call given a value of the wrong type (registry.get(None))."""
 

@@ -15,7 +15,6 @@ from .formats import FORMATS, GGUF_ALIASES
 
 FORMAT_ALIASES = {"gguf": "ggufv2", "ggufv3": "ggufv2", "compressed_tensors": "compressed-tensors",
                   "safetensors": "pytorch"}
-ENGINES = ("llama.cpp", "vllm", "sglang", "transformers", "mlx-lm")
 ENGINE_ALIASES = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama_cpp": "llama.cpp",
                   "llama-cpp-python": "llama.cpp", "mlx": "mlx-lm", "mlx_lm": "mlx-lm", "mlxlm": "mlx-lm"}
 

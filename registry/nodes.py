@@ -104,11 +104,11 @@ def _answers(url: str) -> bool:
 
 def beat(url: str, version: str | None) -> None:
     """One heartbeat: this node's serve is up, and its deployments' processes are checked (and marked seen)."""
-    from . import launcher
+    from .launching.deployments import ps
     from .store import Store
 
     Store().heartbeat(url, version)
-    launcher.ps(mine=True)
+    ps(mine=True)
 
 
 def leave(version: str | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 SECRET = "<secret>"
 # The engines' own key options: llama-cpp-python's server (--api_key), vLLM and SGLang (--api-key).
 FLAGS = ("--api-key", "--api_key")
+KEY_FILE_FLAG = "--api-key-file"  # registry serve's option that names a key file (defined here: serve imports it)
 _WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
@@ -44,7 +45,5 @@ def env(values: dict[str, str]) -> dict[str, str]:
 
 def has_key(words: list[str], values: dict[str, str]) -> bool:
     """The command was given an API key (by a key option, a key file or a key variable)."""
-    from .serve import KEY_FILE_FLAG
-
     return any(w.partition("=")[0] in (*FLAGS, KEY_FILE_FLAG) for w in words) or any(
         secret_name(k) and k.upper().endswith("API_KEY") and v for k, v in values.items())

@@ -97,7 +97,7 @@ def targets(resolved=None, artifact_id: int | None = None) -> list[Target]:
             if head is None:
                 raise NotFoundError(f"no artifact with id {artifact_id}; `registry show NAME --artifacts` lists them")
             rows = [_Row(artifact_id, *head)]
-            from .launcher import elsewhere
+            from .launching.deployments import elsewhere
 
             elsewhere(rows[0], f"registry rm {artifact_id}", "artifact")  # its files are on that machine
         else:
@@ -138,11 +138,11 @@ def _cached(resolved) -> list[Path]:
 
 
 def check_not_served(found: list[Target]) -> None:
-    from . import launcher
+    from .launching.deployments import ps
 
     ids = {i for t in found for i in t.rows}
     names = {str(t.path) for t in found}
-    for d in launcher.ps(mine=True):  # a build on this machine is served from this machine
+    for d in ps(mine=True):  # a build on this machine is served from this machine
         if d.artifact_id in ids or names & set(d.argv or []):
             raise RegistryError(f"deployment {d.id} ({d.family} {d.quantization}, pid {d.pid}) serves this build; "
                                 f"`registry stop {d.id}` first")

@@ -66,7 +66,7 @@ def artifacts(family: str, format: str | None = None) -> list[ArtifactRow] | Non
 
 
 def _row(d: dict) -> ArtifactRow:
-    from .errors import damaged_row
+    from .dbcheck import damaged_row
 
     k = "recipe"
     try:

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from . import paths
-from .errors import NotFoundError, StoreError, damaged_row
+from .dbcheck import damaged_row
+from .errors import NotFoundError, StoreError
 
 
 def utcnow() -> datetime:

@@ -173,7 +173,7 @@ def _is_demo(a: Any) -> bool:
 
 def deployment_view(dep) -> dict[str, Any]:
     """One deployment as `registry ps --json`, `launch --json` and the REST API give it."""
-    from .launcher import address
+    from .launching.deployments import address
 
     from .naming import gguf_type
 

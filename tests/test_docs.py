@@ -572,3 +572,41 @@ def test_chromium_shows_the_fit_table_beside_the_sidebar_at_1280px(site, family,
     for r in rows:
         assert r[-1] == f"registry launch {family} --format {fam.specs[0].format} --quant {r[0]}"
         assert f"   * - {r[0]}\n" + "".join(f"     - {c}\n" for c in r[1:-1]) in rst, r
+
+
+def test_every_page_command_is_what_registry_launch_plans():
+    """For every family, spec, engine and launch profile of the catalog: the server command a page shows is the
+    plan of its `registry launch ... --hardware H --dry-run --json` (the same planning core), for the page's
+    reference hardware. In-process (typer's runner): ~200 plans."""
+    import json
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from registry.catalog import load
+    from registry.cli import app
+    from registry.docs.commands import engine_commands
+
+    runner = CliRunner()
+    seen = set()
+    for fam in load().families():
+        for spec in fam.specs:
+            for ec in engine_commands(fam, spec):
+                if ec.server is None:
+                    continue
+                args = [*ec.registry.split()[1:], "--hardware", ec.hardware, "--dry-run", "--json"]
+                r = runner.invoke(app, args)
+                assert r.exit_code == 0, (ec.registry, r.output)
+                plan = json.loads(r.stdout)
+                assert plan["engine"] == ec.engine and plan["quantization"] == ec.shown, ec.registry
+                argv = [Path(plan["argv"][0]).name, *plan["argv"][1:]]
+                argv[0] = "python3" if argv[0].startswith("python") else argv[0]
+                for i, a in enumerate(argv):  # where the plan fills the file in at launch, the page names it
+                    if a.startswith("<fetched at launch"):
+                        argv[i] = f"/path/to/{plan['artifact']['files'][0]}"
+                    elif a == "<local build>":
+                        argv[i] = "/path/to/local-build"
+                env = [f"{k}={v}" for k, v in plan["env"].items()]
+                assert shlex.split(ec.server) == env + argv, ec.registry
+                seen.add((fam.name, spec.format, spec.size_in_billions))
+    assert len(seen) >= len(load().names())  # every family has a spec with a command on its page

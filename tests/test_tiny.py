@@ -1,4 +1,4 @@
-"""Tiny GLM checkpoints (converters/tiny.py): hub layout, real config keys, loadable weights,
+"""Tiny GLM checkpoints (converters/tiny/): hub layout, real config keys, loadable weights,
 GLM tokenizer, and the chatglm re-layout of its glm twin."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from converters import tiny_tokenizer as tt
+from converters.tiny import tokenizer as tt
 from converters.tiny import ARCHS, TinyCheckpointError, build_checkpoint, build_model
 
 HF_ARCHS = [a for a in ARCHS if a != "chatglm"]
 MOE_ARCHS = ["glm4moe", "glm-dsa"]
 
-# Keys of the real repositories' config.json (see converters/tiny.py for the sources).
+# Keys of the real repositories' config.json (see converters/tiny/ for the sources).
 REAL_KEYS = {
     "glm": ["architectures", "attention_bias", "attention_dropout", "eos_token_id", "head_dim",
             "hidden_act", "hidden_size", "initializer_range", "intermediate_size",

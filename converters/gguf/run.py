@@ -23,9 +23,9 @@ DIRECT = ("F16", "BF16")
 
 
 def check_family(req: ConvertRequest):
-    import registry
+    from registry.catalog import load  # the core, not the Python API above it
 
-    fam = registry.get(req.family)
+    fam = load().get(req.family)
     if not any(s.format == "ggufv2" for s in fam.specs):  # `registry convert` refuses it (catalog.check_buildable)
         req.say(f"warning: family {fam.name} lists no ggufv2 spec; the build is recorded anyway")
     cfg, _ = checkpoint_config(Path(req.source), fam)

@@ -1,7 +1,7 @@
 """Launch commands shown on the generated pages.
 
-The engine's own command comes from the launcher's engine modules (registry.engines), the same
-code `registry launch` plans with, asked about a named hardware profile and the hub build, so a
+The engine's own command comes from the launcher's planning core (registry.launching.plan.plan_build),
+the same code `registry launch` plans with, asked about a named hardware profile and the hub build, so a
 page depends only on the specs: never on this machine, its installed engines or its local store.
 """
 
@@ -70,26 +70,24 @@ def _show(argv: list[str], env: dict[str, str]) -> str:
 
 def server_command(fam: Family, spec: Spec, engine: str, quant: str, profile: str | None,
                    hardware: str) -> tuple[str | None, str | None]:
-    """(command line, None) for one quantization, planned as launcher.plan does for the hub build, or
-    (None, why) when the engine would refuse it on that hardware (e.g. not enough GPU memory)."""
-    from .. import engines, launcher
+    """(command line, None) for one quantization, planned by the launcher's planning core for the hub build
+    at the engine's default context, or (None, why) when the engine would refuse it on that hardware (e.g. not
+    enough GPU memory)."""
     from ..catalog import resolved_build
     from ..errors import RegistryError
     from ..hardware import profile as hw_profile
+    from ..launching.plan import NoEngine, hub_artifact, plan_build
 
     try:
         resolved = resolved_build(fam, spec, quant)
-        art = launcher.hub_artifact(resolved)  # never the local store: a page depends only on the specs
-        req = launcher.request(resolved, hw_profile(hardware), art, profile=profile)
-        mod = engines.get(engine)
-        verdict = mod.can_serve(req)
-        if not verdict.ok:
-            return None, "; ".join(verdict.reasons)
-        cmds = mod.command(req, _page_model(launcher.model_arg(art, engine), art), HOST, None, verdict)
+        art = hub_artifact(resolved)  # never the local store: a page depends only on the specs
+        p = plan_build(resolved, hw_profile(hardware), art, engine, profile=profile, cap_context=False)
+    except NoEngine as e:
+        return None, "; ".join(e.rejected[0]["reasons"])
     except RegistryError:
         return None, None  # e.g. no bits-per-weight figure to size the GPUs: the registry line only
-    main = launcher.main_command(cmds)
-    return _show(main.argv, main.env), None
+    argv = [_page_model(a, art) for a in p.main.argv]
+    return _show(argv, p.main.env), None
 
 
 def _page_model(model: str, art: dict) -> str:

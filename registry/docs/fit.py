@@ -67,15 +67,16 @@ def cell(b: dict[str, Any]) -> str:
 
 def fit_rows(fam: Family, spec: Spec) -> list[dict[str, Any]]:
     """Per quantization: weights, one cell per machine, the launch line; as `registry fit --hardware` sees it."""
-    from .. import launcher
     from ..catalog import resolved_build
+    from ..launching.fit import build_fit
+    from ..launching.plan import hub_artifact
 
     machines = [machine(h) for _, h in MACHINES]
     rows = []
     for q in spec.quantizations:
         resolved = resolved_build(fam, spec, q)
-        art = launcher.hub_artifact(resolved)
-        fits = [launcher.build_fit(resolved, hw, art) for hw in machines]
+        art = hub_artifact(resolved)
+        fits = [build_fit(resolved, hw, art) for hw in machines]
         weights = next((b["weights_bytes"] for b in fits if b["weights_bytes"]), None)
         rows.append({"quantization": q, "weights": gb(weights), "cells": [cell(b) for b in fits],
                      "fits": [b["fits"] for b in fits], "engines": [b["engine"] for b in fits],

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib
 
 from ..errors import not_found
+from ..vocabulary import ENGINES
 from .base import Command, Request, Verdict
 
-MODULES = {"llama.cpp": "llamacpp", "vllm": "vllm", "sglang": "sglang", "transformers": "transformers", "mlx-lm": "mlx"}
+# engine name (registry.vocabulary) -> its module here, where the two differ
+MODULES = {e: {"llama.cpp": "llamacpp", "mlx-lm": "mlx"}.get(e, e) for e in ENGINES}
 # Preference when several can serve a build: the GPU servers first (throughput), llama.cpp for GGUF,
 # mlx-lm for MLX builds on a Mac, Transformers last (a reference server, not a production one).
 RANK = ("vllm", "sglang", "llama.cpp", "mlx-lm", "transformers")

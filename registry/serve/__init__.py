@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
+from ..redact import KEY_FILE_FLAG
+
 DEFAULT_PORT = 9997  # Xinference's port: the one its users' clients already point at
 NAME = "registry-serve"
 ENGINE = "registry"
 KEY_ENV = "REGISTRY_API_KEY"
-KEY_FILE_FLAG = "--api-key-file"
 # A client must finish its request headers within this many seconds, and at most this many connections
 # (and requests) are open at once; above that, new ones are answered 503 (uvicorn's limit_concurrency).
 HEADER_TIMEOUT_S = 10.0

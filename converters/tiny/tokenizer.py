@@ -1,4 +1,4 @@
-"""A small GLM-style tokenizer for the tiny test checkpoints (see converters/tiny.py).
+"""A small GLM-style tokenizer for the tiny test checkpoints (see converters/tiny/).
 
 What the real repositories hold (looked up from the published files; ids are GLM-4's):
 
@@ -38,7 +38,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .bytelevel import byte_chars
+from ..bytelevel import byte_chars
 
 # The GLM-4 pre-tokenizer split pattern (from the published tokenizer files).
 GLM4_SPLIT_PATTERN = (
@@ -153,8 +153,6 @@ GLM45_CHAT_TEMPLATE = (
     "{{- '\n<think></think>' if (enable_thinking is defined and not enable_thinking) else '' -}}"
     "{%- endif -%}"
 )
-
-
 
 
 BYTE_DECODER = {c: b for b, c in byte_chars().items()}

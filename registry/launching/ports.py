@@ -1,0 +1,134 @@
+"""Ports and addresses: an address this machine can bind, a free port, and claims on ports between
+registry processes (two launches at once must not both take 8080)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from .. import paths
+from ..errors import RegistryError
+
+
+def check_host(host: str) -> None:
+    """An address this machine can bind: otherwise every port looks 'in use'."""
+    import errno
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        msg = getattr(e, "strerror", None) or str(e)
+        raise RegistryError(f"--host {host!r} is not a valid address ({msg}); give an IP address of this machine, "
+                            "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+    fam, _, _, _, addr = infos[0]
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((addr[0], 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise RegistryError(f"--host {host!r} is not an address of this machine; give one of its own, "
+                                    "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+
+
+
+def port_free(host: str, port: int) -> bool:
+    """Nothing uses `port` but connections waiting out TIME_WAIT (a server that just stopped): those do not
+    keep a server from binding (the servers bind with SO_REUSEADDR), so they do not make the port look taken."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            pass
+    waiting = _only_time_wait(port)
+    if waiting is not None:
+        return waiting
+    with socket.socket(fam) as s:  # no /proc: bind as the servers do
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+
+def _only_time_wait(port: int) -> bool | None:
+    """Every TCP socket on local `port` is in TIME_WAIT (Linux's /proc/net/tcp, state 06); None without /proc."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 3 and int(f[1].rsplit(":", 1)[1], 16) == port:
+                states.append(f[3])
+    if not states and not Path("/proc/net/tcp").exists():
+        return None
+    return bool(states) and all(st == "06" for st in states)
+
+
+
+_reserved: list[Path] = []  # this process's port claims, removed when it exits
+
+
+
+def _reserve(host: str, port: int) -> bool:
+    """Claim `port` among registry processes until this one exits: two launches without --port both saw
+    8080 free, and the server of one died on bind. A claim whose process is gone is taken over."""
+    import atexit
+    import json
+
+    from .. import procs
+
+    d = paths.home() / "ports"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return True  # no place for claims: the bind check alone
+    c = d / f"{host.strip('[]').replace(':', '_')}-{port}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(c.read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if owner.get("pid") == os.getpid() or (owner.get("pid") and procs.alive(owner["pid"], owner.get("start"))):
+                return owner.get("pid") == os.getpid()
+            c.unlink(missing_ok=True)  # its launch is over
+            continue
+        except OSError:
+            return True
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "start": procs.start_time(os.getpid())}, fh)
+        if not _reserved:
+            atexit.register(release_ports)
+        _reserved.append(c)
+        return True
+    return False
+
+
+
+def release_ports() -> None:
+    while _reserved:
+        _reserved.pop().unlink(missing_ok=True)
+
+
+
+def choose_port(host: str, port: int, given: bool, say) -> int:
+    if port_free(host, port) and (given or _reserve(host, port)):
+        return port
+    if given:
+        raise RegistryError(f"port {port} on {host} is in use; choose another with --port, or leave --port out "
+                            f"to take the next free one")
+    for p in range(port + 1, min(port + 200, 65535)):
+        if port_free(host, p) and _reserve(host, p):
+            say(f"port {port} is in use; using {p}")
+            return p
+    raise RegistryError(f"no free port between {port} and {port + 200} on {host}; pass --port")
