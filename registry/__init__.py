@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .catalog import Catalog, Resolved
     from .schema import Family, Spec
 
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = [
     "Catalog", "Family", "NotFoundError", "RegistryError", "Resolved", "Spec", "SpecError",
     "StoreError", "artifacts", "catalog", "families", "fit", "get", "launch", "plan", "ps", "pull", "resolve",

@@ -92,7 +92,8 @@ def _spec_text(item) -> str:
 def _load_shipped(directory) -> tuple[Entry, ...]:
     """Every spec file of a folder (a Path, or a Traversable inside a zip install), parsed once per
     process; the parsed YAML comes from the compiled catalog when the files are unchanged."""
-    from . import __version__, compiled
+    from . import compiled
+    from .version import __version__
 
     items = sorted((p for p in directory.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
     texts = [(str(p), _spec_text(p)) for p in items]

@@ -83,7 +83,7 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instea
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         print(f"registry (glm-registry) {__version__}")
         raise typer.Exit()

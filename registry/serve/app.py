@@ -134,9 +134,6 @@ def _warm() -> None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from ..version import __version__
 
-    try:
-        return version("glm-registry")
-    except PackageNotFoundError:
-        return "0"
+    return __version__
