@@ -145,8 +145,10 @@ class Router:
     async def upstream_name(self, dep) -> str:
         """What the engine calls its model (llama.cpp: its alias; vLLM: the model path or served name)."""
         name = self._upstream.get(dep.id)
-        if name is None:
-            host, port = _where(dep)
+        if name is not None:
+            return name
+        host, port = _where(dep)
+        for _ in range(2):  # a pooled connection the engine had closed: once more on a new one
             try:
                 conn = await asyncio.wait_for(self.pool.send(host, port, "GET", "/v1/models"), 10)
                 while not conn.done and conn.error is None:
@@ -155,9 +157,10 @@ class Router:
                 self.pool.release(host, port, conn)
                 name = json.loads(data)["data"][0]["id"]
             except (UpstreamError, asyncio.TimeoutError, ValueError, KeyError, IndexError, TypeError):
-                name = dep.family
-            self._upstream[dep.id] = name
-        return name
+                continue
+            self._upstream[dep.id] = name  # kept only when the engine said it: a failed look-up is asked again
+            return name
+        return dep.family
 
     # --- forwarding -------------------------------------------------------------------------------
 
