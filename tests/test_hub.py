@@ -577,7 +577,10 @@ def test_two_pulls_at_once_download_once(hub_server, gguf_file):
     cmd = [sys.executable, "-m", "registry", "pull", "glm4-chat-1m", "--format", "ggufv2", "--quant", "Q4_K", "--json"]
 
     def start():
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the first download is held open on purpose until the second pull waits: the stall timeout (30 s)
+        # must not end it meanwhile on a loaded machine
+        env = {**os.environ, "REGISTRY_HUB_TIMEOUT": "300"}
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         lines: list[str] = []
         t = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True)
         t.start()
