@@ -45,6 +45,7 @@ def read(k: str) -> list[dict[str, Any]] | None:
 
 def write(k: str, specs: list[dict[str, Any]]) -> None:
     """Store parsed specs under key k, only if JSON keeps them exactly (YAML dates, say, it would not)."""
+    tmp = None
     try:
         text = json.dumps({"key": k, "specs": specs}, ensure_ascii=False, allow_nan=False)
         if json.loads(text)["specs"] != specs:
@@ -56,7 +57,8 @@ def write(k: str, specs: list[dict[str, Any]]) -> None:
             f.write(text)
         os.replace(tmp, p)  # readers see the old file or the new one, never a part
     except (OSError, ValueError, TypeError):
-        try:
-            tmp.unlink(missing_ok=True)  # type: ignore[possibly-undefined]
-        except (NameError, OSError):
-            pass
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
