@@ -47,6 +47,34 @@ def _split_siblings(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f"{out.stem}-*-of-*{out.suffix}")) if out.suffix == ".gguf" else []
 
 
+def _create(c: Path, owner: dict) -> None:
+    """Create claim `c` holding `owner`, or raise FileExistsError. The claim appears with its contents
+    (written aside, then hard-linked into place): a claim created empty and filled after was read by a
+    second run in between as one whose process is gone, and taken over."""
+    tmp = c.with_name(f"{c.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(owner))
+    try:
+        os.link(tmp, c)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: create exclusively, filled a moment later
+        fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(owner, fh)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _just_made(c: Path) -> bool:
+    """An unreadable claim made a moment ago is being filled (the no-hard-link path), not left behind."""
+    import time
+
+    try:
+        return time.time() - c.stat().st_mtime < 10
+    except OSError:
+        return False
+
+
 def me() -> dict:
     return {"pid": os.getpid(), "start": procs.start_time(os.getpid())}
 
@@ -73,21 +101,19 @@ class Claims:
             raise RegistryError(f"output directory {out.parent} does not exist; create it first")
         for _ in range(3):
             try:
-                fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                _create(c, me())
             except FileExistsError:
                 owner = _owner(c)
-                if is_live(owner):
-                    raise RegistryError(
-                        f"{out} is being written by another convert (pid {owner['pid']}); wait for it to finish "
-                        f"or choose another --out") from None
+                if is_live(owner) or (owner is None and _just_made(c)):
+                    who = f" (pid {owner['pid']})" if owner else ""
+                    raise RegistryError(f"{out} is being written by another convert{who}; wait for it to finish "
+                                        f"or choose another --out") from None
                 self._clear_stale(out, c, owner)
                 continue
             except OSError as e:  # read-only, disk full, no permission: the writer's one-line words
                 from .writes import write_error
 
                 raise write_error(e, out, None) from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me(), fh)
             self.held.append(c)
             if not out.exists() and not _split_siblings(out):
                 self.fresh.append(out)

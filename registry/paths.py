@@ -112,3 +112,23 @@ def logs_dir() -> Path:
     p = home() / "logs"
     p.mkdir(mode=0o700, parents=True, exist_ok=True)  # engines' logs hold prompts and, for SGLang, its key
     return p
+
+
+def locks_dir() -> Path:
+    """Locks shared by every registry process of this user on this machine, whatever their homes:
+    ports are a machine's, not a home's. The user's runtime dir, else a private folder in the temp dir;
+    the home when neither is ours to use."""
+    import tempfile
+
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    p = Path(base) / "glm-registry" if base else Path(tempfile.gettempdir()) / f"glm-registry-{uid or 'user'}"
+    try:
+        p.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if uid is not None and p.stat().st_uid != uid:  # someone else's folder under a shared /tmp
+            raise PermissionError(p)
+        return p
+    except OSError:
+        p = home() / "locks"
+        p.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return p

@@ -221,6 +221,26 @@ def test_an_output_claimed_by_a_live_convert_is_refused(tiny_checkpoint, tmp_pat
     assert not claim.exists() and {r.quantization for r in results} == {"Q8_0", "F16"}
 
 
+def test_a_claim_being_filled_is_not_taken_over(tiny_checkpoint, tmp_path):
+    """A claim that is still empty a moment after it was made belongs to a run filling it in, not to one that
+    died; an empty one left from long ago is stale."""
+    import os
+    import time
+
+    from registry.errors import RegistryError
+
+    out = tmp_path / "builds"
+    out.mkdir()
+    claim = out / ".glm4-chat-1m.F16.gguf.claim"
+    claim.touch()
+    with pytest.raises(RegistryError, match=r"glm4-chat-1m\.F16\.gguf is being written by another convert;"):
+        _convert(tiny_checkpoint("chatglm"), out)
+    old = time.time() - 3600
+    os.utime(claim, (old, old))
+    results, _ = _convert(tiny_checkpoint("chatglm"), out)
+    assert not claim.exists() and {r.quantization for r in results} == {"Q8_0", "F16"}
+
+
 def test_two_converts_into_one_output_at_once_leave_a_true_row(tiny_checkpoint, tmp_path):
     """Two real `registry convert` processes from different checkpoints into the same --out: whatever
     happens, each row's sha256 is its file's and its parent is the checkpoint the file came from."""

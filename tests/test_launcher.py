@@ -451,6 +451,34 @@ def test_port_in_use(tiny_gguf):
         s.close()
 
 
+def test_a_port_claim_holds_across_homes_and_goes_with_its_process(tmp_path):
+    """Two launches at once both took 8080: the claim file was empty for a moment and the second read it as
+    abandoned. A claim now holds from the instant it is taken, for every registry home of this user, and
+    ends with the process that took it (killed, it leaves nothing to clear)."""
+    from registry.launching import ports
+
+    s = socket.socket()  # a port number nothing listens on
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from registry.launching import ports; "
+         f"print(ports._reserve('127.0.0.1', {free}), flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "REGISTRY_HOME": str(tmp_path / "other-home")})
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert ports._reserve("127.0.0.1", free) is False  # held by a process with another home
+        said = []
+        assert ports.choose_port("127.0.0.1", free, False, said.append) != free
+        assert f"port {free} is in use" in said[0]
+    finally:
+        holder.kill()
+        holder.wait()
+        ports.release_ports()
+    assert ports._reserve("127.0.0.1", free) is True  # its holder is gone: nothing stale to clear
+    ports.release_ports()
+
+
 def _models(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as r:
         return json.loads(r.read())

@@ -73,51 +73,39 @@ def _only_time_wait(port: int) -> bool | None:
 
 
 
-_reserved: list[Path] = []  # this process's port claims, removed when it exits
-
+_reserved: list = []  # this process's port locks, released when it exits (or by the OS if it dies)
 
 
 def _reserve(host: str, port: int) -> bool:
-    """Claim `port` among registry processes until this one exits: two launches without --port both saw
-    8080 free, and the server of one died on bind. A claim whose process is gone is taken over."""
+    """Claim `port` among this user's registry processes until this one exits: two launches without --port
+    both saw 8080 free, and the server of one died on bind. An OS file lock, not a file with a pid in it:
+    it is held from the instant it is taken (a pid file is empty for a moment, and a second launch read
+    that as 'its owner is gone') and it goes with its process, so nothing stale is left to take over."""
     import atexit
-    import json
 
-    from .. import procs
+    from filelock import FileLock, Timeout
 
-    d = paths.home() / "ports"
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return True  # no place for claims: the bind check alone
-    c = d / f"{host.strip('[]').replace(':', '_')}-{port}.claim"
-    for _ in range(2):
-        try:
-            fd = os.open(c, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = json.loads(c.read_text())
-            except (OSError, ValueError):
-                owner = {}
-            if owner.get("pid") == os.getpid() or (owner.get("pid") and procs.alive(owner["pid"], owner.get("start"))):
-                return owner.get("pid") == os.getpid()
-            c.unlink(missing_ok=True)  # its launch is over
-            continue
-        except OSError:
+    name = f"port-{host.strip('[]').replace(':', '_')}-{port}.lock"
+    for held in _reserved:
+        if Path(held.lock_file).name == name:
             return True
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"pid": os.getpid(), "start": procs.start_time(os.getpid())}, fh)
-        if not _reserved:
-            atexit.register(release_ports)
-        _reserved.append(c)
-        return True
-    return False
+    try:
+        lock = FileLock(paths.locks_dir() / name, timeout=0, thread_local=False)
+        lock.acquire()
+    except Timeout:
+        return False
+    except OSError:
+        return True  # no place for locks: the bind check alone
+    if not _reserved:
+        atexit.register(release_ports)
+    _reserved.append(lock)
+    return True
 
 
 
 def release_ports() -> None:
     while _reserved:
-        _reserved.pop().unlink(missing_ok=True)
+        _reserved.pop().release()
 
 
 
