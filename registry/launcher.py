@@ -13,7 +13,8 @@ from .launching.deployments import (SEEN_EVERY, address, elsewhere, find, log_te
 from .launching.fit import USABLE_TOK_S, build_fit, fit, host_bandwidth
 from .launching.plan import (DEFAULT_HOST, NoEngine, Plan, _artifact, check_context, hub_artifact, main_command,
                              model_arg, plan, plan_build, request)
-from .launching.ports import check_host, choose_port, port_free, release_ports
+from .addresses import check_host
+from .launching.ports import choose_port, port_free, release_ports
 from .launching.spawns import _alive, _kill_group, stop_orphan_spawns
 from .launching.start import LaunchError, check_timeout, launch, run_recorded
 

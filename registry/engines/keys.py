@@ -24,7 +24,7 @@ def protect(engine: str, cmd, host: str, key: str | None) -> tuple[str | None, b
     loopback is refused."""
     import secrets
 
-    from ..serve.security import is_loopback
+    from ..addresses import is_loopback
 
     if key is None and is_loopback(host):
         return None, False

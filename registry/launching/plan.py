@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import engines
 from ..errors import RegistryError, not_found
 from ..naming import gguf_type
-from .ports import check_host
+from ..addresses import check_host
 
 DEFAULT_HOST = "127.0.0.1"
 

@@ -3,33 +3,11 @@ registry processes (two launches at once must not both take 8080)."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 from .. import paths
 from ..errors import RegistryError
-
-
-def check_host(host: str) -> None:
-    """An address this machine can bind: otherwise every port looks 'in use'."""
-    import errno
-
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, ValueError) as e:
-        msg = getattr(e, "strerror", None) or str(e)
-        raise RegistryError(f"--host {host!r} is not a valid address ({msg}); give an IP address of this machine, "
-                            "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
-    fam, _, _, _, addr = infos[0]
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((addr[0], 0))
-        except OSError as e:
-            if e.errno == errno.EADDRNOTAVAIL:
-                raise RegistryError(f"--host {host!r} is not an address of this machine; give one of its own, "
-                                    "e.g. 127.0.0.1, 0.0.0.0 or ::") from None
-
 
 
 def port_free(host: str, port: int) -> bool:

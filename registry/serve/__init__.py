@@ -26,7 +26,7 @@ MAX_CONNECTIONS = 1024
 
 def check_exposure(host: str, api_key: str | None) -> None:
     from ..errors import RegistryError
-    from .security import is_loopback
+    from ..addresses import is_loopback
 
     if not is_loopback(host) and not api_key:
         raise RegistryError(f"--host {host} exposes the registry beyond this machine: give an API key with "

@@ -21,15 +21,6 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
