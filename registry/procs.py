@@ -1,15 +1,22 @@
 """Is this process still the one we started? A pid alone is not enough: pids are reused.
 
-A process is named by its pid plus its start time (field 22 of /proc/PID/stat, clock ticks since
-boot, fixed for the life of the process), and where the caller recorded it, its exact command line.
-Where /proc is missing (macOS), only the pid is checked. Stdlib only: launcher, converters and
-prestart all import it.
+A process is named by its pid plus its start time, and where the caller recorded it, its exact command
+line. On Linux these are read from /proc: the start time is field 22 of /proc/PID/stat, clock ticks since
+boot, fixed for the life of the process. psutil's create_time() adds the boot time to it, which Linux
+recomputes from the wall clock on every read, so a clock update moves it (psutil issues #2526, #2541):
+two registry processes could disagree about one server. Reading /proc also keeps psutil's import (~35 ms)
+off `registry ps` and the converters' claim checks.
+
+Where /proc is missing (macOS, where mlx-lm runs) psutil reads the same facts: the start time in whole
+seconds since the epoch (compared within a second), the command line, zombies. It is imported there only.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+PROC = os.path.isdir("/proc/self")  # tests turn it off to run the psutil side here
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -21,8 +28,26 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2:].split()
 
 
+def _process(pid: int):
+    """psutil's view of `pid`, or None (gone, or not ours to read)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except (psutil.Error, ValueError):
+        return None
+
+
 def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None (gone, or no /proc)."""
+    """When the process started, or None (gone): clock ticks since boot (/proc), else seconds since the epoch."""
+    if not PROC:
+        import psutil
+
+        p = _process(pid)
+        try:
+            return int(p.create_time()) if p else None
+        except psutil.Error:
+            return None
     fields = _stat_fields(pid)
     try:
         return int(fields[19]) if fields else None  # field 22 overall; fields[0] is field 3 (state)
@@ -31,15 +56,25 @@ def start_time(pid: int) -> int | None:
 
 
 def cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    if not raw:
+    if PROC:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        argv = [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+    else:
+        import psutil
+
+        p = _process(pid)
+        try:
+            argv = p.cmdline() if p else []
+        except psutil.Error:
+            return None
+    if not argv:
         return None
     from . import redact  # a key on a command line is never recorded: recorded and read back the same way
 
-    return redact.argv([a.decode(errors="replace") for a in raw.split(b"\0")[:-1]])
+    return redact.argv(argv)
 
 
 def identity(pid: int) -> dict:
@@ -47,8 +82,21 @@ def identity(pid: int) -> dict:
     return {"pid": pid, "start": start_time(pid), "cmdline": cmdline(pid)}
 
 
+def _zombie(pid: int) -> bool:
+    if PROC:
+        fields = _stat_fields(pid)
+        return bool(fields and fields[0] in ("Z", "X"))
+    import psutil
+
+    p = _process(pid)
+    try:
+        return p is not None and p.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
+
+
 def pid_exists(pid: int | None) -> bool:
-    """The one os.kill(pid, 0) check: a process with this pid exists (zombies excluded where /proc says)."""
+    """The one os.kill(pid, 0) check: a process with this pid exists (zombies excluded)."""
     if not pid or pid < 0:
         return False
     try:
@@ -59,8 +107,7 @@ def pid_exists(pid: int | None) -> bool:
         pass  # another user's process: it exists
     except (OverflowError, OSError):
         return False
-    fields = _stat_fields(pid)
-    return not (fields and fields[0] in ("Z", "X"))
+    return not _zombie(pid)
 
 
 def alive(pid: int | None, start: int | None = None, cmd: list[str] | None = None) -> bool:
@@ -69,10 +116,25 @@ def alive(pid: int | None, start: int | None = None, cmd: list[str] | None = Non
         return False
     if start is not None:
         now = start_time(pid)
-        if now is not None and now != start:
+        if now is not None and now != start and (PROC or abs(now - start) > 1):
             return False  # the pid was reused by a later process
     if cmd:
         now_cmd = cmdline(pid)
         if now_cmd is not None and now_cmd != list(cmd):
             return False
     return True
+
+
+def writing_to(path: str) -> list[int]:
+    """Pids of the processes whose stdout (fd 1) is the file `path` (psutil: /proc or not, the same call)."""
+    import psutil
+
+    real = os.path.realpath(path)  # what the kernel reports (macOS: /tmp is /private/tmp)
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if any(f.fd == 1 and f.path == real for f in p.open_files()):
+                found.append(p.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found

@@ -507,6 +507,39 @@ def test_fit_table_is_what_registry_fit_says(generated):
     assert cells["8xH100-80G"].startswith("yes") and cells["cpu-64GB"].startswith("no")
 
 
+def test_the_suggested_build_is_what_registry_fit_quant_auto_picks(tmp_path):
+    """For every spec of every family, the page's headline build (quantization and engine) is what
+    `registry fit NAME --format F --quant auto` picks on the smallest of the page's machines where a build
+    fits, that machine given as a profile file (the page's core count, not this machine's)."""
+    import json
+
+    from registry.catalog import load
+    from registry.docs.fit import MACHINES, fit_rows, machine, suggested
+    from registry.launching.fit import fit
+
+    profiles = {}
+    for _, hardware in MACHINES:
+        profiles[hardware] = tmp_path / f"{hardware}.json"
+        profiles[hardware].write_text(json.dumps(machine(hardware).to_dict()))
+    compared = 0
+    for fam in load(include_user=False).families():
+        for spec in fam.specs:
+            rows = fit_rows(fam, spec)
+            quant, engine = suggested(fam, spec, rows)
+            where = next((h for i, (_, h) in enumerate(MACHINES) if any(r["fits"][i] for r in rows)), None)
+            if where is None:  # the page then shows the first build; fit agrees that nothing fits anywhere
+                for _, hardware in MACHINES:
+                    res = fit(fam.launch_name(spec), hardware=str(profiles[hardware]), quant="auto", format=spec.format)
+                    assert res["auto"]["quantization"] is None, (fam.name, spec.format, hardware)
+                continue
+            res = fit(fam.launch_name(spec), hardware=str(profiles[where]), quant="auto", format=spec.format)
+            assert {b["size_in_billions"] for b in res["builds"]} == {spec.size_in_billions}
+            assert len(res["builds"]) == len(spec.quantizations), (fam.name, spec.publisher)
+            assert (res["auto"]["quantization"], res["auto"]["engine"]) == (quant, engine), (fam.name, spec.format, where)
+            compared += 1
+    assert compared > 40
+
+
 def test_show_carries_the_pages_memory_figures_and_launch_profiles(generated):
     import json
 

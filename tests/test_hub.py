@@ -710,3 +710,28 @@ def test_two_uploaders_of_one_quantization_pull_their_own_files(hub_server, gguf
     assert "legraphista/glm-4-9b-chat-GGUF@" in out.stdout
     bad = run_cli("pull", "glm-4-9b-chat", "--format", "ggufv2", "--quant", "Q4_K", "--from", "bartowsky")
     assert bad.returncode != 0 and "nearest: bartowski" in bad.stderr
+
+
+def test_the_installed_huggingface_hub_is_inside_the_pin_and_has_every_internal_name():
+    """registry/hub/hfinternals.py uses huggingface_hub names beyond its documented API, known to work
+    in the range pyproject.toml pins: an upgrade outside it, or one that drops a name, fails here."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    from registry.hub import hfinternals
+
+    deps = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    pin = next(Requirement(d) for d in deps if Requirement(d).name.replace("-", "_") == "huggingface_hub")
+    assert pin.specifier.contains(version("huggingface_hub")), f"huggingface_hub {version('huggingface_hub')} is outside {pin}"
+    assert str(pin.specifier) == "<2,>=1.20", "hfinternals.py's docstring names the range; change both together"
+    assert hfinternals.missing() == []
+
+
+def test_the_internal_names_check_reports_a_missing_name(monkeypatch):
+    from registry.hub import hfinternals
+
+    monkeypatch.setattr(hfinternals, "NAMES", hfinternals.NAMES + (("huggingface_hub.utils", "no_such_name"),
+                                                                  ("huggingface_hub.no_such_module", "x")))
+    assert hfinternals.missing() == ["huggingface_hub.utils.no_such_name", "huggingface_hub.no_such_module.x"]

@@ -267,6 +267,18 @@ def test_fit_auto_picks_the_best_quant_that_fits(tmp_path):
     assert not by_q["Q6_K"]["fits"]
 
 
+def test_fit_with_an_uploader_has_that_uploaders_builds_only():
+    r = run_cli("fit", "bartowski/glm-4-9b-0414", "--format", "ggufv2", "--hardware", "1xH100-80G", "--json")
+    assert r.returncode == 0, r.stderr
+    from registry.catalog import load
+
+    fam = load(include_user=False).get("glm-4-9b-0414")
+    (spec,) = [s for s in fam.specs if s.publisher == "bartowski"]
+    assert [b["quantization"] for b in json.loads(r.stdout)["builds"]] == list(spec.quantizations)
+    r = run_cli("fit", "nobody/glm-4-9b-0414")
+    assert r.returncode == 1 and r.stderr.startswith("error: unknown uploader 'nobody'") and "bartowski" in r.stderr
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 

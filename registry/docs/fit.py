@@ -80,27 +80,19 @@ def fit_rows(fam: Family, spec: Spec) -> list[dict[str, Any]]:
         weights = next((b["weights_bytes"] for b in fits if b["weights_bytes"]), None)
         rows.append({"quantization": q, "weights": gb(weights), "cells": [cell(b) for b in fits],
                      "fits": [b["fits"] for b in fits], "engines": [b["engine"] for b in fits],
-                     "launch": launch_line(fam, spec, q)})
+                     "launch": launch_line(fam, spec, q), "builds": fits})
     return rows
 
 
 def suggested(fam: Family, spec: Spec, rows: list[dict[str, Any]]) -> tuple[str, str]:
     """(quantization, engine) of the page's headline launch line: on the smallest machine where any build
-    fits, the one with the most bits per weight and the engine that serves it there; where none fits
-    anywhere, the spec's first quantization on its first engine."""
-    from ..estimate import bits_per_weight
-    from ..errors import RegistryError
+    fits, the planner's `auto` choice there among the spec's builds (what `registry fit --quant auto` picks);
+    where none fits anywhere, the spec's first quantization on its first engine."""
+    from ..launching.fit import auto_choice
 
-    def bits(q: str) -> float:
-        try:
-            return bits_per_weight(spec.format, q)
-        except RegistryError:
-            return 0.0
-
-    for i in range(len(MACHINES)):
-        fitting = [r for r in rows if r["fits"][i]]
-        if fitting:
-            best = max(fitting, key=lambda r: (bits(r["quantization"]), -spec.quantizations.index(r["quantization"])))
-            return best["quantization"], best["engines"][i]
+    for i, (_, hardware) in enumerate(MACHINES):
+        if any(r["fits"][i] for r in rows):
+            pick = auto_choice(fam, machine(hardware), [r["builds"][i] for r in rows])
+            return pick["quantization"], pick["engine"]
     q = spec.quantizations[0]
     return q, (spec.engines_for(q) or list(spec.engines))[0]

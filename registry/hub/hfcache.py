@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from . import hfinternals
 from .names import safe_relative_name
 
 
@@ -26,15 +27,11 @@ def cache_dir() -> Path:
 
 
 def repo_folder(repo_id: str) -> Path:
-    from huggingface_hub.file_download import repo_folder_name
-
-    return cache_dir() / repo_folder_name(repo_id=repo_id, repo_type="model")
+    return cache_dir() / hfinternals.repo_folder_name(repo_id)
 
 
 def is_commit(revision: str) -> bool:
-    from huggingface_hub.file_download import REGEX_COMMIT_HASH
-
-    return bool(REGEX_COMMIT_HASH.fullmatch(revision))
+    return hfinternals.is_commit(revision)
 
 
 def commit_for(repo_id: str, revision: str) -> str | None:

@@ -2,8 +2,8 @@
 
 The layout is the one hf_hub_download writes (blobs/<etag>, snapshots/<commit>/<name> symlinks,
 refs/<revision>), so transformers, vLLM and `hf` share what this downloads. The transfer itself is
-huggingface_hub's http_get, handed a stable `blobs/<etag>.incomplete` file and its size as
-resume_size: hf_hub_download 1.x writes to a per-process temporary name and deletes it on failure
+huggingface_hub's http_get (an internal: hfinternals.py says which versions it works with), handed a
+stable `blobs/<etag>.incomplete` file and its size as resume_size: hf_hub_download 1.x writes to a per-process temporary name and deletes it on failure
 (file_download._download_to_tmp_and_move), so it cannot resume an interrupted `registry pull`.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from . import hfcache
+from . import hfcache, hfinternals
 from .errors import HubError, IntegrityError, OfflineError, one_line
 from .integrity import HashingWriter, git_blob_sha1, quarantine
 from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_blob_name, safe_relative_name, safe_revision
@@ -56,7 +56,6 @@ class Listing:
 
 def translate(exc: BaseException, repo_id: str, revision: str, filename: str | None = None) -> HubError:
     """huggingface_hub/httpx errors as one actionable line."""
-    import httpx
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -66,6 +65,7 @@ def translate(exc: BaseException, repo_id: str, revision: str, filename: str | N
         RevisionNotFoundError,
     )
 
+    httpx = hfinternals.transport_errors()
     ep = endpoint()
     page = f"{ep}/{repo_id}"
     if isinstance(exc, OfflineModeIsEnabled):
@@ -152,13 +152,11 @@ def select_files(listing: Listing, wanted: list[str]) -> list[RemoteFile]:
 
 def select_snapshot(listing: Listing) -> list[RemoteFile]:
     """The files an engine needs from a safetensors/pytorch repo."""
-    from huggingface_hub.utils import filter_repo_objects
-
     names = list(listing.files)
     allow = list(SNAPSHOT_ALLOW)
     if not any(n.endswith(".safetensors") for n in names):
         allow += BIN_WEIGHTS
-    chosen = list(filter_repo_objects(names, allow_patterns=allow, ignore_patterns=SNAPSHOT_IGNORE))
+    chosen = hfinternals.filter_repo_objects(names, allow, list(SNAPSHOT_IGNORE))
     for n in chosen:
         safe_relative_name(n)
     if not any(n.endswith((".safetensors", ".bin")) for n in chosen):
@@ -226,22 +224,17 @@ def _blob_lock(lock: Path, name: str, say):
     """The lock hf_hub_download takes for this blob; another pull (or transformers, `hf download`)
     holding it is downloading the same file, so this one says so and waits, then finds the blob."""
     from filelock import Timeout
-    from huggingface_hub.utils import WeakFileLock
 
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(WeakFileLock(lock, timeout=0.05))
+            stack.enter_context(hfinternals.blob_lock(lock, timeout=0.05))
         except Timeout:
             say(f"waiting for another download of {name} to finish (it holds {lock})")
-            stack.enter_context(WeakFileLock(lock))
+            stack.enter_context(hfinternals.blob_lock(lock))
         yield
 
 
 def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int | None, bars, say) -> str:
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-    from huggingface_hub.utils.tqdm import silent_tqdm
-
     partial = blob.with_name(blob.name + ".incomplete")
     have = partial.stat().st_size if partial.exists() else 0
     if size is not None and have > size:  # not a prefix of this file; keep it for inspection
@@ -252,7 +245,7 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
         free = shutil.disk_usage(blob.parent).free
         if free < size - have:
             say(f"warning: {rf.name} needs {size - have:,} more bytes but {blob.parent} has {free:,} free")
-    headers = build_hf_headers()  # HF_TOKEN / the saved token
+    headers = hfinternals.hub_headers()  # HF_TOKEN / the saved token
     if urlparse(location).netloc != urlparse(url).netloc:
         headers.pop("authorization", None)  # signed CDN URLs must not get the hub token (as hf_hub_download)
     if have:
@@ -262,8 +255,8 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
     try:
         with open(partial, "a+b") as fh:
             w = HashingWriter(fh, task)
-            http_get(location, w, resume_size=have, headers=headers, expected_size=size,
-                     displayed_filename=rf.name, tqdm_class=silent_tqdm)
+            hfinternals.http_get(location, w, resume_size=have, headers=headers, expected_size=size,
+                                 displayed_filename=rf.name)
             digest = w.sha256(partial)
     except Exception as e:
         kept = partial.stat().st_size if partial.exists() else 0

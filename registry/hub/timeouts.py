@@ -36,15 +36,11 @@ def install() -> float:
     t = hub_timeout()
     if _installed == t:
         return t
-    import httpx
-    from huggingface_hub import constants, set_client_factory
-    from huggingface_hub.utils._http import hf_request_event_hook
+    from huggingface_hub import constants
 
-    def factory() -> httpx.Client:  # huggingface_hub's default_client_factory, with a timeout
-        return httpx.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True,
-                            timeout=httpx.Timeout(t))
+    from .hfinternals import timeout_client_factory
 
-    set_client_factory(factory)
+    timeout_client_factory(t)
     constants.HF_HUB_DOWNLOAD_TIMEOUT = t
     constants.HF_HUB_ETAG_TIMEOUT = t
     _installed = t

@@ -40,14 +40,14 @@ def _derivatives(base: str, limit: int):
 def _get(repo: str, filename: str, headers: dict | None = None, stream: bool = False):
     """GET a file of the repository's main branch (a context manager when `stream`)."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, get_session
 
+    from .hfinternals import hub_headers, session
     from .timeouts import install
 
     t = install()
     url = hf_hub_url(repo, filename, endpoint=_endpoint())
-    h = {**build_hf_headers(), **(headers or {})}
-    return get_session().stream("GET", url, headers=h, timeout=t) if stream else get_session().get(url, headers=h, timeout=t)
+    h = {**hub_headers(), **(headers or {})}
+    return session().stream("GET", url, headers=h, timeout=t) if stream else session().get(url, headers=h, timeout=t)
 
 
 def _config(repo: str) -> dict | None:

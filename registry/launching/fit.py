@@ -14,17 +14,21 @@ from .plan import _artifact, _cap_context, check_context, request
 def fit(name: str, hardware: str | None = None, context: int | str | None = None, quant: str | None = None,
         format: str | None = None) -> dict:
     """Every build of a family: the engine that would serve it here (or there), its memory estimate,
-    and whether it fits. quant='auto' also names the best build that fits: the most bits per weight
-    (closest to the full model), ties to the smaller build."""
+    and whether it fits. quant='auto' also names the best build that fits (auto_choice). A name qualified by
+    its uploader (bartowski/glm-4-9b-0414) has that uploader's builds only, as `registry launch` picks them."""
     from .. import hardware as hw_mod
-    from ..catalog import load, resolved_build, spec_quant
+    from ..catalog import load, resolved_build, spec_quant, split_uploader
     from ..hub import local
     from ..naming import format_name, parse_context, split_tag
 
     name, quant = split_tag(name, quant)
     format = format_name(format)
-    fam = load().get(name)
+    catalog = load()
+    uploader = None if catalog.hub_build(name) else split_uploader(name)[0]
+    fam = catalog.get(name)
     name = fam.name
+    if uploader and not any(s.publisher.lower() == uploader.lower() for s in fam.specs):
+        raise not_found("uploader", uploader, fam.uploaders(), f"{name} builds come from: {', '.join(fam.uploaders())}")
     if format and format not in fam.formats():
         raise not_found("format", format, fam.formats(), f"{name} has: {', '.join(fam.formats())}")
     context = parse_context(context)
@@ -37,7 +41,7 @@ def fit(name: str, hardware: str | None = None, context: int | str | None = None
     recorded = local.family_rows(name)  # one store query for every build
     builds = []
     for spec in fam.specs:
-        if format and spec.format != format:
+        if (format and spec.format != format) or (uploader and spec.publisher.lower() != uploader.lower()):
             continue
         quants = spec.quantizations
         if quant and not auto:
@@ -52,7 +56,7 @@ def fit(name: str, hardware: str | None = None, context: int | str | None = None
         raise not_found("quantization", quant, fam.quantizations(), f"{name} has: {', '.join(fam.quantizations())}")
     out = {"family": name, "hardware": hw.to_dict(), "context": context, "builds": builds}
     if auto:
-        out["auto"] = _auto(fam, hw, builds, context)
+        out["auto"] = auto_choice(fam, hw, builds, context)
     return out
 
 
@@ -101,9 +105,10 @@ USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matte
 
 
 
-def _auto(fam, hw, builds: list[dict], context: int | None) -> dict:
-    """The build to launch: the most bits among the builds that fit (on GPUs: the GPUs alone, where any does) and
-    decode at a usable speed.
+def auto_choice(fam, hw, builds: list[dict], context: int | None = None) -> dict:
+    """The build to launch among `builds` (build_fit's dicts on `hw`): the most bits among the builds that fit (on
+    GPUs: the GPUs alone, where any does) and decode at a usable speed. `registry fit --quant auto` and the
+    docs' suggested build (registry/docs/fit.py) both ask this; it adds each fitting build's decode bound.
 
     Speed is seed 002's bound (memory bandwidth / bytes read per token). "Usable": at least 10 tok/s, or,
     where nothing is that fast (a small CPU box), at least half the fastest build's speed, so that 18 GB

@@ -52,14 +52,7 @@ def _writing_to(log: str | None) -> list[dict]:
 
     if not log:
         return []
-    found = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.readlink(d / "fd" / "1") == log:
-                found.append(procs.identity(int(d.name)))
-        except (OSError, ValueError):
-            continue
-    return found
+    return [procs.identity(pid) for pid in procs.writing_to(log)]
 
 
 
@@ -131,6 +124,11 @@ def _alive(pid: int | None, argv: list[str] | None = None, process: dict | None 
 
 
 def _kill_group(pid: int, sig: int = signal.SIGTERM) -> None:
+    """Signal the server's process group (it was started in its own session), else the pid alone.
+
+    os.killpg, not psutil: psutil has no process-group signal, and its children(recursive=True) follows parent
+    links, so it misses an engine worker whose parent already exited (re-parented to init, still in the group).
+    killpg is POSIX: it works on macOS as on Linux."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):

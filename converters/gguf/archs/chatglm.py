@@ -9,7 +9,7 @@ is llama.cpp's NORM rope), rope base = 10000 * rope_ratio.
 from __future__ import annotations
 
 from .. import expect
-from ..arch import HF_COMMON, GlmArch, register
+from ..arch import GlmArch, register
 
 
 @register("ChatGLMModel", "ChatGLMForConditionalGeneration", "GlmForCausalLM")
@@ -19,24 +19,8 @@ class ChatGLM(GlmArch):
 
     def __init__(self, ck, keep_mtp=False):
         self.hub_layout = "transformer.embedding.word_embeddings.weight" in ck.tensors
-        self.renames = (
-            [
-                (r"transformer\.embedding\.word_embeddings", "TOKEN_EMBD"),
-                (r"transformer\.encoder\.final_layernorm", "OUTPUT_NORM"),
-                (r"transformer\.output_layer", "OUTPUT"),
-                (r"transformer\.encoder\.layers\.(\d+)\.input_layernorm", "ATTN_NORM"),
-                (r"transformer\.encoder\.layers\.(\d+)\.self_attention\.query_key_value", "ATTN_QKV"),
-                (r"transformer\.encoder\.layers\.(\d+)\.self_attention\.dense", "ATTN_OUT"),
-                (r"transformer\.encoder\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
-                (r"transformer\.encoder\.layers\.(\d+)\.mlp\.dense_h_to_4h", "FFN_UP"),
-                (r"transformer\.encoder\.layers\.(\d+)\.mlp\.dense_4h_to_h", "FFN_DOWN"),
-            ]
-            if self.hub_layout
-            else HF_COMMON + [
-                (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
-                (r"model\.layers\.(\d+)\.mlp\.gate_up_proj", "FFN_UP"),
-            ]
-        )
+        # gguf-py's names for the hub layout are llama.cpp's converter's: `transformer.` stripped
+        self.hf_prefix = "transformer." if self.hub_layout else ""
         super().__init__(ck, keep_mtp)
 
     def n_kv(self) -> int:

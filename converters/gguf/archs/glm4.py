@@ -8,7 +8,7 @@ head_dim * partial_rotary_factor (0.5) dimensions.
 from __future__ import annotations
 
 from .. import expect
-from ..arch import HF_COMMON, GlmArch, register
+from ..arch import GlmArch, register
 
 
 @register("Glm4ForCausalLM")
@@ -16,12 +16,6 @@ class Glm4(GlmArch):
     gguf_arch = "glm4"
     pre_tokenizer = "glm4"
     skip = (r"rotary_emb\.inv_freq$",)
-    renames = HF_COMMON + [
-        (r"model\.layers\.(\d+)\.post_self_attn_layernorm", "ATTN_POST_NORM"),
-        (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
-        (r"model\.layers\.(\d+)\.post_mlp_layernorm", "FFN_POST_NORM"),
-        (r"model\.layers\.(\d+)\.mlp\.gate_up_proj", "FFN_UP"),
-    ]
 
     def write_hparams(self, w) -> None:
         write_gqa_hparams(self, w)

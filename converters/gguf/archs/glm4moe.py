@@ -10,23 +10,8 @@ num_hidden_layers (eh_proj, enorm, hnorm, shared_head) and is written only on re
 from __future__ import annotations
 
 from .. import expect
-from ..arch import HF_COMMON, GlmArch, exp_probs_b, register, stack_experts
+from ..arch import GlmArch, exp_probs_b, register, stack_experts
 from .glm4 import write_gqa_hparams
-
-MOE_RENAMES = [
-    (r"model\.layers\.(\d+)\.mlp\.gate_proj", "FFN_GATE"),
-    (r"model\.layers\.(\d+)\.mlp\.up_proj", "FFN_UP"),
-    (r"model\.layers\.(\d+)\.mlp\.gate", "FFN_GATE_INP"),
-    (r"model\.layers\.(\d+)\.mlp\.shared_experts\.gate_proj", "FFN_GATE_SHEXP"),
-    (r"model\.layers\.(\d+)\.mlp\.shared_experts\.up_proj", "FFN_UP_SHEXP"),
-    (r"model\.layers\.(\d+)\.mlp\.shared_experts\.down_proj", "FFN_DOWN_SHEXP"),
-    (r"model\.layers\.(\d+)\.eh_proj", "NEXTN_EH_PROJ"),
-    (r"model\.layers\.(\d+)\.enorm", "NEXTN_ENORM"),
-    (r"model\.layers\.(\d+)\.hnorm", "NEXTN_HNORM"),
-    (r"model\.layers\.(\d+)\.shared_head\.head", "NEXTN_SHARED_HEAD_HEAD"),
-    (r"model\.layers\.(\d+)\.shared_head\.norm", "NEXTN_SHARED_HEAD_NORM"),
-    (r"model\.layers\.(\d+)\.embed_tokens", "NEXTN_EMBED_TOKENS"),
-]
 
 
 def write_moe(arch: GlmArch, w) -> None:
@@ -51,11 +36,6 @@ class Glm4Moe(GlmArch):
     gguf_arch = "glm4moe"
     pre_tokenizer = "glm4"
     skip = (r"rotary_emb\.inv_freq$",)
-    renames = HF_COMMON + MOE_RENAMES + [
-        (r"model\.layers\.(\d+)\.post_attention_layernorm", "ATTN_POST_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.q_norm", "ATTN_Q_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.k_norm", "ATTN_K_NORM"),
-    ]
 
     def write_hparams(self, w) -> None:
         write_gqa_hparams(self, w)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 
 from .. import expect
-from ..arch import HF_COMMON, OutTensor, register
+from ..arch import OutTensor, register
 from ..reader import CheckpointError
-from .glm4moe import MOE_RENAMES, Glm4Moe, write_moe
+from .glm4moe import Glm4Moe, write_moe
 
 
 @register("GlmMoeDsaForCausalLM")
@@ -21,19 +21,6 @@ class GlmDsa(Glm4Moe):
     """glm4moe's MoE, experts, router and MTP handling; MLA attention and the indexer are what differ."""
 
     gguf_arch = "glm-dsa"
-    # Restated whole rather than extended: post_attention_layernorm is FFN_NORM here, ATTN_POST_NORM in glm4moe.
-    renames = HF_COMMON + MOE_RENAMES + [
-        (r"model\.layers\.(\d+)\.post_attention_layernorm", "FFN_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.q_a_proj", "ATTN_Q_A"),
-        (r"model\.layers\.(\d+)\.self_attn\.q_a_layernorm", "ATTN_Q_A_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.q_b_proj", "ATTN_Q_B"),
-        (r"model\.layers\.(\d+)\.self_attn\.kv_a_proj_with_mqa", "ATTN_KV_A_MQA"),
-        (r"model\.layers\.(\d+)\.self_attn\.kv_a_layernorm", "ATTN_KV_A_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.indexer\.k_norm", "INDEXER_K_NORM"),
-        (r"model\.layers\.(\d+)\.self_attn\.indexer\.weights_proj", "INDEXER_PROJ"),
-        (r"model\.layers\.(\d+)\.self_attn\.indexer\.wk", "INDEXER_ATTN_K"),
-        (r"model\.layers\.(\d+)\.self_attn\.indexer\.wq_b", "INDEXER_ATTN_Q_B"),
-    ]
 
     def write_hparams(self, w) -> None:
         ck = self.ck
