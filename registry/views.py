@@ -182,6 +182,7 @@ def deployment_view(dep) -> dict[str, Any]:
     d = {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}
     # rows written before keys were kept out of the store may still hold one
     d["argv"], d["env"] = redact.argv(d["argv"] or []), redact.env(d["env"] or {})
+    d["extra_args"] = redact.argv(d.get("extra_args") or [])
     if d.get("process") and d["process"].get("cmdline"):
         d["process"] = {**d["process"], "cmdline": redact.argv(d["process"]["cmdline"])}
     if redact.has_key(dep.argv or [], dep.env or {}):
