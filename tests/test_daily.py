@@ -537,6 +537,8 @@ def test_extra_engine_arguments_the_registry_sets_or_the_engine_does_not_know_ar
             assert "s3cret" not in r.stderr
     r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--no-such-option", "1")
     assert r.returncode == 1 and "extra argument --no-such-option: llama.cpp has no such option" in r.stderr
+    r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--help")  # the engine's own help is not printed in its place
+    assert r.returncode == 1 and r.stderr.startswith("error: extra argument --help") and not r.stdout
     r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--n_batch", "many")  # a value its parser refuses
     assert r.returncode == 1 and "llama.cpp refuses them" in r.stderr and "'many'" in r.stderr, r.stderr
     r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--interrupt_requests", "true")  # in the planned command

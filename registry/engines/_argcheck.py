@@ -143,6 +143,8 @@ def check(engine, args, flags):
     """{"ok", "error", "dests", "deprecated"} for `args` (the command after its program) and the dests of `flags`."""
     parse = MAKERS[engine]()
     dests = {f: dest(parse.parser, f) for f in flags}
+    if "help" in dests.values():  # argparse would print the help and exit: the registry refuses it first
+        return {"ok": True, "error": "", "dests": dests, "deprecated": []}
     try:
         return {"ok": True, "error": "", "dests": dests, "deprecated": parse(args)}
     except Exception as e:  # the parser's own refusal, in its words

@@ -48,10 +48,12 @@ def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]
     """Check `extra` against `engine`'s parser and the planned `commands`, then append it to the server
     commands (every SGLang node's; vLLM's `vllm serve`, not its ray commands). Returns notes for the plan.
     Raises RegistryError, one line naming the argument, for what the registry sets or the engine refuses."""
+    from .. import redact
     from .plan import main_command
 
+    shown = " ".join(redact.argv(extra))
     if engine not in REGISTRY_SET:
-        raise RegistryError(f"extra engine arguments ({' '.join(extra)}) go to llama.cpp, vLLM or SGLang; {engine} "
+        raise RegistryError(f"extra engine arguments ({shown}) go to llama.cpp, vLLM or SGLang; {engine} "
                             "takes none: leave them out, or choose one of those with --engine")
     if not extra[0].startswith("-"):
         raise RegistryError(f"extra argument {extra[0]!r}: give the engine's options after --, e.g. -- --seed 7")
@@ -65,6 +67,8 @@ def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]
         res = {"ok": True, "error": "", "dests": {f: _norm(f) for f in flags + have}}
         notes.append(f"extra arguments checked against the plan only: {engine} is not installed here to check "
                      "them with its own parser")
+    elif not local:
+        notes.append("extra arguments checked with this machine's engine; the other machine's release may differ")
     dests = res["dests"]
     set_by_plan = {dests[f] for f in have if dests.get(f)}
     for f in flags:
@@ -74,6 +78,8 @@ def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]
             d = _norm(f)
         if d is None:
             raise RegistryError(f"extra argument {name}: {engine} has no such option ({HELP[engine]})")
+        if d == "help":  # the parser would print its help and exit, here, instead of checking anything
+            raise RegistryError(f"extra argument {name}: {HELP[engine]}")
         if d in REGISTRY_SET[engine]:
             opt, why = REGISTRY_SET[engine][d]
             if opt:
@@ -85,12 +91,10 @@ def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]
                                 "--dry-run` shows the command); leave it out"
                                 + (", or choose another --profile" if engine != "llama.cpp" else ""))
     if not res["ok"]:
-        raise RegistryError(f"extra arguments {' '.join(extra)}: {engine} refuses them: {res['error']}")
+        raise RegistryError(f"extra arguments {shown}: {engine} refuses them: {res['error']}")
     for c in commands:
         if engine == "sglang" or c is main:
             c.argv = [*c.argv, *extra]
-    if not local:
-        notes.append("extra arguments checked with this machine's engine; the other machine's release may differ")
     return notes
 
 
@@ -140,6 +144,8 @@ def _llamacpp(args: list[str], flags: list[str]) -> dict | None:
     parser.add_argument("--config_file", type=str)
     actions = parser._option_string_actions
     dests = {f: actions[f.partition("=")[0]].dest if f.partition("=")[0] in actions else None for f in flags}
+    if "help" in dests.values():  # argparse would print the help and exit: the caller refuses it first
+        return {"ok": True, "error": "", "dests": dests}
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
