@@ -102,7 +102,8 @@ def plan(name: str, format: str | None = None, quant: str | None = None, *, engi
     """The launch plan of a build (engine, argv, env, port, artifact, memory estimate, rejected engines), as
     `registry launch --dry-run` makes it; `.to_dict()` is its JSON. Without a quantization: a running deployment
     of the family, else a local build, else the best build that fits. `options`: gpus, nodes, port, host,
-    profile, size, threads."""
+    profile, size, threads, extra_args (words for the engine's command line, as after `registry launch ... --`:
+    checked by the engine's parser)."""
     from . import launcher
     from .naming import parse_context, split_tag
 

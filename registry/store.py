@@ -77,6 +77,8 @@ class Deployment(SQLModel, table=True):
     node: str = Field(sa_column=Column(Text, nullable=False))  # the machine the process runs on
     # when its node last found the process alive (its `ps`, or its `registry serve` every few seconds)
     seen: datetime | None = None
+    # `registry launch ... -- ARGS`: the extra engine arguments (secrets redacted), also in argv
+    extra_args: list[str] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Node(SQLModel, table=True):
@@ -172,7 +174,7 @@ def _private(db) -> None:
 # database written by an earlier version gets them here (NULL in old rows, but `node`: the rows of a
 # store written before nodes existed belong to the machine that opens it first with this version).
 _ADDED_COLUMNS = (("artifact", "missing_since"), ("deployment", "process"), ("artifact", "node"), ("deployment", "node"),
-                  ("deployment", "seen"))
+                  ("deployment", "seen"), ("deployment", "extra_args"))
 
 
 def _add_columns(conn: Any) -> None:

@@ -51,27 +51,35 @@ def kv_dtype(spec: Spec) -> str:
 
 
 def memory_view(fam: Family, spec: Spec) -> dict[str, Any]:
-    """The memory figures of a spec's builds, as its docs page has them: weights at the quantization's bits
-    per weight, the KV cache at 32,768 tokens and at the full context, the total at full context (bytes)."""
+    """The memory figures of a spec's builds, as its docs page has them (bytes): weights at the quantization's bits
+    per weight, the KV cache at 32,768 tokens and at the full context, weights + KV at the full context, and the
+    memory the build needs at each of the two contexts, the engine's buffers included, as `registry fit
+    --hardware H --context N` counts it (launching.fit.build_memory: the same function, so they cannot disagree)."""
+    from .catalog import resolved_build
     from .errors import RegistryError
-    from .estimate import bits_per_weight, estimate
+    from .estimate import bits_per_weight
+    from .launching.fit import build_memory, memory_hardware
 
-    dtype = kv_dtype(spec)
     short = min(SHORT_CONTEXT, fam.context_length)
     rows = []
     for q in spec.quantizations:
         try:
-            full = estimate(fam, spec, q, kv_dtype=dtype)
-            part = estimate(fam, spec, q, context=short, kv_dtype=dtype)
+            r = resolved_build(fam, spec, q)
+            full, part = build_memory(r, fam.context_length), build_memory(r, short)
             bpw: float | None = bits_per_weight(spec.format, q)
         except RegistryError:  # no bits-per-weight figure for this name
-            rows.append({"quantization": q, "bits_per_weight": None, "weights_bytes": None,
-                         "kv_cache_short_bytes": None, "kv_cache_full_bytes": None, "total_full_bytes": None})
+            full = part = bpw = None
+        if full is None or part is None:
+            rows.append({"quantization": q, "bits_per_weight": bpw, "weights_bytes": None,
+                         "kv_cache_short_bytes": None, "kv_cache_full_bytes": None, "total_full_bytes": None,
+                         "memory_short_bytes": None, "memory_full_bytes": None})
             continue
         rows.append({"quantization": q, "bits_per_weight": bpw, "weights_bytes": full.weights,
                      "kv_cache_short_bytes": part.kv_cache, "kv_cache_full_bytes": full.kv_cache,
-                     "total_full_bytes": full.total})
-    return {"kv_cache_dtype": dtype, "short_context": short, "full_context": fam.context_length, "builds": rows}
+                     "total_full_bytes": full.weights + full.kv_cache,
+                     "memory_short_bytes": part.total, "memory_full_bytes": full.total})
+    return {"kv_cache_dtype": kv_dtype(spec), "short_context": short, "full_context": fam.context_length,
+            "hardware": memory_hardware(spec.format), "builds": rows}
 
 
 def family_view(fam: Family, origin: str = "shipped") -> dict[str, Any]:
@@ -182,6 +190,7 @@ def deployment_view(dep) -> dict[str, Any]:
     d = {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}
     # rows written before keys were kept out of the store may still hold one
     d["argv"], d["env"] = redact.argv(d["argv"] or []), redact.env(d["env"] or {})
+    d["extra_args"] = redact.argv(d.get("extra_args") or [])
     if d.get("process") and d["process"].get("cmdline"):
         d["process"] = {**d["process"], "cmdline": redact.argv(d["process"]["cmdline"])}
     if redact.has_key(dep.argv or [], dep.env or {}):

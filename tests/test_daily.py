@@ -473,3 +473,80 @@ def test_quant_auto_prefers_a_build_the_gpus_hold_alone():
     rows = {b["quantization"]: b for b in d["builds"]}
     assert rows["BF16"]["fits"] and rows["BF16"]["host_bytes"] > 0  # fits, with layers left in host memory
     assert d["auto"]["quantization"] == "Q8_0" and rows["Q8_0"]["host_bytes"] == 0
+
+
+# --- 9. extra engine arguments: `registry launch TAG -- ARGS` ------------------------------------------------
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {}
+
+
+@pytest.mark.slow
+def test_launch_and_run_pass_extra_engine_arguments_to_llamacpp(tiny_gguf, registry_home):
+    """`-- --embedding true` reaches llama-cpp-python's server: /v1/embeddings answers, which the same build
+    started without it refuses; the row and `ps` keep the extra arguments."""
+    registry_home.mkdir(parents=True, exist_ok=True)
+    _record(tiny_gguf("chatglm", "F16"), "glm4-chat-1m", "F16")
+    ask = {"model": "glm4-chat-1m", "input": "Hello"}
+    try:
+        r = run_cli("launch", "glm4-chat-1m:FP16", "--context", "256", "--json", "--", "--embedding", "true")
+        assert r.returncode == 0, r.stderr
+        dep = json.loads(r.stdout)
+        assert dep["extra_args"] == ["--embedding", "true"] and dep["argv"][-2:] == ["--embedding", "true"]
+        code, out = _post(f"{dep['address']}/embeddings", ask)
+        assert code == 200 and out["data"][0]["embedding"], out
+        (row,) = json.loads(run_cli("ps", "--json").stdout)
+        assert row["id"] == dep["id"] and row["extra_args"] == ["--embedding", "true"]
+        # the same build without them is another server (not the one above, reused), which cannot embed
+        r = run_cli("launch", "glm4-chat-1m:FP16", "--context", "256", "--json", "--port", str(dep["port"] + 1))
+        assert r.returncode == 0, r.stderr
+        plain = json.loads(r.stdout)
+        assert plain["id"] != dep["id"] and plain["extra_args"] == []
+        assert _post(f"{plain['address']}/embeddings", ask)[0] != 200
+        assert run_cli("stop", "--all").returncode == 0
+        # `registry run` passes them the same way
+        r = run_cli("run", "glm4-chat-1m:FP16", "Hi", "--context", "256", "--max-tokens", "2", "--stop", "--",
+                    "--seed", "7")
+        assert r.returncode == 0, r.stderr
+        last = json.loads(run_cli("ps", "--all", "--json").stdout)[-1]
+        assert last["extra_args"] == ["--seed", "7"] and last["argv"][-2:] == ["--seed", "7"]
+    finally:
+        run_cli("stop", "--all")
+
+
+def test_extra_engine_arguments_the_registry_sets_or_the_engine_does_not_know_are_refused(tiny_gguf, registry_home):
+    registry_home.mkdir(parents=True, exist_ok=True)
+    _record(tiny_gguf("chatglm", "F16"), "glm4-chat-1m", "F16")
+    for extra, says in ((["--port", "9000"], "--port"), (["--n_ctx=512"], "--context"),
+                        (["--api_key", "s3cret"], "--api-key"), (["--host", "0.0.0.0"], "--host"),
+                        (["--model", "/x.gguf"], "NAME argument"), (["--n_threads", "2"], "--threads")):
+        for cmd in (["launch", "glm4-chat-1m:FP16"], ["run", "glm4-chat-1m:FP16", "Hi"]):
+            r = run_cli(*cmd, "--context", "256", "--", *extra)
+            name = extra[0].partition("=")[0]
+            assert r.returncode == 1 and r.stderr.count("\n") == 1, (cmd, extra, r.stderr)
+            assert f"extra argument {name}: the registry sets it" in r.stderr and says in r.stderr, r.stderr
+            assert "s3cret" not in r.stderr
+    r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--no-such-option", "1")
+    assert r.returncode == 1 and "extra argument --no-such-option: llama.cpp has no such option" in r.stderr
+    r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--help")  # the engine's own help is not printed in its place
+    assert r.returncode == 1 and r.stderr.startswith("error: extra argument --help") and not r.stdout
+    r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--n_batch", "many")  # a value its parser refuses
+    assert r.returncode == 1 and "llama.cpp refuses them" in r.stderr and "'many'" in r.stderr, r.stderr
+    r = run_cli("launch", "glm4-chat-1m:FP16", "--", "--interrupt_requests", "true")  # in the planned command
+    assert r.returncode == 1 and "--interrupt_requests: the planned command already sets it" in r.stderr
+    assert json.loads(run_cli("ps", "--all", "--json").stdout) == []  # nothing was started
+    # the dry run shows them in the command and the plan
+    p = json.loads(run_cli("launch", "glm4-chat-1m:FP16", "--dry-run", "--json", "--", "--seed", "7",
+                           "--n_batch=64").stdout)
+    assert p["argv"][-3:] == ["--seed", "7", "--n_batch=64"] and p["extra_args"] == ["--seed", "7", "--n_batch=64"]
+    text = run_cli("launch", "glm4-chat-1m:FP16", "--dry-run", "--", "--seed", "7").stdout
+    assert "--interrupt_requests False --n_threads" in text and text.split("\n")[1].endswith(" --seed 7"), text

@@ -197,3 +197,41 @@ def test_every_llamacpp_plan_parses_with_its_server_parser():
     print(f"parsed {len(seen)} distinct llama.cpp argvs", file=sys.stderr)
     assert len(seen) > 10 and any("--n_gpu_layers" in a for a in seen), len(seen)
     assert not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.engines
+def test_extra_engine_arguments_are_checked_by_the_engines_own_parsers():
+    """`registry launch TAG --dry-run -- ARGS` for vLLM and SGLang: the registry asks the engine's parser (the
+    installation REGISTRY_VLLM / REGISTRY_SGLANG names, here .venv-engines) before planning further; what it
+    accepts is in the planned command, which the same parsers then take whole."""
+    from conftest import run_cli
+
+    py = _python()
+    env = {"REGISTRY_VLLM": str(py), "REGISTRY_SGLANG": str(py)}
+    cases = {"vllm": ("glm4-chat-1m:none", ["--max-num-seqs", "8", "--enable-prefix-caching", "--seed=3"]),
+             "sglang": ("glm-4-9b-0414:none", ["--chunked-prefill-size", "4096", "--enable-metrics"])}
+    items = []
+    for engine, (tag, extra) in cases.items():
+        r = run_cli("launch", tag, "--engine", engine, "--hardware", "8xH200", "--dry-run", "--json", "--", *extra,
+                    env=env)
+        assert r.returncode == 0, r.stderr
+        p = json.loads(r.stdout)
+        assert p["extra_args"] == extra and p["argv"][-len(extra):] == extra, p["argv"]
+        items.append({"engine": engine, "argv": p["argv"]})
+        text = run_cli("launch", tag, "--engine", engine, "--hardware", "8xH200", "--dry-run", "--", *extra,
+                       env=env).stdout
+        assert " ".join(extra) in text, text
+    assert [x["ok"] for x in _parse(py, items)] == [True, True]
+    # refused before anything starts: what the engine does not know, a bad value, what the registry sets
+    for engine, extra, says in (
+            ("vllm", ["--no-such-flag", "1"], "extra argument --no-such-flag: vllm has no such option"),
+            ("vllm", ["--max-num-seqs", "many"], "vllm refuses them"),
+            ("vllm", ["-tp", "2"], "extra argument -tp: the registry sets it; use the registry's own --gpus"),
+            ("vllm", ["--max-model-len", "4096"], "the registry's own --context"),
+            ("vllm", ["--trust-remote-code"], "--trust-remote-code: the planned command already sets it"),
+            ("sglang", ["--bogus"], "extra argument --bogus: sglang has no such option"),
+            ("sglang", ["--tp", "2"], "extra argument --tp: the registry sets it; use the registry's own --gpus"),
+            ("sglang", ["--port=9"], "extra argument --port: the registry sets it; use the registry's own --port")):
+        r = run_cli("launch", cases[engine][0], "--engine", engine, "--hardware", "8xH200", "--dry-run", "--",
+                    *extra, env=env)
+        assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, (extra, r.stderr)

@@ -88,3 +88,52 @@ def test_llamacpp_kv_cache_is_what_llamacpp_allocates(tiny_gguf, tiny_checkpoint
     cfg = json.loads((tiny_checkpoint("glm-dsa") / "config.json").read_text())
     per_token = cfg["num_hidden_layers"] * (cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"] + cfg["index_head_dim"]) * 2
     assert logged[2] == per_token * n_ctx
+
+
+def test_show_and_fit_count_memory_the_same_way(monkeypatch, tmp_path):
+    """Every build of every family: `registry show`'s (and the pages') figures at 32,768 tokens and at the full
+    context are `registry fit`'s for the same quantization and context, on the machine show names; glm4-chat-1m's
+    GGUF builds at 1M tokens carry llama.cpp's compute buffer (the attention scores at that context), beyond
+    weights + KV."""
+    from registry import launcher
+    from registry.catalog import load
+    from registry.views import family_view
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached download stands in for the hub copy
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    cat = load(include_user=False)
+    checked = 0
+    for name in cat.names():
+        fam = cat.get(name)
+        for spec, view in zip(fam.specs, family_view(fam)["specs"]):
+            m = view["memory"]
+            for ctx, kv, total in ((m["short_context"], "kv_cache_short_bytes", "memory_short_bytes"),
+                                   (m["full_context"], "kv_cache_full_bytes", "memory_full_bytes")):
+                rows = launcher.fit(name, hardware=m["hardware"], context=ctx, format=spec.format)["builds"]
+                fit = {b["quantization"]: b for b in rows if b["size_in_billions"] == spec.size_in_billions}
+                for b in m["builds"]:
+                    f = fit[b["quantization"]]
+                    where = (name, spec.format, b["quantization"], ctx)
+                    assert f["context"] == ctx, where
+                    assert (b["weights_bytes"], b[kv], b[total]) == (
+                        f["weights_bytes"], f["kv_cache_bytes"], f["total_bytes"]), where
+                    checked += 1
+    assert checked > 500, checked
+    fam = cat.get("glm4-chat-1m")
+    gguf = next(s for s in family_view(fam)["specs"] if s["format"] == "ggufv2")["memory"]
+    q4 = next(b for b in gguf["builds"] if b["quantization"] == "Q4_K")
+    assert gguf["full_context"] == 1048576
+    assert q4["total_full_bytes"] == q4["weights_bytes"] + q4["kv_cache_full_bytes"]  # the column "weights + KV"
+    buffers = q4["memory_full_bytes"] - q4["total_full_bytes"]
+    # n_ubatch 512 x 1M x (heads 32 + 1) x 4 bytes of attention scores and mask: ~70.9 GB
+    assert buffers > 512 * 1048576 * 33 * 4
+    # the commands people type say the same
+    from conftest import run_cli
+
+    shown = json.loads(run_cli("show", "glm4-chat-1m:Q4_K", "--json").stdout)
+    row = next(b for s in shown["specs"] if s["format"] == "ggufv2" for b in s["memory"]["builds"]
+               if b["quantization"] == "Q4_K")
+    (b,) = json.loads(run_cli("fit", "glm4-chat-1m:Q4_K", "--hardware", "8xH200", "--context", "1M", "--json").stdout)["builds"]
+    assert row["memory_full_bytes"] == b["total_bytes"] == q4["memory_full_bytes"]
+    table = run_cli("show", "glm4-chat-1m", env={"COLUMNS": "250"}).stdout
+    assert f"{b['total_bytes'] / 1e9:,.1f} GB" in next(x for x in table.splitlines() if x.startswith("Q4_K "))

@@ -336,12 +336,16 @@ def test_a_database_from_before_the_new_columns_gets_them(tmp_path):
             quantization VARCHAR NOT NULL, engine VARCHAR NOT NULL, argv JSON NOT NULL, env JSON NOT NULL,
             host VARCHAR NOT NULL, port INTEGER NOT NULL, pid INTEGER, status VARCHAR NOT NULL, log_path VARCHAR,
             artifact_id INTEGER, started DATETIME NOT NULL, stopped DATETIME);
+        INSERT INTO deployment VALUES (1, 'glm4-chat-1m', 'ggufv2', 'Q8_0', 'llama.cpp', '["python"]', '{}',
+            '127.0.0.1', 8080, NULL, 'stopped', NULL, 1, '2026-01-01 00:00:00', NULL);
     """)
     con.close()
     store = Store(f"sqlite:///{db}")
     (row,) = store.artifacts()
     assert row.recipe == {"a": 1} and row.missing_since is None
     assert store.mark_artifact_missing(row.id).missing_since is not None
+    (dep,) = store.deployments()  # extra_args (launch ... -- ARGS) came later too
+    assert dep.extra_args is None and dep.argv == ["python"]
 
 
 # --- 5. a reused pid is not our server --------------------------------------------------------------

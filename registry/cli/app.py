@@ -39,6 +39,24 @@ class Command(typer.core.TyperCommand):
         return _first_sentence(self.short_help or self.help or "")
 
 
+class EngineArgsCommand(Command):
+    """A command that passes what follows `--` to an engine (`registry launch TAG -- --seed 7`): those words
+    are kept out of the command's own parsing, in ctx.meta["engine_args"] (engine_args(ctx) reads them)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            args, ctx.meta["engine_args"] = args[:i], args[i + 1:]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- ENGINE-ARGS...]"]
+
+
+def engine_args(ctx: Any) -> list[str]:
+    return list(ctx.meta.get("engine_args") or [])
+
+
 class Group(typer.core.TyperGroup):
     def get_short_help_str(self, limit: int = 45) -> str:
         return _first_sentence(self.short_help or self.help or "")

@@ -165,10 +165,14 @@ def _show_memory_and_launch(v: dict[str, Any]) -> None:
         m = s["memory"]
         rows = [[b["quantization"], "n/a" if b["bits_per_weight"] is None else f"{b['bits_per_weight']:.2f}",
                  gb(b["weights_bytes"]), gb(b["kv_cache_short_bytes"]), gb(b["kv_cache_full_bytes"]),
-                 gb(b["total_full_bytes"])] for b in m["builds"]]
-        _table(f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}",
+                 gb(b["total_full_bytes"]), gb(b["memory_short_bytes"]), gb(b["memory_full_bytes"])]
+                for b in m["builds"]]
+        _table(f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}; "
+               f"\"needs\" adds the engine's buffers, as `registry fit --hardware {m['hardware']} --context N` "
+               "counts them",
                ["quant", "bits/weight", "weights", f"KV {m['short_context']:,} tokens",
-                f"KV {m['full_context']:,} tokens", "total at full context"], rows)
+                f"KV {m['full_context']:,} tokens", "weights + KV at full context",
+                f"needs at {m['short_context']:,}", "needs at full context"], rows)
         for p in s["launch"]:
             line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
                 f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, complete_name, _console, _print_json, _table, app
+from .app import EngineArgsCommand, JsonOpt, complete_name, _console, _print_json, _table, app, engine_args
 
 GB = 1e9
 
@@ -20,8 +20,9 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=EngineArgsCommand)
 def launch(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Family name, e.g. glm4-chat-1m, or a build tag, e.g. glm4-chat-1m:Q4_K.",
                       autocompletion=complete_name),
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Spec format: ggufv2 (or gguf), pytorch, "
@@ -51,7 +52,9 @@ def launch(
     json_: bool = JsonOpt,
 ) -> None:
     """Start the best engine for a build and wait until it answers (or print the plan with --dry-run). Without a
-    quantization: a running deployment of the family, else a local build, else the best build that fits."""
+    quantization: a running deployment of the family, else a local build, else the best build that fits.
+    Words after -- go to the engine's command line (`-- --seed 7`), checked first by the engine's own
+    parser; the options the registry sets (--port, --host, --context, --gpus, --api-key...) stay its own."""
     from .. import launcher
     from ..naming import parse_context, split_tag
 
@@ -62,7 +65,8 @@ def launch(
         name, format, quant = pick["family"], pick["format"], pick["quantization"]
         _say(f"{name}:{quant} ({format}): {pick['why']}")
     p = launcher.plan(name, format, quant, engine=engine, hardware=hardware, context=context, gpus=gpus,
-                      nodes=nodes, port=port, host=host, profile=profile, size=size, threads=threads)
+                      nodes=nodes, port=port, host=host, profile=profile, size=size, threads=threads,
+                      extra_args=engine_args(ctx))
     if dry_run:
         if json_:
             _print_json(p.to_dict())

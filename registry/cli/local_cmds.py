@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import RegistryError
-from .app import JsonOpt, _print_json, app, complete_name
+from .app import EngineArgsCommand, JsonOpt, _print_json, app, complete_name, engine_args
 
 
 def _err(msg: str) -> None:
@@ -98,8 +98,9 @@ def rm(
 # --- run ------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=EngineArgsCommand)
 def run(
+    command: typer.Context,
     name: str = typer.Argument(..., help="A build tag FAMILY:QUANT (FAMILY alone: a running deployment of it, else "
                                "a local build, else the best build that fits here).", autocompletion=complete_name),
     prompt: Optional[str] = typer.Argument(None, help="Ask this once and exit, instead of a chat."),
@@ -116,11 +117,13 @@ def run(
     stop: bool = typer.Option(False, "--stop", help="Stop the server on exit if this command started it."),
 ) -> None:
     """Chat with a build in the terminal, answers streamed as they come (as `ollama run`): starts it if it is not
-    running (a running one is reused). /? lists the chat's commands; /bye or Ctrl-D ends."""
+    running (a running one is reused). /? lists the chat's commands; /bye or Ctrl-D ends. Words after -- go to
+    the engine's command line, as with `registry launch`."""
     from .. import launcher, prestart
     from ..naming import parse_context, split_tag
     from .chat import Chat, loop
 
+    extra = engine_args(command)
     ctx = parse_context(context)
     family, quant = split_tag(name, quant)
     if quant is None:
@@ -130,7 +133,7 @@ def run(
     started: list = []
 
     def deployment(context):
-        p = launcher.plan(family, format, quant, engine=engine, context=context)
+        p = launcher.plan(family, format, quant, engine=engine, context=context, extra_args=extra)
         same = launcher.running_same(p, engine, context)
         if same:
             return same[0]

@@ -236,18 +236,19 @@ def _alias_note(spec: Spec) -> str | None:
 
 
 def _memory(fam: Family, spec: Spec) -> list[dict[str, str]]:
-    """The memory table's cells: `registry show --json`'s figures (views.memory_view), in the CLI's unit."""
+    """The memory table's cells: `registry show --json`'s figures (views.memory_view: fit's count), in the CLI's unit."""
     from ..views import memory_view
 
     rows = []
     for m in memory_view(fam, spec)["builds"]:
         if m["weights_bytes"] is None:
             rows.append({"quant": m["quantization"], "bpw": "n/a", "weights": "n/a", "kv_short": "n/a",
-                         "kv_full": "n/a", "total": "n/a"})
+                         "kv_full": "n/a", "total": "n/a", "need_short": "n/a", "need_full": "n/a"})
             continue
         rows.append({"quant": m["quantization"], "bpw": f"{m['bits_per_weight']:.2f}", "weights": _gib(m["weights_bytes"]),
                      "kv_short": _gib(m["kv_cache_short_bytes"]), "kv_full": _gib(m["kv_cache_full_bytes"]),
-                     "total": _gib(m["total_full_bytes"])})
+                     "total": _gib(m["total_full_bytes"]), "need_short": _gib(m["memory_short_bytes"]),
+                     "need_full": _gib(m["memory_full_bytes"])})
     return rows
 
 
@@ -323,6 +324,7 @@ def _command_heading(c) -> str:
 
 
 def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
+    from ..launching.fit import memory_hardware
     from .fit import MACHINES, fit_rows, suggested
 
     view = spec_view(spec, index)
@@ -356,6 +358,7 @@ def _spec_context(fam: Family, spec: Spec, index: int) -> dict[str, Any]:
         "full_context_label": f"{fam.context_length:,}",
         "kv_dtype": kv_dtype,
         "memory": _memory(fam, spec),
+        "memory_hardware": memory_hardware(spec.format),
         "recipe": _recipe(spec),
         "rebuild": convert_command(fam, spec),
     }

@@ -169,7 +169,7 @@ def address(dep) -> str:
 
 def running_same(p: Plan, engine: str | None, context: int | None, threads: int | None = None) -> list:
     """Running deployments of the planned build (newest first), which `launch` and `run` reuse: the engine if one
-    was forced, the context and thread count if they were given."""
+    was forced, the context, thread count and extra engine arguments if they were given."""
     from ..prestart import option_value
 
     r = p.resolved
@@ -180,6 +180,10 @@ def running_same(p: Plan, engine: str | None, context: int | None, threads: int 
         same = [d for d in same if option_value(d.argv or [], *flags) == want]
     if threads is not None:  # so is another thread count
         same = [d for d in same if option_value(d.argv, "--n_threads") == str(threads)]
+    if p.extra_args:  # and other extra engine arguments
+        from .. import redact
+
+        same = [d for d in same if (d.extra_args or []) == redact.argv(p.extra_args)]
     return same
 
 

@@ -72,14 +72,7 @@ def build_fit(resolved, hw, art: dict, context: int | str | None = None) -> dict
 
     spec, q = resolved.spec, resolved.quantization
     want_max = context == "max"
-    req = request(resolved, hw, art, None if want_max else context)
-    by_engine = {e: engines.get(e).can_serve(req) for e in engines.RANK if e in spec.engines_for(q)}
-    reqs = {e: req for e in by_engine}
-    if want_max or context is None:
-        _cap_context(req, by_engine, reqs, want_max)
-    verdicts = list(by_engine.values())
-    good = [v for v in verdicts if v.ok]
-    v = good[0] if good else (verdicts[0] if verdicts else None)
+    req, verdicts, good, v = _verdict(resolved, hw, art, context)
     est = v.estimate if v and v.estimate else None
     e = est.to_dict() if est else {}
     top = (est.context if want_max and v.ok and est else longest(req, v.engine)) if v else None
@@ -99,6 +92,45 @@ def build_fit(resolved, hw, art: dict, context: int | str | None = None) -> dict
         "notes": good[0].notes if good else [],
     }
 
+
+
+def _verdict(resolved, hw, art: dict, context: int | str | None):
+    """(request, every listed engine's verdict, the ok ones, the verdict whose estimate a fit row reports: the
+    best engine that can serve the build, else the first that was asked)."""
+    want_max = context == "max"
+    req = request(resolved, hw, art, None if want_max else context)
+    listed = resolved.spec.engines_for(resolved.quantization)
+    by_engine = {e: engines.get(e).can_serve(req) for e in engines.RANK if e in listed}
+    reqs = {e: req for e in by_engine}
+    if want_max or context is None:
+        _cap_context(req, by_engine, reqs, want_max)
+    verdicts = list(by_engine.values())
+    good = [v for v in verdicts if v.ok]
+    return req, verdicts, good, good[0] if good else (verdicts[0] if verdicts else None)
+
+
+
+# The machine `registry show` and the model pages count a build's memory on, as `registry fit --hardware H` does
+# (weights, KV cache and the engine's buffers depend on the engine and its GPU count; no one machine runs every
+# format: MLX builds are counted on a Mac).
+MEMORY_HARDWARE = {"mlx": "M3-Ultra-512G"}
+MEMORY_HARDWARE_DEFAULT = "8xH200"
+
+
+def memory_hardware(fmt: str) -> str:
+    return MEMORY_HARDWARE.get(fmt, MEMORY_HARDWARE_DEFAULT)
+
+
+def build_memory(resolved, context: int):
+    """A build's memory at `context` tokens, as `registry fit --hardware H --context N` counts it on the format's
+    memory_hardware (its hub copy: a local GGUF's header may differ by a little): the estimate of the engine fit
+    would report, with its runtime (llama.cpp's compute buffers at that context, the GPU servers' per GPU).
+    `registry show` and the model pages print it, so that they and fit cannot disagree. None: no engine counts it."""
+    from .. import hardware as hw_mod
+    from .plan import hub_artifact
+
+    v = _verdict(resolved, hw_mod.get(memory_hardware(resolved.spec.format)), hub_artifact(resolved), context)[3]
+    return v.estimate if v is not None else None
 
 
 USABLE_TOK_S = 10.0  # a chat reads comfortably from here; below it, speed matters more than bits

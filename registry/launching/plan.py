@@ -31,12 +31,15 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     port_given: bool = False
     nodes: int = 1
+    extra_args: list[str] = field(default_factory=list)  # `registry launch ... -- ARGS`, in the command too
 
     @property
     def main(self):
         return main_command(self.commands)
 
     def to_dict(self) -> dict:
+        from .. import redact
+
         r = self.resolved
         est = self.estimate.to_dict() if self.estimate else None
         d = {
@@ -47,7 +50,7 @@ class Plan:
             "health_url": self.main.health_url,
             "artifact": self.artifact, "estimate": est,
             "hardware": self.hardware.to_dict(), "rejected": self.rejected, "alternatives": self.alternatives,
-            "notes": self.notes, "nodes": self.nodes,
+            "notes": self.notes, "nodes": self.nodes, "extra_args": redact.argv(self.extra_args),
         }
         if self.nodes > 1:
             d["commands"] = [c.to_dict() for c in self.commands]
@@ -126,8 +129,9 @@ class NoEngine(RegistryError):
 def plan(name: str, format: str | None = None, quant: str | None = None, engine: str | None = None,
          hardware: str | None = None, context: int | str | None = None, gpus: int | None = None,
          nodes: int | None = None, port: int | None = None, host: str | None = None, profile: str | None = None,
-         size: float | None = None, threads: int | None = None) -> Plan:
+         size: float | None = None, threads: int | None = None, extra_args: list[str] | None = None) -> Plan:
     """`name` may be a tag FAMILY:QUANT; the format may be left out where one format has that quantization.
+    `extra_args`: options for the engine's command line, checked by its parser (registry/launching/extra_args.py).
 
     `context`: tokens, or "max" (the longest that fits). Without one, an engine whose default context (vLLM's and
     SGLang's: the family's whole context) does not fit is planned at the longest that does, with a note; a context
@@ -156,12 +160,13 @@ def plan(name: str, format: str | None = None, quant: str | None = None, engine:
     check_context(resolved.family, context)
     hw = hw_mod.get(hardware)
     return plan_build(resolved, hw, _artifact(resolved), engine, context="max" if want_max else context, gpus=gpus,
-                      nodes=nodes, port=port, host=host, profile=profile, threads=threads)
+                      nodes=nodes, port=port, host=host, profile=profile, threads=threads, extra_args=extra_args)
 
 
 def plan_build(resolved, hw, art: dict, engine: str | None = None, context: int | str | None = None,
                gpus: int | None = None, nodes: int | None = None, port: int | None = None, host: str | None = None,
-               profile: str | None = None, threads: int | None = None, cap_context: bool = True) -> Plan:
+               profile: str | None = None, threads: int | None = None, cap_context: bool = True,
+               extra_args: list[str] | None = None) -> Plan:
     """The planning core, for a resolved build on a machine (`hw`) with its artifact (`art`: _artifact's local
     copy, or hub_artifact's hub build for a page that must not depend on this machine); checks nothing of its
     inputs but what the engines say. Raises NoEngine (with every engine's reasons) where none can serve it.
@@ -207,6 +212,10 @@ def plan_build(resolved, hw, art: dict, engine: str | None = None, context: int 
     mod = engines.get(chosen)
     cmds = mod.command(reqs[chosen], model_arg(art, chosen), host or DEFAULT_HOST, port, v)
     notes = list(v.notes)
+    if extra_args:
+        from .extra_args import add
+
+        notes += add(chosen, cmds, list(extra_args), hw.local)
     if art.get("demo"):
         notes.append("the artifact is registry demo's random-weight toy, not the real model")
     if art["source"] == "hub" and chosen == "llama.cpp":
@@ -223,7 +232,7 @@ def plan_build(resolved, hw, art: dict, engine: str | None = None, context: int 
         if p.source:
             notes.append(f"command from {p.source}")
     return Plan(resolved, hw, chosen, prof, cmds, art, v.estimate, rejected, ok[1:], notes, port is not None,
-                nodes or 1)
+                nodes or 1, list(extra_args or []))
 
 
 def _cap_context(req, verdicts: dict, reqs: dict, want_max: bool) -> None:

@@ -92,14 +92,15 @@ def _launch(p: Plan, timeout: float, say, spinner: bool, prestarted):
         cmd.port = port
     return run_recorded(cmd, family=r.family.name, format=r.spec.format, quantization=r.quantization,
                         engine=p.engine, artifact_id=art.get("artifact_id"), timeout=timeout, spinner=spinner,
-                        prestarted=prestarted)
+                        prestarted=prestarted, extra_args=p.extra_args)
 
 
 
 def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, artifact_id: int | None = None,
-                 timeout: float = 300.0, spinner: bool = True, prestarted=None):
+                 timeout: float = 300.0, spinner: bool = True, prestarted=None, extra_args: list[str] | None = None):
     """Start `cmd` (its port already free) with a log file, record it, wait until it answers; the row.
-    Used for engine servers and for `registry serve` itself."""
+    Used for engine servers and for `registry serve` itself. `extra_args`: those of cmd's arguments the user
+    added (`registry launch ... -- ARGS`), recorded apart too."""
     port = cmd.port
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_path = paths.logs_dir() / f"{family}-{quantization}-{engine}-{port}-{stamp}.log"
@@ -119,7 +120,8 @@ def run_recorded(cmd, family: str, format: str, quantization: str, engine: str, 
         dep = store.add_deployment(family=family, format=format, quantization=quantization, engine=engine,
                                    argv=redact.argv(cmd.argv), env=redact.env(cmd.env), host=cmd.host, port=port,
                                    status="starting", log_path=str(log_path), artifact_id=artifact_id,
-                                   pid=proc.pid, process=identity(proc.pid))
+                                   pid=proc.pid, process=identity(proc.pid),
+                                   extra_args=redact.argv(extra_args) if extra_args else None)
     except BaseException:
         _kill_group(proc.pid, signal.SIGKILL)
         proc.wait()
