@@ -87,7 +87,9 @@ def _host_memory() -> int:
         return 0
 
 
-def _cores() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's share), not every CPU of the machine:
+    threads beyond them only wait for each other."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -167,7 +169,7 @@ def detect() -> Hardware:
     import platform
 
     apple = platform.system() == "Darwin" and platform.machine() == "arm64"
-    return Hardware("local", _nvidia_smi(), _host_memory(), _cores(), "detected", apple_silicon=apple,
+    return Hardware("local", _nvidia_smi(), _host_memory(), usable_cpus(), "detected", apple_silicon=apple,
                     chip=(platform.processor() or "Apple silicon") if apple else None, physical_cores=physical_cores())
 
 
@@ -217,7 +219,7 @@ def _from_dict(name: str, d: dict, source: str) -> Hardware:
             '{"gpus": N, "gpu": {"name": ..., "memory_gb": ..., "compute_capability": ...}, '
             '"host_memory_gb": ..., "cpu_cores": ...}'
         ) from None
-    hw = Hardware(name, gpus, int(float(mem) * GB) if mem else _host_memory(), int(cores) if cores else _cores(), source)
+    hw = Hardware(name, gpus, int(float(mem) * GB) if mem else _host_memory(), int(cores) if cores else usable_cpus(), source)
     if apple is not None:
         hw = Hardware(hw.name, [], hw.host_memory_bytes, hw.cpu_cores, source, apple_silicon=True,
                       chip=str(apple.get("chip") or "Apple silicon"), memory_bandwidth_bytes_s=bw)
@@ -254,7 +256,7 @@ def from_string(text: str) -> Hardware | None:
     t = text.strip()
     m = re.fullmatch(r"(?i)cpu[-:_ ]?(\d+(?:\.\d+)?)\s*gi?b?", t)
     if m:
-        return Hardware(t, [], int(float(m.group(1)) * GB), _cores(), "string")
+        return Hardware(t, [], int(float(m.group(1)) * GB), usable_cpus(), "string")
     m = re.fullmatch(r"(?i)(?:(\d+)\s*[x*×]\s*)?(.+?)", t)
     count, rest = int(m.group(1) or 1), m.group(2)
     if count < 1 or count > 1024:
@@ -288,7 +290,7 @@ def _from_view(d: dict, source: str) -> Hardware:
         gpus = [GPU(str(g["name"]), int(g["memory_bytes"]), g.get("compute_capability"), g.get("bandwidth_bytes_s"),
                     int(g.get("index", i))) for i, g in enumerate(d["gpus"])]
         return Hardware(str(d.get("name") or "file"), gpus, int(d.get("host_memory_bytes") or 0) or _host_memory(),
-                        int(d.get("cpu_cores") or 0) or _cores(), source, bool(d.get("apple_silicon")), d.get("chip"),
+                        int(d.get("cpu_cores") or 0) or usable_cpus(), source, bool(d.get("apple_silicon")), d.get("chip"),
                         d.get("memory_bandwidth_bytes_s"), int(d.get("physical_cores") or 0))
     except (KeyError, TypeError, ValueError) as e:
         raise RegistryError(f"hardware {source}: bad GPU entry ({type(e).__name__}: {e}); expected what "

@@ -17,12 +17,12 @@ layer's FFN would see only the positions that produce output.
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hardware import usable_cpus
 
 from .imatrix_file import Imatrix
 
@@ -244,7 +244,7 @@ def _evaluate(model_path, chunks, collect, n_threads, llama_cpp, _internals):
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = n_ctx
     cparams.n_seq_max = 1
-    cparams.n_threads = cparams.n_threads_batch = n_threads or os.cpu_count() or 1
+    cparams.n_threads = cparams.n_threads_batch = n_threads or usable_cpus()
     if col is not None:
         cparams.cb_eval = col.callback
         cparams.cb_eval_user_data = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hardware import usable_cpus
 
 from ..options import ConvertResult, record as record_results
 
@@ -47,8 +48,6 @@ def default_out(build: Path) -> Path:
 def build_imatrix(family: str, build: Path, calibration: Path, *, out: Path | None = None, chunks: int | None = None,
                   chunk_size: int | None = None, record: bool = True, say=print):
     """Collect, write and (optionally) record; returns (Imatrix, ConvertResult)."""
-    import os
-
     from .calibration import calibration_tokens
     from .collect import collect_imatrix
     from .imatrix_file import write_imatrix
@@ -70,7 +69,7 @@ def build_imatrix(family: str, build: Path, calibration: Path, *, out: Path | No
     say(f"collecting an importance matrix from {build.name} over {calibration.name} "
         f"({min(len(toks) // size, chunks or 1 << 30)} chunks of {size} tokens)")
     im = collect_imatrix(build, toks, dataset=calibration.name, chunk_size=size, n_chunks=chunks, bos=bos,
-                         n_threads=os.cpu_count())
+                         n_threads=usable_cpus())
     write_imatrix(im, out)
     recipe = {"tool": "glm-registry", "converter": "imatrix", "file_format": "dat" if out.suffix == ".dat" else "gguf",
               "calibration": {"dataset": str(calibration), "sha256": sha256_of([calibration]), "tokens": im.tokens,

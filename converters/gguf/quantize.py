@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.hardware import usable_cpus
 
 # The ladder `--quant all` builds from one F16 pass, smallest first.
 LADDER = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
@@ -163,7 +164,7 @@ def quantize_files(src_gguf: Path, out: Path, quant: str, *, nthread: int | None
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{Q8_EDGES.get(q, q)}")
     if q in Q8_EDGES:
         params.token_embedding_type = params.output_tensor_type = llama_cpp.GGML_TYPE_Q8_0
-    params.nthread = nthread or os.cpu_count() or 1
+    params.nthread = nthread or usable_cpus()
     params.keep_split = n_split > 1
     keep = _imatrix_params(params, imatrix, imatrix_path) if imatrix is not None else None  # noqa: F841
     from ..claims import partial_tag
