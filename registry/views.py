@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .schema import ENGINE_TITLES, GGUF_ALIASES, HUB_TITLES, HUB_URLS, Family, Spec
+from .formats import GGUF_ALIASES
+from .vocabulary import ENGINE_TITLES, HUB_TITLES, HUB_URLS
+
+if TYPE_CHECKING:  # views take models or the plain families of the compiled catalog (registry/plain.py)
+    from .schema import Family, Spec
 
 
 def spec_view(spec: Spec, index: int) -> dict[str, Any]:
