@@ -91,10 +91,12 @@ def run(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     cmd, p = parsed
-    from ..catalog import use_plain
     from . import reads
 
-    use_plain()
+    if cmd != "ps":
+        from ..catalog import use_plain
+
+        use_plain()
     try:
         if cmd == "list":
             return reads.list_families(p["format"], p["quant"], p["engine"], p["ability"], p["min_context"],

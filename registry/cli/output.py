@@ -12,6 +12,24 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def _terminal() -> bool:
+    """Whether rich would take stdout for a terminal, answered without importing rich where that is plain: no
+    terminal and none of the variables that make rich call one so (a pipe or file, the usual case of a script)."""
+    import os
+
+    if not sys.stdout.isatty() and not any(v in os.environ for v in ("FORCE_COLOR", "TTY_COMPATIBLE")):
+        return False
+    return _console().is_terminal
+
+
+def _line(text: str) -> None:
+    """One line of text as it is (no markup, no highlighting)."""
+    if not _terminal():
+        sys.stdout.write(text + "\n")
+        return
+    _console().print(text, markup=False, highlight=False)
+
+
 def _console(stderr: bool = False):
     """rich's console (imported only when something is printed): no highlighting of digits inside names; off a
     terminal, no wrapping at 80 columns (a pipe gets whole lines)."""
@@ -35,10 +53,10 @@ Cell = "str | tuple[str, str]"  # a cell, or (text, rich style) for a coloured o
 def _table(title: str | None, columns: list[str], rows: list[list], lines: bool = False) -> None:
     """A table: boxed for a person at a terminal; plain aligned columns with whole names in a pipe or file,
     one row per line (`registry list | grep glm-4.5-air`, awk, sort)."""
-    con = _console()
-    if not con.is_terminal:
+    if not _terminal():
         _plain_table(title, columns, rows)
         return
+    con = _console()
     from rich.table import Table
     from rich.text import Text
 
@@ -64,10 +82,10 @@ def _plain_table(title: str | None, columns: list[str], rows: list[list]) -> Non
 
 def _kv(rows: list[tuple[str, str]]) -> None:
     """Key/value lines (`registry show`'s head): a grid at a terminal, `key: value` lines in a pipe."""
-    con = _console()
-    if not con.is_terminal:
+    if not _terminal():
         sys.stdout.write("".join(f"{k}: {v}\n" for k, v in rows))
         return
+    con = _console()
     from rich.table import Table
     from rich.text import Text
 

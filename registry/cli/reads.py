@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .output import _catalog, _console, _kv, _print_json, _table
+from .output import _catalog, _kv, _line, _print_json, _table
 
 GB = 1e9
 
@@ -77,18 +77,17 @@ def show(name: str, artifacts: bool, node: str | None, json_: bool) -> int:
     _show_table(view)
     if view.get("build"):
         b = view["build"]
-        _console().print(f"build {name}: {b['format']} {b['quantization']}"
-                         + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
-                         + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
-                                            for h, x in b["hubs"].items()), markup=False, highlight=False)
+        _line(f"build {name}: {b['format']} {b['quantization']}"
+              + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
+              + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
+                                 for h, x in b["hubs"].items()))
     _show_memory_and_launch(view)
     if not artifacts and paths.has_database():
-        _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
+        _line(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
     return 0
 
 
 def _show_table(v: dict[str, Any]) -> None:
-    con = _console()
     arch = v["architecture"]
     lic = v["licence"]
     params = f"{arch['total_params_b']:g}B" + (
@@ -129,7 +128,7 @@ def _show_table(v: dict[str, Any]) -> None:
         rows.append([str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs])
     _table(None, ["#", "format", "size", "quantizations", "engines", "model id (revision)"], rows, lines=True)
     if any(s["quantization_aliases"] for s in v["specs"]):
-        con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
+        _line("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
     if v.get("artifacts"):
         arows = []
         for r in v["artifacts"]:
@@ -143,7 +142,6 @@ def _show_table(v: dict[str, Any]) -> None:
 def _show_memory_and_launch(v: dict[str, Any]) -> None:
     """What the family's docs page adds: each spec's memory figures and its launch profiles (the model
     cards' commands), in the units `registry fit` prints."""
-    con = _console()
     gb = lambda n: "n/a" if n is None else f"{n / 1e9:,.1f} GB"  # noqa: E731
     for s in v["specs"]:
         m = s["memory"]
@@ -156,10 +154,9 @@ def _show_memory_and_launch(v: dict[str, Any]) -> None:
         for p in s["launch"]:
             line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
                 f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")
-            con.print(f"Launch profile {p['engine']} {p.get('name', 'default')}"
-                      + (": " + p["description"].rstrip(".") if p.get("description") else "")
-                      + (f" (from {p['source']})" if p.get("source") else "") + f"\n  {line}",
-                      markup=False, highlight=False)
+            _line(f"Launch profile {p['engine']} {p.get('name', 'default')}"
+                  + (": " + p["description"].rstrip(".") if p.get("description") else "")
+                  + (f" (from {p['source']})" if p.get("source") else "") + f"\n  {line}")
 
 
 def _artifacts(family, node: str | None = None) -> list[dict[str, Any]]:
@@ -239,16 +236,16 @@ def fits(name: str, hardware: str | None, context: str | None, quant: str | None
                 r.insert(6, f"{b['max_context_gpu']:,}" if b.get("max_context_gpu") else "-")
     _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
     for line in why:
-        _console().print(line, markup=False, highlight=False)
+        _line(line)
     if res.get("auto"):
         a = res["auto"]
         if not a["quantization"]:
-            _console().print("auto: no build fits", markup=False)
+            _line("auto: no build fits")
             return 0
-        _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']} at context {a['context']:,}: "
-                         f"~{a['decode_tok_s_bound']:g} tok/s at most (memory bandwidth bound; usable from "
-                         f"{a['usable_tok_s']:g} tok/s; host bandwidth {a['host_bandwidth_bytes_s'] / 1e9:.0f} GB/s, "
-                         f"{a['bandwidth_source']})\n  {a['command']}", markup=False, highlight=False)
+        _line(f"auto: {a['format']} {a['quantization']} on {a['engine']} at context {a['context']:,}: "
+              f"~{a['decode_tok_s_bound']:g} tok/s at most (memory bandwidth bound; usable from "
+              f"{a['usable_tok_s']:g} tok/s; host bandwidth {a['host_bandwidth_bytes_s'] / 1e9:.0f} GB/s, "
+              f"{a['bandwidth_source']})\n  {a['command']}")
     return 0
 
 
@@ -262,7 +259,7 @@ def deployments(all_: bool, node: str | None, json_: bool) -> int:
         _print_json([deployment_view(d) for d in deps])
         return 0
     if not deps:
-        _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
+        _line("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
         return 0
     from .. import paths
 
