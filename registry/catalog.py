@@ -156,6 +156,13 @@ def shipped() -> tuple[Entry, ...]:
 def _user_entries() -> list[Entry]:
     if not paths.has_database():
         return []  # nothing registered yet: no need to import SQLAlchemy
+    if _plain:
+        from .sqlite_read import user_families
+
+        rows = user_families()
+        entries = None if rows is None else _plain_user_entries(rows)
+        if entries is not None:
+            return entries
     from pydantic import ValidationError
 
     from .loader import format_validation_error
@@ -170,6 +177,41 @@ def _user_entries() -> list[Entry]:
             raise SpecError(format_validation_error(e, f"registered family (from {row.source_path})", row.name)) from None
         out.append(Entry(fam, "user", row.source_path))
     return out
+
+
+def _plain_user_entries(rows: list[tuple[str, str, str | None]]) -> list[Entry] | None:
+    """The registered families (rows read with sqlite3) as plain families: their validated dumps are cached as
+    the shipped ones are, keyed by the rows; a miss validates them with the models. None: a row that does not
+    read as JSON (the Store says what is wrong with it)."""
+    import json
+
+    if not rows:
+        return []
+    from . import compiled, plain
+    from .version import __version__
+
+    k = compiled.key(__version__, [(f"user family {name}\0{src}", body) for name, body, src in rows])
+    stored = compiled.read_families(k, "user")
+    if stored is None or len(stored[1]) != len(rows):
+        from pydantic import ValidationError
+
+        from .loader import format_validation_error
+        from .schema import Family
+
+        try:
+            bodies = [json.loads(body) for _, body, _ in rows]
+        except (ValueError, TypeError):
+            return None
+        dumps = []
+        for (name, _, src), body in zip(rows, bodies):
+            try:
+                fam = Family.model_validate(body)
+            except ValidationError as e:  # a schema change made an old registration invalid
+                raise SpecError(format_validation_error(e, f"registered family (from {src})", name)) from None
+            dumps.append(fam.model_dump(mode="json", exclude_none=True))
+        stored = plain.shape(Family), dumps
+        compiled.write(k, bodies, dumps, stored[0], "user")
+    return [Entry(f, "user", src) for f, (_, _, src) in zip(plain.families(*stored), rows)]
 
 
 class Catalog:

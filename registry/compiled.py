@@ -52,15 +52,15 @@ def key(version: str, texts: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def _path():
+def _path(name: str = "catalog"):
     from . import paths
 
-    return paths.home() / "cache" / "catalog.json"
+    return paths.home() / "cache" / f"{name}.json"
 
 
-def _read(k: str) -> dict[str, Any] | None:
+def _read(k: str, name: str = "catalog") -> dict[str, Any] | None:
     try:
-        with open(_path(), encoding="utf-8") as f:
+        with open(_path(name), encoding="utf-8") as f:
             d = json.load(f)
     except (OSError, ValueError):
         return None
@@ -75,9 +75,10 @@ def read(k: str) -> list[dict[str, Any]] | None:
     return None if d is None else d["specs"]
 
 
-def read_families(k: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The schema's shape and the validated families stored under key k, or None."""
-    d = _read(k)
+def read_families(k: str, name: str = "catalog") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The schema's shape and the validated families stored under key k, or None. name: the shipped catalog's
+    file, or 'user' (the registered families, keyed by their rows)."""
+    d = _read(k, name)
     if d is None or not isinstance(d.get("shape"), dict) or not isinstance(d.get("families"), list):
         return None
     if len(d["families"]) != len(d["specs"]):
@@ -86,7 +87,7 @@ def read_families(k: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
 
 
 def write(k: str, specs: list[dict[str, Any]], families: list[dict[str, Any]] | None = None,
-          shape: dict[str, Any] | None = None) -> None:
+          shape: dict[str, Any] | None = None, name: str = "catalog") -> None:
     """Store parsed specs under key k (and the validated families with the schema's shape), only if JSON keeps
     them exactly (YAML dates, say, it would not)."""
     tmp = None
@@ -98,7 +99,7 @@ def write(k: str, specs: list[dict[str, Any]], families: list[dict[str, Any]] | 
         back = json.loads(text)
         if back["specs"] != specs or back.get("families") != d.get("families"):
             return
-        p = _path()
+        p = _path(name)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:

@@ -44,24 +44,27 @@ def _both(args: tuple[str, ...], env: dict | None = None) -> tuple[subprocess.Co
     return run_cli(*args, env=env), run_cli(*args, env={**(env or {}), "REGISTRY_TYPER_ONLY": "1"})
 
 
-def _compare(forms, env: dict | None = None) -> None:
+def _compare(forms, env: dict | None = None) -> dict[tuple[str, ...], int]:
+    """Each form both ways: the same stdout, stderr and exit code; the exit codes."""
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda a: _both(a, env), forms))
     for args, (fast, slow) in zip(forms, results):
         what = "registry " + " ".join(args)
         assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr), what
         assert "Traceback" not in fast.stderr, what
-    codes = {args: fast.returncode for args, (fast, _) in zip(forms, results)}
-    assert codes[("list", "--json")] == 0 and codes[("show", "nope")] == 1  # the forms ran, found and not found
+    return {args: fast.returncode for args, (fast, _) in zip(forms, results)}
 
 
 def test_every_read_command_form_prints_what_typer_prints():
     run_cli("list")  # the compiled catalog written: both paths read it from here on
-    _compare(FORMS)
+    codes = _compare(FORMS)
+    assert codes[("list", "--json")] == 0 and codes[("show", "nope")] == 1  # the forms ran, found and not found
+    assert codes[("show", "glm-5", "--json")] == 0 and codes[("fit", "glm-5", "--json")] == 0
 
 
 def test_typer_keeps_help_and_usage_errors():
-    _compare([("list", "--json"), ("show", "nope"), *TYPER_FORMS])
+    codes = _compare([("list", "--json"), ("show", "nope"), *TYPER_FORMS])
+    assert codes[("list", "--json")] == 0 and codes[("show", "nope")] == 1
     assert run_cli("show").returncode == 2 and run_cli("list", "--bogus").returncode == 2
 
 
@@ -70,11 +73,23 @@ def test_with_user_families_and_a_store(tmp_path):
     spec = tmp_path / "my-glm.yaml"
     r = run_cli("init", "my-glm", "--out", str(spec))
     assert r.returncode == 0, r.stderr
+    run_cli("list")  # the shipped catalog compiled
     r = run_cli("register", str(spec))
     assert r.returncode == 0, r.stderr
-    _compare([("list", "--json"), ("list",), ("show", "my-glm"), ("show", "my-glm", "--json"),
-              ("show", "glm4-chat-1m"), ("search", "my-glm", "--json"), ("show", "nope"), ("ps",), ("ps", "--json")])
+    assert _heavy("list", "--json") == ["pydantic"]  # the registered family validated once (no SQLAlchemy)
+    assert _heavy("list", "--json") == []  # then cached as the shipped ones are
+    codes = _compare([("list", "--json"), ("list",), ("show", "my-glm"), ("show", "my-glm", "--json"),
+                      ("show", "glm4-chat-1m"), ("search", "my-glm", "--json"), ("show", "nope"), ("ps",),
+                      ("ps", "--json")])
+    assert codes[("show", "my-glm", "--json")] == 0 and codes[("show", "nope")] == 1
     assert any(r["name"] == "my-glm" and r["origin"] == "user" for r in json.loads(run_cli("list", "--json").stdout))
+    # registered again with another description: the rows changed, so the cached family is not used
+    import yaml
+
+    d = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**d, "description": "Edited. " + d["description"]}, sort_keys=False))
+    assert run_cli("register", "--replace", str(spec)).returncode == 0
+    assert json.loads(run_cli("show", "my-glm", "--json").stdout)["description"].startswith("Edited. ")
 
 
 PROBE = """
@@ -167,3 +182,42 @@ def test_cache_of_families_follows_the_version(registry_home):
     cache.write_text(json.dumps(d))
     assert show() == real  # another version's families are not used
     assert json.loads(cache.read_text())["key"] == compiled.key(__version__, texts)
+
+
+@pytest.fixture
+def server_like():
+    """A running process whose command line a deployment row records (as a server's would be)."""
+    argv = [sys.executable, "-c", "import time; time.sleep(120)", "fast-path-test"]
+    p = subprocess.Popen(argv)
+    yield p, argv
+    p.kill()
+    p.wait()
+
+
+def test_ps_reads_the_store_with_sqlite_and_writes_through_it(server_like, registry_home):
+    """Rows that need no write (a live process, a stopped one) are read with the standard library; a row whose
+    process is gone goes through the Store, which marks it exited; every form prints what typer prints."""
+    from registry import sqlite_read
+    from registry.store import Deployment, Store
+
+    assert list(sqlite_read.DEPLOYMENT_COLUMNS) == list(Deployment.model_fields)
+    proc, argv = server_like
+    s = Store()
+    common = dict(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp", env={"A": "1"})
+    s.add_deployment(**common, argv=argv, port=8090, pid=proc.pid, status="running",
+                     process={"pid": proc.pid, "cmdline": argv})
+    s.add_deployment(**common, argv=["x", "--api-key", "secret"], port=8091, pid=None, status="stopped")
+    forms = [("ps",), ("ps", "--json"), ("ps", "-a"), ("ps", "--all", "--json"), ("ps", "--node", "elsewhere")]
+    _compare(forms)
+    assert [d["status"] for d in json.loads(run_cli("ps", "-a", "--json").stdout)] == ["running", "stopped"]
+    assert _heavy("ps", "-a", "--json") == []  # nothing to write: no SQLAlchemy
+    got = sqlite_read.deployments()
+    assert [g.model_dump() for g in got] == [d.model_dump(mode="json") for d in s.deployments()]
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = s.add_deployment(**common, argv=argv, port=8092, pid=gone.pid, status="running")
+    r = run_cli("ps", "--json")
+    assert r.returncode == 0 and [d["port"] for d in json.loads(r.stdout)] == [8090]
+    assert next(d for d in s.deployments() if d.id == dead.id).status == "exited"  # written by the Store
+    _compare(forms)

@@ -109,7 +109,7 @@ def run(argv: list[str]) -> int | None:
             return reads.resolve(p["name"], p["format"], p["quant"], p["size"], p["uploader"], p["json_"])
         if cmd == "fit":
             return reads.fits(p["name"], p["hardware"], p["context"], p["quant"], p["format"], p["json_"])
-        return reads.deployments(p["all_"], p["node"], p["json_"])
+        return reads.deployments(p["all_"], p["node"], p["json_"], stdlib=True)
     except KeyboardInterrupt:
         return 130  # as typer: the exit code, no message
     except BrokenPipeError:  # as click: `registry list | head -1` is no error worth a traceback

@@ -249,10 +249,11 @@ def fits(name: str, hardware: str | None, context: str | None, quant: str | None
     return 0
 
 
-def deployments(all_: bool, node: str | None, json_: bool) -> int:
-    from ..launching.deployments import address, ps
+def deployments(all_: bool, node: str | None, json_: bool, stdlib: bool = False) -> int:
+    """stdlib: read the rows without SQLAlchemy where nothing is to be written (the fast path's)."""
+    from ..launching.deployments import address, ps, ps_read
 
-    deps = ps(all_=all_, node=node)
+    deps = (ps_read if stdlib else ps)(all_=all_, node=node)
     if json_:
         from ..views import deployment_view
 
