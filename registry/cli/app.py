@@ -8,6 +8,7 @@ from typing import Any
 import typer
 import typer.core
 
+from .fast import COMPLETE_VAR  # set by the script `registry completion SHELL` prints
 from .output import Cell, _catalog, _console, _kv, _plain_table, _print_json, _table  # noqa: F401  (the commands' helpers)
 
 
@@ -63,9 +64,6 @@ app = App(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-COMPLETE_VAR = "_REGISTRY_COMPLETE"  # set by the script `registry completion SHELL` prints
-
 
 def completion_classes() -> None:
     """Typer's completion classes (its scripts and its handler agree on `complete_bash`); the app is built with

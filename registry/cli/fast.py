@@ -15,6 +15,7 @@ import os
 import re
 import sys
 
+COMPLETE_VAR = "_REGISTRY_COMPLETE"  # set by the script `registry completion SHELL` prints: typer answers
 # option -> (parameter, kind): kind 'flag', 'str', 'int' or 'float' (the typer command's type)
 JSON = {"--json": ("json_", "flag")}
 FORMAT = {"--format": ("format", "str"), "-f": ("format", "str")}
@@ -85,7 +86,7 @@ def parse(argv: list[str]) -> tuple[str, dict] | None:
 
 def run(argv: list[str]) -> int | None:
     """Run a read command line; its exit code, or None when typer should take it."""
-    if os.environ.get("REGISTRY_TYPER_ONLY") or os.environ.get("_REGISTRY_COMPLETE"):
+    if os.environ.get("REGISTRY_TYPER_ONLY") or os.environ.get(COMPLETE_VAR):
         return None
     parsed = parse(argv)
     if parsed is None:
