@@ -62,6 +62,14 @@ def test_every_read_command_form_prints_what_typer_prints():
     assert codes[("show", "glm-5", "--json")] == 0 and codes[("fit", "glm-5", "--json")] == 0
 
 
+def test_tables_at_a_terminal_are_the_same():
+    """FORCE_COLOR: rich takes stdout for a terminal (boxed tables, bold), on both paths."""
+    forms = [("list",), ("show", "glm-5"), ("show", "glm4-chat-1m:Q4_K"), ("fit", "glm4-chat-1m"), ("ps",)]
+    codes = _compare(forms, env={"FORCE_COLOR": "1", "COLUMNS": "120"})
+    assert set(codes.values()) == {0}
+    assert "\x1b[1m" in run_cli("show", "glm-5", env={"FORCE_COLOR": "1"}).stdout
+
+
 def test_typer_keeps_help_and_usage_errors():
     codes = _compare([("list", "--json"), ("show", "nope"), *TYPER_FORMS])
     assert codes[("list", "--json")] == 0 and codes[("show", "nope")] == 1
