@@ -43,14 +43,18 @@ class ArtifactRow:
 
 def _select(sql: str, args: tuple = ()) -> list[tuple] | None:
     """The rows of one query on the default SQLite file, read-only; [] where there is no database yet, None
-    where the database is another or the query fails (e.g. a table older than a column: the Store migrates)."""
+    where the database is another or the query fails (e.g. a table older than a column: the Store migrates);
+    a file that is no sound registry database is the Store's error (registry/dbcheck.py)."""
     import sqlite3
 
     if os.environ.get("REGISTRY_DATABASE_URL"):
         return None
+    from .dbcheck import check_sqlite
+
     db = paths.home() / "registry.db"
-    if not db.is_file():
+    if not db.exists():
         return []
+    check_sqlite(db)  # what the Store checks first: a damaged or foreign file is the same one-line error
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
     except sqlite3.Error:

@@ -229,3 +229,13 @@ def test_ps_reads_the_store_with_sqlite_and_writes_through_it(server_like, regis
     assert r.returncode == 0 and [d["port"] for d in json.loads(r.stdout)] == [8090]
     assert next(d for d in s.deployments() if d.id == dead.id).status == "exited"  # written by the Store
     _compare(forms)
+
+
+def test_a_bad_store_is_the_same_error_both_ways(registry_home):
+    """A file that is no registry database: the fast path's sqlite3 reads give the Store's one-line error."""
+    run_cli("list")
+    (registry_home / "registry.db").write_bytes(b"not a database\n" * 100)
+    codes = _compare([("list", "--json"), ("search", "glm"), ("ps",), ("ps", "--json"), ("show", "nope")])
+    assert set(codes.values()) == {1}
+    r = run_cli("list", "--json")
+    assert "is not a SQLite database" in r.stderr and len(r.stderr.splitlines()) == 1
