@@ -16,6 +16,7 @@ def _exit(code: int) -> None:
     if code:
         raise typer.Exit(code)
 
+
 # --- read commands -------------------------------------------------------------------------
 
 
