@@ -86,10 +86,19 @@ def test_with_user_families_and_a_store(tmp_path):
     assert r.returncode == 0, r.stderr
     assert _heavy("list", "--json") == ["pydantic"]  # the registered family validated once (no SQLAlchemy)
     assert _heavy("list", "--json") == []  # then cached as the shipped ones are
+    from registry.store import Store
+
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", path="/x/a.gguf",
+                         sha256="ab" * 32, size_bytes=5 * 2**30, parent="THUDM/glm-4-9b-chat-1m",
+                         recipe={"scheme": "Q4_K_M", "method": "convert"}, report={"kl_divergence": 0.01,
+                                                                                 "top1_agreement": 0.97})
     codes = _compare([("list", "--json"), ("list",), ("show", "my-glm"), ("show", "my-glm", "--json"),
                       ("show", "glm4-chat-1m"), ("search", "my-glm", "--json"), ("show", "nope"), ("ps",),
-                      ("ps", "--json")])
+                      ("ps", "--json"), ("show", "glm4-chat-1m", "--artifacts"),
+                      ("show", "glm4-chat-1m", "--artifacts", "--json")])
     assert codes[("show", "my-glm", "--json")] == 0 and codes[("show", "nope")] == 1
+    arts = json.loads(run_cli("show", "glm4-chat-1m", "--artifacts", "--json").stdout)["artifacts"]
+    assert [(a["quantization"], a["gguf_type"]) for a in arts] == [("Q4_K", "Q4_K_M")]  # the catalog's name
     assert any(r["name"] == "my-glm" and r["origin"] == "user" for r in json.loads(run_cli("list", "--json").stdout))
     # registered again with another description: the rows changed, so the cached family is not used
     import yaml
