@@ -6,12 +6,16 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import paths
 from .errors import NotFoundError, RegistryError, SpecError, not_found, want
-from .loader import format_validation_error, parse_text, read_spec_text, validate_data
+from .formats import QUANTS_BY_FORMAT
 from .naming import engine_name, format_name, gguf_type, quant_key, spec_quant, split_tag
-from .schema import ENGINES, HUB_URLS, QUANTS_BY_FORMAT, Family, Spec
+from .vocabulary import ENGINES, HUB_URLS
+
+if TYPE_CHECKING:  # the models (pydantic) are imported where a load validates: plain families need none
+    from .schema import Family, Spec
 
 
 @dataclass(frozen=True)
@@ -84,24 +88,46 @@ class Resolved:
 
 def _spec_text(item) -> str:
     if isinstance(item, Path):
+        from .loader import read_spec_text
+
         return read_spec_text(item)  # a folder on disk: the file checks (size, type) apply
     return item.read_text(encoding="utf-8")  # inside a zip: read through importlib.resources
 
 
+_plain = False
+
+
+def use_plain() -> None:
+    """This process only reads the catalog (the CLI's read commands): shipped families come from the compiled
+    catalog as plain objects (registry/plain.py) when it is current, without importing pydantic."""
+    global _plain
+    _plain = True
+
+
 @functools.lru_cache(maxsize=4)
-def _load_shipped(directory) -> tuple[Entry, ...]:
+def _load_shipped(directory, plain: bool = False) -> tuple[Entry, ...]:
     """Every spec file of a folder (a Path, or a Traversable inside a zip install), parsed once per
-    process; the parsed YAML comes from the compiled catalog when the files are unchanged."""
+    process; the parsed YAML comes from the compiled catalog when the files are unchanged (plain: the
+    validated families too)."""
     from . import compiled
     from .version import __version__
 
     items = sorted((p for p in directory.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
     texts = [(str(p), _spec_text(p)) for p in items]
     k = compiled.key(__version__, [(p.name, t) for p, (_, t) in zip(items, texts)])
+    if plain:
+        stored = compiled.read_families(k)
+        if stored is not None and len(stored[1]) == len(texts):
+            from . import plain as plain_mod
+
+            fams = plain_mod.families(*stored)  # validated (names unique too) before they were stored
+            return tuple(Entry(f, "shipped", where) for f, (where, _) in zip(fams, texts))
+    from .loader import parse_text, validate_data
+
     datas = compiled.read(k)
-    if datas is None or len(datas) != len(texts):
+    hit = datas is not None and len(datas) == len(texts)
+    if not hit:
         datas = [parse_text(t, where) for where, t in texts]
-        compiled.write(k, datas)
     entries: list[Entry] = []
     seen: dict[str, str] = {}
     for (where, _), data in zip(texts, datas):
@@ -110,6 +136,12 @@ def _load_shipped(directory) -> tuple[Entry, ...]:
             raise SpecError(f"{where}: family {fam.name!r}: field name: duplicate of the family in {seen[fam.name]}")
         seen[fam.name] = where
         entries.append(Entry(fam, "shipped", where))
+    if not hit or plain:  # plain here: the stored families were missing or of another key
+        from .plain import shape
+        from .schema import Family
+
+        compiled.write(k, datas, [e.family.model_dump(mode="json", exclude_none=True) for e in entries],
+                       shape(Family))
     return tuple(entries)
 
 
@@ -118,14 +150,23 @@ def shipped() -> tuple[Entry, ...]:
     if not d.is_dir():
         raise SpecError(f"{d}: specs directory not found; set REGISTRY_SPECS_DIR to a folder of spec files, "
                         "or reinstall glm-registry (its wheel carries registry/specs/)")
-    return _load_shipped(d)
+    return _load_shipped(d, _plain)
 
 
 def _user_entries() -> list[Entry]:
     if not paths.has_database():
         return []  # nothing registered yet: no need to import SQLAlchemy
+    if _plain:
+        from .sqlite_read import user_families
+
+        rows = user_families()
+        entries = None if rows is None else _plain_user_entries(rows)
+        if entries is not None:
+            return entries
     from pydantic import ValidationError
 
+    from .loader import format_validation_error
+    from .schema import Family
     from .store import Store
 
     out = []
@@ -136,6 +177,41 @@ def _user_entries() -> list[Entry]:
             raise SpecError(format_validation_error(e, f"registered family (from {row.source_path})", row.name)) from None
         out.append(Entry(fam, "user", row.source_path))
     return out
+
+
+def _plain_user_entries(rows: list[tuple[str, str, str | None]]) -> list[Entry] | None:
+    """The registered families (rows read with sqlite3) as plain families: their validated dumps are cached as
+    the shipped ones are, keyed by the rows; a miss validates them with the models. None: a row that does not
+    read as JSON (the Store says what is wrong with it)."""
+    import json
+
+    if not rows:
+        return []
+    from . import compiled, plain
+    from .version import __version__
+
+    k = compiled.key(__version__, [(f"user family {name}\0{src}", body) for name, body, src in rows])
+    stored = compiled.read_families(k, "user")
+    if stored is None or len(stored[1]) != len(rows):
+        from pydantic import ValidationError
+
+        from .loader import format_validation_error
+        from .schema import Family
+
+        try:
+            bodies = [json.loads(body) for _, body, _ in rows]
+        except (ValueError, TypeError):
+            return None
+        dumps = []
+        for (name, _, src), body in zip(rows, bodies):
+            try:
+                fam = Family.model_validate(body)
+            except ValidationError as e:  # a schema change made an old registration invalid
+                raise SpecError(format_validation_error(e, f"registered family (from {src})", name)) from None
+            dumps.append(fam.model_dump(mode="json", exclude_none=True))
+        stored = plain.shape(Family), dumps
+        compiled.write(k, bodies, dumps, stored[0], "user")
+    return [Entry(f, "user", src) for f, (_, _, src) in zip(plain.families(*stored), rows)]
 
 
 class Catalog:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -43,6 +42,8 @@ def want(kind: type | tuple[type, ...], label: str, value, optional: bool = Fals
 
 def nearest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The closest names to `word`, for 'did you mean' hints."""
+    import difflib  # only when a name was not found: every command imports this module
+
     choices = list(choices)
     lowered = {c.lower(): c for c in choices}
     hits = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.4)

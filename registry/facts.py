@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from .spec_methods import ChatMethods
 from .vocabulary import ENGINES
 
 EngineName = Literal[*ENGINES]  # type: ignore[valid-type]
@@ -102,7 +103,7 @@ class Architecture(Strict):
         return self
 
 
-class ChatSettings(Strict):
+class ChatSettings(ChatMethods, Strict):
     template: str = Field(description="Chat template family name, e.g. 'chatglm4', 'glm45' or 'glm47'.")
     stop: list[str] = []
     stop_token_ids: list[NonNegativeInt] = []
@@ -119,9 +120,3 @@ class ChatSettings(Strict):
             raise ValueError(f"tool_call_parsers says {', '.join(missing)} has no parser; "
                              "add tool_call_note saying why and what serves tool calls instead")
         return self
-
-    def tool_parser_for(self, engine: str) -> str | None:
-        """The parser `engine` is started with (None: it parses no tool calls for this model)."""
-        if engine in self.tool_call_parsers:
-            return self.tool_call_parsers[engine]
-        return self.tool_call_parser

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
-from .schema import Family
+
+if TYPE_CHECKING:  # pydantic and the models are imported by validate_data: reading a file needs neither
+    from pydantic import ValidationError
+
+    from .schema import Family
 
 MAX_SPEC_BYTES = 512 * 1024  # a family is a few KB; anything this big is a mistake, not a spec
 
@@ -81,6 +83,10 @@ def parse_text(text: str, where: str) -> dict[str, Any]:
 
 
 def validate_data(data: dict[str, Any], where: str) -> Family:
+    from pydantic import ValidationError
+
+    from .schema import Family
+
     name = data.get("name") if isinstance(data.get("name"), str) else "?"
     try:
         return Family.model_validate(data)

@@ -23,6 +23,9 @@ def home() -> Path:
 def resource(*parts: str):
     """A file or folder shipped inside the package (specs, data tables, templates, the page), read
     through importlib.resources so that a wheel, a zip or an editable install all find it."""
+    on_disk = PACKAGE_DIR.joinpath(*parts)
+    if on_disk.exists():  # the package is a folder (what importlib.resources answers then too), ~5 ms sooner
+        return on_disk
     from importlib.resources import files
 
     node = files("registry")

@@ -22,6 +22,7 @@ from pydantic import (
 
 from .facts import Architecture, ChatSettings, EngineName, Licence, Strict
 from .formats import ENGINE_MODALITIES, FORMATS, GGUF_ALIASES, GGUF_QUANTS, QUANTS_BY_FORMAT, loaders
+from .spec_methods import GS_RE, LOCAL_UPLOADER, FamilyMethods, HubSourceMethods, SpecMethods, check_template  # noqa: F401
 from .vocabulary import ENGINE_TITLES, ENGINES, HUB_TITLES, HUB_URLS, HUBS, TOOL_PARSER_ENGINES
 
 SCHEMA_VERSION = 1
@@ -49,9 +50,7 @@ HubId = Annotated[
 ]
 # An uploader: a hub account name (the part of a repository id before the slash), or 'local'.
 Uploader = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-LOCAL_UPLOADER = "local"
 Scalar = str | int | float | bool | None
-GS_RE = re.compile(r"_GS(\d+)$")
 # A release number as engines publish them: 0.23.0, 0.5.13.post1, 4.46 (PEP 440 release + post).
 VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}(\.?post\d+)?$")
 
@@ -59,14 +58,8 @@ VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}(\.?post\d+)?$")
 # --- spec-level ------------------------------------------------------------------------------
 
 
-def _check_template(template: str) -> str:
-    if ".." in template or template.startswith(("/", "\\")) or "\\" in template:
-        raise ValueError(f"file template {template!r} must be a plain relative name without '..' or '\\'")
-    return template
-
-
 def _check_gguf_template(v: str) -> str:
-    _check_template(v)
+    check_template(v)
     if "{quantization}" not in v:
         raise ValueError(f"file template {v!r} lacks '{{quantization}}'")
     try:
@@ -110,7 +103,7 @@ def _check_revision(rev: str, where: str) -> str:
     return rev
 
 
-class HubSource(Strict):
+class HubSource(HubSourceMethods, Strict):
     model_id: HubId
     model_ids: dict[str, HubId] = Field(
         {}, description="A repository per quantization where an uploader publishes one per build (MLX, AWQ, GPTQ).")
@@ -148,32 +141,6 @@ class HubSource(Strict):
         for q, rev in v.items():
             _check_revision(rev, f"revisions[{q}]")
         return v
-
-    def revision_for(self, quant: str) -> str:
-        return self.revisions.get(quant, self.revision)
-
-    def model_id_for(self, quant: str) -> str:
-        return self.model_ids.get(quant, self.model_id)
-
-    def all_model_ids(self) -> list[str]:
-        return list(dict.fromkeys([self.model_id, *self.model_ids.values()]))
-
-    def files_for(self, quant: str) -> list[str]:
-        """The file names of one GGUF quantization, split parts included."""
-        template = self.file_templates.get(quant, self.file_template)
-        if template is None:
-            return []
-        name = _check_template(template.format(quantization=quant))
-        parts = self.split_parts.get(quant, 1)
-        if parts == 1:
-            return [name]
-        if self.split_dir:  # e.g. UD-Q4_K_XL/GLM-5-UD-Q4_K_XL-00001-of-00010.gguf
-            name = f"{quant}/{name}"
-        if self.split_style == "part":
-            return [f"{name}.part{i}of{parts}" for i in range(1, parts + 1)]
-        stem = name[: -len(".gguf")] if name.endswith(".gguf") else name
-        return [f"{stem}-{i:05d}-of-{parts:05d}.gguf" for i in range(1, parts + 1)]
-
 
 class EngineRule(Strict):
     quantizations: list[str] | None = Field(None, description="None: every quantization of the spec.")
@@ -258,7 +225,7 @@ class Imatrix(Strict):
     source: str | None = Field(None, description="Where the uploader says so.")
 
 
-class Spec(Strict):
+class Spec(SpecMethods, Strict):
     """One published or buildable artifact set of a family (a docs page's "Model Spec N")."""
 
     format: FormatName
@@ -337,60 +304,7 @@ class Spec(Strict):
             raise ValueError("two launch profiles share an engine and name")
         return self
 
-    # -- derived look-ups --
-
-    @property
-    def publisher(self) -> str:
-        """Who publishes this build: the uploader key, else the owner of its first hub repository, else
-        'local' (built here from the recipe)."""
-        if self.uploader:
-            return self.uploader
-        for src in self.hubs.values():
-            return src.model_id.split("/")[0]
-        return LOCAL_UPLOADER
-
-    def canonical_quant(self, quant: str) -> str:
-        """The name a converter or engine uses (Q4_K -> Q4_K_M for GGUF)."""
-        return GGUF_ALIASES.get(quant, quant) if self.format == "ggufv2" else quant
-
-    def engines_for(self, quant: str) -> list[str]:
-        return [e for e, r in self.engines.items() if r.quantizations is None or quant in r.quantizations]
-
-    def engine_rule_text(self) -> str:
-        """Seed 004's wording, e.g. 'vLLM only available for quantization none'."""
-        notes = []
-        for e, r in self.engines.items():
-            if r.quantizations is not None and set(r.quantizations) != set(self.quantizations):
-                qs = ", ".join(r.quantizations)
-                word = "quantization" if len(r.quantizations) == 1 else "quantizations"
-                notes.append(f"{ENGINE_TITLES[e]} only available for {word} {qs}")
-        return "; ".join(notes)
-
-    def recipe_for(self, quant: str) -> Recipe | None:
-        if self.recipe is None:
-            return None
-        m = GS_RE.search(quant)
-        if self.recipe.group_size is None and m:
-            return self.recipe.model_copy(update={"group_size": int(m.group(1))})
-        return self.recipe
-
-    def min_compute_capability(self, engine: str | None = None) -> float | None:
-        caps = [self.hardware.min_compute_capability] if self.hardware else []
-        if engine and engine in self.engines:
-            caps.append(self.engines[engine].min_compute_capability)
-        caps = [c for c in caps if c is not None]
-        return max(caps) if caps else None
-
-    def profiles(self, engine: str) -> list[LaunchProfile]:
-        return [p for p in self.launch if p.engine == engine]
-
-    @property
-    def size_label(self) -> str:
-        s = self.size_in_billions
-        return str(int(s)) if float(s).is_integer() else str(s)
-
-
-class Family(Strict):
+class Family(FamilyMethods, Strict):
     """One model family: the launch key, its facts, licence, architecture and specs."""
 
     schema_version: Literal[1] = 1
@@ -429,18 +343,6 @@ class Family(Strict):
                                  f"{k[2]!r}; merge them, or set uploader on one")
         return self
 
-    def shares_slot(self, spec: Spec) -> bool:
-        """Another spec has this one's format and size (so the uploader tells them apart)."""
-        return sum(s.format == spec.format and s.size_in_billions == spec.size_in_billions for s in self.specs) > 1
-
-    def launch_name(self, spec: Spec) -> str:
-        """The name that picks this spec: the family's, qualified by the uploader where another uploader
-        publishes the same format and size (bartowski/glm-4-9b-0414)."""
-        return f"{spec.publisher}/{self.name}" if self.shares_slot(spec) else self.name
-
-    def uploaders(self) -> list[str]:
-        return list(dict.fromkeys(s.publisher for s in self.specs))
-
     @model_validator(mode="after")
     def _modalities(self) -> Family:
         if "text" not in self.modalities:
@@ -448,10 +350,6 @@ class Family(Strict):
         if ("vision" in self.abilities) != any(m in self.modalities for m in ("image", "video")):
             raise ValueError("abilities lists vision exactly when modalities list image or video input")
         return self
-
-    def engine_takes(self, engine: str) -> list[str]:
-        """The model's input modalities that `engine` does not take here (empty: all of them)."""
-        return [m for m in self.modalities if m not in ENGINE_MODALITIES.get(engine, ("text",))]
 
     @model_validator(mode="after")
     def _tool_parsers(self) -> Family:
@@ -467,15 +365,6 @@ class Family(Strict):
                     f"abilities lists tools but chat names no tool-call parser for {engine}; set chat.tool_call_parser, "
                     f"or chat.tool_call_parsers.{engine}: null with chat.tool_call_note saying why")
         return self
-
-    def formats(self) -> list[str]:
-        return list(dict.fromkeys(s.format for s in self.specs))
-
-    def quantizations(self) -> list[str]:
-        return list(dict.fromkeys(q for s in self.specs for q in s.quantizations))
-
-    def engines(self) -> list[str]:
-        return list(dict.fromkeys(e for s in self.specs for e in s.engines))
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .schema import ENGINE_TITLES, GGUF_ALIASES, HUB_TITLES, HUB_URLS, Family, Spec
+from .formats import GGUF_ALIASES
+from .vocabulary import ENGINE_TITLES, HUB_TITLES, HUB_URLS
+
+if TYPE_CHECKING:  # views take models or the plain families of the compiled catalog (registry/plain.py)
+    from .schema import Family, Spec
 
 
 def spec_view(spec: Spec, index: int) -> dict[str, Any]:
@@ -181,13 +185,14 @@ def _is_demo(a: Any) -> bool:
 
 def deployment_view(dep) -> dict[str, Any]:
     """One deployment as `registry ps --json`, `launch --json` and the REST API give it."""
-    from .launching.deployments import address
-
-    from .naming import gguf_type
-
     from . import redact
+    from .launching.deployments import address
+    from .naming import gguf_type
+    from .sqlite_read import DEPLOYMENT_COLUMNS
 
-    d = {**dep.model_dump(mode="json"), "gguf_type": gguf_type(dep.format, dep.quantization), "address": address(dep)}
+    dumped = dep.model_dump(mode="json")  # in the model's field order (a row loaded by the ORM has its own)
+    d = {**{k: dumped[k] for k in DEPLOYMENT_COLUMNS}, "gguf_type": gguf_type(dep.format, dep.quantization),
+         "address": address(dep)}
     # rows written before keys were kept out of the store may still hold one
     d["argv"], d["env"] = redact.argv(d["argv"] or []), redact.env(d["env"] or {})
     d["extra_args"] = redact.argv(d.get("extra_args") or [])

@@ -86,9 +86,14 @@ def main() -> None:
 
     prestart.start(sys.argv)
     from ..errors import RegistryError
+    from .fast import run
 
     try:
-        _app()()
+        code = run(sys.argv[1:])  # a read command without typer; None: typer takes the command line
+        if code is None:
+            _app()()
+        else:
+            sys.exit(code)
     except RegistryError as e:
         print(f"{error_label()} {e}", file=sys.stderr)
         sys.exit(1)

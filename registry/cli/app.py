@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from typing import Any
 
 import typer
 import typer.core
+
+from .fast import COMPLETE_VAR  # set by the script `registry completion SHELL` prints
+from .output import Cell, _catalog, _console, _kv, _plain_table, _print_json, _table  # noqa: F401  (the commands' helpers)
 
 
 def _first_sentence(text: str) -> str:
@@ -82,9 +83,6 @@ app = App(
     rich_markup_mode=None,
 )
 
-COMPLETE_VAR = "_REGISTRY_COMPLETE"  # set by the script `registry completion SHELL` prints
-
-
 def completion_classes() -> None:
     """Typer's completion classes (its scripts and its handler agree on `complete_bash`); the app is built with
     add_completion=False, so that no --install-completion options clutter every command."""
@@ -124,74 +122,3 @@ def complete_name(incomplete: str) -> list[str]:
         return [n for n in cat.names() if n.startswith(incomplete)]
     except Exception:  # completion must never print a traceback into the shell
         return []
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _console(stderr: bool = False):
-    """rich's console (imported only when something is printed): no highlighting of digits inside names; off a
-    terminal, no wrapping at 80 columns (a pipe gets whole lines)."""
-    from rich.console import Console
-
-    c = Console(stderr=stderr, highlight=False)
-    if not c.is_terminal:
-        c.soft_wrap = True
-    return c
-
-
-def _catalog():
-    from ..catalog import load
-
-    return load()
-
-
-Cell = "str | tuple[str, str]"  # a cell, or (text, rich style) for a coloured one (fits yes/no)
-
-
-def _table(title: str | None, columns: list[str], rows: list[list], lines: bool = False) -> None:
-    """A table: boxed for a person at a terminal; plain aligned columns with whole names in a pipe or file,
-    one row per line (`registry list | grep glm-4.5-air`, awk, sort)."""
-    con = _console()
-    if not con.is_terminal:
-        _plain_table(title, columns, rows)
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=title, header_style="bold", title_justify="left", show_lines=lines)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*(Text(c[0], style=c[1]) if isinstance(c, tuple) else Text(c) for c in r))
-    con.print(t)
-
-
-def _plain_table(title: str | None, columns: list[str], rows: list[list]) -> None:
-    def one_line(c) -> str:
-        text = c[0] if isinstance(c, tuple) else str(c)
-        return "; ".join(x.strip() for x in text.splitlines() if x.strip()) or "-"
-
-    cells = [[one_line(c) for c in r] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(columns, *cells)]
-    out = [title] if title else []
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [columns, *cells]]
-    sys.stdout.write("\n".join(out) + "\n")
-
-
-def _kv(rows: list[tuple[str, str]]) -> None:
-    """Key/value lines (`registry show`'s head): a grid at a terminal, `key: value` lines in a pipe."""
-    con = _console()
-    if not con.is_terminal:
-        sys.stdout.write("".join(f"{k}: {v}\n" for k, v in rows))
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for k, v in rows:
-        head.add_row(Text(k), Text(v))
-    con.print(head)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from .app import JsonOpt, complete_name, _catalog, _console, _kv, _print_json, _table, app
+from . import reads
+from .app import JsonOpt, complete_name, _print_json, app
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
+
 
 # --- read commands -------------------------------------------------------------------------
 
@@ -28,44 +35,7 @@ def list_(
         from .local_cmds import show_local_builds
 
         return show_local_builds(json_)
-    from ..views import family_row
-
-    from ..errors import not_found
-    from ..formats import FORMATS
-    from ..naming import known_quant
-
-    if quant and not known_quant(quant):
-        raise not_found("quantization", quant, {q for d in FORMATS.values() for q in d["quantizations"]})
-    cat = _catalog()
-    fams = cat.families(format=format, quant=quant, engine=engine, ability=ability and ability.lower(),
-                        min_context=min_context)
-    rows = [{**family_row(f), "origin": cat.entry(f.name).origin} for f in fams]
-    if json_:
-        _print_json(rows)
-    if not rows:  # like grep: finding nothing is not success
-        given = {"--format": format, "--quant": quant, "--engine": engine, "--ability": ability,
-                 "--min-context": min_context}
-        print("error: no family matches " + " ".join(f"{k} {v}" for k, v in given.items() if v is not None),
-              file=sys.stderr)
-        raise typer.Exit(1)
-    if json_:
-        return
-    _table(
-        None,
-        ["name", "params", "context", "formats", "engines", "abilities", "licence"],
-        [
-            [
-                r["name"] + (" (user)" if r["origin"] == "user" else ""),
-                f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)" if r["active_params_b"] else ""),
-                f"{r['context_length']:,}",
-                ", ".join(r["formats"]),
-                ", ".join(r["engines"]),
-                ", ".join(r["abilities"]),
-                r["licence"],
-            ]
-            for r in rows
-        ],
-    )
+    _exit(reads.list_families(format, quant, engine, ability, min_context, json_))
 
 
 @app.command()
@@ -77,122 +47,7 @@ def show(
     json_: bool = JsonOpt,
 ) -> None:
     """Show a family and every spec (--artifacts: and its recorded builds)."""
-    from .. import paths
-    from ..views import family_view
-
-    cat = _catalog()
-    entry = cat.entry(name)
-    view = family_view(entry.family, entry.origin)
-    if ":" in name:  # a tag: the build it names, too
-        view["build"] = cat.resolve(name).to_dict()
-    # Builds live in the database; a plain `show` of a shipped family never opens it (fast path).
-    if artifacts:
-        view["artifacts"] = _artifacts(entry.family, node)
-    if json_:
-        _print_json(view)
-        return
-    _show_table(view)
-    if view.get("build"):
-        b = view["build"]
-        _console().print(f"build {name}: {b['format']} {b['quantization']}"
-                         + (f" (llama.cpp {b['gguf_type']})" if b.get("gguf_type") else "")
-                         + "; " + "; ".join(f"{h}: {x['model_id']}@{x['revision']} {' '.join(x['files'])}".rstrip()
-                                            for h, x in b["hubs"].items()), markup=False, highlight=False)
-    _show_memory_and_launch(view)
-    if not artifacts and paths.has_database():
-        _console().print(f"Recorded builds and their recipes: registry show {entry.family.name} --artifacts")
-
-
-def _show_table(v: dict[str, Any]) -> None:
-    con = _console()
-    arch = v["architecture"]
-    lic = v["licence"]
-    params = f"{arch['total_params_b']:g}B" + (
-        f", {arch['active_params_b']:g}B active" if arch.get("active_params_b") else ""
-    )
-    head = [
-        ("Family", v["name"]),
-        ("Context Length", f"{v['context_length']}"),
-        ("Languages", ", ".join(v["languages"])),
-        ("Abilities", ", ".join(v["abilities"])),
-        ("Description", v["description"]),
-        ("Architecture", f"{', '.join(arch['hf_classes'])}: {arch['kind']}, {params}, {arch['layers']} layers, "
-         f"hidden {arch['hidden_size']}, {arch['attention']} {arch['attention_heads']} heads"
-         + (f" / {arch['kv_heads']} KV" if arch.get("kv_heads") else "")
-         + (f", {arch['experts']} experts ({arch['experts_per_token']} active)" if arch.get("experts") else "")),
-        ("Licence", lic["name"] + (f" ({lic['url']})" if lic.get("url") else "")
-         + (f"; commercial use: {lic['commercial_use']}" if lic.get("commercial_use") else "")),
-    ]
-    if lic.get("attribution"):
-        head.append(("Attribution", lic["attribution"]))
-    if lic.get("naming"):
-        head.append(("Naming", lic["naming"]))
-    _kv(head)
-    rows = []
-    for s in v["specs"]:
-        quants = ", ".join(
-            q + (f" (= {s['quantization_aliases'][q]})" if q in s["quantization_aliases"] else "")
-            for q in s["quantizations"]
-        )
-        engines = ", ".join(s["engine_titles"]) + (f" ({s['engine_note']})" if s["engine_note"] else "")
-        hubs = "\n".join(
-            f"{h['title']}: {h['model_id']}"
-            + (f" @ {h['revision']}" if h.get("revision", "main") != "main" else "")
-            + ("".join(f"\n  {q} @ {b}" for q, b in h.get("revisions", {}).items()))
-            + (f"\n  files: {h['file_template']}" if h.get("file_template") else "")
-            for h in s["hubs"].values()
-        ) or "(built locally from its recipe)"
-        rows.append([str(s["index"]), s["format"], f"{s['size_in_billions']:g}B", quants, engines, hubs])
-    _table(None, ["#", "format", "size", "quantizations", "engines", "model id (revision)"], rows, lines=True)
-    if any(s["quantization_aliases"] for s in v["specs"]):
-        con.print("GGUF names Q3_K, Q4_K and Q5_K are llama.cpp's Q3_K_M, Q4_K_M and Q5_K_M.")
-    if v.get("artifacts"):
-        arows = []
-        for r in v["artifacts"]:
-            rep = r.get("report") or {}
-            quality = (f"KL {rep['kl_divergence']:.6f}, top-1 {rep['top1_agreement']:.1%} vs {rep.get('reference')}"
-                       if rep.get("kl_divergence") is not None else "")
-            arows.append([str(r["id"]), r["node"], r["format"], r["quantization"], r["path"], r["recipe_summary"], quality])
-        _table("Built artifacts", ["id", "node", "format", "quant", "path", "recipe", "quality"], arows, lines=True)
-
-
-def _show_memory_and_launch(v: dict[str, Any]) -> None:
-    """What the family's docs page adds: each spec's memory figures and its launch profiles (the model
-    cards' commands), in the units `registry fit` prints."""
-    con = _console()
-    gb = lambda n: "n/a" if n is None else f"{n / 1e9:,.1f} GB"  # noqa: E731
-    for s in v["specs"]:
-        m = s["memory"]
-        rows = [[b["quantization"], "n/a" if b["bits_per_weight"] is None else f"{b['bits_per_weight']:.2f}",
-                 gb(b["weights_bytes"]), gb(b["kv_cache_short_bytes"]), gb(b["kv_cache_full_bytes"]),
-                 gb(b["total_full_bytes"]), gb(b["memory_short_bytes"]), gb(b["memory_full_bytes"])]
-                for b in m["builds"]]
-        _table(f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}; "
-               f"\"needs\" adds the engine's buffers, as `registry fit --hardware {m['hardware']} --context N` "
-               "counts them",
-               ["quant", "bits/weight", "weights", f"KV {m['short_context']:,} tokens",
-                f"KV {m['full_context']:,} tokens", "weights + KV at full context",
-                f"needs at {m['short_context']:,}", "needs at full context"], rows)
-        for p in s["launch"]:
-            line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
-                f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")
-            con.print(f"Launch profile {p['engine']} {p.get('name', 'default')}"
-                      + (": " + p["description"].rstrip(".") if p.get("description") else "")
-                      + (f" (from {p['source']})" if p.get("source") else "") + f"\n  {line}",
-                      markup=False, highlight=False)
-
-
-def _artifacts(family, node: str | None = None) -> list[dict[str, Any]]:
-    """Recorded builds of a family (every node's, or one node's); none (and no database import) when no store
-    exists yet."""
-    from .. import paths
-
-    if not paths.has_database():
-        return []
-    from ..store import Store
-    from ..views import artifact_view
-
-    return [artifact_view(a, family) for a in Store().artifacts(family=family.name, node=node)]
+    _exit(reads.show(name, artifacts, node, json_))
 
 
 @app.command()
@@ -200,19 +55,7 @@ def search(words: list[str] = typer.Argument(..., help="Words to look for: a fam
            json_: bool = JsonOpt) -> None:
     """Find builds by family, uploader, hub repository, format, quantization or engine (every word must match),
     e.g. `registry search unsloth`, `registry search mlx 4bit`."""
-    text = " ".join(words)
-    rows = [h.to_dict() for h in _catalog().search_builds(text)]
-    if json_:
-        _print_json(rows)
-    if not rows:  # like `list` and grep: finding nothing is not success
-        print(f"error: no build matches {text!r}; `registry list` shows the families, and every word must match "
-              "a family, uploader, hub repository, format, quantization or engine", file=sys.stderr)
-        raise typer.Exit(1)
-    if json_:
-        return
-    _table(None, ["family", "format", "size", "quantizations", "hub repositories"],
-           [[r["name"], r["format"], f"{r['size_in_billions']:g}B", ", ".join(r["quantizations"]),
-             "\n".join(r["model_ids"]) or "(built locally)"] for r in rows])
+    _exit(reads.search(words, json_))
 
 
 @app.command()
@@ -226,15 +69,7 @@ def resolve(
     json_: bool = JsonOpt,
 ) -> None:
     """Pin a family/format/quant to its hub repo, revision and files."""
-    r = _catalog().resolve(name, format, quant, size=size, uploader=uploader)
-    d = r.to_dict()
-    if json_:
-        _print_json(d)
-        return
-    rows = [[h, x["model_id"], x["revision"], "\n".join(x["files"]) or "(snapshot)"] for h, x in d["hubs"].items()]
-    _table(f"{r.family.name} {r.spec.format} {r.quantization} -> {r.canonical} from {r.spec.publisher}; "
-           f"engines: {', '.join(r.engines)}",
-           ["hub", "model id", "revision", "files"], rows)
+    _exit(reads.resolve(name, format, quant, size, uploader, json_))
 
 
 @app.command()

@@ -7,13 +7,9 @@ from typing import Optional
 
 import typer
 
+from . import reads
 from .app import EngineArgsCommand, JsonOpt, complete_name, _console, _print_json, _table, app, engine_args
-
-GB = 1e9
-
-
-def _gb(n: int | None) -> str:
-    return "-" if n is None else f"{n / GB:,.1f} GB"
+from .reads import _gb
 
 
 def _say(msg: str) -> None:
@@ -151,48 +147,7 @@ def fit(
     json_: bool = JsonOpt,
 ) -> None:
     """Every build of a family with its memory estimate, and whether it fits this (or that) hardware."""
-    from .. import launcher
-
-    from ..naming import parse_context
-
-    res = launcher.fit(name, hardware=hardware, context=parse_context(context), quant=quant, format=format)
-    if json_:
-        _print_json(res)
-        return
-    rows, why = [], []  # reasons go under the table, numbered: in a cell they would wrap into a column
-    for b in res["builds"]:
-        if not b["fits"]:
-            why.append(f"[{len(why) + 1}] {b['format']} {b['quantization']}: " + "\n    ".join(b["reasons"]))
-        rows.append([b["format"], b["quantization"], b["engine"] or "-", _gb(b["weights_bytes"]),
-                     _gb(b["kv_cache_bytes"]),
-                     (_gb(b["per_gpu_bytes"]) + " /GPU" + (f" + {_gb(b['host_bytes'])} host" if b.get("host_bytes") else ""))
-                     if b["gpus"] else _gb(b["total_bytes"]) + " host",
-                     ("yes", "bold green") if b["fits"] else (f"no [{len(why)}]", "bold red")])
-    # "need" is what each GPU must hold (or the host, without GPUs), at the context the estimate assumed
-    ctxs = sorted({b["context"] for b in res["builds"] if b.get("context")})
-    at = f" at {ctxs[0]:,} tokens" if len(ctxs) == 1 else ""
-    need = ("need per GPU" if res["hardware"].get("gpus") else "need (host)") + at
-    cols = ["format", "quant", "engine", "weights", "KV" + at, need, "fits"]
-    if len(ctxs) > 1 or res.get("context") == "max":  # builds planned at different contexts: each row says its own
-        cols.insert(5, "context")
-        for r, b in zip(rows, res["builds"]):
-            r.insert(5, f"{b['context']:,}" if b.get("context") else "-")
-        if res.get("context") == "max" and res["hardware"].get("gpus"):  # and how much of it the GPUs hold alone
-            cols.insert(6, "on GPUs only")
-            for r, b in zip(rows, res["builds"]):
-                r.insert(6, f"{b['max_context_gpu']:,}" if b.get("max_context_gpu") else "-")
-    _table(f"{res['family']} on {res['hardware']['name']}", cols, rows)
-    for line in why:
-        _console().print(line, markup=False, highlight=False)
-    if res.get("auto"):
-        a = res["auto"]
-        if not a["quantization"]:
-            _console().print("auto: no build fits", markup=False)
-            return
-        _console().print(f"auto: {a['format']} {a['quantization']} on {a['engine']} at context {a['context']:,}: "
-                         f"~{a['decode_tok_s_bound']:g} tok/s at most (memory bandwidth bound; usable from "
-                         f"{a['usable_tok_s']:g} tok/s; host bandwidth {a['host_bandwidth_bytes_s'] / 1e9:.0f} GB/s, "
-                         f"{a['bandwidth_source']})\n  {a['command']}", markup=False, highlight=False)
+    reads.fits(name, hardware, context, quant, format, json_)
 
 
 @app.command()
@@ -201,34 +156,7 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Stopped and failed 
        json_: bool = JsonOpt) -> None:
     """Running deployments of every node sharing the store (one of this node's that died is marked exited;
     another node's status is what that node last wrote, at `seen`)."""
-    from .. import launcher
-
-    deps = launcher.ps(all_=all_, node=node)
-    if json_:
-        from ..views import deployment_view
-
-        _print_json([deployment_view(d) for d in deps])
-        return
-    if not deps:
-        _console().print("no deployments" + ("" if all_ else " running (--all shows stopped ones)"))
-        return
-    from .. import paths
-
-    _table(None, ["id", "node", "family", "format", "quant", "engine", "pid", "address", "status", "started"],
-           [[str(d.id), d.node, d.family, d.format, d.quantization, d.engine, str(d.pid or "-"), launcher.address(d),
-             d.status if paths.owns(d.node) else _seen(d), d.started.strftime("%Y-%m-%d %H:%M:%S")] for d in deps])
-
-
-def _seen(d) -> str:
-    """Another node's status, as that node last wrote it, and how long ago it found the process alive."""
-    from datetime import datetime, timezone
-
-    if d.seen is None or d.status not in ("starting", "running"):
-        return d.status
-    seen = d.seen if d.seen.tzinfo else d.seen.replace(tzinfo=timezone.utc)
-    s = max(0, int((datetime.now(timezone.utc) - seen).total_seconds()))
-    ago = f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h"
-    return f"{d.status} (seen {ago} ago)"
+    reads.deployments(all_, node, json_)
 
 
 @app.command()

@@ -6,27 +6,31 @@ its distributions' versions read from their metadata.
     python -c "$(cat _probe.py)" MODULE[,MODULE...] DIST[,DIST...]   ->  one JSON line
 """
 
-import importlib.metadata
 import importlib.util
 import json
 import sys
 
 
+def importable(module):
+    """The module is found here (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def describe(modules, dists):
     """{"python": interpreter, "modules": {module: importable}, "versions": {dist: version or None}}
     (torch is always among the distributions: its local version names the build, +cpu, +cu128, +rocm6.4)."""
+    import importlib.metadata  # ~10 ms: only where the versions are asked for
+
     def version(name):
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    found = {}
-    for m in modules:
-        try:
-            found[m] = importlib.util.find_spec(m) is not None
-        except (ImportError, ValueError):
-            found[m] = False
+    found = {m: importable(m) for m in modules}
     return {"python": sys.executable, "modules": found, "versions": {d: version(d) for d in [*dists, "torch"]}}
 
 

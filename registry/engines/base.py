@@ -81,9 +81,27 @@ class Request:
         return self.resolved.quantization
 
 
+_FOUND: dict[str, tuple[float, bool]] = {}  # module -> (when looked up, found)
+FOUND_FOR_S = 2.0
+
+
 def module_installed(*modules: str) -> list[str]:
-    """The modules of `modules` that cannot be imported here (found without importing them)."""
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    """The modules of `modules` that cannot be imported here (found without importing them).
+
+    Each answer is kept for a couple of seconds: `registry fit` asks for every build of a family and every
+    context it tries (hundreds of look-ups over sys.path, ~0.1 s), while an install made meanwhile (a
+    long-running `registry serve`) is seen soon after."""
+    import time
+
+    now = time.monotonic()
+    missing = []
+    for m in modules:
+        seen = _FOUND.get(m)
+        if seen is None or now - seen[0] > FOUND_FOR_S:
+            seen = _FOUND[m] = (now, importlib.util.find_spec(m) is not None)
+        if not seen[1]:
+            missing.append(m)
+    return missing
 
 
 def script(name: str) -> str:

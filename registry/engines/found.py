@@ -72,8 +72,9 @@ def _find(engine, explicit, path, executable, modules, dists, var, script) -> In
             engine, f"{var}={explicit}: {modules[0]} cannot be imported by {python}")
     from . import _probe as probe
 
-    here = probe.describe(modules, dists)
-    if here["modules"].get(modules[0]):
+    # the versions (distribution metadata, a scan of site-packages) only where the engine is here
+    here = probe.describe(modules, dists) if probe.importable(modules[0]) else None
+    if here is not None and here["modules"].get(modules[0]):
         local = Path(executable).with_name(script)
         return _installation(engine, here, str(local) if local.exists() else None, "this environment", modules, dists)
     on_path = shutil.which(script, path=path)

@@ -52,6 +52,32 @@ def ps(all_: bool = False, node: str | None = None, mine: bool = False) -> list:
 
 
 
+def ps_read(all_: bool = False, node: str | None = None) -> list:
+    """ps(all_, node) as `registry ps` asks it, without SQLAlchemy where nothing is to be written: the rows read
+    with the standard library (registry/sqlite_read.py) when none of this node's processes is found gone and no
+    `seen` is due for the other nodes; else ps() itself, which writes those."""
+    if not paths.has_database():
+        return []
+    from ..sqlite_read import deployments
+
+    stop_orphan_spawns()
+    rows = deployments(node)
+    if rows is None:
+        return ps(all_=all_, node=node)
+    every, here = paths.single_machine(), paths.node()  # as the Store has them (a bad REGISTRY_NODE: refused)
+    now, out = datetime.now(timezone.utc), []
+    for d in rows:
+        if (every or d.node == here) and d.status in ("starting", "running"):
+            if not _alive(d.pid, d.argv, d.process):
+                return ps(all_=all_, node=node)  # to be marked exited
+            if not every and (d.seen is None or (now - _utc(d.seen)).total_seconds() > SEEN_EVERY):
+                return ps(all_=all_, node=node)  # to be marked seen
+        if all_ or d.status in ("starting", "running"):
+            out.append(d)
+    return out
+
+
+
 def _utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite gives back naive UTC
 
