@@ -111,3 +111,21 @@ def write(k: str, specs: list[dict[str, Any]], families: list[dict[str, Any]] | 
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+
+
+def parsed_yaml(name: str, text: str) -> Any:
+    """A shipped data file (registry/data/NAME), parsed by PyYAML once and kept as JSON beside the catalog,
+    keyed by its bytes and the package version: `show` and `fit` name machines from hardware.yaml on every
+    run, and importing and running PyYAML cost more than the rest of those commands."""
+    from .version import __version__
+
+    k = hashlib.sha256(f"glm-registry {__version__} {FORMAT}\0{name}\0".encode() + text.encode("utf-8")).hexdigest()
+    cache = "data-" + name.rsplit(".", 1)[0]
+    d = _read(k, cache)
+    if d is not None and len(d["specs"]) == 1:
+        return d["specs"][0]
+    import yaml
+
+    data = yaml.safe_load(text)
+    write(k, [data], name=cache)
+    return data

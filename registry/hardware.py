@@ -180,11 +180,10 @@ def detect() -> Hardware:
 def _data(name: str) -> dict:
     """A shipped data file, parsed once per process (PyYAML's pure-Python parser took ~0.2 s a file, on
     every hardware string a plan resolved). Read-only: callers copy what they change."""
-    import yaml
-
+    from .compiled import parsed_yaml
     from .paths import resource
 
-    return yaml.safe_load(resource("data", name).read_text(encoding="utf-8"))
+    return parsed_yaml(name, resource("data", name).read_text(encoding="utf-8"))
 
 
 def _profiles() -> dict:
