@@ -82,7 +82,8 @@ def user_families() -> list[tuple[str, str, str | None]] | None:
 
 
 DEPLOYMENT_COLUMNS = ("id", "family", "format", "quantization", "engine", "argv", "env", "host", "port", "pid",
-                      "status", "log_path", "artifact_id", "started", "stopped", "process", "node", "seen")
+                      "status", "log_path", "artifact_id", "started", "stopped", "process", "node", "seen",
+                      "extra_args")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class DeploymentRow:
     process: dict[str, Any] | None
     node: str
     seen: datetime | None
+    extra_args: list[str] | None
 
     def model_dump(self, mode: str = "json") -> dict[str, Any]:
         """As the model's model_dump(mode="json"): the times (UTC) in ISO form, as pydantic writes them."""
@@ -130,7 +132,7 @@ def deployments(node: str | None = None) -> list[DeploymentRow] | None:
     for r in rows:
         d = dict(zip(DEPLOYMENT_COLUMNS, r))
         try:
-            for k in ("argv", "env", "process"):
+            for k in ("argv", "env", "process", "extra_args"):
                 d[k] = json.loads(d[k]) if d[k] is not None else None
             for k in ("started", "stopped", "seen"):
                 if d[k] is not None:  # the Store's times are UTC: stored without a zone, given back with it

@@ -130,7 +130,7 @@ def _heavy(*args: str) -> list[str]:
                                   ("search", "unsloth"), ("resolve", "glm4-chat-1m:Q4_K", "--json"),
                                   ("fit", "glm4-chat-1m", "--json"), ("ps",), ("ps", "--json"), ("show", "nope")])
 def test_fast_path_imports_no_framework(args):
-    _heavy("list")  # the compiled catalog written (a miss validates with pydantic)
+    _heavy(*args)  # the compiled catalog and data tables written (a miss validates with pydantic, parses YAML)
     assert _heavy(*args) == []
 
 
