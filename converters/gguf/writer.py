@@ -249,7 +249,7 @@ def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: lis
            split_max_size: int | None, progress) -> tuple[list[Path], str]:
     import gguf
 
-    w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
+    w = _writer_class()(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
     try:
         return _write_all(w, out, tmpdir, meta, tensors, outtype, progress)
     except BaseException:
@@ -259,6 +259,42 @@ def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: lis
             except OSError:
                 pass
         raise
+
+
+def _writer_class():
+    """gguf's GGUFWriter, with arrays of plain str, int or float (the vocabulary's tokens, merges and types)
+    packed in one go, to the same bytes: gguf packs each element through several calls, ~0.1 s for a
+    32k vocabulary and over a second for GLM's 151k tokens and 318k merges."""
+    import struct
+
+    import gguf
+
+    V = gguf.GGUFValueType
+    length = struct.Struct("<Q").pack
+
+    def pack_array(val) -> bytes | None:
+        kind = type(val[0])
+        if not all(type(x) is kind for x in val):
+            return None
+        n = len(val)
+        if kind is str:
+            return struct.pack("<IQ", V.STRING, n) + b"".join([length(len(b)) + b for b in (x.encode("utf-8") for x in val)])
+        if kind is int:  # not bool: type() is exact
+            return struct.pack(f"<IQ{n}i", V.INT32, n, *val)
+        if kind is float:
+            return struct.pack(f"<IQ{n}f", V.FLOAT32, n, *val)
+        return None
+
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val, vtype, add_vtype: bool, sub_type=None) -> bytes:
+            if (vtype == V.ARRAY and sub_type is None and isinstance(val, (list, tuple)) and val
+                    and self.endianess == gguf.GGUFEndian.LITTLE):
+                packed = pack_array(val)
+                if packed is not None:
+                    return (struct.pack("<I", V.ARRAY) if add_vtype else b"") + packed
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+    return Writer
 
 
 def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str,
