@@ -103,8 +103,8 @@ class _Stream:
         pos = base
 
         def drain_one() -> None:
-            fut, n = pending.popleft()
-            slot = fut.result()
+            job, n = pending.popleft()
+            slot = job.result()
             self.digest.feed(memoryview(slot)[:n])
             self.on_bytes(n)
             self.slots.append(slot)
@@ -123,11 +123,10 @@ class _Stream:
             while pending:
                 drain_one()
         finally:
-            for f, _ in pending:
-                f.cancel()
-            for f, _ in pending:  # no worker may still write once this returns
-                if not f.cancelled():
-                    f.exception()
+            for job, _ in pending:
+                job.cancel()
+            for job, _ in pending:  # no worker may still write once this returns
+                job.wait()
             for fd in files.values():
                 os.close(fd)
         fp.seek(pos)  # the buffered file object learns where the tensor ends
@@ -141,6 +140,7 @@ PREFETCH = 2
 BLOCK_BYTES = 256 << 10
 WINDOW = 8  # span blocks in flight (converted, or waiting for the digest): 2 MiB, in WINDOW + 1 reused slots
 _POOL = None
+_POOL_LOCK = threading.Lock()
 _local = threading.local()  # each worker's read buffer
 
 
@@ -186,12 +186,68 @@ def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_po
     return slot
 
 
-def _pool():
+class _Job:
+    """One block's work handed to the workers; result() waits for it (re-raising its error)."""
+
+    __slots__ = ("fn", "args", "done", "cancelled")
+
+    def __init__(self, fn, args):
+        import queue
+
+        self.fn, self.args, self.done, self.cancelled = fn, args, queue.SimpleQueue(), False
+
+    def result(self):
+        ok, value = self.done.get()
+        self.done.put((ok, value))  # a second result() (the cleanup's wait) sees the same
+        if not ok:
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        self.cancelled = True  # a worker that has not started it skips it
+
+    def wait(self) -> None:
+        try:
+            self.result()
+        except BaseException:
+            pass
+
+
+class _Workers:
+    """Threads that run the blocks' jobs. Jobs and results travel on C-level SimpleQueues: concurrent.futures
+    waits and notifies through Python-level Conditions, ~70 us of interpreter time per 256 KiB block, a
+    fifth of the CPU time the conversion took."""
+
+    def __init__(self, n: int):
+        import queue
+
+        self.jobs = queue.SimpleQueue()
+        for i in range(n):
+            threading.Thread(target=self._run, name=f"gguf-convert-{i}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job.cancelled:
+                job.done.put((False, RegistryError("cancelled")))
+                continue
+            try:
+                job.done.put((True, job.fn(*job.args)))
+            except BaseException as e:
+                job.done.put((False, e))
+
+    def submit(self, fn, *args) -> _Job:
+        job = _Job(fn, args)
+        self.jobs.put(job)
+        return job
+
+
+def _pool() -> _Workers:
     global _POOL
     if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="gguf-convert")
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = _Workers(max(1, min(4, os.cpu_count() or 1)))
     return _POOL
 
 
