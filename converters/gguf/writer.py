@@ -20,7 +20,7 @@ from registry.errors import RegistryError
 from .arch import OutTensor
 from .bf16 import to_f16
 from ..writes import write_error
-from .digest import BuildDigest
+from .digest import BuildDigest, NoDigest
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -281,9 +281,9 @@ def final_names(out: Path, n_shards: int) -> list[Path]:
 
 
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-               split_max_size: int | None, progress) -> tuple[list[Path], str]:
+               split_max_size: int | None, progress, hashed: bool = True) -> tuple[list[Path], str | None]:
     """Write the GGUF (one file, or shards above split_max_size); return the final paths and the
-    sha256 of their bytes in order, taken while writing."""
+    sha256 of their bytes in order, taken while writing (None when not `hashed`)."""
     from ..claims import partial_tag
 
     out = Path(out)
@@ -293,7 +293,7 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
     except OSError as e:
         raise write_error(e, out, None) from None
     try:
-        return _write(out, tmpdir, arch_name, meta, tensors, outtype, split_max_size, progress)
+        return _write(out, tmpdir, arch_name, meta, tensors, outtype, split_max_size, progress, hashed)
     except OSError as e:
         total = sum(_nbytes(t.shape, _qtype(t, outtype)) for t in tensors)
         raise write_error(e, out, total) from None
@@ -302,12 +302,12 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
 
 
 def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-           split_max_size: int | None, progress) -> tuple[list[Path], str]:
+           split_max_size: int | None, progress, hashed: bool) -> tuple[list[Path], str | None]:
     import gguf
 
     w = _writer_class()(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
     try:
-        return _write_all(w, out, tmpdir, meta, tensors, outtype, progress)
+        return _write_all(w, out, tmpdir, meta, tensors, outtype, progress, hashed)
     except BaseException:
         for f in w.fout or []:  # close now: a buffered file flushed at exit would fail (disk full) a second time
             try:
@@ -354,7 +354,7 @@ def _writer_class():
 
 
 def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str,
-               progress) -> tuple[list[Path], str]:
+               progress, hashed: bool) -> tuple[list[Path], str | None]:
     import gguf
     import numpy as np
 
@@ -374,7 +374,7 @@ def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTens
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     n_shards = len(w.fout)
-    digest = BuildDigest(w.fout)
+    digest = BuildDigest(w.fout) if hashed else NoDigest()
     progress.start(len(plan), total)
     slots: list = []
     for i, (t, q, nb) in enumerate(plan, 1):
