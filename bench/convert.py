@@ -8,7 +8,8 @@ converters/tiny/ and larger dimensions), then reports:
   * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
 
   * with --cli: `registry convert --to ggufv2 --quant FP16` end to end (a fresh process: start-up,
-    conversion, the build's sha256, the store row) against `cp -r` of the same shards, paired rounds.
+    conversion, the build's sha256, the store row) against `cp -r` of the same shards, paired rounds:
+    wall time, CPU time (the ratio a machine busy with other work sees) and the convert's peak RSS.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir DIR] [--cli [--rounds N]]
 """
