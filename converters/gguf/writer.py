@@ -21,6 +21,7 @@ from .arch import OutTensor
 from .bf16 import to_f16
 from ..writes import write_error
 from .digest import BuildDigest, NoDigest
+from .workers import pool as _pool
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -139,8 +140,6 @@ PREFETCH = 2
 # in a core's cache while it is converted, written and hashed (1 MiB blocks took 1.4x the CPU, 8 MiB 1.6x)
 BLOCK_BYTES = 256 << 10
 WINDOW = 8  # span blocks in flight (converted, or waiting for the digest): 2 MiB, in WINDOW + 1 reused slots
-_POOL = None
-_POOL_LOCK = threading.Lock()
 _local = threading.local()  # each worker's read buffer
 
 
@@ -184,71 +183,6 @@ def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_po
     to_f16(s, dst)
     _pwrite_all(out_fd, memoryview(slot)[:n], out_pos)
     return slot
-
-
-class _Job:
-    """One block's work handed to the workers; result() waits for it (re-raising its error)."""
-
-    __slots__ = ("fn", "args", "done", "cancelled")
-
-    def __init__(self, fn, args):
-        import queue
-
-        self.fn, self.args, self.done, self.cancelled = fn, args, queue.SimpleQueue(), False
-
-    def result(self):
-        ok, value = self.done.get()
-        self.done.put((ok, value))  # a second result() (the cleanup's wait) sees the same
-        if not ok:
-            raise value
-        return value
-
-    def cancel(self) -> None:
-        self.cancelled = True  # a worker that has not started it skips it
-
-    def wait(self) -> None:
-        try:
-            self.result()
-        except BaseException:
-            pass
-
-
-class _Workers:
-    """Threads that run the blocks' jobs. Jobs and results travel on C-level SimpleQueues: concurrent.futures
-    waits and notifies through Python-level Conditions, ~70 us of interpreter time per 256 KiB block, a
-    fifth of the CPU time the conversion took."""
-
-    def __init__(self, n: int):
-        import queue
-
-        self.jobs = queue.SimpleQueue()
-        for i in range(n):
-            threading.Thread(target=self._run, name=f"gguf-convert-{i}", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job.cancelled:
-                job.done.put((False, RegistryError("cancelled")))
-                continue
-            try:
-                job.done.put((True, job.fn(*job.args)))
-            except BaseException as e:
-                job.done.put((False, e))
-
-    def submit(self, fn, *args) -> _Job:
-        job = _Job(fn, args)
-        self.jobs.put(job)
-        return job
-
-
-def _pool() -> _Workers:
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = _Workers(max(1, min(4, os.cpu_count() or 1)))
-    return _POOL
 
 
 def _qtype(t: OutTensor, outtype: str):
@@ -303,8 +237,6 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
 
 def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
            split_max_size: int | None, progress, hashed: bool) -> tuple[list[Path], str | None]:
-    import gguf
-
     w = _writer_class()(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
     try:
         return _write_all(w, out, tmpdir, meta, tensors, outtype, progress, hashed)
