@@ -8,7 +8,8 @@ converters/tiny/ and larger dimensions), then reports:
   * quantize time F16 -> Q4_K_M (llama_model_quantize, all cores).
 
   * with --cli: `registry convert --to ggufv2 --quant FP16` end to end (a fresh process: start-up,
-    conversion, the build's sha256, the store row) against `cp -r` of the same shards, paired rounds.
+    conversion, the build's sha256, the store row) against `cp -r` of the same shards, paired rounds:
+    wall time, CPU time (the ratio a machine busy with other work sees) and the convert's peak RSS.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/convert.py --size-gb 2 [--workdir DIR] [--cli [--rounds N]]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -144,13 +146,20 @@ def cli_rounds(src: Path, work: Path, rounds: int) -> None:
            "--quant", "FP16", "--out", str(out), "--json"]
     total = sum(f.stat().st_size for f in src.iterdir() if f.is_file())
 
-    def timed(argv, **kw) -> float:
+    def timed(argv, **kw) -> tuple[float, float, int]:
+        """Wall seconds, CPU seconds (user + system) and peak RSS (bytes) of one run."""
         os.sync()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kw)
-        return time.perf_counter() - t
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", *argv] if Path("/usr/bin/time").exists() else argv,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        last = r.stderr.strip().splitlines()[-1:] or ["0"]
+        rss = int(last[0]) * 1024 if last[0].isdigit() else 0  # GNU time's %M: KiB
+        return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, rss
 
-    ratios, cps, cvs = [], [], []
+    ratios, cps, cvs, cpu_cp, cpu_cv, rss = [], [], [], [], [], []
     for i in range(rounds):
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -158,14 +167,20 @@ def cli_rounds(src: Path, work: Path, rounds: int) -> None:
         out.mkdir()
         pair = [("cp", ["cp", "-r", str(src), str(dst)], {}), ("convert", cmd, {"env": env})]
         got = {name: timed(argv, **kw) for name, argv, kw in (pair if i % 2 == 0 else pair[::-1])}
-        cps.append(got["cp"])
-        cvs.append(got["convert"])
-        ratios.append(got["convert"] / got["cp"])
+        cps.append(got["cp"][0])
+        cvs.append(got["convert"][0])
+        cpu_cp.append(got["cp"][1])
+        cpu_cv.append(got["convert"][1])
+        rss.append(got["convert"][2])
+        ratios.append(got["convert"][0] / got["cp"][0])
     mb = 1 / 2**20
+    med = statistics.median
     print(f"checkpoint: {total * mb:.0f} MiB")
-    print(f"cp -r:            median {statistics.median(cps):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cps)})")
-    print(f"registry convert: median {statistics.median(cvs):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cvs)})")
-    print(f"ratio convert/cp: median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    print(f"cp -r:            median {med(cps):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cps)}); CPU {med(cpu_cp):.2f} s")
+    print(f"registry convert: median {med(cvs):.2f} s (rounds {', '.join(f'{x:.2f}' for x in cvs)}); CPU {med(cpu_cv):.2f} s"
+          + (f"; peak RSS {max(rss) * mb:.0f} MiB" if max(rss) else ""))
+    print(f"ratio convert/cp: median {med(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+          f"CPU time {med(cpu_cv) / med(cpu_cp):.2f}x (what a machine busy with other work sees)")
     shutil.rmtree(dst, ignore_errors=True)
 
 

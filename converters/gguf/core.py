@@ -62,14 +62,15 @@ def convert_files(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
                   split_max_size: int | None = None, progress: bool = False, force: bool = False) -> list[Path]:
     """Convert; the written files (one, or the shards of a split build in order)."""
     return convert_build(src, out, outtype, keep_mtp=keep_mtp, split_max_size=split_max_size, progress=progress,
-                         force=force)[0]
+                         force=force, hashed=False)[0]
 
 
 def convert_build(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool = False,
-                  split_max_size: int | None = None, progress: bool = False,
-                  force: bool = False) -> tuple[list[Path], str]:
-    """Convert; the written files and their sha256 (as `registry verify` checks), taken while writing. `force`:
-    replace an existing `out` (by rename, once the new file is whole)."""
+                  split_max_size: int | None = None, progress: bool = False, force: bool = False,
+                  hashed: bool = True) -> tuple[list[Path], str | None]:
+    """Convert; the written files and their sha256 (as `registry verify` checks), taken while writing (None
+    when not `hashed`: nobody keeps it). `force`: replace an existing `out` (by rename, once the new file is
+    whole)."""
     import gguf
 
     outtype = outtype.upper()
@@ -96,7 +97,7 @@ def convert_build(src: Path, out: Path, outtype: str = "F16", *, keep_mtp: bool 
 
     prog = _progress.make(progress, f"{out.name}")
     try:
-        return write_gguf(out, arch.gguf_arch, meta, tensors, outtype, split_max_size, prog)
+        return write_gguf(out, arch.gguf_arch, meta, tensors, outtype, split_max_size, prog, hashed)
     except PermissionError as e:
         raise RegistryError(f"cannot write in {out.parent}: {e.strerror}; choose a writable --out") from None
     finally:

@@ -187,8 +187,10 @@ def _build(req, base, first, quants, im, first_path, outs, scratch, first_files,
         first_files.append(first_path)
         first_sha = sha256_of(first_files)  # recorded earlier: check it is still those bytes
     else:
+        # a scratch first pass is quantized and removed, never recorded: its sha256 would cost a core meanwhile
         files, first_sha = convert_build(req.source, first_path, first, keep_mtp=req.keep_mtp,
-                                         split_max_size=req.split_max_size, progress=req.progress, force=req.force)
+                                         split_max_size=req.split_max_size, progress=req.progress, force=req.force,
+                                         hashed=not scratch)
         first_files.extend(files)
         claims.placed_files(first_files)
     if want_sha is not None and first_sha != want_sha:

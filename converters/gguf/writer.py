@@ -18,9 +18,10 @@ from typing import Callable
 from registry.errors import RegistryError
 
 from .arch import OutTensor
-from .bf16 import STEP, to_f16
+from .bf16 import to_f16
 from ..writes import write_error
-from .digest import BuildDigest
+from .digest import BuildDigest, NoDigest
+from .workers import pool as _pool
 
 OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 
@@ -28,10 +29,12 @@ OUTTYPES = ("F16", "BF16", "Q8_0", "F32")
 class _Stream:
     """Duck-types the ndarray that GGUFWriter.write_tensor_data expects (nbytes, tofile)."""
 
-    def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None], digest: BuildDigest):
+    def __init__(self, t: OutTensor, qtype, nbytes: int, on_bytes: Callable[[int], None], digest: BuildDigest,
+                 slots: list):
         import gguf
 
         self.t, self.qtype, self.nbytes, self.on_bytes, self.digest = t, qtype, nbytes, on_bytes, digest
+        self.slots = slots  # the write's free block buffers, shared by its tensors
         # Source already in the output type (bf16 -> BF16, f16 -> F16, f32 -> F32): copy the bytes.
         Q = gguf.GGMLQuantizationType
         self.raw = {"BF16": Q.BF16, "F16": Q.F16, "F32": Q.F32}.get(t.src_dtype or "") == qtype
@@ -83,13 +86,14 @@ class _Stream:
             raise RegistryError(f"tensor {self.t.name}: wrote {written} bytes, expected {self.nbytes}")
 
     def _by_spans(self, fp, work) -> None:
-        """Whole source tensors (spans) go to the output block by block on worker threads, each block
-        written at its own place (pwrite with an offset), so blocks need no order and no block's bytes
-        pass through the main thread's writes. work: _copy_block (bytes unchanged) or _bf16_block (read,
-        convert and write in cache-sized steps, as a copy moves data; mapping the source and writing
-        whole converted blocks in order moved every byte three times more). Each worker hands back the
-        bytes it wrote, and the main thread feeds them to the build's sha256 in order while the next
-        blocks are converted; at most WINDOW blocks are in flight, so memory stays bounded."""
+        """Whole source tensors (spans) go to the output block by block on worker threads: each worker reads
+        a block into a buffer of its own, converts it (_bf16_block) or not (_copy_block) into one of the
+        write's reusable slots and writes the slot at its place in the output (pwrite with an offset), so
+        blocks need no order and no block's bytes pass through the main thread's writes. The main thread
+        feeds the slots to the build's sha256 in order as they come back, while the next blocks are
+        converted: blocks are small and slots reused, so what is hashed is still in the cache (hashing from
+        memory took twice as long, and fresh buffers cost page faults); at most WINDOW blocks are in flight,
+        so memory stays bounded."""
         from collections import deque
 
         fp.flush()
@@ -100,9 +104,11 @@ class _Stream:
         pos = base
 
         def drain_one() -> None:
-            buf = pending.popleft().result()
-            self.digest.feed(buf)
-            self.on_bytes(len(memoryview(buf).cast("B")))
+            job, n = pending.popleft()
+            slot = job.result()
+            self.digest.feed(memoryview(slot)[:n])
+            self.on_bytes(n)
+            self.slots.append(slot)
 
         try:
             for path, offset, length in self.t.spans():
@@ -110,18 +116,18 @@ class _Stream:
                     files[path] = os.open(path, os.O_RDONLY)
                 for a in range(offset, offset + length, BLOCK_BYTES):
                     n = min(BLOCK_BYTES, offset + length - a)
-                    pending.append(_pool().submit(work, self.t.name, out_fd, files[path], a, n, pos))
+                    slot = self.slots.pop() if self.slots else bytearray(BLOCK_BYTES)
+                    pending.append((_pool().submit(work, self.t.name, out_fd, files[path], a, n, pos, slot), n))
                     pos += n  # the output is as wide as the source (same type, or bf16 -> F16)
                     if len(pending) > WINDOW:
                         drain_one()
             while pending:
                 drain_one()
         finally:
-            for f in pending:
-                f.cancel()
-            for f in pending:  # no worker may still write once this returns
-                if not f.cancelled():
-                    f.exception()
+            for job, _ in pending:
+                job.cancel()
+            for job, _ in pending:  # no worker may still write once this returns
+                job.wait()
             for fd in files.values():
                 os.close(fd)
         fp.seek(pos)  # the buffered file object learns where the tensor ends
@@ -130,10 +136,11 @@ class _Stream:
 
 
 PREFETCH = 2
-BLOCK_BYTES = 8 << 20  # source bytes per job of the span pipeline
-WINDOW = 6  # span blocks in flight (converted, or waiting for the digest): 48 MiB at most
-_POOL = None
-_local = threading.local()  # each worker's step buffers
+# Source bytes per job of the span pipeline: a block's source, its F16 and the cast's float32 temporary stay
+# in a core's cache while it is converted, written and hashed (1 MiB blocks took 1.4x the CPU, 8 MiB 1.6x)
+BLOCK_BYTES = 256 << 10
+WINDOW = 8  # span blocks in flight (converted, or waiting for the digest): 2 MiB, in WINDOW + 1 reused slots
+_local = threading.local()  # each worker's read buffer
 
 
 def _ended(name: str, at: int) -> RegistryError:
@@ -146,46 +153,36 @@ def _pwrite_all(out_fd: int, view: memoryview, at: int) -> None:
         view, at = view[k:], at + k
 
 
-def _copy_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int) -> bytearray:
-    """n bytes at `offset` of src_fd to out_pos of out_fd; returns them (the digest takes them next)."""
-    buf = bytearray(n)
-    view = memoryview(buf)
+def _pread_all(name: str, src_fd: int, view: memoryview, at: int) -> None:
     done = 0
-    while done < n:
-        k = os.preadv(src_fd, [view[done:]], offset + done)
+    while done < len(view):  # pread may read less than asked
+        k = os.preadv(src_fd, [view[done:]], at + done)
         if k == 0:
-            raise _ended(name, offset + done)
+            raise _ended(name, at + done)
         done += k
+
+
+def _copy_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int, slot: bytearray) -> bytearray:
+    """n bytes at `offset` of src_fd to out_pos of out_fd, through `slot`; returns it (the digest takes it next)."""
+    view = memoryview(slot)[:n]
+    _pread_all(name, src_fd, view, offset)
     _pwrite_all(out_fd, view, out_pos)
-    return buf
+    return slot
 
 
-def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int):
-    """n bytes of bf16 at `offset` of src_fd as F16 at out_pos of out_fd; returns the F16 bytes."""
+def _bf16_block(name: str, out_fd: int, src_fd: int, offset: int, n: int, out_pos: int, slot: bytearray) -> bytearray:
+    """n bytes of bf16 at `offset` of src_fd as F16 in `slot`, written at out_pos of out_fd; returns the slot."""
     import numpy as np
 
     src = getattr(_local, "src", None)
     if src is None:
-        src = _local.src = np.empty(STEP, np.uint16)
-    out = np.empty(n // 2, np.float16)  # handed to the digest, so one per block
-    step = STEP * 2
-    for a in range(0, n, step):
-        k = min(step, n - a)
-        s, dst = src[: k // 2], out[a // 2: (a + k) // 2]
-        if os.preadv(src_fd, [s], offset + a) != k:
-            raise _ended(name, offset + a)
-        to_f16(s, dst)
-        _pwrite_all(out_fd, memoryview(dst).cast("B"), out_pos + a)
-    return out
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="gguf-convert")
-    return _POOL
+        src = _local.src = np.empty(BLOCK_BYTES // 2, np.uint16)
+    s = src[: n // 2]
+    _pread_all(name, src_fd, memoryview(s).cast("B"), offset)
+    dst = np.frombuffer(slot, np.float16, n // 2)
+    to_f16(s, dst)
+    _pwrite_all(out_fd, memoryview(slot)[:n], out_pos)
+    return slot
 
 
 def _qtype(t: OutTensor, outtype: str):
@@ -218,9 +215,9 @@ def final_names(out: Path, n_shards: int) -> list[Path]:
 
 
 def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-               split_max_size: int | None, progress) -> tuple[list[Path], str]:
+               split_max_size: int | None, progress, hashed: bool = True) -> tuple[list[Path], str | None]:
     """Write the GGUF (one file, or shards above split_max_size); return the final paths and the
-    sha256 of their bytes in order, taken while writing."""
+    sha256 of their bytes in order, taken while writing (None when not `hashed`)."""
     from ..claims import partial_tag
 
     out = Path(out)
@@ -230,7 +227,7 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
     except OSError as e:
         raise write_error(e, out, None) from None
     try:
-        return _write(out, tmpdir, arch_name, meta, tensors, outtype, split_max_size, progress)
+        return _write(out, tmpdir, arch_name, meta, tensors, outtype, split_max_size, progress, hashed)
     except OSError as e:
         total = sum(_nbytes(t.shape, _qtype(t, outtype)) for t in tensors)
         raise write_error(e, out, total) from None
@@ -239,12 +236,10 @@ def write_gguf(out: Path, arch_name: str, meta: Callable, tensors: list[OutTenso
 
 
 def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: list[OutTensor], outtype: str,
-           split_max_size: int | None, progress) -> tuple[list[Path], str]:
-    import gguf
-
-    w = gguf.GGUFWriter(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
+           split_max_size: int | None, progress, hashed: bool) -> tuple[list[Path], str | None]:
+    w = _writer_class()(tmpdir / out.name, arch_name, split_max_size=split_max_size or 0)
     try:
-        return _write_all(w, out, tmpdir, meta, tensors, outtype, progress)
+        return _write_all(w, out, tmpdir, meta, tensors, outtype, progress, hashed)
     except BaseException:
         for f in w.fout or []:  # close now: a buffered file flushed at exit would fail (disk full) a second time
             try:
@@ -254,8 +249,44 @@ def _write(out: Path, tmpdir: Path, arch_name: str, meta: Callable, tensors: lis
         raise
 
 
+def _writer_class():
+    """gguf's GGUFWriter, with arrays of plain str, int or float (the vocabulary's tokens, merges and types)
+    packed in one go, to the same bytes: gguf packs each element through several calls, ~0.1 s for a
+    32k vocabulary and over a second for GLM's 151k tokens and 318k merges."""
+    import struct
+
+    import gguf
+
+    V = gguf.GGUFValueType
+    length = struct.Struct("<Q").pack
+
+    def pack_array(val) -> bytes | None:
+        kind = type(val[0])
+        if not all(type(x) is kind for x in val):
+            return None
+        n = len(val)
+        if kind is str:
+            return struct.pack("<IQ", V.STRING, n) + b"".join([length(len(b)) + b for b in (x.encode("utf-8") for x in val)])
+        if kind is int:  # not bool: type() is exact
+            return struct.pack(f"<IQ{n}i", V.INT32, n, *val)
+        if kind is float:
+            return struct.pack(f"<IQ{n}f", V.FLOAT32, n, *val)
+        return None
+
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val, vtype, add_vtype: bool, sub_type=None) -> bytes:
+            if (vtype == V.ARRAY and sub_type is None and isinstance(val, (list, tuple)) and val
+                    and self.endianess == gguf.GGUFEndian.LITTLE):
+                packed = pack_array(val)
+                if packed is not None:
+                    return (struct.pack("<I", V.ARRAY) if add_vtype else b"") + packed
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+    return Writer
+
+
 def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTensor], outtype: str,
-               progress) -> tuple[list[Path], str]:
+               progress, hashed: bool) -> tuple[list[Path], str | None]:
     import gguf
     import numpy as np
 
@@ -275,11 +306,12 @@ def _write_all(w, out: Path, tmpdir: Path, meta: Callable, tensors: list[OutTens
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     n_shards = len(w.fout)
-    digest = BuildDigest(w.fout)
+    digest = BuildDigest(w.fout) if hashed else NoDigest()
     progress.start(len(plan), total)
+    slots: list = []
     for i, (t, q, nb) in enumerate(plan, 1):
         progress.tensor(i, t.name)
-        w.write_tensor_data(_Stream(t, q, nb, progress.advance, digest))
+        w.write_tensor_data(_Stream(t, q, nb, progress.advance, digest, slots))
     w.close()
     sha = digest.finish()
     tmp_files = final_names(tmpdir / out.name, n_shards)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-CHUNK = 8 * 1024 * 1024
+CHUNK = 1 << 20  # read into one reused buffer of this size: it stays in the core's cache while it is hashed
 
 
 def sha256_file(path: Path) -> str:
@@ -26,10 +26,18 @@ def sha256_files(paths: list[Path]) -> str:
     """sha256 of the files' bytes in order: one file, or the parts of a split GGUF build."""
     h = hashlib.sha256()
     for path in paths:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
+        _feed(h, path)
     return h.hexdigest()
+
+
+def _feed(h, path: Path) -> None:
+    """Hash a file's bytes read into one reused buffer: a new 8 MB bytes object per read cost fresh pages
+    and a hash from memory, not cache (about 1.6x the CPU time)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
 
 
 _SPLIT = re.compile(r"^(?P<stem>.+)-00001-of-(?P<n>\d{5})\.gguf$")
@@ -46,9 +54,7 @@ def split_parts(path: Path) -> list[Path]:
 
 def git_blob_sha1(path: Path) -> str:
     h = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    _feed(h, path)
     return h.hexdigest()
 
 
