@@ -46,12 +46,14 @@ def registry_home(tmp_path, monkeypatch):
     return home
 
 
-def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    """`registry ARGS` in a fresh interpreter, as a user runs it."""
+def run_cli(*args: str, env: dict | None = None, input: str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """`registry ARGS` in a fresh interpreter, as a user runs it. The timeout only guards against a hang: a
+    build that calibrates with torch takes seconds alone and minutes beside other workers' tests."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "registry", *args],
-        capture_output=True, text=True, env=full_env, input=input, timeout=120, cwd=ROOT,
+        capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=ROOT,
     )
 
 

@@ -50,7 +50,7 @@ def launch(
     """Start the best engine for a build and wait until it answers (or print the plan with --dry-run). Without a
     quantization: a running deployment of the family, else a local build, else the best build that fits.
     Words after -- go to the engine's command line (`-- --seed 7`), checked first by the engine's own
-    parser; the options the registry sets (--port, --host, --context, --gpus, --api-key...) stay its own."""
+    parser; the options the registry sets (--port, --host, --context, --gpus, --api-key and the like) stay its own."""
     from .. import launcher
     from ..naming import parse_context, split_tag
 
