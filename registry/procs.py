@@ -78,8 +78,17 @@ def cmdline(pid: int) -> list[str] | None:
 
 
 def identity(pid: int) -> dict:
-    """What to record at spawn to recognise the process later."""
-    return {"pid": pid, "start": start_time(pid), "cmdline": cmdline(pid)}
+    """What to record at spawn to recognise the process later. Right after a spawn the kernel may not have set
+    the new program's arguments yet (the parent resumes inside exec): an empty command line is read again."""
+    import time
+
+    cmd = cmdline(pid)
+    for _ in range(100):
+        if cmd is not None or not pid_exists(pid):
+            break
+        time.sleep(0.005)
+        cmd = cmdline(pid)
+    return {"pid": pid, "start": start_time(pid), "cmdline": cmd}
 
 
 def _zombie(pid: int) -> bool:
