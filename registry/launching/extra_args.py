@@ -44,12 +44,12 @@ HELP = {"llama.cpp": "`python -m llama_cpp.server --help` lists its options", "v
         "sglang": "`python -m sglang.launch_server --help` lists them"}
 
 
-def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]:
+def add(engine: str, commands: list, main, extra: list[str], local: bool) -> list[str]:
     """Check `extra` against `engine`'s parser and the planned `commands`, then append it to the server
-    commands (every SGLang node's; vLLM's `vllm serve`, not its ray commands). Returns notes for the plan.
+    commands (every SGLang node's; vLLM's `vllm serve`, the `main` one, not its ray commands). Returns notes for
+    the plan.
     Raises RegistryError, one line naming the argument, for what the registry sets or the engine refuses."""
     from .. import redact
-    from .plan import main_command
 
     shown = " ".join(redact.argv(extra))
     if engine not in REGISTRY_SET:
@@ -57,7 +57,6 @@ def add(engine: str, commands: list, extra: list[str], local: bool) -> list[str]
                             "takes none: leave them out, or choose one of those with --engine")
     if not extra[0].startswith("-"):
         raise RegistryError(f"extra argument {extra[0]!r}: give the engine's options after --, e.g. -- --seed 7")
-    main = main_command(commands)
     planned = main.argv[_program_length(main.argv):]
     flags = [a for a in extra if _is_flag(a)]
     have = [a for a in planned if _is_flag(a)]

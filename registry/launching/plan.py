@@ -215,7 +215,7 @@ def plan_build(resolved, hw, art: dict, engine: str | None = None, context: int 
     if extra_args:
         from .extra_args import add
 
-        notes += add(chosen, cmds, list(extra_args), hw.local)
+        notes += add(chosen, cmds, main_command(cmds), list(extra_args), hw.local)
     if art.get("demo"):
         notes.append("the artifact is registry demo's random-weight toy, not the real model")
     if art["source"] == "hub" and chosen == "llama.cpp":
