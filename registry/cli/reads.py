@@ -145,16 +145,19 @@ def _show_memory_and_launch(v: dict[str, Any]) -> None:
     gb = lambda n: "n/a" if n is None else f"{n / 1e9:,.1f} GB"  # noqa: E731
     for s in v["specs"]:
         m = s["memory"]
+        # the short context's columns only where it is shorter than the family's whole context
+        both = m["short_context"] != m["full_context"]
         rows = [[b["quantization"], "n/a" if b["bits_per_weight"] is None else f"{b['bits_per_weight']:.2f}",
-                 gb(b["weights_bytes"]), gb(b["kv_cache_short_bytes"]), gb(b["kv_cache_full_bytes"]),
-                 gb(b["total_full_bytes"]), gb(b["memory_short_bytes"]), gb(b["memory_full_bytes"])]
+                 gb(b["weights_bytes"]), *([gb(b["kv_cache_short_bytes"])] if both else []),
+                 gb(b["kv_cache_full_bytes"]), gb(b["total_full_bytes"]),
+                 *([gb(b["memory_short_bytes"])] if both else []), gb(b["memory_full_bytes"])]
                 for b in m["builds"]]
         _table(f"Estimated memory, Model Spec {s['index']} ({s['format']}); KV cache in {m['kv_cache_dtype']}; "
                f"\"needs\" adds the engine's buffers, as `registry fit --hardware {m['hardware']} --context N` "
                "counts them",
-               ["quant", "bits/weight", "weights", f"KV {m['short_context']:,} tokens",
+               ["quant", "bits/weight", "weights", *([f"KV {m['short_context']:,} tokens"] if both else []),
                 f"KV {m['full_context']:,} tokens", "weights + KV at full context",
-                f"needs at {m['short_context']:,}", "needs at full context"], rows)
+                *([f"needs at {m['short_context']:,}"] if both else []), "needs at full context"], rows)
         for p in s["launch"]:
             line = f"registry launch {v['name']} --format {s['format']} --quant {s['quantizations'][0]}" + (
                 f" --profile {p['name']}" if p.get("name", "default") != "default" or len(s["launch"]) > 1 else "")
