@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry.errors import RegistryError
-from registry.schema import Family
+
+if TYPE_CHECKING:  # a model, or a plain family of the compiled catalog (a GGUF conversion reads no more)
+    from registry.schema import Family
 
 
 def checkpoint_config(source: Path, family: Family) -> tuple[dict, str]:

@@ -97,11 +97,12 @@ def _spec_text(item) -> str:
 _plain = False
 
 
-def use_plain() -> None:
-    """This process only reads the catalog (the CLI's read commands): shipped families come from the compiled
-    catalog as plain objects (registry/plain.py) when it is current, without importing pydantic."""
+def use_plain(on: bool = True) -> None:
+    """This process only reads the catalog (the CLI's read commands, a GGUF conversion): shipped families come
+    from the compiled catalog as plain objects (registry/plain.py) when it is current, without importing
+    pydantic. use_plain(False): catalogs loaded from then on are the models again."""
     global _plain
-    _plain = True
+    _plain = on
 
 
 @functools.lru_cache(maxsize=4)

@@ -34,7 +34,7 @@ KNOWN = LADDER + IQ_LADDER + OTHER + tuple(Q8_EDGES)
 
 def llama_quant_name(quant: str) -> str:
     """Registry name -> llama.cpp ftype name: Q3_K/Q4_K/Q5_K are the _M variants (registry.schema.GGUF_ALIASES)."""
-    from registry.schema import GGUF_ALIASES
+    from registry.formats import GGUF_ALIASES
 
     q = GGUF_ALIASES.get(quant.upper(), quant.upper())
     if q.startswith("UD-"):
