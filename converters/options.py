@@ -71,12 +71,18 @@ class ConvertResult:
 
 
 def record(results: list[ConvertResult]) -> None:
-    """Record each build as an artifact row in the store; sets its artifact_id."""
-    from registry.store import Store
+    """Record each build as an artifact row in the store; sets its artifact_id. On the default SQLite file the
+    rows are written with sqlite3 (registry/sqlite_write.py: no SQLAlchemy import); elsewhere by the Store."""
+    from registry import sqlite_write
 
-    store = Store()
+    store = None
     for r in results:
-        row = store.add_artifact(family=r.family, format=r.format, quantization=r.quantization, path=str(r.path),
-                                 sha256=r.sha256, size_bytes=r.size_bytes, parent=r.parent, recipe=r.recipe,
-                                 report=r.report)
-        r.artifact_id = row.id
+        fields = dict(family=r.family, format=r.format, quantization=r.quantization, path=str(r.path),
+                      sha256=r.sha256, size_bytes=r.size_bytes, parent=r.parent, recipe=r.recipe, report=r.report)
+        r.artifact_id = sqlite_write.add_artifact(**fields) if store is None else None
+        if r.artifact_id is None:
+            if store is None:
+                from registry.store import Store
+
+                store = Store()
+            r.artifact_id = store.add_artifact(**fields).id

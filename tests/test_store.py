@@ -133,6 +133,46 @@ def test_stdlib_read_path_gives_the_store_rows(registry_home, monkeypatch):
     assert sqlite_read.artifacts("glm4-chat-1m", "ggufv2") is None
 
 
+def test_stdlib_write_path_records_what_the_store_reads_as_its_own(registry_home, monkeypatch):
+    # registry.sqlite_write records a build without SQLAlchemy: the Store reads its rows as it reads its own.
+    import sqlite3
+
+    from registry import sqlite_write
+
+    fields = dict(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", sha256="ab" * 32,
+                  size_bytes=5 * 2**40, parent="THUDM/glm-4-9b-chat-1m", recipe={"quant": "Q4_K_M", "n": [1, 2.5]})
+    assert sqlite_write.add_artifact(path="/x/a.gguf", **fields) is None  # no database yet: the Store makes it
+    assert not (registry_home / "registry.db").exists()
+    s = Store()
+    theirs = s.add_artifact(path="/x/b.gguf", **fields)
+    mine = sqlite_write.add_artifact(path="/x/a.gguf", **fields)
+    assert mine == theirs.id + 1
+    a, b = sorted(s.artifacts(family="glm4-chat-1m"), key=lambda r: r.path)
+    assert a.id == mine
+    skip = {"id", "path", "created"}
+    assert a.model_dump(exclude=skip) == b.model_dump(exclude=skip)
+    assert a.report is None and a.missing_since is None and a.node == b.node
+    assert abs((a.created - b.created).total_seconds()) < 60 and a.created.tzinfo is not None
+    raw = sqlite3.connect(registry_home / "registry.db").execute(
+        "SELECT recipe, report, created FROM artifact ORDER BY id").fetchall()
+    assert [r[1] for r in raw] == ["null", "null"] and len(raw[0][2]) == len(raw[1][2])
+    # The same path again replaces the row in place: the id stays, as the Store does it.
+    s.mark_artifact_missing(mine)
+    assert sqlite_write.add_artifact(path="/x/a.gguf", **{**fields, "quantization": "Q8_0"}) == mine
+    again = s.artifact_at("/x/a.gguf")
+    assert (again.id, again.quantization, again.missing_since) == (mine, "Q8_0", None)
+    assert len(s.artifacts()) == 2
+    # A table of an older version (a column missing): the Store migrates it, this module leaves it alone.
+    con = sqlite3.connect(registry_home / "registry.db")
+    con.execute("ALTER TABLE artifact DROP COLUMN missing_since")
+    con.commit()
+    con.close()
+    assert sqlite_write.add_artifact(path="/x/c.gguf", **fields) is None
+    # Another database: the Store writes, not this module.
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{registry_home / 'other.db'}")
+    assert sqlite_write.add_artifact(path="/x/d.gguf", **fields) is None
+
+
 @pytest.mark.parametrize("column, value", [("recipe", "{bad"), ("report", "[1,"), ("created", "not a date"),
                                            ("missing_since", "2024-13-45")])
 def test_a_damaged_artifact_row_is_one_line_naming_it_and_rm_removes_it(registry_home, column, value):
