@@ -235,3 +235,108 @@ def test_extra_engine_arguments_are_checked_by_the_engines_own_parsers():
         r = run_cli("launch", cases[engine][0], "--engine", engine, "--hardware", "8xH200", "--dry-run", "--",
                     *extra, env=env)
         assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, (extra, r.stderr)
+
+
+def _import_traced(*args: str) -> tuple[subprocess.CompletedProcess, bool]:
+    """`registry ARGS` with Python's import trace: (the run, whether it imported llama-cpp-python's server)."""
+    from conftest import run_cli
+
+    r = run_cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    return r, any(line.startswith("import time:") and line.split("|")[-1].strip() == "llama_cpp.server"
+                  for line in r.stderr.splitlines())
+
+
+def test_llamacpp_answers_are_kept_and_a_damaged_cache_file_is_ignored(registry_home):
+    """What llama-cpp-python's server parser answered is kept under the registry home (registry/launching/
+    parser_cache.py): a repeated check, and an option refused from its option table, do not import it (its
+    import is most of such a launch's time); a new argv is parsed by it; a damaged cache file is a miss, then
+    rewritten."""
+    pytest.importorskip("llama_cpp.server.settings")
+    import sys
+
+    from registry.launching import parser_cache
+
+    cache = parser_cache.path("llama.cpp", sys.executable)
+    dry = ("launch", "glm4-chat-1m:FP16", "--dry-run", "--json", "--")
+    r, imported = _import_traced(*dry, "--seed", "7")
+    assert r.returncode == 0 and json.loads(r.stdout)["argv"][-2:] == ["--seed", "7"], r.stderr[-2000:]
+    assert imported and cache.is_file()
+    kept = json.loads(cache.read_text())
+    assert kept["table"]["--n_batch"]["dest"] == "n_batch" and kept["table"]["--n_batch"]["value"], kept["table"]
+    assert list(kept["verdicts"].values()) == [{"ok": True, "error": ""}], kept["verdicts"]
+    again, imported = _import_traced(*dry, "--seed", "7")
+    assert again.returncode == 0 and again.stdout == r.stdout and not imported, again.stderr[-2000:]
+    no, imported = _import_traced(*dry, "--no-such-option", "1")
+    assert no.returncode == 1 and not imported
+    assert "error: extra argument --no-such-option: llama.cpp has no such option" in no.stderr
+    bad, imported = _import_traced(*dry, "--n_batch", "many")  # a new argv: its parser's verdict
+    assert bad.returncode == 1 and imported and "llama.cpp refuses them" in bad.stderr and "'many'" in bad.stderr
+    cache.write_text(cache.read_text()[:100])  # a write cut short (by a full disk, say)
+    r, imported = _import_traced(*dry, "--seed", "7")
+    assert r.returncode == 0 and imported and json.loads(r.stdout)["argv"][-2:] == ["--seed", "7"]
+    assert json.loads(cache.read_text())["table"] == kept["table"]  # rewritten whole
+
+
+@pytest.mark.engines
+def test_a_repeated_check_does_not_start_the_engine_until_it_is_installed_again(tmp_path):
+    """SGLang's answers are kept too: in an environment of its own whose interpreter counts its runs of the
+    argument check (a .pth file; its packages are .venv-engines', its sglang metadata a copy), a repeated
+    check and an option refused from the kept option table start no engine; a damaged cache file is ignored
+    and rewritten; sglang installed again (its .dist-info written anew) is asked again."""
+    import shutil
+
+    from conftest import run_cli
+    from registry.launching import parser_cache
+
+    py = _python()
+    env_dir = tmp_path / "sglang-env"
+    subprocess.run([str(py), "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    engine_py = str(env_dir / "bin" / "python")
+
+    def purelib(python: str) -> Path:
+        return Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True, timeout=60).stdout.strip())
+
+    site, engines_site = purelib(engine_py), purelib(str(py))
+    runs = tmp_path / "argcheck-runs"
+    (site / "engines.pth").write_text(f"import site; site.addsitedir({str(engines_site)!r})\n")
+    (site / "zz_count.pth").write_text(  # the argument check is the interpreter's `-c` program
+        f"import os, sys; 'def check(engine' in ' '.join(sys.orig_argv) and open({str(runs)!r}, 'a').write("
+        f"f'{{os.getpid()}}\\n')\n")
+    (meta,) = engines_site.glob("sglang-*.dist-info")
+
+    def install_metadata():  # what an installer writes: the files anew, with this moment's times
+        shutil.rmtree(site / meta.name, ignore_errors=True)
+        for f in meta.rglob("*"):
+            if f.is_file():
+                (site / meta.name / f.relative_to(meta)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, site / meta.name / f.relative_to(meta))
+
+    def launch(*extra):
+        return run_cli("launch", "glm-4-9b-0414:none", "--engine", "sglang", "--hardware", "8xH200", "--dry-run",
+                       "--json", "--", *extra, env={"REGISTRY_SGLANG": engine_py})
+
+    def count() -> int:  # the processes (the engine's packages may have site's files read again in one)
+        return len(set(runs.read_text().split())) if runs.exists() else 0
+
+    install_metadata()
+    cache = parser_cache.path("sglang", engine_py)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text('{"key": "')  # damaged
+    first = launch("--enable-metrics")
+    assert first.returncode == 0 and json.loads(first.stdout)["argv"][-1] == "--enable-metrics", first.stderr[-2000:]
+    assert count() == 1
+    kept = json.loads(cache.read_text())
+    assert kept["table"]["--enable-metrics"]["dest"] == "enable_metrics" and len(kept["verdicts"]) == 1
+    again = launch("--enable-metrics")
+    assert again.returncode == 0 and again.stdout == first.stdout and count() == 1, again.stderr[-2000:]
+    for extra, says in ((["--bogus"], "extra argument --bogus: sglang has no such option"),
+                        (["--port=9"], "extra argument --port: the registry sets it; use the registry's own --port")):
+        r = launch(*extra)
+        assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert count() == 1
+    install_metadata()  # installed again: another identity, asked again
+    r = launch("--enable-metrics")
+    assert r.returncode == 0 and r.stdout == first.stdout and count() == 2, r.stderr[-2000:]
+    assert json.loads(cache.read_text())["key"] != kept["key"]
+    assert launch("--enable-metrics").returncode == 0 and count() == 2
