@@ -4,8 +4,9 @@ The plans come from the launcher (registry.launcher.plan) for every family, form
 engine serves, every launch profile, on named profiles and hardware strings, on 1, 2 and 4 nodes; their
 argvs (the server and the `ray start` head/worker commands) go to scripts/engines_parse.py in
 .venv-engines (scripts/engines-env.sh: vLLM 0.33.0, SGLang 0.5.23, ray 2.60.0 without GPU
-dependencies), one subprocess per engine reading all of them. A flag or value the engines do not know
-fails here. llama.cpp plans go through llama-cpp-python's server parser, in this environment.
+dependencies), one subprocess per engine, kept for the module's tests (each builds its parser once). A flag
+or value the engines do not know fails here. llama.cpp plans go through llama-cpp-python's server parser, in
+this environment.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import contextlib
 import io
 import json
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,24 +96,96 @@ def _plans():
     return argvs, counts
 
 
-def _parse(py: Path, items: list[dict]) -> list[dict]:
-    """One subprocess per engine (SGLang's triton stand-in must not reach vLLM's imports); results in order."""
-    out: list[dict | None] = [None] * len(items)
-    for kind in dict.fromkeys(i["engine"] for i in items):
-        idx = [n for n, i in enumerate(items) if i["engine"] == kind]
-        r = subprocess.run([str(py), str(PARSE)], input=json.dumps([items[n] for n in idx]), capture_output=True,
-                           text=True, timeout=600, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
-        assert r.returncode == 0 and len(lines) == len(idx) + 1, r.stderr[-3000:]
-        assert lines[-1]["versions"][kind] == PINNED[kind], lines[-1]["versions"]
-        for n, res in zip(idx, lines):
-            out[n] = res
-    return out
+class _Parsers:
+    """scripts/engines_parse.py, one process per engine (SGLang's triton stand-in must not reach vLLM's
+    imports), each answering every request of the module's tests: the engine's import, seconds, is paid once."""
+
+    TIMEOUT = 600.0
+
+    def __init__(self, py: Path):
+        self.py = py
+        self.procs: dict[str, tuple[subprocess.Popen, queue.Queue, object]] = {}
+
+    def _proc(self, kind: str):
+        if kind not in self.procs:
+            err = tempfile.TemporaryFile("w+")  # warnings can be long: a file, not a pipe nobody reads
+            proc = subprocess.Popen([str(self.py), str(PARSE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=err, text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            lines: queue.Queue = queue.Queue()
+
+            def read():  # a thread, so that a parser that hangs fails the test after TIMEOUT
+                for line in proc.stdout:
+                    lines.put(line)
+                lines.put(None)
+
+            threading.Thread(target=read, daemon=True).start()
+            self.procs[kind] = (proc, lines, err)
+        return self.procs[kind]
+
+    def _stderr(self, kind: str) -> str:
+        err = self.procs[kind][2]
+        err.seek(0)
+        return err.read()[-3000:]
+
+    def _ask(self, kind: str, batch: list[dict]) -> list[dict]:
+        proc, lines, err = self._proc(kind)
+        try:
+            proc.stdin.write(json.dumps(batch) + "\n")
+            proc.stdin.flush()
+            got: list[dict] = []
+            while not got or "versions" not in got[-1]:
+                try:
+                    line = lines.get(timeout=self.TIMEOUT)
+                except queue.Empty:
+                    line = None
+                assert line is not None, f"{kind}: no answer (exit {proc.poll()}):\n{self._stderr(kind)}"
+                if line.startswith("{"):
+                    got.append(json.loads(line))
+            assert len(got) == len(batch) + 1, self._stderr(kind)
+        except BaseException:  # a process in an unknown state answers no later request: the next one starts anew
+            proc.kill()
+            proc.wait()
+            err.close()
+            del self.procs[kind]
+            raise
+        assert got[-1]["versions"][kind] == PINNED[kind], got[-1]["versions"]
+        return got[:-1]
+
+    def parse(self, items: list[dict]) -> list[dict]:
+        """Each item's answer ({"ok", "error", "deprecated"}), in order."""
+        out: list[dict | None] = [None] * len(items)
+        for kind in dict.fromkeys(i["engine"] for i in items):
+            idx = [n for n, i in enumerate(items) if i["engine"] == kind]
+            for n, res in zip(idx, self._ask(kind, [items[n] for n in idx])):
+                out[n] = res
+        return out
+
+    def close(self) -> list[str]:
+        """Ends the processes; what went wrong in them."""
+        bad = []
+        for kind, (proc, _, err) in self.procs.items():
+            proc.stdin.close()
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if code != 0:
+                bad.append(f"{kind}: exit {code}: {self._stderr(kind)}")
+            err.close()
+        return bad
+
+
+@pytest.fixture(scope="module")
+def engine_parsers():
+    parsers = _Parsers(_python())
+    yield parsers
+    bad = parsers.close()
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.engines
-def test_every_plan_parses_with_the_engines_own_parsers():
-    py = _python()
+def test_every_plan_parses_with_the_engines_own_parsers(engine_parsers):
     argvs, counts = _plans()
     # every build an engine's rule lists is planned somewhere (else its flags would go unchecked)
     assert counts["builds"] == {b[:4] for b in _builds()}, sorted({b[:4] for b in _builds()} - counts["builds"])
@@ -118,7 +194,7 @@ def test_every_plan_parses_with_the_engines_own_parsers():
     assert counts["nodes"] == {1, 2, 4} and all(by_kind[k] > 0 for k in by_kind), (counts, by_kind)
     items = [{"engine": kind, "argv": list(argv)} for argv, (kind, _) in argvs.items()]
     bad = []
-    for (argv, (kind, where)), res in zip(argvs.items(), _parse(py, items)):
+    for (argv, (kind, where)), res in zip(argvs.items(), engine_parsers.parse(items)):
         if not res["ok"] or res["deprecated"]:
             bad.append(f"{kind}: {res['error'] or '; '.join(res['deprecated'])}\n  from: {where}\n  argv: "
                        f"{' '.join(argv)}")
@@ -128,9 +204,8 @@ def test_every_plan_parses_with_the_engines_own_parsers():
 
 
 @pytest.mark.engines
-def test_the_parsers_reject_what_the_engines_do_not_know():
+def test_the_parsers_reject_what_the_engines_do_not_know(engine_parsers):
     """The check can fail: made-up flags and values, and SGLang's --tp abbreviation, are refused."""
-    py = _python()
     items = [
         {"engine": "vllm", "argv": ["vllm", "serve", "m", "--no-such-flag", "1"]},
         {"engine": "vllm", "argv": ["vllm", "serve", "m", "--tool-call-parser", "glm99"]},
@@ -146,7 +221,7 @@ def test_the_parsers_reject_what_the_engines_do_not_know():
         {"engine": "sglang", "argv": ["python3", "-m", "sglang.launch_server", "--model", "m", "--tp-size", "8"]},
         {"engine": "ray", "argv": ["ray", "start", "--address=HEAD_IP:6379", "--block"]},
     ]
-    res = _parse(py, items)
+    res = engine_parsers.parse(items)
     assert [x["ok"] for x in res] == [False] * 8 + [True] * 3, res
     assert "--no-such-flag" in res[0]["error"] and "glm99" in res[1]["error"] and "awq9" in res[2]["error"]
     assert "abbreviation" in res[4]["error"] and "glm99" in res[5]["error"] and "abbreviation" in res[7]["error"]
@@ -200,7 +275,7 @@ def test_every_llamacpp_plan_parses_with_its_server_parser():
 
 
 @pytest.mark.engines
-def test_extra_engine_arguments_are_checked_by_the_engines_own_parsers():
+def test_extra_engine_arguments_are_checked_by_the_engines_own_parsers(engine_parsers):
     """`registry launch TAG --dry-run -- ARGS` for vLLM and SGLang: the registry asks the engine's parser (the
     installation REGISTRY_VLLM / REGISTRY_SGLANG names, here .venv-engines) before planning further; what it
     accepts is in the planned command, which the same parsers then take whole."""
@@ -221,7 +296,7 @@ def test_extra_engine_arguments_are_checked_by_the_engines_own_parsers():
         text = run_cli("launch", tag, "--engine", engine, "--hardware", "8xH200", "--dry-run", "--", *extra,
                        env=env).stdout
         assert " ".join(extra) in text, text
-    assert [x["ok"] for x in _parse(py, items)] == [True, True]
+    assert [x["ok"] for x in engine_parsers.parse(items)] == [True, True]
     # refused before anything starts: what the engine does not know, a bad value, what the registry sets
     for engine, extra, says in (
             ("vllm", ["--no-such-flag", "1"], "extra argument --no-such-flag: vllm has no such option"),
