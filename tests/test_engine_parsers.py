@@ -127,11 +127,25 @@ class _Parsers:
         err.seek(0)
         return err.read()[-3000:]
 
-    def _ask(self, kind: str, batch: list[dict]) -> list[dict]:
-        proc, lines, err = self._proc(kind)
+    def _drop(self, kind: str) -> None:
+        """A process in an unknown state answers no later request: the next one starts anew."""
+        proc, _, err = self.procs.pop(kind)
+        proc.kill()
+        proc.wait()
+        err.close()
+
+    def _send(self, kind: str, batch: list[dict]) -> None:
+        proc = self._proc(kind)[0]
         try:
             proc.stdin.write(json.dumps(batch) + "\n")
             proc.stdin.flush()
+        except BaseException:
+            self._drop(kind)
+            raise
+
+    def _receive(self, kind: str, n: int) -> list[dict]:
+        proc, lines, _ = self.procs[kind]
+        try:
             got: list[dict] = []
             while not got or "versions" not in got[-1]:
                 try:
@@ -141,22 +155,23 @@ class _Parsers:
                 assert line is not None, f"{kind}: no answer (exit {proc.poll()}):\n{self._stderr(kind)}"
                 if line.startswith("{"):
                     got.append(json.loads(line))
-            assert len(got) == len(batch) + 1, self._stderr(kind)
-        except BaseException:  # a process in an unknown state answers no later request: the next one starts anew
-            proc.kill()
-            proc.wait()
-            err.close()
-            del self.procs[kind]
+            assert len(got) == n + 1, self._stderr(kind)
+        except BaseException:
+            self._drop(kind)
             raise
         assert got[-1]["versions"][kind] == PINNED[kind], got[-1]["versions"]
         return got[:-1]
 
     def parse(self, items: list[dict]) -> list[dict]:
-        """Each item's answer ({"ok", "error", "deprecated"}), in order."""
+        """Each item's answer ({"ok", "error", "deprecated"}), in order. The engines work on their requests
+        at the same time."""
         out: list[dict | None] = [None] * len(items)
-        for kind in dict.fromkeys(i["engine"] for i in items):
-            idx = [n for n, i in enumerate(items) if i["engine"] == kind]
-            for n, res in zip(idx, self._ask(kind, [items[n] for n in idx])):
+        idx = {kind: [n for n, i in enumerate(items) if i["engine"] == kind] for kind in dict.fromkeys(
+            i["engine"] for i in items)}
+        for kind, ns in idx.items():
+            self._send(kind, [items[n] for n in ns])
+        for kind, ns in idx.items():
+            for n, res in zip(ns, self._receive(kind, len(ns))):
                 out[n] = res
         return out
 
