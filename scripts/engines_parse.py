@@ -1,8 +1,10 @@
 """Parse launch-plan argvs with the engines' own argument parsers (vLLM, SGLang, ray), in .venv-engines.
 
-Run by tests/test_engine_parsers.py, never imported by the registry: it reads a JSON list of
-{"engine": "vllm" | "sglang" | "ray", "argv": [...]} on stdin and writes one JSON line per argv,
-{"ok": bool, "error": str, "deprecated": [...]}, then a last line {"versions": {...}}.
+Run by tests/test_engine_parsers.py, never imported by the registry: it reads requests on stdin, each one
+line holding a JSON list of {"engine": "vllm" | "sglang" | "ray", "argv": [...]}, and answers each with one
+JSON line per argv, {"ok": bool, "error": str, "deprecated": [...]}, then a line {"versions": {...}}. One
+process answers every request until stdin closes, so each engine's parser is built (its import: seconds)
+once for all of them.
 
 The parsers are the engines' own code, built the way their entry points build them: vLLM's and SGLang's
 are registry/engines/_argcheck.py's (the ones `registry launch ... -- ARGS` checks extra arguments with);
@@ -66,9 +68,16 @@ def versions() -> dict:
 
 
 def main() -> int:
-    items = json.load(sys.stdin)
     makers = {**_parsers().MAKERS, "ray": ray_parser}
     parsers: dict = {}
+    for line in sys.stdin:
+        if line.strip():
+            answer(json.loads(line), makers, parsers)
+    return 0
+
+
+def answer(items: list[dict], makers: dict, parsers: dict) -> None:
+    """One request: a line per argv, then the versions line. parsers: those built so far (or why not)."""
     for item in items:
         engine = item["engine"]
         try:
@@ -84,8 +93,7 @@ def main() -> int:
         except Exception as e:  # a rejected argv: the parser's message, for the test's report
             res = {"ok": False, "error": f"{type(e).__name__}: {e}", "deprecated": []}
         print(json.dumps(res), flush=True)
-    print(json.dumps({"versions": versions()}))
-    return 0
+    print(json.dumps({"versions": versions()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ pytest_plugins = [
 
 
 # Fixtures that build something costly once for the tests of a module or session (a vLLM run over every
-# build, the Sphinx site, the wheel, an imatrix): with pytest-xdist (`-n N`) the tests that use one run on
-# one worker (`--dist loadgroup`), so that it is built once, not once per worker.
+# build, the Sphinx site, the wheel, an imatrix, the engines' parsers): with pytest-xdist (`-n N`) the tests
+# that use one run on one worker (`--dist loadgroup`), so that it is built once, not once per worker.
 SHARED_BUILDS = ("measured", "builds", "site", "cpu_vllm", "big_checkpoint", "installed", "dists",
-                 "chatglm_imatrix", "skewed_chatglm")
+                 "chatglm_imatrix", "skewed_chatglm", "engine_parsers")
 
 
 def pytest_collection_modifyitems(config, items):

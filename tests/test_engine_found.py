@@ -225,3 +225,63 @@ def test_one_cpu_per_physical_core_and_vllms_list_syntax():
     assert core_cpus(info, set(range(8))) == [0, 1, 4, 5]
     assert core_cpus(info, {2, 3, 6}) == [2, 3, 6]  # the siblings this process may run on stand for their cores
     assert [_ranges(c) for c in ([0, 1, 4, 5], [3], [0, 2, 3, 4, 9])] == ["0-1,4-5", "3", "0,2-4,9"]
+
+
+def test_an_installation_is_told_apart_by_its_metadata(tmp_path, monkeypatch):
+    """_probe.identity, the key of the engines' kept parser answers (registry/launching/parser_cache.py): the
+    same for the same installation, another for another release, for the same release installed again (its
+    .dist-info written at another time) or beside another package, for other files (RECORD); none for an
+    editable install (its source changes leave the metadata as it was) or one without RECORD."""
+    import importlib
+
+    from registry.engines import _probe
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def install(version: str, record: str = "glm_probe_dist/__init__.py,sha256=abc,0\n", direct: str | None = None):
+        for old in site.glob("glm_probe_dist-*.dist-info"):
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        info = site / f"glm_probe_dist-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: glm-probe-dist\nVersion: {version}\n")
+        if record is not None:
+            (info / "RECORD").write_text(record + f"{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+        if direct is not None:
+            (info / "direct_url.json").write_text(direct)
+        importlib.invalidate_caches()
+        return info
+
+    def at(path: Path, seconds: int):  # the moment an installer wrote it
+        os.utime(path, ns=(seconds * 10**9, seconds * 10**9))
+
+    info = install("1.0")
+    at(info, 1000)
+    at(site, 1000)
+    first = _probe.identity("glm-probe-dist")
+    assert first and "glm-probe-dist 1.0 " in first and str(info) in first
+    assert _probe.identity("glm-probe-dist") == first  # nothing changed: the same answer
+    seen = {first}
+    at(info, 2000)  # installed again, later
+    seen.add(_probe.identity("glm-probe-dist"))
+    (site / "other-1.0.dist-info").mkdir()  # another package installed beside it
+    at(info, 2000)
+    seen.add(_probe.identity("glm-probe-dist"))
+    before = site.stat().st_mtime_ns
+    info = install("1.0", record="glm_probe_dist/__init__.py,sha256=def,0\n")  # other files, at the same times
+    at(info, 2000)
+    os.utime(site, ns=(before, before))
+    seen.add(_probe.identity("glm-probe-dist"))
+    info = install("1.1")
+    seen.add(_probe.identity("glm-probe-dist"))
+    assert len(seen) == 5 and None not in seen, seen
+    install("1.1", direct='{"url": "file:///src/glm-probe-dist", "dir_info": {"editable": true}}')
+    assert _probe.identity("glm-probe-dist") is None
+    install("1.1", direct='{"url": "file:///wheels/glm_probe_dist-1.1-py3-none-any.whl", "archive_info": {}}')
+    assert _probe.identity("glm-probe-dist") is not None
+    install("1.1", record=None)
+    assert _probe.identity("glm-probe-dist") is None
+    assert _probe.identity("glm-no-such-dist") is None

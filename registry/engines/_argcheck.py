@@ -5,7 +5,12 @@ registry checks extra engine arguments (`registry launch ... -- ARGS`) with them
 engine is imported only by the parser makers, in its own environment.
 
     echo '{"engine": "vllm", "args": [...], "flags": ["--foo", ...]}' | python -c "$(cat _argcheck.py)"
-    -> {"ok": bool, "error": str, "dests": {flag: dest or null}, "deprecated": [...]}
+    -> {"ok": bool, "error": str, "dests": {flag: dest or null}, "deprecated": [...], "parsed": bool,
+        "table": {option: {"dest": str, "value": bool, "deprecated": bool}}}
+
+"parsed": false where the args were not parsed (a flag asks for the help, which argparse would print);
+"table": the exact-name parser's options, which the registry keeps (registry/launching/parser_cache.py) to
+name the options of later argvs without starting the engine again.
 
 The parsers are built the way the entry points build them:
   vllm serve          vllm.entrypoints.common.cli_args.make_arg_parser on a FlexibleArgumentParser
@@ -128,27 +133,37 @@ def sglang_parser():
 MAKERS = {"vllm": vllm_parser, "sglang": sglang_parser}
 
 
-def dest(parser, flag):
+def table(parser):
+    """The parser's options: {option string: {"dest": its name for it, "value": takes a value, "deprecated"}}."""
+    deprecated = getattr(parser, "_deprecated", ())  # vLLM's FlexibleArgumentParser keeps them apart
+    return {opt: {"dest": a.dest, "value": a.nargs != 0,
+                  "deprecated": bool(getattr(a, "deprecated", False) or a in deprecated)}
+            for opt, a in parser._option_string_actions.items()}
+
+
+def dest(options, flag):
     """The parser's name for an option as written (`--max-model-len`, `--max_model_len=8`, `-tp`,
-    `--compilation-config.mode`: vLLM's dotted sub-keys), or None where it has no such option."""
+    `--compilation-config.mode`: vLLM's dotted sub-keys), or None where it has no such option. options: table()'s."""
     name = flag.partition("=")[0]
-    actions = parser._option_string_actions
     for cand in (name, name[:2] + name[2:].replace("_", "-"), name.partition(".")[0]):
-        if cand in actions:
-            return actions[cand].dest
+        if cand in options:
+            return options[cand]["dest"]
     return None
 
 
 def check(engine, args, flags):
-    """{"ok", "error", "dests", "deprecated"} for `args` (the command after its program) and the dests of `flags`."""
+    """{"ok", "error", "dests", "deprecated", "parsed", "table"} for `args` (the command after its program) and
+    the dests of `flags`."""
     parse = MAKERS[engine]()
-    dests = {f: dest(parse.parser, f) for f in flags}
+    options = table(parse.parser)
+    dests = {f: dest(options, f) for f in flags}
+    out = {"ok": True, "error": "", "dests": dests, "deprecated": [], "parsed": True, "table": options}
     if "help" in dests.values():  # argparse would print the help and exit: the registry refuses it first
-        return {"ok": True, "error": "", "dests": dests, "deprecated": []}
+        return {**out, "parsed": False}
     try:
-        return {"ok": True, "error": "", "dests": dests, "deprecated": parse(args)}
+        return {**out, "deprecated": parse(args)}
     except Exception as e:  # the parser's own refusal, in its words
-        return {"ok": False, "error": f"{type(e).__name__}: {e}", "dests": dests, "deprecated": []}
+        return {**out, "ok": False, "error": f"{type(e).__name__}: {e}"}
 
 
 if __name__ == "__main__":
@@ -157,5 +172,5 @@ if __name__ == "__main__":
         out = check(req["engine"], req["args"], req["flags"])
     except Exception as e:  # the parser itself does not build here
         out = {"ok": False, "error": f"{req['engine']}'s parser could not be built: {type(e).__name__}: {e}",
-               "dests": None, "deprecated": []}
+               "dests": None, "deprecated": [], "parsed": False, "table": None}
     print(json.dumps(out))

@@ -40,6 +40,7 @@ class Installation:
     platform: str  # "cpu", "cuda" or "rocm"
     where: str  # how it was found: the variable's name, "this environment" or "PATH"
     modules: dict  # module -> importable there (the engine's, ray's)
+    identity: str | None = None  # the distribution's installation (_probe.identity): None, none to vouch for it
 
     def describe(self) -> str:
         build = {"cpu": "CPU", "cuda": "CUDA", "rocm": "ROCm"}[self.platform]
@@ -155,7 +156,8 @@ def _installation(engine, d, script, where, modules, dists) -> Installation:
     dist = next((x for x in dists if versions.get(x)), None)
     version = versions.get(dist) if dist else None
     return Installation(engine, d["python"], script, version, dist,
-                        platform(engine, dist, version, versions.get("torch")), where, dict(d["modules"]))
+                        platform(engine, dist, version, versions.get("torch")), where, dict(d["modules"]),
+                        d.get("identities", {}).get(dist) if dist else None)
 
 
 def platform(engine: str, dist: str | None, version: str | None, torch: str | None) -> str:

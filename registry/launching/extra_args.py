@@ -8,6 +8,8 @@ know is refused with its own message. An option the registry sets itself (the mo
 GPU count, API key, or anything else already in the planned command) is refused, naming the registry's
 option where it has one: a second value would be silently taken by the engine (argparse keeps the last)
 and the plan's memory estimate, port claim or key handling would no longer describe the server.
+The parsers' answers are kept under the registry home (parser_cache.py): a repeated launch, or an option
+refused by name, does not import the engine again.
 """
 
 from __future__ import annotations
@@ -60,15 +62,16 @@ def add(engine: str, commands: list, main, extra: list[str], local: bool) -> lis
     planned = main.argv[_program_length(main.argv):]
     flags = [a for a in extra if _is_flag(a)]
     have = [a for a in planned if _is_flag(a)]
-    res = _parse(engine, planned + extra, flags + have)
+    parser = _Parser.of(engine)
+    dests = parser.dests(planned + extra, flags + have) if parser is not None else None
     notes = []
-    if res is None:  # no parser here: the names as written stand in for the parser's
-        res = {"ok": True, "error": "", "dests": {f: _norm(f) for f in flags + have}}
+    if dests is None:  # no parser here: the names as written stand in for the parser's
+        parser = None
+        dests = {f: _norm(f) for f in flags + have}
         notes.append(f"extra arguments checked against the plan only: {engine} is not installed here to check "
                      "them with its own parser")
     elif not local:
         notes.append("extra arguments checked with this machine's engine; the other machine's release may differ")
-    dests = res["dests"]
     set_by_plan = {dests[f] for f in have if dests.get(f)}
     for f in flags:
         name = f.partition("=")[0]
@@ -89,8 +92,9 @@ def add(engine: str, commands: list, main, extra: list[str], local: bool) -> lis
             raise RegistryError(f"extra argument {name}: the planned command already sets it (`registry launch "
                                 "--dry-run` shows the command); leave it out"
                                 + (", or choose another --profile" if engine != "llama.cpp" else ""))
-    if not res["ok"]:
-        raise RegistryError(f"extra arguments {shown}: {engine} refuses them: {res['error']}")
+    ok, error = parser.verdict(planned + extra) if parser is not None else (True, "")
+    if not ok:
+        raise RegistryError(f"extra arguments {shown}: {engine} refuses them: {error}")
     for c in commands:
         if engine == "sglang" or c is main:
             c.argv = [*c.argv, *extra]
@@ -119,32 +123,106 @@ def _norm(flag: str) -> str:
     return flag.partition("=")[0].lstrip("-").partition(".")[0].replace("-", "_")
 
 
-def _parse(engine: str, args: list[str], flags: list[str]) -> dict | None:
-    """{"ok", "error", "dests": {flag: dest or None}} from the engine's parser; None where there is none here."""
-    if engine == "llama.cpp":
-        return _llamacpp(args, flags)
-    return _in_engine(engine, args, flags)
+class _Parser:
+    """An engine's parser as the registry asks it: its option table, and its verdict on a whole argv, from the
+    answers kept under the registry home (parser_cache.py) where they are, else from the parser itself (one
+    run answers both, and is kept)."""
+
+    def __init__(self, engine: str, python: str, identity: str | None, run):
+        from . import parser_cache
+
+        self.engine, self.python, self._run = engine, python, run  # run(args, flags) -> _argcheck.check's answer
+        self._key = parser_cache.key(engine, python, identity)
+        self._kept = parser_cache.read(engine, python, self._key) if self._key else {"table": None, "verdicts": {}}
+
+    @classmethod
+    def of(cls, engine: str) -> _Parser | None:
+        """`engine`'s parser on this machine; None where there is none."""
+        if engine == "llama.cpp":
+            import sys
+
+            from ..engines import _probe
+
+            # no identity without the distribution: no kept answers, and the import below says if it is here
+            return cls(engine, sys.executable, _probe.identity(LLAMA_CPP_DIST), _llamacpp) if (
+                _probe.importable("llama_cpp")) else None
+        from ..engines import found
+
+        inst = found.find(engine, ())
+        if not isinstance(inst, found.Installation):
+            return None
+        return cls(engine, inst.python, inst.identity, lambda args, flags: _in_engine(engine, inst, args, flags))
+
+    def dests(self, args: list[str], flags: list[str]) -> dict[str, str | None] | None:
+        """The parser's name for each of `flags` (None: it has no such option); `args`: the argv they come from,
+        whose verdict a run of the parser answers at the same time. None: the parser can't be built here."""
+        if self._kept["table"] is None and self._ask(args, flags) is None:
+            return None
+        table = self._kept["table"]
+        if self.engine == "llama.cpp":
+            return {f: _llamacpp_dest(table, f) for f in flags}
+        from ..engines import _argcheck
+
+        return {f: _argcheck.dest(table, f) for f in flags}
+
+    def verdict(self, args: list[str]) -> tuple[bool, str]:
+        """(the parser takes `args`, its message where it does not)."""
+        from .parser_cache import verdict_key
+
+        got = self._kept["verdicts"].get(verdict_key(args, self._kept["table"] or {}))
+        if got is None:
+            got = self._ask(args, [])
+        if got is None:  # its table was kept, but the parser no longer builds here
+            raise RegistryError(f"could not check the extra arguments: {self.engine}'s parser can't be built here")
+        return got["ok"], got["error"]
+
+    def _ask(self, args: list[str], flags: list[str]) -> dict | None:
+        from . import parser_cache
+
+        res = self._run(args, flags)
+        if res is None:
+            return None
+        self._kept["table"] = res["table"]
+        got = {"ok": res["ok"], "error": res["error"]}
+        if res["parsed"] and parser_cache.keepable(args, res["error"]):  # not where a flag asked for the help
+            self._kept["verdicts"][parser_cache.verdict_key(args, res["table"])] = got
+        if self._key:
+            parser_cache.write(self.engine, self.python, self._key, self._kept)
+        return got
+
+
+LLAMA_CPP_DIST = "llama_cpp_python"
+
+
+def _llamacpp_dest(options: dict, flag: str) -> str | None:
+    """llama-cpp-python's parser takes exact names only (no abbreviations, no `-` for `_`)."""
+    name = flag.partition("=")[0]
+    return options[name]["dest"] if name in options else None
 
 
 def _llamacpp(args: list[str], flags: list[str]) -> dict | None:
     """llama-cpp-python's server parser, built as `python -m llama_cpp.server` builds it (llama_cpp/server/
-    __main__.py: add_args_from_model over its Settings, then --config_file), with exact names."""
+    __main__.py: add_args_from_model over its Settings, then --config_file), with exact names: _argcheck.check's
+    answer; None where it can't be built here."""
     import argparse
     import contextlib
     import io
 
+    from ..engines._argcheck import table
+
     try:
         from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
         from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
-    except (ImportError, OSError):
+    except (ImportError, OSError):  # without its server's dependencies, or its library does not load here
         return None
     parser = argparse.ArgumentParser(prog="llama_cpp.server", allow_abbrev=False)
     add_args_from_model(parser, Settings)
     parser.add_argument("--config_file", type=str)
-    actions = parser._option_string_actions
-    dests = {f: actions[f.partition("=")[0]].dest if f.partition("=")[0] in actions else None for f in flags}
+    options = table(parser)
+    dests = {f: _llamacpp_dest(options, f) for f in flags}
+    out = {"ok": True, "error": "", "dests": dests, "parsed": True, "table": options}
     if "help" in dests.values():  # argparse would print the help and exit: the caller refuses it first
-        return {"ok": True, "error": "", "dests": dests}
+        return {**out, "parsed": False}
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -153,23 +231,18 @@ def _llamacpp(args: list[str], flags: list[str]) -> dict | None:
         parse_model_from_args(ModelSettings, ns)
     except SystemExit:
         msg = [x for x in err.getvalue().splitlines() if "error:" in x] or [err.getvalue().strip()]
-        return {"ok": False, "error": msg[-1], "dests": dests}
+        return {**out, "ok": False, "error": msg[-1]}
     except ValueError as e:  # pydantic's validation error: its first line and the field's
-        return {"ok": False, "error": " ".join(str(e).split("\n")[:3]), "dests": dests}
-    return {"ok": True, "error": "", "dests": dests}
+        return {**out, "ok": False, "error": " ".join(str(e).split("\n")[:3])}
+    return out
 
 
-def _in_engine(engine: str, args: list[str], flags: list[str]) -> dict | None:
+def _in_engine(engine: str, inst, args: list[str], flags: list[str]) -> dict:
     """registry/engines/_argcheck.py run by the interpreter of the engine's installation on this machine."""
     import json
     import subprocess
     from importlib.resources import files
 
-    from ..engines import found
-
-    inst = found.find(engine, ())
-    if not isinstance(inst, found.Installation):
-        return None
     source = files("registry.engines").joinpath("_argcheck.py").read_text()
     try:
         out = subprocess.run([inst.python, "-c", source], input=json.dumps({"engine": engine, "args": args,
@@ -179,6 +252,6 @@ def _in_engine(engine: str, args: list[str], flags: list[str]) -> dict | None:
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         raise RegistryError(f"could not check the extra arguments with {inst.describe()}: its parser did not "
                             "answer; leave them out, or try again") from None
-    if res["dests"] is None:
+    if res["table"] is None:
         raise RegistryError(f"could not check the extra arguments: {res['error']}")
     return res
