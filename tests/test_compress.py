@@ -666,9 +666,29 @@ def sparse_checkpoint(arch, dest, shard_bytes, **overrides):
     return dest
 
 
-def dry_run(*args):
-    r = run_cli("convert", *args, "--to", "compressed-tensors", "--dry-run", "--json")
-    return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
+def dry_run(*args, in_process=False):
+    """`registry convert ... --dry-run --json`: (exit code, the plans, stderr).
+
+    in_process: the same command in this interpreter (typer's runner, as the docs' tests run ~200 launch
+    plans), where torch, transformers and llm-compressor are already imported: a fresh interpreter spends
+    ~5 s importing them before the plan, which takes well under a second here. The tests of the plan's
+    arithmetic run so; test_dry_run_plans_by_shard_and_matches_the_build runs the command as a user does."""
+    argv = ["convert", *args, "--to", "compressed-tensors", "--dry-run", "--json"]
+    if not in_process:
+        r = run_cli(*argv)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+    from registry.errors import RegistryError
+
+    r = CliRunner().invoke(app, argv)
+    err = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        if not isinstance(r.exception, RegistryError):
+            raise r.exception
+        err += f"error: {r.exception}\n"  # what `registry` prints, with exit code 1 (registry/cli/__init__.py)
+    return r.exit_code, (json.loads(r.stdout) if r.stdout.strip() else None), err
 
 
 def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path):
@@ -696,23 +716,24 @@ def test_dry_run_at_355b_scale_by_shard_fits_by_layer_needs_offload(tmp_path):
                             num_key_value_heads=8, head_dim=128, n_routed_experts=16, num_experts_per_tok=2,
                             first_k_dense_replace=1)
     out = str(tmp_path / "o")
-    rc, (fp8,), err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out)
+    rc, (fp8,), err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, in_process=True)
     assert fp8 is not None, err[-2000:]
     assert fp8["path"] == "by-shard" and fp8["source_bytes"] > 250 * 2**30
     assert fp8["peak_ram_bytes"] - fp8["floor_bytes"] < 3 * fp8["largest_shard_bytes"]
     assert 0.45 < fp8["output_bytes"] / fp8["source_bytes"] < 0.55  # FP8 halves bf16 (embeddings, lm_head aside)
     rc, (awq,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
-                            "--out", out)
+                            "--out", out, in_process=True)
     assert awq["path"] == "by-layer" and awq["peak_ram_bytes"] > awq["source_bytes"]
     import psutil
 
     if awq["peak_ram_bytes"] > psutil.virtual_memory().available:
         assert rc == 1 and not awq["fits"] and any("--offload-dir" in r for r in awq["reasons"])
     rc, (off,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
-                            "--out", out, "--offload-dir", str(tmp_path / "off"))
+                            "--out", out, "--offload-dir", str(tmp_path / "off"), in_process=True)
     assert off["peak_ram_bytes"] - off["floor_bytes"] < 6 * off["largest_layer_bytes"]
     assert off["disk_offload_bytes"] == off["source_bytes"]
-    rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99")
+    rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99",
+                        in_process=True)
     assert rc == 1
 
 
@@ -776,9 +797,9 @@ def test_dry_run_counts_gptq_hessians(tiny_checkpoint, tmp_path):
     hessians = 4 * (4 * h * h + attn * attn + inter * inter)
     args = ("glm-4-9b-chat", "--from", str(src), "--quant", "W4A16_GS32", "--samples", "4", "--max-seq-len", "32",
             "--calibration", str(CALIB), "--out", str(tmp_path / "o"))
-    rc, (awq,), err = dry_run(*args, "--method", "awq")
+    rc, (awq,), err = dry_run(*args, "--method", "awq", in_process=True)
     assert rc == 0, err[-2000:]
-    rc, (gptq,), err = dry_run(*args, "--method", "gptq")
+    rc, (gptq,), err = dry_run(*args, "--method", "gptq", in_process=True)
     assert rc == 0, err[-2000:]
     assert gptq["path"] == "by-layer" and (gptq["peak_ram_bytes"] - gptq["floor_bytes"]) - (awq["peak_ram_bytes"] - awq["floor_bytes"]) == hessians
 
