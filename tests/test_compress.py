@@ -40,6 +40,31 @@ def convert(family, source, quant, out, **kw):
     return run_convert(_request(family, source, quant, out, **kw))
 
 
+def invoke(*argv: str) -> tuple[int, str, str]:
+    """`registry ARGV` in this interpreter (typer's runner, as the docs' tests run ~200 launch plans):
+    (exit code, stdout, stderr), a RegistryError as the one line and exit code 1 registry prints
+    (registry/cli/__init__.py). This process imports torch, transformers and llm-compressor once; a
+    fresh interpreter spends ~5 s on them before each command starts. For tests of what a command
+    computes from its options; the CLI tests that run it as a user does use run_cli."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+    from registry.errors import RegistryError
+
+    try:
+        r = CliRunner().invoke(app, list(argv))
+    finally:
+        gc.unfreeze()  # a build freezes what start-up loaded, for its own process's life; this one goes on
+    err = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        if not isinstance(r.exception, RegistryError):
+            raise r.exception
+        err += f"error: {r.exception}\n"
+    return r.exit_code, r.stdout, err
+
+
 def tensors(path: Path) -> dict:
     """name -> (dtype string, shape) over every shard of a build."""
     from safetensors import safe_open
@@ -341,11 +366,12 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
 def test_cli_explicit_seed_and_no_all_experts_win_over_the_spec(tiny_checkpoint, tmp_path):
     """glm-4.7's spec calibrates all experts; --no-all-experts turns that off, --seed reaches the recipe."""
     out = tmp_path / "glm47-natural"
-    r = run_cli("convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors",
-                "--quant", "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32",
-                "--seed", "5", "--no-all-experts", "--no-record", "--out", str(out), "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    (res,) = json.loads(r.stdout)
+    rc, stdout, stderr = invoke(
+        "convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors", "--quant",
+        "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32", "--seed", "5",
+        "--no-all-experts", "--no-record", "--out", str(out), "--json")
+    assert rc == 0, stderr[-2000:]
+    (res,) = json.loads(stdout)
     calib = res["recipe"]["calibration"]
     assert calib["all_experts"] is False and calib["seed"] == 5
     assert res["artifact_id"] is None
@@ -668,28 +694,15 @@ def sparse_checkpoint(arch, dest, shard_bytes, **overrides):
 
 
 def dry_run(*args, in_process=False):
-    """`registry convert ... --dry-run --json`: (exit code, the plans, stderr).
-
-    in_process: the same command in this interpreter (typer's runner, as the docs' tests run ~200 launch
-    plans), where torch, transformers and llm-compressor are already imported: a fresh interpreter spends
-    ~5 s importing them before the plan, which takes well under a second here. The tests of the plan's
-    arithmetic run so; test_dry_run_plans_by_shard_and_matches_the_build runs the command as a user does."""
+    """`registry convert ... --dry-run --json`: (exit code, the plans, stderr). in_process: through invoke();
+    the plan itself takes well under a second at these tests' scale."""
     argv = ["convert", *args, "--to", "compressed-tensors", "--dry-run", "--json"]
-    if not in_process:
+    if in_process:
+        rc, out, err = invoke(*argv)
+    else:
         r = run_cli(*argv)
-        return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
-    from typer.testing import CliRunner
-
-    from registry.cli import app
-    from registry.errors import RegistryError
-
-    r = CliRunner().invoke(app, argv)
-    err = r.stderr
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        if not isinstance(r.exception, RegistryError):
-            raise r.exception
-        err += f"error: {r.exception}\n"  # what `registry` prints, with exit code 1 (registry/cli/__init__.py)
-    return r.exit_code, (json.loads(r.stdout) if r.stdout.strip() else None), err
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    return rc, (json.loads(out) if out.strip() else None), err
 
 
 def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path):
@@ -704,7 +717,7 @@ def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path)
     weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     assert abs(plan["output_bytes"] - weights) / weights < 0.05  # headers aside, the sizes the plan adds up
     rc, (awq,), _ = dry_run("glm-4.7", "--from", str(src), "--quant", "W4A16_GS64", "--method", "awq",
-                            "--out", str(tmp_path / "a"))
+                            "--out", str(tmp_path / "a"), in_process=True)
     assert awq["path"] == "by-layer"
 
 
