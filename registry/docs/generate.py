@@ -443,10 +443,10 @@ class BuildResult:
 
 def build(out: Path) -> BuildResult:
     """Write every page under `out`; pages of families that no longer exist are removed."""
-    want = pages()  # render everything first: a bad spec leaves the directory untouched
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir():  # said before the pages are rendered, not after
         raise RegistryError(f"{out} is not a directory; pass --out with a directory for the pages")
+    want = pages()  # render everything first: a bad spec leaves the directory untouched
     out.mkdir(parents=True, exist_ok=True)
     res = BuildResult(out)
     for name, text in want.items():
