@@ -16,6 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "registry" / "specs"
 
+# One OpenMP thread per process (this one, the CLI runs it starts), unless the caller chose. The tiny
+# models' torch ops take microseconds: with two threads each, every op waits at a barrier for the
+# other thread, which on a machine running other work (xdist workers, a second test run) waits for a
+# time slice; an AWQ build of the tiny MoE took 63-67 s so beside one busy process, and 3 s with one
+# thread. Engines the tests start set their own thread counts (llama.cpp -t, vLLM's CPU binding).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 pytest_plugins = [
     "fixtures.hubserver",
     "fixtures.tiny",

@@ -40,6 +40,31 @@ def convert(family, source, quant, out, **kw):
     return run_convert(_request(family, source, quant, out, **kw))
 
 
+def invoke(*argv: str) -> tuple[int, str, str]:
+    """`registry ARGV` in this interpreter (typer's runner, as the docs' tests run ~200 launch plans):
+    (exit code, stdout, stderr), a RegistryError as the one line and exit code 1 registry prints
+    (registry/cli/__init__.py). This process imports torch, transformers and llm-compressor once; a
+    fresh interpreter spends ~5 s on them before each command starts. For tests of what a command
+    computes from its options; the CLI tests that run it as a user does use run_cli."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+    from registry.errors import RegistryError
+
+    try:
+        r = CliRunner().invoke(app, list(argv))
+    finally:
+        gc.unfreeze()  # a build freezes what start-up loaded, for its own process's life; this one goes on
+    err = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        if not isinstance(r.exception, RegistryError):
+            raise r.exception
+        err += f"error: {r.exception}\n"
+    return r.exit_code, r.stdout, err
+
+
 def tensors(path: Path) -> dict:
     """name -> (dtype string, shape) over every shard of a build."""
     from safetensors import safe_open
@@ -341,11 +366,12 @@ def test_cli_convert_records_and_show_displays_recipe(tiny_checkpoint, tmp_path)
 def test_cli_explicit_seed_and_no_all_experts_win_over_the_spec(tiny_checkpoint, tmp_path):
     """glm-4.7's spec calibrates all experts; --no-all-experts turns that off, --seed reaches the recipe."""
     out = tmp_path / "glm47-natural"
-    r = run_cli("convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors",
-                "--quant", "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32",
-                "--seed", "5", "--no-all-experts", "--no-record", "--out", str(out), "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    (res,) = json.loads(r.stdout)
+    rc, stdout, stderr = invoke(
+        "convert", "glm-4.7", "--from", str(tiny_checkpoint("glm4moe")), "--to", "compressed-tensors", "--quant",
+        "W4A16_GS64", "--calibration", str(CALIB), "--samples", "4", "--max-seq-len", "32", "--seed", "5",
+        "--no-all-experts", "--no-record", "--out", str(out), "--json")
+    assert rc == 0, stderr[-2000:]
+    (res,) = json.loads(stdout)
     calib = res["recipe"]["calibration"]
     assert calib["all_experts"] is False and calib["seed"] == 5
     assert res["artifact_id"] is None
@@ -616,10 +642,11 @@ def test_killed_build_leaves_no_final_name_and_the_next_run_sweeps_it(tiny_check
     from registry.store import Store
 
     assert Store().artifacts() == []
-    r = run_cli("convert", "glm-4.7", "--from", str(src), "--to", "compressed-tensors", "--quant", "NVFP4A16",
-                "--out", str(out), "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert out.is_dir() and list(tmp_path.glob(".built.tmp-*")) == []
+    # the next build, in this interpreter (the signals above need a process of their own; the sweep does not,
+    # and a fresh interpreter would spend ~5 s importing torch first)
+    (res,) = convert("glm-4.7", src, "NVFP4A16", out, report=False)
+    assert res.path == out and out.is_dir() and list(tmp_path.glob(".built.tmp-*")) == []
+    assert [a.path for a in Store().artifacts()] == [str(out)]
 
 
 # --- --dry-run -----------------------------------------------------------------------------
@@ -666,9 +693,16 @@ def sparse_checkpoint(arch, dest, shard_bytes, **overrides):
     return dest
 
 
-def dry_run(*args):
-    r = run_cli("convert", *args, "--to", "compressed-tensors", "--dry-run", "--json")
-    return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
+def dry_run(*args, in_process=False):
+    """`registry convert ... --dry-run --json`: (exit code, the plans, stderr). in_process: through invoke();
+    the plan itself takes well under a second at these tests' scale."""
+    argv = ["convert", *args, "--to", "compressed-tensors", "--dry-run", "--json"]
+    if in_process:
+        rc, out, err = invoke(*argv)
+    else:
+        r = run_cli(*argv)
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    return rc, (json.loads(out) if out.strip() else None), err
 
 
 def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path):
@@ -683,7 +717,7 @@ def test_dry_run_plans_by_shard_and_matches_the_build(tiny_checkpoint, tmp_path)
     weights = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     assert abs(plan["output_bytes"] - weights) / weights < 0.05  # headers aside, the sizes the plan adds up
     rc, (awq,), _ = dry_run("glm-4.7", "--from", str(src), "--quant", "W4A16_GS64", "--method", "awq",
-                            "--out", str(tmp_path / "a"))
+                            "--out", str(tmp_path / "a"), in_process=True)
     assert awq["path"] == "by-layer"
 
 
@@ -696,23 +730,24 @@ def test_dry_run_at_355b_scale_by_shard_fits_by_layer_needs_offload(tmp_path):
                             num_key_value_heads=8, head_dim=128, n_routed_experts=16, num_experts_per_tok=2,
                             first_k_dense_replace=1)
     out = str(tmp_path / "o")
-    rc, (fp8,), err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out)
+    rc, (fp8,), err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, in_process=True)
     assert fp8 is not None, err[-2000:]
     assert fp8["path"] == "by-shard" and fp8["source_bytes"] > 250 * 2**30
     assert fp8["peak_ram_bytes"] - fp8["floor_bytes"] < 3 * fp8["largest_shard_bytes"]
     assert 0.45 < fp8["output_bytes"] / fp8["source_bytes"] < 0.55  # FP8 halves bf16 (embeddings, lm_head aside)
     rc, (awq,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
-                            "--out", out)
+                            "--out", out, in_process=True)
     assert awq["path"] == "by-layer" and awq["peak_ram_bytes"] > awq["source_bytes"]
     import psutil
 
     if awq["peak_ram_bytes"] > psutil.virtual_memory().available:
         assert rc == 1 and not awq["fits"] and any("--offload-dir" in r for r in awq["reasons"])
     rc, (off,), _ = dry_run("glm-4.6", "--from", str(src), "--quant", "AWQ", "--samples", "8", "--max-seq-len", "64",
-                            "--out", out, "--offload-dir", str(tmp_path / "off"))
+                            "--out", out, "--offload-dir", str(tmp_path / "off"), in_process=True)
     assert off["peak_ram_bytes"] - off["floor_bytes"] < 6 * off["largest_layer_bytes"]
     assert off["disk_offload_bytes"] == off["source_bytes"]
-    rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99")
+    rc, _, err = dry_run("glm-4.6", "--from", str(src), "--quant", "FP8_DYNAMIC", "--out", out, "--device", "cuda:99",
+                        in_process=True)
     assert rc == 1
 
 
@@ -776,9 +811,9 @@ def test_dry_run_counts_gptq_hessians(tiny_checkpoint, tmp_path):
     hessians = 4 * (4 * h * h + attn * attn + inter * inter)
     args = ("glm-4-9b-chat", "--from", str(src), "--quant", "W4A16_GS32", "--samples", "4", "--max-seq-len", "32",
             "--calibration", str(CALIB), "--out", str(tmp_path / "o"))
-    rc, (awq,), err = dry_run(*args, "--method", "awq")
+    rc, (awq,), err = dry_run(*args, "--method", "awq", in_process=True)
     assert rc == 0, err[-2000:]
-    rc, (gptq,), err = dry_run(*args, "--method", "gptq")
+    rc, (gptq,), err = dry_run(*args, "--method", "gptq", in_process=True)
     assert rc == 0, err[-2000:]
     assert gptq["path"] == "by-layer" and (gptq["peak_ram_bytes"] - gptq["floor_bytes"]) - (awq["peak_ram_bytes"] - awq["floor_bytes"]) == hessians
 

@@ -462,9 +462,17 @@ def _fix_config(path: Path, recipe: dict) -> None:
 def run(req) -> list:
     family = family_of(req.family)
     quants = quants_for(family, req.quant)
+    calib = CalibrationData(Path(req.source))
+    for q in quants:
+        # The calibration set read (a broken line, a hub out of reach: one line at once) before
+        # Transformers and llm-compressor are imported, which takes seconds; it is tokenized in build_one.
+        # An output that exists is refused first, as before a set is downloaded.
+        output_dir(req, q, len(quants) > 1, create=False)
+        recipe = recipes.build(family, q, req.method)
+        if recipe.get("needs_calibration"):
+            calib.conversations(plan_calibration(req, recipe))
     src_cfg, arch = source_config(Path(req.source), family)
     outs = [output_dir(req, q, len(quants) > 1) for q in quants]
-    calib = CalibrationData(Path(req.source))
     results = []
     for q, out in zip(quants, outs):
         # Libraries print progress and warnings; keep stdout for our --json output.
