@@ -30,20 +30,6 @@ pytest_plugins = [
 ]
 
 
-# Fixtures that build something costly once for the tests of a module or session (a vLLM run over every
-# build, the Sphinx site, the wheel, an imatrix, the engines' parsers): with pytest-xdist (`-n N`) the tests
-# that use one run on one worker (`--dist loadgroup`), so that it is built once, not once per worker.
-SHARED_BUILDS = ("measured", "builds", "site", "cpu_vllm", "big_checkpoint", "installed", "dists",
-                 "chatglm_imatrix", "skewed_chatglm", "engine_parsers")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        used = [f for f in SHARED_BUILDS if f in getattr(item, "fixturenames", ())]
-        if used:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{used[0]}"))
-
-
 @pytest.fixture(autouse=True)
 def registry_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
