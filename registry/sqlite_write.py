@@ -1,7 +1,7 @@
 """Record a build's artifact row with the standard library, where the Store would first import SQLAlchemy.
 
 `registry convert` ends by recording what it built; through the Store that costs SQLAlchemy's and SQLModel's
-import (~0.25 s: a sixth of converting a 700 MB checkpoint to GGUF). On the default SQLite file, when its
+import (~0.2 s, a tenth of converting a 700 MB checkpoint to GGUF). On the default SQLite file, when its
 artifact table has this version's columns (registry/sqlite_read.py's COLUMNS), this module writes the row as
 Store.add_artifact does: one BEGIN IMMEDIATE transaction (writers queue on the busy timeout), the row of the
 same path (on this node, where the store is shared) updated in place so that its id stays, and the column
