@@ -50,7 +50,7 @@ def invoke(*argv: str) -> tuple[int, str, str]:
 
     from typer.testing import CliRunner
 
-    from registry.cli import app
+    from registry.cli import app, error_label
     from registry.errors import RegistryError
 
     try:
@@ -61,7 +61,7 @@ def invoke(*argv: str) -> tuple[int, str, str]:
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         if not isinstance(r.exception, RegistryError):
             raise r.exception
-        err += f"error: {r.exception}\n"
+        return 1, r.stdout, err + f"{error_label()} {r.exception}\n"  # as registry.cli.main prints it
     return r.exit_code, r.stdout, err
 
 
