@@ -248,3 +248,39 @@ def test_a_bad_store_is_the_same_error_both_ways(registry_home):
     assert set(codes.values()) == {1}
     r = run_cli("list", "--json")
     assert "is not a SQLite database" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def _rows(stdout: str) -> list[dict]:
+    """convert --json rows without what differs between two builds (the row id and time)."""
+    return [{k: v for k, v in r.items() if k not in ("artifact_id", "created_at")} for r in json.loads(stdout)]
+
+
+def test_gguf_convert_runs_without_typer_and_does_what_typer_does(tiny_checkpoint, registry_home, tmp_path):
+    """`convert --to ggufv2` takes the fast path (a conversion's wall time is its I/O, not typer's start-up): the
+    same build, row, output and exit codes as typer's path; forms it does not take stay typer's."""
+    src = str(tiny_checkpoint("glm4"))
+    fast_out, typer_out = tmp_path / "fast", tmp_path / "typer"
+    fast_out.mkdir()
+    typer_out.mkdir()
+    form = ("convert", "glm-4-9b-0414", "--from", src, "--to", "ggufv2", "-q", "FP16", "--json")
+    fast = run_cli(*form, "--out", str(fast_out))
+    slow = run_cli(*form, "--out", str(typer_out), env={"REGISTRY_TYPER_ONLY": "1"})
+    assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+    (a,), (b,) = _rows(fast.stdout), _rows(slow.stdout)
+    assert a["sha256"] == b["sha256"] and a["path"] == str(fast_out / "glm-4-9b-0414.F16.gguf")
+    assert {**a, "path": None} == {**b, "path": None} and fast.stderr == slow.stderr
+    assert {r["path"] for r in json.loads(run_cli("show", "glm-4-9b-0414", "--artifacts", "--json").stdout)["artifacts"]} \
+        == {a["path"], b["path"]}
+    # the same refusals, word for word: an existing output, a bad size, an unknown family, a missing checkpoint
+    again = form + ("--out", str(fast_out))
+    codes = _compare([again, (*again, "--force", "--split-max-size", "lots"), ("convert", "nope", "--from", src,
+                      "--to", "gguf", "-q", "F16"), ("convert", "glm-4-9b-0414", "--from", str(tmp_path / "none"),
+                      "--to", "ggufv2", "--quant", "F16", "--out", str(tmp_path))])
+    assert set(codes.values()) == {1}
+    forced = run_cli(*again, "--force")
+    assert forced.returncode == 0 and _rows(forced.stdout)[0]["sha256"] == a["sha256"]
+    # through the fast path: neither typer nor pydantic imported; the rest (no --from, other formats) is typer's
+    assert not {"typer", "pydantic"} & set(_heavy(*again, "--force"))
+    assert "typer" in _heavy("convert", "glm-4-9b-0414", "--to", "ggufv2", "-q", "F16")
+    assert "typer" in _heavy("convert", "glm-4-9b-0414", "--from", src, "--to", "compressed-tensors", "-q", "W4A16",
+                             "--dry-run", "--json")

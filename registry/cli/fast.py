@@ -1,4 +1,5 @@
-"""The read commands without typer: `list`, `show`, `search`, `resolve`, `fit` and `ps` as people type them.
+"""The read commands without typer: `list`, `show`, `search`, `resolve`, `fit` and `ps` as people type them, and
+`convert --to ggufv2` (a conversion's wall time should be its I/O, not ~0.15 s of typer building its options).
 
 Typer and click (~75 ms) and pydantic with the schema's models (~55 ms) are most of a read command's time;
 `python -c pass` is ~20 ms. A command line this module recognises in full (the command, its options in the
@@ -16,7 +17,7 @@ import re
 import sys
 
 COMPLETE_VAR = "_REGISTRY_COMPLETE"  # set by the script `registry completion SHELL` prints: typer answers
-# option -> (parameter, kind): kind 'flag', 'str', 'int' or 'float' (the typer command's type)
+# option -> (parameter, kind): kind 'flag', 'str', 'int', 'float' or 'path' (the typer command's type)
 JSON = {"--json": ("json_", "flag")}
 FORMAT = {"--format": ("format", "str"), "-f": ("format", "str")}
 QUANT = {"--quant": ("quant", "str"), "-q": ("quant", "str")}
@@ -31,8 +32,17 @@ COMMANDS: dict[str, tuple[str | None, int, dict[str, tuple[str, str]]]] = {
     "fit": ("name", 1, {"--hardware": ("hardware", "str"), "--context": ("context", "str"), **QUANT, **FORMAT,
                         **JSON}),
     "ps": (None, 0, {"--all": ("all_", "flag"), "-a": ("all_", "flag"), "--node": ("node", "str"), **JSON}),
+    # the GGUF build's options; run() takes it only with --from and --to ggufv2 (compressed-tensors builds import
+    # torch: typer's start-up is nothing beside that)
+    "convert": ("name", 1, {"--from": ("source", "path"), "--to": ("to", "str"), **QUANT, "--out": ("out", "path"),
+                            "--keep-f16": ("keep_f16", "flag"), "--report": ("report", "flag"),
+                            "--outtype": ("outtype", "str"), "--keep-mtp": ("keep_mtp", "flag"),
+                            "--split-max-size": ("split_max_size", "str"), "--calibration": ("calibration", "str"),
+                            "--imatrix": ("imatrix", "path"), "--chunks": ("chunks", "int"),
+                            "--chunk-size": ("chunk_size", "int"), "--no-record": ("no_record", "flag"),
+                            "--force": ("force", "flag"), **JSON}),
 }
-DEFAULTS = {"flag": False, "str": None, "int": None, "float": None}
+DEFAULTS = {"flag": False, "str": None, "int": None, "float": None, "path": None}
 # what click's int and float types take without a message of their own; anything else goes to typer
 INT_RE = re.compile(r"[0-9]+\Z")
 FLOAT_RE = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
@@ -75,6 +85,10 @@ def parse(argv: list[str]) -> tuple[str, dict] | None:
             if not FLOAT_RE.match(value):
                 return None
             params[param] = float(value)
+        elif kind == "path":
+            from pathlib import Path
+
+            params[param] = Path(value)
         else:
             params[param] = value
     if count == 0 and words or count == 1 and len(words) != 1 or count == -1 and not words:
@@ -92,6 +106,8 @@ def run(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     cmd, p = parsed
+    if cmd == "convert":
+        return _convert(p)
     from . import reads
 
     if cmd != "ps":
@@ -117,6 +133,17 @@ def run(argv: list[str]) -> int | None:
         sys.stdout = _Quiet(sys.stdout)
         sys.stderr = _Quiet(sys.stderr)
         return 1
+
+
+def _convert(p: dict) -> int | None:
+    from ..naming import format_name
+
+    if p["source"] is None or format_name(p["to"]) != "ggufv2":
+        return None  # typer: its usage error for a missing --from, the compressed-tensors options
+    from .converts import convert
+
+    p = dict(p)
+    return convert(p.pop("name"), p.pop("source"), **p)
 
 
 class _Quiet:
