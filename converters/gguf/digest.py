@@ -17,6 +17,8 @@ _READ = 1 << 20
 
 
 class BuildDigest:
+    hashing = True
+
     def __init__(self, files):
         self.files = list(files)  # GGUFWriter's open file objects, in shard order
         self.h = hashlib.sha256()
@@ -35,7 +37,8 @@ class BuildDigest:
         self._read_to(fp.tell())
 
     def feed(self, data) -> None:
-        """Bytes written at the current position (a buffer: bytes, bytearray, memoryview or ndarray)."""
+        """Bytes written at the current position (a buffer: bytes, bytearray, memoryview or ndarray); from any
+        thread, one call at a time, in the order of the file."""
         view = memoryview(data).cast("B")
         self.h.update(view)  # hashlib drops the GIL for large updates: the writers go on meanwhile
         self.pos += view.nbytes
@@ -69,6 +72,8 @@ class BuildDigest:
 class NoDigest:
     """For a build whose sha256 nobody keeps (a first pass quantized and then removed, or convert() that
     returns paths only): the hash would take a core for as long as the conversion runs."""
+
+    hashing = False
 
     def at(self, fp) -> None:
         pass
