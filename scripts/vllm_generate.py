@@ -22,10 +22,10 @@ import os
 import sys
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: the tiny models need a few MB
-# Each load otherwise spawns an engine process and a worker process, each importing vLLM again (~30 s apiece on
-# 2 busy cores): the engine runs in this process and its worker is forked from it (no GPU to make fork unsafe).
+# Each load otherwise spawns an engine process and a worker process, each importing vLLM again (~6 s apiece on
+# 2 busy cores): the engine and its worker run in this process (vLLM's CPU platform then takes its one-process
+# executor; it would force the spawn start method on a worker process anyway, vllm/platforms/cpu.py).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "fork")
 
 
 def greedy(llm, prompts: list, max_tokens: int) -> list[list[int]]:
