@@ -734,4 +734,6 @@ def test_the_internal_names_check_reports_a_missing_name(monkeypatch):
 
     monkeypatch.setattr(hfinternals, "NAMES", hfinternals.NAMES + (("huggingface_hub.utils", "no_such_name"),
                                                                   ("huggingface_hub.no_such_module", "x")))
-    assert hfinternals.missing() == ["huggingface_hub.utils.no_such_name", "huggingface_hub.no_such_module.x"]
+    monkeypatch.setattr(hfinternals, "PARAMS", hfinternals.PARAMS + (("huggingface_hub.file_download", "http_get", "_no_such"),))
+    assert hfinternals.missing() == ["huggingface_hub.utils.no_such_name", "huggingface_hub.no_such_module.x",
+                                     "huggingface_hub.file_download.http_get(_no_such)"]

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -251,12 +252,11 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
     if have:
         say(f"resuming {rf.name} at {have:,} of {size:,} bytes" if size else f"resuming {rf.name} at {have:,} bytes")
     task = bars.add(rf.name, size, have)
-    install_timeout()  # http_get reads the download timeout from huggingface_hub's constants
+    t = install_timeout()  # http_get reads the download timeout from huggingface_hub's constants
     try:
         with open(partial, "a+b") as fh:
             w = HashingWriter(fh, task)
-            hfinternals.http_get(location, w, resume_size=have, headers=headers, expected_size=size,
-                                 displayed_filename=rf.name)
+            _transfer(location, fh, w, headers, size, rf.name, say)
             digest = w.sha256(partial)
     except Exception as e:
         kept = partial.stat().st_size if partial.exists() else 0
@@ -265,6 +265,12 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise HubError(
                 f"disk full while downloading {rf.name} into {blob.parent}: {where}; free space and pull again to resume"
+            ) from None
+        if isinstance(e, hfinternals.transport_errors().TimeoutException):
+            host = urlparse(location)
+            raise HubError(
+                f"{host.scheme}://{host.netloc} did not answer within {t:g} s while sending {rf.name} "
+                f"({type(e).__name__}); {where}; pull again to resume, or set REGISTRY_HUB_TIMEOUT to wait longer"
             ) from None
         raise HubError(f"downloading {rf.name} failed ({one_line(e)}); {where}; pull again to resume") from None
     expected = rf.expected
@@ -279,6 +285,36 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
             )
     os.replace(partial, blob)
     return digest
+
+
+DROPS_IN_A_ROW = 5  # dropped connections retried with no new byte between them, as huggingface_hub's http_get
+DROP_PAUSE_S = 1.0
+
+
+def _transfer(location: str, fh, w: HashingWriter, headers: dict, size: int | None, name: str, say) -> None:
+    """http_get into `fh` (through `w`), resumed from what the file holds after a dropped or refused connection.
+
+    A timeout is not retried: it already means the server sent nothing for REGISTRY_HUB_TIMEOUT seconds,
+    the whole stall the user allows (huggingface_hub's own 5 retries, 1 s apart, made a 1 s timeout wait
+    11 s). A download that keeps bringing bytes is resumed after every drop.
+    """
+    httpx = hfinternals.transport_errors()
+    drops = 0
+    while True:
+        fh.flush()
+        have = os.fstat(fh.fileno()).st_size
+        try:
+            hfinternals.http_get(location, w, resume_size=have, headers=headers, expected_size=size,
+                                 displayed_filename=name)
+            return
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as e:
+            fh.flush()
+            now = os.fstat(fh.fileno()).st_size
+            drops = 0 if now > have else drops + 1
+            if drops > DROPS_IN_A_ROW:
+                raise
+            say(f"the connection dropped ({one_line(e)}); resuming {name} at {now:,} bytes")
+            time.sleep(DROP_PAUSE_S)
 
 
 def _link(blob: Path, pointer: Path) -> None:

@@ -14,7 +14,9 @@ the 1.20.0, 1.30.0 and 1.33.0 wheels. The bounds:
 Why each name is used:
 - `file_download.http_get`: the transfer into a `blobs/<etag>.incomplete` file this package holds, with
   `resume_size`; hf_hub_download writes to a per-process temporary name and deletes it on failure, so
-  it cannot resume an interrupted pull.
+  it cannot resume an interrupted pull. Its private `_nb_retries=0` (PARAMS) turns off its own retries:
+  it retries a read that timed out 5 times, 1 s apart, so a 1 s REGISTRY_HUB_TIMEOUT waited 11 s;
+  hfdownload.py retries dropped connections itself and lets a timeout end the download.
 - `file_download.repo_folder_name`, `file_download.REGEX_COMMIT_HASH`: the cache layout
   (`models--org--name`) and what a commit id looks like, as hf_hub_download writes and reads them.
 - `utils.build_hf_headers`: the token and user-agent headers hf_hub_download sends.
@@ -25,6 +27,10 @@ Why each name is used:
 - `utils._http.hf_request_event_hook` with `set_client_factory`: huggingface_hub's default client
   (offline mode, request ids) rebuilt with a timeout, which it does not set.
 - `utils.filter_repo_objects`: the allow/ignore globbing snapshot_download applies to a repository.
+- `utils._detect_agent._REGISTRY_FETCH_TIMEOUT` (1.3x on; optional, not in NAMES): the first request's
+  user agent asks the endpoint for `/api/agent-harnesses` with a 3 s timeout of its own, so a hub that
+  never answers held a pull for REGISTRY_HUB_TIMEOUT + 3 s; `timeout_client_factory` lowers it to the
+  timeout when that is shorter.
 
 Every import is inside a function: `registry list` and `show` never import huggingface_hub.
 """
@@ -47,10 +53,14 @@ NAMES: tuple[tuple[str, str], ...] = (
     ("huggingface_hub", "set_client_factory"),
 )
 
+# (module, function, parameter) for the private parameters used; tests/test_hub.py checks them too.
+PARAMS: tuple[tuple[str, str, str], ...] = (("huggingface_hub.file_download", "http_get", "_nb_retries"),)
+
 
 def missing() -> list[str]:
-    """The names in NAMES the installed huggingface_hub lacks, as `module.attribute`."""
+    """The names in NAMES and PARAMS the installed huggingface_hub lacks, as `module.attribute[(parameter)]`."""
     import importlib
+    import inspect
 
     gone = []
     for module, attr in NAMES:
@@ -60,16 +70,24 @@ def missing() -> list[str]:
             ok = False
         if not ok:
             gone.append(f"{module}.{attr}")
+    for module, func, param in PARAMS:
+        try:
+            ok = param in inspect.signature(getattr(importlib.import_module(module), func)).parameters
+        except (ImportError, AttributeError):
+            ok = False
+        if not ok:
+            gone.append(f"{module}.{func}({param})")
     return gone
 
 
 def http_get(url: str, fh, *, resume_size: int, headers: dict, expected_size: int | None, displayed_filename: str) -> None:
-    """Stream `url` into the open file `fh` from byte `resume_size` on, with no bar of huggingface_hub's own."""
+    """Stream `url` into the open file `fh` from byte `resume_size` on, with no bar of huggingface_hub's own
+    and no retry of its own: a timeout or a dropped connection is raised to the caller (httpx's errors)."""
     from huggingface_hub.file_download import http_get as get
     from huggingface_hub.utils.tqdm import silent_tqdm
 
     get(url, fh, resume_size=resume_size, headers=headers, expected_size=expected_size,
-        displayed_filename=displayed_filename, tqdm_class=silent_tqdm)
+        displayed_filename=displayed_filename, tqdm_class=silent_tqdm, _nb_retries=0)
 
 
 def repo_folder_name(repo_id: str) -> str:
@@ -123,6 +141,18 @@ def timeout_client_factory(seconds: float) -> None:
                             timeout=httpx.Timeout(seconds))
 
     set_client_factory(factory)
+    try:
+        from huggingface_hub.utils import _detect_agent
+    except ImportError:  # before 1.3x: no such lookup
+        return
+    global _agent_lookup_s
+    if _agent_lookup_s is None:
+        _agent_lookup_s = getattr(_detect_agent, "_REGISTRY_FETCH_TIMEOUT", None)
+    if isinstance(_agent_lookup_s, (int, float)):
+        _detect_agent._REGISTRY_FETCH_TIMEOUT = min(_agent_lookup_s, seconds)
+
+
+_agent_lookup_s: float | None = None  # huggingface_hub's own timeout for the agent lookup
 
 
 def transport_errors():
