@@ -3,9 +3,9 @@ alone: `registry ps`, `list` and a launch's build look-up on a shared store cost
 and engine set-up through the Store (~0.3 s of a 0.45 s `ps`), psycopg's import ~0.1 s.
 
 The JSON columns come back as their text and the times as PostgreSQL gives them (naive UTC), so sqlite_read
-turns both into the Store's values as it does SQLite's. Anything this cannot read (another URL form, no server,
-a login refused, a table the Store has not created or migrated yet) answers None and the caller uses the Store,
-which gives the one-line error or migrates.
+turns both into the Store's values as it does SQLite's. A server that cannot be reached (or refuses the login) is
+the Store's one-line error, at once; anything else this cannot read (another URL form, a table the Store has not
+created or migrated yet) answers None and the caller uses the Store, which migrates.
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ def select(sql: str, args: tuple = ()) -> list[tuple] | None:
     except ImportError:  # no 'postgres' extra: the Store says what to install
         return None
     try:
-        with psycopg.connect(u, autocommit=True) as con:
+        con = psycopg.connect(u, autocommit=True)
+    except psycopg.OperationalError as e:  # the Store's error (registry/store.py), without a second wait for it
+        from .errors import StoreError
+
+        raise StoreError(f"cannot open database {u!r}: {e}") from None
+    except psycopg.Error:
+        return None
+    try:
+        with con:
             for t in ("json", "jsonb"):  # the text, as SQLite stores it: sqlite_read parses it the same way
                 con.adapters.register_loader(t, TextLoader)
             return con.execute(sql.replace("?", "%s"), args).fetchall()

@@ -366,6 +366,18 @@ def test_ps_reads_a_postgresql_store_with_psycopg_alone(registry_home, postgres_
     (row,) = sqlite_read.artifacts("glm4-chat-1m")
     (art,) = s.artifacts(family="glm4-chat-1m")
     assert {k: getattr(row, k) for k in sqlite_read.COLUMNS} == art.model_dump()
+    # a server that is not there: the Store's one-line error both ways (one wait for it, not two)
+    down = {"REGISTRY_DATABASE_URL": url.rsplit("@", 1)[0] + f"@127.0.0.1:{_closed_port()}/x"}
+    assert _compare([("ps",), ("ps", "--json")], env=down) == {("ps",): 1, ("ps", "--json"): 1}
+    assert "cannot open database" in run_cli("ps", env=down).stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on return: nothing listens there
 
 
 def test_serve_settings_are_checked_before_anything_starts(registry_home):
