@@ -141,16 +141,13 @@ class Prestarted:
             return
         self.settled = True
         try:
-            self.proc.stdin.close()  # EOF: the child exits without running anything
+            self.proc.stdin.close()  # EOF: a child done importing exits without running anything
         except OSError:
             pass
-        import subprocess
-
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        # One still importing its framework would read the EOF only then (~0.3 s later, which a launch that
+        # failed early made the user wait for): it has been handed nothing and runs nothing, so it is ended.
+        self.proc.kill()
+        self.proc.wait()
         self.log_path.unlink(missing_ok=True)
 
 

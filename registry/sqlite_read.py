@@ -3,9 +3,10 @@
 `registry launch` looks up the local build before it can hand the server its argv, and `registry list` and
 `ps` read the registered families and the deployments; through the Store each costs SQLAlchemy's import
 (~0.2 s, more than the rest of the command). This module answers the same queries with sqlite3 and returns
-rows with the models' fields. Writes always go through registry.store; where the database is not the
-default SQLite file (REGISTRY_DATABASE_URL, e.g. PostgreSQL), or a table cannot be read this way (an older
-database the Store migrates), it answers None and callers use the Store.
+rows with the models' fields. A PostgreSQL store (REGISTRY_DATABASE_URL=postgresql://...) is read the same
+way with psycopg alone (registry/pg_read.py). Writes always go through registry.store; where the database is
+another, or a table cannot be read this way (an older database the Store migrates), it answers None and
+callers use the Store.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ class ArtifactRow:
 
 
 def _select(sql: str, args: tuple = ()) -> list[tuple] | None:
-    """The rows of one query on the default SQLite file, read-only; [] where there is no database yet, None
-    where the database is another or the query fails (e.g. a table older than a column: the Store migrates);
-    a file that is no sound registry database is the Store's error (registry/dbcheck.py)."""
+    """The rows of one query on the default SQLite file, read-only (or on the PostgreSQL store: pg_read); [] where
+    there is no database yet, None where the database is another or the query fails (e.g. a table older than a
+    column: the Store migrates); a file that is no sound registry database is the Store's error (dbcheck.py)."""
     import sqlite3
 
     if os.environ.get("REGISTRY_DATABASE_URL"):
-        return None
+        from .pg_read import select
+
+        return select(sql, args)
     from .dbcheck import check_sqlite
 
     db = paths.home() / "registry.db"
@@ -136,7 +139,7 @@ def deployments(node: str | None = None) -> list[DeploymentRow] | None:
                 d[k] = json.loads(d[k]) if d[k] is not None else None
             for k in ("started", "stopped", "seen"):
                 if d[k] is not None:  # the Store's times are UTC: stored without a zone, given back with it
-                    t = datetime.fromisoformat(d[k])
+                    t = d[k] if isinstance(d[k], datetime) else datetime.fromisoformat(d[k])  # PostgreSQL's, SQLite's
                     d[k] = t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
         except (ValueError, TypeError):
             return None

@@ -41,7 +41,12 @@ TYPER_FORMS = [("list", "--help"), ("show",), ("show", "a", "b"), ("list", "--mi
 
 
 def _both(args: tuple[str, ...], env: dict | None = None) -> tuple[subprocess.CompletedProcess, ...]:
-    return run_cli(*args, env=env), run_cli(*args, env={**(env or {}), "REGISTRY_TYPER_ONLY": "1"})
+    """Each in a process of its own, forked from an interpreter with the frameworks imported (fixtures/forkcli.py):
+    what is compared is what the two paths print; what they import and how fast they start, _heavy and
+    bench/cli_startup.py measure in fresh interpreters."""
+    from fixtures.forkcli import run_forked
+
+    return run_forked(*args, env=env), run_forked(*args, env={**(env or {}), "REGISTRY_TYPER_ONLY": "1"})
 
 
 def _compare(forms, env: dict | None = None) -> dict[tuple[str, ...], int]:

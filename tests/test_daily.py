@@ -198,6 +198,12 @@ def test_chat_in_a_terminal_edits_lines_keeps_history_and_ctrl_c_stops_only_the_
         t.expect("(answer stopped)", timeout=10)
         t.expect(">>> ", timeout=10)
         assert os.waitpid(t.pid, os.WNOHANG) == (0, 0)  # still running
+        t.send("/set max-tokens many\r")
+        assert "/set max-tokens many: give the most tokens per answer" in t.expect(">>> ")
+        t.send("/set max-tokens 24\r")  # Ollama's /set parameter num_predict: the next answer is short
+        assert "max tokens: 24 per answer" in t.expect(">>> ")
+        t.send("/show\r")
+        assert "24 per answer" in t.expect(">>> ")
         t.send('"""Two\rlines"""\r')  # a message over two lines
         t.expect(">>> ", timeout=120)
         assert log.read_text().count("POST /v1/chat/completions") == 2

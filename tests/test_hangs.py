@@ -68,11 +68,13 @@ def test_a_download_that_stalls_ends_at_the_timeout(hub_server, monkeypatch):
     monkeypatch.setenv("REGISTRY_HUB_TIMEOUT", "1")
     t0 = time.monotonic()
     try:
-        with pytest.raises(HubError, match="did not answer within 1 s|timed out|Timeout"):
+        with pytest.raises(HubError, match=r"did not answer within 1 s while sending .*pull again to resume"):
             pull(r, say=lambda *a, **k: None)
     finally:
         gate.set()
-    assert time.monotonic() - t0 < 20
+    # The timeout bounds the whole stall: huggingface_hub's own 5 retries of a timed-out read, 1 s apart,
+    # made this 11 s while the message said 1 s.
+    assert time.monotonic() - t0 < 6
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])

@@ -372,10 +372,26 @@ def test_a_dropped_connection_is_retried(hub_server, gguf_file):
     hub_server.drop_after[name] = 1_000_000
     res = pull(r, say=Said())
     assert res.path.read_bytes() == gguf_file
-    # huggingface_hub's http_get retried after the drop. It reads 10 MB chunks, so with a file this
-    # small nothing reached the disk before the drop and the retry starts at 0 (no Range header).
-    assert len(hub_server.gets()) == 2
+    # retried after the drop. The body is written in 1 MiB chunks, so nothing reached the disk before
+    # the drop at 1,000,000 bytes and the retry starts at 0 (no Range header).
+    assert [g["range"] for g in hub_server.gets()] == [None, None]
     assert len(_artifacts()) == 1
+
+
+def test_a_connection_dropped_after_some_bytes_resumes_where_they_end(hub_server, gguf_file):
+    """The body is written in 1 MiB chunks: dropped 4 KiB after the second, the retry asks for the rest
+    (Range) and the file is whole."""
+    from registry.hub.integrity import CHUNK
+
+    r = _resolve()
+    name = r.hubs["huggingface"].files[0]
+    data = (gguf_file * (3 * CHUNK // len(gguf_file) + 1))[: 3 * CHUNK - 5]
+    hub_server.add(r.hubs["huggingface"].model_id, {name: data})
+    hub_server.drop_after[name] = 2 * CHUNK + 4096
+    said = Said()
+    assert pull(r, say=said).path.read_bytes() == data
+    assert [g["range"] for g in hub_server.gets()] == [None, f"bytes={2 * CHUNK}-"]
+    assert any("connection dropped" in m and f"resuming {name} at {2 * CHUNK:,} bytes" in m for m in said), said
 
 
 def _hub_with_partial_download(hub_server, gguf_file: bytes, partial: bytes):

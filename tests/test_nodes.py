@@ -331,6 +331,55 @@ def test_two_nodes_share_one_postgresql_and_one_endpoint(tiny_checkpoint, postgr
             cli(n, "stop", "--all")
 
 
+def test_ps_reads_a_postgresql_store_with_psycopg_alone(registry_home, postgres_url, monkeypatch):
+    """A shared PostgreSQL store: `ps` reads the rows with psycopg alone (registry/pg_read.py) where nothing is to
+    be written and prints what typer prints through the Store, and the artifact rows read the same way are the
+    Store's; a store whose tables the Store has not made yet goes through the Store, which makes them."""
+    import datetime as dt
+
+    from test_cli_fast import _compare, _heavy
+
+    from registry import sqlite_read
+    from registry.store import Store
+
+    url = _fresh_pg(postgres_url, f"fastpg_{abs(hash(str(registry_home))) % 10**8}")
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", url)
+    monkeypatch.setenv("REGISTRY_NODE", "there")
+    assert sqlite_read.deployments() is None  # no tables yet: the Store's to make
+    r = run_cli("ps", "--json")
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "[]", "")
+    common = dict(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", engine="llama.cpp", env={"A": "1"})
+    # another node's running deployment (this node never checks nor writes it) and this node's stopped one
+    ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10, seconds=30)  # "seen 10 min ago" both ways
+    Store().add_deployment(**common, argv=["llama-server", "--port", "8090"], port=8090, pid=4321, status="running",
+                           seen=ago, extra_args=["--x", "1"])
+    Store().add_artifact(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K", path="/elsewhere/m.gguf",
+                         sha256="0" * 64, size_bytes=1, recipe={"q": "Q4_K"})
+    monkeypatch.setenv("REGISTRY_NODE", "here")
+    s = Store()
+    s.add_deployment(**common, argv=["x", "--api-key", "secret"], port=8091, pid=None, status="stopped")
+    _compare([("ps",), ("ps", "-a", "--json"), ("ps", "--node", "there", "--json")])
+    assert [(d["node"], d["status"]) for d in json.loads(run_cli("ps", "-a", "--json").stdout)] == [
+        ("there", "running"), ("here", "stopped")]
+    assert _heavy("ps", "-a", "--json") == []  # nothing to write: neither SQLAlchemy nor pydantic
+    assert [g.model_dump() for g in sqlite_read.deployments()] == [d.model_dump(mode="json") for d in s.deployments()]
+    (row,) = sqlite_read.artifacts("glm4-chat-1m")
+    (art,) = s.artifacts(family="glm4-chat-1m")
+    assert {k: getattr(row, k) for k in sqlite_read.COLUMNS} == art.model_dump()
+    # a server that is not there: the Store's one-line error both ways (one wait for it, not two)
+    down = {"REGISTRY_DATABASE_URL": url.rsplit("@", 1)[0] + f"@127.0.0.1:{_closed_port()}/x"}
+    assert _compare([("ps",), ("ps", "--json")], env=down) == {("ps",): 1, ("ps", "--json"): 1}
+    assert "cannot open database" in run_cli("ps", env=down).stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on return: nothing listens there
+
+
 def test_serve_settings_are_checked_before_anything_starts(registry_home):
     r = run_cli("serve", "--url", "gpu-a:9997")
     assert r.returncode == 1 and "--url 'gpu-a:9997'" in r.stderr and "http://" in r.stderr

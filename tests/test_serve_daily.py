@@ -124,7 +124,7 @@ def test_serve_stops_what_it_auto_launched_once_idle_for_keep_alive(tiny_gguf):
     _record(tiny_gguf("chatglm", "F16"))
     port = _free_port()
     with standin_deployment(STANDIN, "/dev/null"):  # started by hand (as by `registry launch`): never stopped
-        r = run_cli("serve", "--auto-launch", "--keep-alive", "3s", "--port", str(port), "--json")
+        r = run_cli("serve", "--auto-launch", "--keep-alive", "2s", "--port", str(port), "--json")
         assert r.returncode == 0, r.stderr
         try:
             assert "--keep-alive" in json.loads(r.stdout)["argv"]
@@ -139,15 +139,18 @@ def test_serve_stops_what_it_auto_launched_once_idle_for_keep_alive(tiny_gguf):
                 assert c.post(v1 + "/completions", json=ask).status_code == 200
                 first = mine()
                 assert [d["status"] for d in first] == ["running"]
-                # answers keep it alive: each one starts the idle time again
+                # answers keep it alive: each one starts the idle time again. 3 s from the first answer
+                # is past the 2 s keep-alive and its check (every 0.5 s); each gap is 1 s short of it.
+                kept = time.monotonic()
                 for _ in range(3):
-                    time.sleep(1.5)
+                    time.sleep(1.0)
                     assert c.post(v1 + "/completions", json=ask).status_code == 200
+                assert time.monotonic() - kept > 2 + 0.5
                 assert [d["status"] for d in mine()] == ["running"]
                 deadline = time.monotonic() + 30
                 while mine()[0]["status"] == "running":
                     assert time.monotonic() < deadline, "the idle deployment still runs 30 s after its keep-alive"
-                    time.sleep(0.5)
+                    time.sleep(0.2)
                 assert mine()[0]["status"] == "stopped"
                 from registry.launcher import _alive
 

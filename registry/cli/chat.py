@@ -16,6 +16,7 @@ HELP = """Commands:
   /show                  the build, engine, context, chat template and settings
   /set temperature T     sampling temperature (/set temperature default: the engine's)
   /set context N         a server with N tokens of context (32k, 128K, max), started or reused
+  /set max-tokens N      the most tokens per answer (--max-tokens)
   /set system TEXT       the system message (/set system alone removes it)
   /clear                 forget the conversation
   /bye                   end the chat (or Ctrl-D)
@@ -97,6 +98,7 @@ class Chat:
                 ("context", f"{ctx:,} tokens" if ctx else "the engine's default"),
                 ("template", f"{template} (applied by the engine from the build's own chat template)"),
                 ("temperature", "the engine's default" if self.temperature is None else f"{self.temperature:g}"),
+                ("max tokens", f"{self.max_tokens:,} per answer"),
                 ("system", self.system or "(none)"),
                 ("messages", str(len(self.messages)))]
         say("\n".join(f"  {k:<12} {v}" for k, v in rows))
@@ -123,8 +125,14 @@ class Chat:
             say(f"system message: {value}" if value else "system message removed")
         elif key in ("context", "num_ctx"):
             self.set_context(value)
+        elif key in ("max-tokens", "max_tokens", "num_predict"):  # num_predict: Ollama's name for it
+            if not (value.isascii() and value.isdigit() and int(value) > 0):
+                say(f"/set max-tokens {value}: give the most tokens per answer, a whole number from 1 (e.g. 512)")
+                return
+            self.max_tokens = int(value)
+            say(f"max tokens: {self.max_tokens:,} per answer")
         else:
-            say(f"/set {key}: unknown setting; /set temperature T, /set context N or /set system TEXT")
+            say(f"/set {key}: unknown setting; /set temperature T, /set context N, /set max-tokens N or /set system TEXT")
 
     def set_context(self, value: str) -> None:
         from ..naming import parse_context

@@ -2,8 +2,9 @@
 
 The layout is the one hf_hub_download writes (blobs/<etag>, snapshots/<commit>/<name> symlinks,
 refs/<revision>), so transformers, vLLM and `hf` share what this downloads. The transfer itself is
-huggingface_hub's http_get (an internal: hfinternals.py says which versions it works with), handed a
-stable `blobs/<etag>.incomplete` file and its size as resume_size: hf_hub_download 1.x writes to a per-process temporary name and deletes it on failure
+the GET huggingface_hub's http_get makes (hfinternals.stream_get: which versions it works with is said
+there), streamed into a stable `blobs/<etag>.incomplete` file and resumed from its size with Range:
+hf_hub_download 1.x writes to a per-process temporary name and deletes it on failure
 (file_download._download_to_tmp_and_move), so it cannot resume an interrupted `registry pull`.
 """
 
@@ -13,13 +14,14 @@ import contextlib
 import errno
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from . import hfcache, hfinternals
 from .errors import HubError, IntegrityError, OfflineError, one_line
-from .integrity import HashingWriter, git_blob_sha1, quarantine
+from .integrity import CHUNK, HashingWriter, git_blob_sha1, quarantine
 from .names import BIN_WEIGHTS, SNAPSHOT_ALLOW, SNAPSHOT_IGNORE, safe_blob_name, safe_relative_name, safe_revision
 from .timeouts import install as install_timeout
 
@@ -251,12 +253,11 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
     if have:
         say(f"resuming {rf.name} at {have:,} of {size:,} bytes" if size else f"resuming {rf.name} at {have:,} bytes")
     task = bars.add(rf.name, size, have)
-    install_timeout()  # http_get reads the download timeout from huggingface_hub's constants
+    t = install_timeout()
     try:
         with open(partial, "a+b") as fh:
             w = HashingWriter(fh, task)
-            hfinternals.http_get(location, w, resume_size=have, headers=headers, expected_size=size,
-                                 displayed_filename=rf.name)
+            _transfer(location, fh, w, headers, size, rf.name, say, t)
             digest = w.sha256(partial)
     except Exception as e:
         kept = partial.stat().st_size if partial.exists() else 0
@@ -265,6 +266,12 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise HubError(
                 f"disk full while downloading {rf.name} into {blob.parent}: {where}; free space and pull again to resume"
+            ) from None
+        if isinstance(e, hfinternals.transport_errors().TimeoutException):
+            host = urlparse(location)
+            raise HubError(
+                f"{host.scheme}://{host.netloc} did not answer within {t:g} s while sending {rf.name} "
+                f"({type(e).__name__}); {where}; pull again to resume, or set REGISTRY_HUB_TIMEOUT to wait longer"
             ) from None
         raise HubError(f"downloading {rf.name} failed ({one_line(e)}); {where}; pull again to resume") from None
     expected = rf.expected
@@ -279,6 +286,56 @@ def _fetch_blob(location: str, url: str, blob: Path, rf: RemoteFile, size: int |
             )
     os.replace(partial, blob)
     return digest
+
+
+DROPS_IN_A_ROW = 5  # dropped connections retried with no new byte between them, as huggingface_hub's http_get
+DROP_PAUSE_S = 1.0
+
+
+def _transfer(location: str, fh, w: HashingWriter, headers: dict, size: int | None, name: str, say, t: float) -> None:
+    """Stream `location` into `fh` (through `w`) from the bytes it holds on, resumed with Range after a dropped
+    or refused connection, or a body that ends short.
+
+    A timeout is not retried: it already means the server sent nothing for REGISTRY_HUB_TIMEOUT seconds, the
+    whole stall the user allows (huggingface_hub's http_get retried it 5 times, 1 s apart, after every chunk:
+    a 1 s timeout waited 11 s). A download that keeps bringing bytes is resumed after every drop.
+    """
+    httpx = hfinternals.transport_errors()
+    drops = 0
+    while True:
+        fh.flush()
+        have = os.fstat(fh.fileno()).st_size
+        if size is not None and have == size:
+            return
+        if not have and size is not None and size > hfinternals.max_plain_download():
+            raise ValueError(f"{name} is {size:,} bytes: the hub serves files over "
+                             f"{hfinternals.max_plain_download():,} bytes through Xet only")
+        ask = {**headers, "Range": f"bytes={have}-"} if have else headers
+        try:
+            with hfinternals.stream_get(location, ask, t) as response:
+                if have and response.status_code == 200:  # the server ignored Range: the whole file again
+                    w.seek(0)
+                    w.truncate()
+                for chunk in response.iter_bytes(CHUNK):
+                    w.write(chunk)
+            fh.flush()
+            now = os.fstat(fh.fileno()).st_size
+            if size is None or now == size:
+                return
+            if now > size:
+                raise OSError(f"the server sent {now:,} bytes of {name}, which has {size:,}")
+            why = f"the body ended at {now:,} of {size:,} bytes"
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as e:
+            fh.flush()
+            now = os.fstat(fh.fileno()).st_size
+            why = one_line(e)
+            if now <= have and drops >= DROPS_IN_A_ROW:
+                raise
+        drops = 0 if now > have else drops + 1
+        if drops > DROPS_IN_A_ROW:
+            raise OSError(f"{why}, {drops} times in a row")
+        say(f"the connection dropped ({why}); resuming {name} at {now:,} bytes")
+        time.sleep(DROP_PAUSE_S)
 
 
 def _link(blob: Path, pointer: Path) -> None:
