@@ -32,9 +32,10 @@ def select(sql: str, args: tuple = ()) -> list[tuple] | None:
     try:
         con = psycopg.connect(u, autocommit=True)
     except psycopg.OperationalError as e:  # the Store's error (registry/store.py), without a second wait for it
+        from . import redact
         from .errors import StoreError
 
-        raise StoreError(f"cannot open database {u!r}: {e}") from None
+        raise StoreError(redact.url(f"cannot open database {u!r}: {e}")) from None
     except psycopg.Error:
         return None
     try:

@@ -1,4 +1,5 @@
-"""Secrets out of what the registry records and shows: API keys in argv and the environment.
+"""Secrets out of what the registry records and shows: API keys in argv and the environment, a database
+URL's password in its messages.
 
 A key given to an engine (its own --api-key option, or the variable it reads) or to `registry serve` is
 replaced by SECRET before a command line or environment reaches the store, `ps`, `--json` or the API.
@@ -47,3 +48,11 @@ def has_key(words: list[str], values: dict[str, str]) -> bool:
     """The command was given an API key (by a key option, a key file or a key variable)."""
     return any(w.partition("=")[0] in (*FLAGS, KEY_FILE_FLAG) for w in words) or any(
         secret_name(k) and k.upper().endswith("API_KEY") and v for k, v in values.items())
+
+
+def url(u: str) -> str:
+    """A database URL as messages may show it: its password (user:PASSWORD@ or ?password=) as SECRET."""
+    import re
+
+    u = re.sub(r"(://[^/@:]*:)[^/@]*@", rf"\1{SECRET}@", u)
+    return re.sub(r"([?&]password=)[^&]*", rf"\1{SECRET}", u, flags=re.IGNORECASE)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from . import paths
+from . import paths, redact
 from .dbcheck import damaged_row
 from .errors import NotFoundError, StoreError
 
@@ -133,9 +133,8 @@ def get_engine(url: str | None = None) -> Engine:
         try:
             engine = create_engine(url_driver, pool_pre_ping=not url.startswith("sqlite"))
         except Exception as e:  # bad URL or missing driver
-            raise StoreError(
-                f"cannot open database {url!r}: {e}; for PostgreSQL install the 'postgres' extra"
-            ) from None
+            raise StoreError(redact.url(  # the parser's message may quote the URL too
+                f"cannot open database {url!r}: {e}; for PostgreSQL install the 'postgres' extra")) from None
         if engine.dialect.name == "sqlite":
             _sqlite_setup(engine)
         try:
@@ -146,7 +145,7 @@ def get_engine(url: str | None = None) -> Engine:
                 SQLModel.metadata.create_all(conn)
                 _add_columns(conn)
         except OperationalError as e:
-            raise StoreError(f"cannot open database {url!r}: {e.orig}") from None
+            raise StoreError(redact.url(f"cannot open database {url!r}: {e.orig}")) from None
         _engines[url] = engine
         return engine
 

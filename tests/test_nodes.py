@@ -421,3 +421,18 @@ def test_two_machines_with_one_node_name_are_refused(registry_home, monkeypatch)
     other.server_close()
     nodes.register("http://127.0.0.1:1", "1")  # nothing answers there any more: a restart after a crash
     assert [(n.name, n.url) for n in Store().nodes()] == [("gpu-a", "http://127.0.0.1:1")]
+
+
+def test_a_database_password_is_never_printed(registry_home):
+    """A store that cannot be opened is named in the error, its password not: a server not there (psycopg's read
+    path and the Store's), and a URL the Store's parser refuses (its message quotes the URL)."""
+    down = f"postgresql://registry:hunter2@127.0.0.1:{_closed_port()}/x"
+    for args, env in ((("ps",), {}), (("ps", "--json"), {}), (("rm", "7", "--yes"), {}),
+                      (("ps",), {"REGISTRY_TYPER_ONLY": "1"})):
+        r = run_cli(*args, env={"REGISTRY_DATABASE_URL": down, **env})
+        assert r.returncode == 1 and "cannot open database" in r.stderr, (args, r.stderr)
+        assert "hunter2" not in r.stderr + r.stdout and "registry:<secret>@127.0.0.1" in r.stderr, (args, r.stderr)
+    r = run_cli("ps", env={"REGISTRY_DATABASE_URL": "postgresql://registry:hunter2@127.0.0.1:notaport/x"})
+    assert r.returncode == 1 and "cannot open database" in r.stderr and "hunter2" not in r.stderr, r.stderr
+    r = run_cli("ps", env={"REGISTRY_DATABASE_URL": f"postgresql://127.0.0.1:{_closed_port()}/x?password=hunter2"})
+    assert r.returncode == 1 and "hunter2" not in r.stderr and "password=<secret>" in r.stderr, r.stderr
