@@ -23,6 +23,21 @@ SPECS = ROOT / "registry" / "specs"
 # thread. Engines the tests start set their own thread counts (llama.cpp -t, vLLM's CPU binding).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
+
+def pytest_sessionstart(session) -> None:
+    """The checkout's modules byte-compiled once, before any test (in the controller, before xdist's workers
+    start): the tests start `python -m registry` hundreds of times, and where PYTHONDONTWRITEBYTECODE is set
+    (as on some CI machines) or the clone is fresh, each of them compiled the modules it imports again
+    (0.05-0.15 s a command). An edit later is still seen: Python checks each .pyc against its source."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller did it
+    import compileall
+
+    for d in ("registry", "converters"):
+        compileall.compile_dir(ROOT / d, quiet=1, workers=1)
+
+
 pytest_plugins = [
     "fixtures.hubserver",
     "fixtures.tiny",
