@@ -88,6 +88,7 @@ def main() -> None:
     from ..errors import RegistryError
     from .fast import run
 
+    interrupted = None
     try:
         code = run(sys.argv[1:])  # a read command without typer; None: typer takes the command line
         if code is None:
@@ -99,7 +100,8 @@ def main() -> None:
         sys.exit(1)
     except (KeyboardInterrupt, Interrupted) as e:
         print("interrupted", file=sys.stderr)
-        sys.exit(e.code if isinstance(e, Interrupted) else 130)
+        interrupted = e.code if isinstance(e, Interrupted) else 130
+        sys.exit(interrupted)
     finally:
         p = prestart.claim()  # not taken by a launch (an error, or another engine chosen): let it go
         if p is not None:
@@ -109,3 +111,23 @@ def main() -> None:
         import gc
 
         gc.freeze()
+        if interrupted is not None:
+            _end_interrupted(interrupted)
+
+
+def _end_interrupted(code: int) -> None:
+    """An interrupted command whose work goes on in another thread ends here, without the interpreter's
+    finalization: llama.cpp's quantize cannot be stopped, and its thread, still in the C call, calls back into
+    Python (its log) and reads the parameters Python owns while the interpreter tears them down, which ended
+    the process with SIGSEGV instead of the exit code. Every `finally` on the way up has run by now: the
+    temporary files and claims are gone."""
+    import os
+    import threading
+
+    if threading.active_count() > 1:
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
