@@ -396,6 +396,22 @@ class Store:
                 q = q.where(Deployment.family == family)
             return _load(s, q.order_by(Deployment.id), Deployment)
 
+    def mark_exited(self, dep_id: int, when: datetime) -> Deployment:
+        """A deployment whose process is gone, found by `ps` or a serve's check: 'exited', but only if the row is
+        still starting or running when written (the check and the write one statement). A `registry stop` that
+        wrote 'stopped' between that reader's look and its write keeps its word. The row as it is now."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            conn.execute(update(Deployment).where(Deployment.id == dep_id,  # type: ignore[arg-type]
+                                                  Deployment.status.in_(("starting", "running")))  # type: ignore[union-attr]
+                         .values(status="exited", stopped=when))
+        with self.session() as s:
+            row = s.get(Deployment, dep_id)
+            if row is None:
+                raise NotFoundError(f"no deployment with id {dep_id}")
+            return row
+
     def mark_seen(self, ids: list[int]) -> None:
         """This node found these deployments' processes alive just now (one transaction)."""
         if not ids:

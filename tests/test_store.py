@@ -55,6 +55,28 @@ def test_artifacts_and_deployments(db_url):
         s.update_deployment(99999, status="stopped")
 
 
+
+def test_a_stop_is_not_overwritten_by_a_ps_that_looked_before_it(db_url):
+    """`ps` (or a serve's check) finds a deployment's process gone and marks it 'exited'; a `registry stop` that
+    wrote 'stopped' after that reader looked keeps its word: the mark applies to a starting or running row only."""
+    import datetime as dt
+
+    s = Store(db_url)
+    d = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", engine="llama.cpp",
+                         argv=["x"], port=8124, pid=4243, status="running")
+    looked = s.deployments(status="running")  # the reader saw it running and its process gone ...
+    assert [x.id for x in looked] == [d.id]
+    s.update_deployment(d.id, status="stopped", stopped=dt.datetime.now(dt.timezone.utc))  # ... then the stop wrote
+    after = s.mark_exited(d.id, dt.datetime.now(dt.timezone.utc))
+    assert after.status == "stopped" and [x.status for x in s.deployments()] == ["stopped"]
+    # a row still running when the mark is written: exited, with the time
+    e = s.add_deployment(family="glm4-chat-1m", format="ggufv2", quantization="Q4_K_M", engine="llama.cpp",
+                         argv=["x"], port=8125, pid=4244, status="running")
+    gone = s.mark_exited(e.id, dt.datetime.now(dt.timezone.utc))
+    assert gone.status == "exited" and gone.stopped is not None
+    with pytest.raises(NotFoundError):
+        s.mark_exited(99999, dt.datetime.now(dt.timezone.utc))
+
 WORKER = textwrap.dedent(
     """
     import sys

@@ -40,7 +40,7 @@ def ps(all_: bool = False, node: str | None = None, mine: bool = False) -> list:
             continue
         if own and d.status in ("starting", "running"):
             if not _alive(d.pid, d.argv, d.process):
-                d = store.update_deployment(d.id, status="exited", stopped=now)
+                d = store.mark_exited(d.id, now)  # not over a 'stopped' that a stop wrote meanwhile
             elif not every and (d.seen is None or (now - _utc(d.seen)).total_seconds() > SEEN_EVERY):
                 # for the other nodes sharing the store (a one-machine store has none to tell)
                 seen.append(d.id)

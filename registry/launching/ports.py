@@ -63,7 +63,10 @@ def _reserve(host: str, port: int) -> bool:
 
     from filelock import FileLock, Timeout
 
-    name = f"port-{host.strip('[]').replace(':', '_')}-{port}.lock"
+    # by port alone: a server on 0.0.0.0:8080 and one on 127.0.0.1:8080 cannot both bind, and two launches that
+    # chose them at once each found the port free (the other's server not yet bound) and then one of them
+    # took the other's server, answering on that port, for its own
+    name = f"port-{port}.lock"
     for held in _reserved:
         if Path(held.lock_file).name == name:
             return True
