@@ -475,11 +475,11 @@ def test_a_port_claim_holds_across_homes_and_goes_with_its_process(tmp_path):
     s.close()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from registry.launching import ports; "
-         f"print(ports._reserve('127.0.0.1', {free}), flush=True); time.sleep(60)"],
+         f"print(ports._reserve({free}), flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "REGISTRY_HOME": str(tmp_path / "other-home")})
     try:
         assert holder.stdout.readline().strip() == "True"
-        assert ports._reserve("127.0.0.1", free) is False  # held by a process with another home
+        assert ports._reserve(free) is False  # held by a process with another home
         said = []
         assert ports.choose_port("127.0.0.1", free, False, said.append) != free
         assert f"port {free} is in use" in said[0]
@@ -487,7 +487,7 @@ def test_a_port_claim_holds_across_homes_and_goes_with_its_process(tmp_path):
         holder.kill()
         holder.wait()
         ports.release_ports()
-    assert ports._reserve("127.0.0.1", free) is True  # its holder is gone: nothing stale to clear
+    assert ports._reserve(free) is True  # its holder is gone: nothing stale to clear
     ports.release_ports()
 
 

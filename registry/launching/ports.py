@@ -54,7 +54,7 @@ def _only_time_wait(port: int) -> bool | None:
 _reserved: list = []  # this process's port locks, released when it exits (or by the OS if it dies)
 
 
-def _reserve(host: str, port: int) -> bool:
+def _reserve(port: int) -> bool:
     """Claim `port` among this user's registry processes until this one exits: two launches without --port
     both saw 8080 free, and the server of one died on bind. An OS file lock, not a file with a pid in it:
     it is held from the instant it is taken (a pid file is empty for a moment, and a second launch read
@@ -91,13 +91,13 @@ def release_ports() -> None:
 
 
 def choose_port(host: str, port: int, given: bool, say) -> int:
-    if port_free(host, port) and (given or _reserve(host, port)):
+    if port_free(host, port) and (given or _reserve(port)):
         return port
     if given:
         raise RegistryError(f"port {port} on {host} is in use; choose another with --port, or leave --port out "
                             f"to take the next free one")
     for p in range(port + 1, min(port + 200, 65535)):
-        if port_free(host, p) and _reserve(host, p):
+        if port_free(host, p) and _reserve(p):
             say(f"port {port} is in use; using {p}")
             return p
     raise RegistryError(f"no free port between {port} and {port + 200} on {host}; pass --port")
